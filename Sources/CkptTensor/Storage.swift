@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// A block of read-only bytes that stays valid while the object lives: an mmap of a whole file
+/// or a heap allocation. Storages point into one of these.
+public final class ByteRegion: @unchecked Sendable {
+    /// First byte of the region (nil only when the region is empty).
+    public let base: UnsafeRawPointer?
+    /// Length in bytes.
+    public let count: Int
+    private let ownership: Ownership
+
+    /// Who frees the memory when the region dies.
+    public enum Ownership: Sendable {
+        /// Nobody: static or borrowed memory that outlives the region.
+        case borrowed
+        /// `UnsafeMutableRawPointer.allocate`d memory.
+        case heap
+        /// An `mmap` of `count` bytes.
+        case mapped
+    }
+
+    /// Wraps memory that `ownership` says how to free.
+    public init(base: UnsafeRawPointer?, count: Int, ownership: Ownership) {
+        self.base = base
+        self.count = count
+        self.ownership = ownership
+    }
+
+    /// Copies `bytes` into a new heap region.
+    public convenience init(copying bytes: UnsafeRawBufferPointer) {
+        let n = bytes.count
+        if n == 0 {
+            self.init(base: nil, count: 0, ownership: .borrowed)
+            return
+        }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        if let src = bytes.baseAddress { p.copyMemory(from: src, byteCount: n) }
+        self.init(base: UnsafeRawPointer(p), count: n, ownership: .heap)
+    }
+
+    /// Takes ownership of an array of bytes.
+    public convenience init(_ bytes: [UInt8]) {
+        self.init(copying: bytes.withUnsafeBytes { $0 })
+    }
+
+    /// A new uninitialised heap region of `count` bytes, filled by `fill`.
+    public static func allocate(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows -> ByteRegion {
+        if count == 0 { return ByteRegion(base: nil, count: 0, ownership: .borrowed) }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
+        do {
+            try fill(UnsafeMutableRawBufferPointer(start: p, count: count))
+        } catch {
+            p.deallocate()
+            throw error
+        }
+        return ByteRegion(base: UnsafeRawPointer(p), count: count, ownership: .heap)
+    }
+
+    /// Maps a whole file read-only. Touches no page until it is read.
+    /// - Throws: `TensorError.io` when the file cannot be opened or mapped.
+    public static func map(path: String) throws -> ByteRegion {
+        let fd = open(path, O_RDONLY)
+        if fd < 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw TensorError.io(path: path, message: "is a directory") }
+        let size = Int(st.st_size)
+        if size == 0 { return ByteRegion(base: nil, count: 0, ownership: .borrowed) }
+        guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
+            throw TensorError.io(path: path, message: "mmap failed: " + String(cString: strerror(errno)))
+        }
+        return ByteRegion(base: UnsafeRawPointer(m), count: size, ownership: .mapped)
+    }
+
+    /// The region's bytes.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    deinit {
+        guard let b = base else { return }
+        switch ownership {
+        case .borrowed: break
+        case .heap: UnsafeMutableRawPointer(mutating: b).deallocate()
+        case .mapped: munmap(UnsafeMutableRawPointer(mutating: b), count)
+        }
+    }
+}
+
+/// A view of bytes inside a region, kept alive by holding the region.
+public struct ByteSlice: Sendable {
+    /// The region that owns the memory.
+    public let region: ByteRegion
+    /// Offset of the first byte inside the region.
+    public let offset: Int
+    /// Length in bytes.
+    public let count: Int
+
+    /// A slice `[offset, offset+count)` of `region`; the caller has checked the bounds.
+    public init(region: ByteRegion, offset: Int, count: Int) {
+        precondition(offset >= 0 && count >= 0 && offset <= region.count && count <= region.count - offset)
+        self.region = region
+        self.offset = offset
+        self.count = count
+    }
+
+    /// The whole of `region`.
+    public init(region: ByteRegion) { self.init(region: region, offset: 0, count: region.count) }
+
+    /// The bytes of the slice.
+    public var bytes: UnsafeRawBufferPointer {
+        guard let b = region.base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: b + offset, count: count)
+    }
+}
+
+/// Byte order of the raw bytes of a storage.
+public enum ByteOrder: String, Sendable, Codable {
+    case little, big
+}
+
+/// One storage of a checkpoint: a flat run of bytes shared by every tensor that views it.
+///
+/// Its bytes are loaded lazily by `loader` the first time a tensor is read, then kept. Two
+/// tensors that name the same storage key in a file hold the same `Storage` object.
+/// PyTorch counterpart: `torch.UntypedStorage` with the dtype of its typed-storage class.
+public final class Storage: @unchecked Sendable {
+    /// The storage key in the file (`"0"`, `"94252189053760"`), used to name records.
+    public let key: String
+    /// Element type the file declared for the storage (uint8 for untyped storages).
+    public let dtype: DType
+    /// Size in bytes, as declared and checked against the record.
+    public let byteCount: Int
+    /// Byte order of the raw bytes.
+    public let byteOrder: ByteOrder
+    /// Device the file said the storage lived on (`cpu`, `cuda:0`); ckpt always reads to memory.
+    public let location: String
+
+    private let loader: @Sendable () throws -> ByteSlice
+    private let lock = NSLock()
+    private var cached: ByteSlice?
+
+    /// A storage whose bytes `loader` produces on first use; `loader` must return exactly `byteCount` bytes.
+    public init(key: String, dtype: DType, byteCount: Int, byteOrder: ByteOrder = .little,
+                location: String = "cpu", loader: @escaping @Sendable () throws -> ByteSlice) {
+        self.key = key
+        self.dtype = dtype
+        self.byteCount = byteCount
+        self.byteOrder = byteOrder
+        self.location = location
+        self.loader = loader
+    }
+
+    /// A storage over bytes already in memory.
+    public convenience init(key: String, dtype: DType, slice: ByteSlice, byteOrder: ByteOrder = .little) {
+        self.init(key: key, dtype: dtype, byteCount: slice.count, byteOrder: byteOrder, loader: { slice })
+    }
+
+    /// A little-endian storage holding a copy of `bytes`.
+    public convenience init(key: String, dtype: DType, bytes: [UInt8]) {
+        let region = ByteRegion(bytes)
+        self.init(key: key, dtype: dtype, slice: ByteSlice(region: region))
+    }
+
+    /// Number of elements of `dtype` the storage holds.
+    public var elementCount: Int { byteCount / dtype.itemSize }
+
+    /// True once the bytes have been loaded.
+    public var isLoaded: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return cached != nil
+    }
+
+    /// The raw bytes, loading them on first use.
+    /// - Throws: whatever the loader throws (a format error naming the record), or
+    ///   `TensorError.storageSize` when the loader returned the wrong number of bytes.
+    public func slice() throws -> ByteSlice {
+        lock.lock(); defer { lock.unlock() }
+        if let c = cached { return c }
+        let s = try loader()
+        guard s.count == byteCount else {
+            throw TensorError.storageSize(key: key, expected: byteCount, got: s.count)
+        }
+        cached = s
+        return s
+    }
+
+    /// Drops loaded bytes so memory can be returned (the next read loads again).
+    public func evict() {
+        lock.lock(); defer { lock.unlock() }
+        cached = nil
+    }
+}

@@ -1,0 +1,226 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Reading a tensor's elements: gather the strided view into contiguous little-endian bytes,
+// applying byte order and torch's lazy conjugate/negate bits.
+
+extension Tensor {
+    /// Calls `body` with the tensor's elements as contiguous little-endian bytes: in place when
+    /// the view is plain contiguous (zero-copy over the mapping), else through a gathered copy.
+    /// - Throws: storage load errors, `TensorError.tooLarge` for runaway expanded views.
+    public func withContiguousBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let slice = try storage.slice()
+        if isPlainContiguous {
+            let start = storageOffset * dtype.itemSize
+            let all = slice.bytes
+            let view = UnsafeRawBufferPointer(rebasing: all[start ..< start + byteCount])
+            return try withExtendedLifetime(slice) { try body(view) }
+        }
+        let region = try materialize(slice: slice)
+        return try withExtendedLifetime(region) { try body(region.bytes) }
+    }
+
+    /// The elements as contiguous little-endian bytes, in a region of their own.
+    /// - Throws: storage load errors, `TensorError.tooLarge` for runaway expanded views.
+    public func contiguousRegion() throws -> ByteSlice {
+        let slice = try storage.slice()
+        if isPlainContiguous {
+            return ByteSlice(region: slice.region, offset: slice.offset + storageOffset * dtype.itemSize, count: byteCount)
+        }
+        return ByteSlice(region: try materialize(slice: slice))
+    }
+
+    /// The elements as contiguous little-endian bytes (`t.contiguous().numpy().tobytes()`).
+    public func contiguousBytes() throws -> [UInt8] {
+        try withContiguousBytes { Array($0) }
+    }
+
+    private func materialize(slice: ByteSlice) throws -> ByteRegion {
+        try checkMaterializable()
+        let size = dtype.itemSize
+        let src = slice.bytes
+        return try ByteRegion.allocate(count: byteCount) { dst in
+            guard let d = dst.baseAddress, let s = src.baseAddress else { return }
+            gather(from: s, to: d, itemSize: size)
+            if storage.byteOrder == .big { Tensor.swapBytes(d, count: elementCount, dtype: dtype) }
+            if isNegated { Tensor.negate(d, count: elementCount, dtype: dtype) }
+            if isConjugated { Tensor.conjugate(d, count: elementCount, dtype: dtype) }
+        }
+    }
+
+    /// Copies the strided view from storage bytes `s` to contiguous `d`.
+    private func gather(from s: UnsafeRawPointer, to d: UnsafeMutableRawPointer, itemSize: Int) {
+        let rank = shape.count
+        if elementCount == 0 { return }
+        if rank == 0 {
+            memcpy(d, s + storageOffset * itemSize, itemSize)
+            return
+        }
+        let inner = shape[rank - 1]
+        let innerStride = strides[rank - 1]
+        let outer = elementCount / inner
+        var index = [Int](repeating: 0, count: max(rank - 1, 0))
+        var out = d
+        for _ in 0 ..< outer {
+            var off = storageOffset
+            for k in 0 ..< rank - 1 { off += index[k] * strides[k] }
+            let base = s + off * itemSize
+            if innerStride == 1 {
+                memcpy(out, base, inner * itemSize)
+                out += inner * itemSize
+            } else {
+                switch itemSize {
+                case 4:
+                    for j in 0 ..< inner {
+                        out.storeBytes(of: (base + j * innerStride * 4).loadUnaligned(as: UInt32.self), toByteOffset: j * 4, as: UInt32.self)
+                    }
+                case 2:
+                    for j in 0 ..< inner {
+                        out.storeBytes(of: (base + j * innerStride * 2).loadUnaligned(as: UInt16.self), toByteOffset: j * 2, as: UInt16.self)
+                    }
+                default:
+                    for j in 0 ..< inner { memcpy(out + j * itemSize, base + j * innerStride * itemSize, itemSize) }
+                }
+                out += inner * itemSize
+            }
+            // advance the multi-index over the outer dimensions
+            var k = rank - 2
+            while k >= 0 {
+                index[k] += 1
+                if index[k] < shape[k] { break }
+                index[k] = 0
+                k -= 1
+            }
+        }
+    }
+
+    static func swapBytes(_ p: UnsafeMutableRawPointer, count: Int, dtype: DType) {
+        // complex types swap each real component separately
+        let unit = dtype.isComplex ? dtype.itemSize / 2 : dtype.itemSize
+        if unit == 1 { return }
+        let units = count * dtype.itemSize / unit
+        let b = p.assumingMemoryBound(to: UInt8.self)
+        for u in 0 ..< units {
+            var i = u * unit, j = u * unit + unit - 1
+            while i < j { let t = b[i]; b[i] = b[j]; b[j] = t; i += 1; j -= 1 }
+        }
+    }
+
+    static func negate(_ p: UnsafeMutableRawPointer, count: Int, dtype: DType) {
+        switch dtype {
+        case .float32, .complex64:
+            let n = dtype == .complex64 ? count * 2 : count
+            let q = p.assumingMemoryBound(to: UInt32.self)
+            for i in 0 ..< n { q[i] ^= 0x8000_0000 }
+        case .float64, .complex128:
+            let n = dtype == .complex128 ? count * 2 : count
+            let q = p.assumingMemoryBound(to: UInt64.self)
+            for i in 0 ..< n { q[i] ^= 0x8000_0000_0000_0000 }
+        case .float16, .bfloat16:
+            let q = p.assumingMemoryBound(to: UInt16.self)
+            for i in 0 ..< count { q[i] ^= 0x8000 }
+        case .int64:
+            let q = p.assumingMemoryBound(to: Int64.self)
+            for i in 0 ..< count { q[i] = 0 &- q[i] }
+        case .int32:
+            let q = p.assumingMemoryBound(to: Int32.self)
+            for i in 0 ..< count { q[i] = 0 &- q[i] }
+        case .int16:
+            let q = p.assumingMemoryBound(to: Int16.self)
+            for i in 0 ..< count { q[i] = 0 &- q[i] }
+        case .int8:
+            let q = p.assumingMemoryBound(to: Int8.self)
+            for i in 0 ..< count { q[i] = 0 &- q[i] }
+        default:
+            break
+        }
+    }
+
+    static func conjugate(_ p: UnsafeMutableRawPointer, count: Int, dtype: DType) {
+        switch dtype {
+        case .complex64:
+            let q = p.assumingMemoryBound(to: UInt32.self)
+            for i in 0 ..< count { q[2 * i + 1] ^= 0x8000_0000 }
+        case .complex128:
+            let q = p.assumingMemoryBound(to: UInt64.self)
+            for i in 0 ..< count { q[2 * i + 1] ^= 0x8000_0000_0000_0000 }
+        default:
+            break
+        }
+    }
+
+    /// The elements as `Double`s in row-major order; complex tensors give interleaved real and
+    /// imaginary parts (2 values per element).
+    /// - Throws: `TensorError.unsupportedDType` for float8 and complex32.
+    public func doubles() throws -> [Double] {
+        guard dtype.isNumericallyReadable else {
+            throw TensorError.unsupportedDType(dtype, "cannot be read as numbers")
+        }
+        return try withContiguousBytes { raw in
+            let n = dtype.isComplex ? elementCount * 2 : elementCount
+            var out = [Double](repeating: 0, count: n)
+            out.withUnsafeMutableBufferPointer { o in ElementDecode.decode(raw, dtype: dtype, into: o) }
+            return out
+        }
+    }
+
+    /// The elements as `Float`s in row-major order (the conversion `t.float()` makes).
+    /// - Throws: `TensorError.unsupportedDType` for complex, float8 and complex32 tensors.
+    public func floats() throws -> [Float] {
+        guard dtype.isNumericallyReadable, !dtype.isComplex else {
+            throw TensorError.unsupportedDType(dtype, "cannot be read as float32")
+        }
+        if dtype == .float32 {
+            return try withContiguousBytes { raw in
+                var out = [Float](repeating: 0, count: elementCount)
+                out.withUnsafeMutableBytes { o in
+                    if let d = o.baseAddress, let s = raw.baseAddress { memcpy(d, s, raw.count) }
+                }
+                return out
+            }
+        }
+        return try doubles().map { Float($0) }
+    }
+}
+
+/// Decoding of little-endian element bytes into doubles.
+public enum ElementDecode {
+    /// Decodes `raw` (contiguous little-endian elements of `dtype`) into `out`.
+    public static func decode(_ raw: UnsafeRawBufferPointer, dtype: DType, into out: UnsafeMutableBufferPointer<Double>) {
+        guard let b = raw.baseAddress else { return }
+        let n = out.count
+        switch dtype {
+        case .float32, .complex64:
+            for i in 0 ..< n { out[i] = Double(b.loadUnaligned(fromByteOffset: i * 4, as: Float.self)) }
+        case .float64, .complex128:
+            for i in 0 ..< n { out[i] = b.loadUnaligned(fromByteOffset: i * 8, as: Double.self) }
+        case .float16:
+            for i in 0 ..< n { out[i] = Double(HalfFloat.float(fromHalfBits: b.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+        case .bfloat16:
+            for i in 0 ..< n { out[i] = Double(HalfFloat.float(fromBFloat16Bits: b.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+        case .int64:
+            for i in 0 ..< n { out[i] = Double(b.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)) }
+        case .int32:
+            for i in 0 ..< n { out[i] = Double(b.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)) }
+        case .int16:
+            for i in 0 ..< n { out[i] = Double(b.loadUnaligned(fromByteOffset: i * 2, as: Int16.self)) }
+        case .int8:
+            for i in 0 ..< n { out[i] = Double(b.load(fromByteOffset: i, as: Int8.self)) }
+        case .uint8:
+            for i in 0 ..< n { out[i] = Double(b.load(fromByteOffset: i, as: UInt8.self)) }
+        case .bool:
+            for i in 0 ..< n { out[i] = b.load(fromByteOffset: i, as: UInt8.self) != 0 ? 1 : 0 }
+        case .uint16:
+            for i in 0 ..< n { out[i] = Double(b.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
+        case .uint32:
+            for i in 0 ..< n { out[i] = Double(b.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
+        case .uint64:
+            for i in 0 ..< n { out[i] = Double(b.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+        default:
+            for i in 0 ..< n { out[i] = .nan }
+        }
+    }
+}

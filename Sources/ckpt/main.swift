@@ -1,0 +1,3 @@
+import CkptCLI
+
+Ckpt.main()
