@@ -1,0 +1,106 @@
+// N images, C channels, H rows, W columns (NCHW); weights are [C_out, C_in/groups, kH, kW].
+
+/// 2-d convolution as im2col + GEMM, with a plain GEMM for pointwise (1×1, stride 1) kernels.
+///
+/// Forward caches nothing; a backward beside it needs the input (for `dWeight`) and the weight
+/// (for `dInput`), which the caller keeps. PyTorch counterpart: `torch.nn.functional.conv2d`.
+public enum Convolution {
+    /// What the convolution does to its result before returning it.
+    public enum Epilogue: Sendable {
+        /// Nothing beyond the bias.
+        case none
+        /// `max(0, ·)` on every element: a ReLU fused into the write-out.
+        case relu
+    }
+
+    /// `y = conv2d(x, weight, bias)` for `x` of shape `[N, C_in, H, W]`.
+    ///
+    /// - Parameters:
+    ///   - input: `[N, C_in, H, W]`.
+    ///   - weight: `[C_out, C_in/groups, kH, kW]`.
+    ///   - bias: `[C_out]`, or nil.
+    ///   - geometry: stride, padding, dilation and groups.
+    ///   - epilogue: an activation fused into the output pass.
+    /// - Returns: `[N, C_out, H_out, W_out]`.
+    /// - Throws: `KernelError` when a shape does not fit the geometry.
+    public static func forward(
+        _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor?,
+        geometry g: Conv2dGeometry, epilogue: Epilogue = .none
+    ) throws -> DenseTensor {
+        let op = "conv2d"
+        try g.validate(operation: op)
+        let (n, c, h, w) = try input.nchw(for: op)
+        guard c == g.inputChannels else {
+            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(g.inputChannels), H, W]", got: input.shape)
+        }
+        guard weight.shape == g.convolutionWeightShape else {
+            throw KernelError.shapeMismatch(operation: op, operand: "weight", expected: "\(g.convolutionWeightShape)", got: weight.shape)
+        }
+        if let b = bias, b.shape != [g.outputChannels] {
+            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(g.outputChannels)]", got: b.shape)
+        }
+        let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        let groups = g.groups
+        let cinG = c / groups, coutG = g.outputChannels / groups
+        let kdim = cinG * g.kernelSize.height * g.kernelSize.width
+        let plane = oh * ow
+        var out = [Float](repeating: 0, count: n * g.outputChannels * plane)
+        let pointwise = g.isPointwise
+        var columns = [Float](repeating: 0, count: pointwise ? 0 : kdim * plane)
+
+        input.values.withUnsafeBufferPointer { xb in
+            weight.values.withUnsafeBufferPointer { wb in
+                out.withUnsafeMutableBufferPointer { yb in
+                    columns.withUnsafeMutableBufferPointer { cb in
+                        guard let x = xb.baseAddress, let wt = wb.baseAddress, let y = yb.baseAddress else { return }
+                        for img in 0 ..< n {
+                            for grp in 0 ..< groups {
+                                let xg = x + (img * c + grp * cinG) * h * w
+                                let yg = y + (img * g.outputChannels + grp * coutG) * plane
+                                let wg = wt + grp * coutG * kdim
+                                let b: UnsafePointer<Float>
+                                if pointwise {
+                                    b = xg
+                                } else if let col = cb.baseAddress {
+                                    Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g,
+                                                  outputHeight: oh, outputWidth: ow, into: col)
+                                    b = UnsafePointer(col)
+                                } else {
+                                    continue
+                                }
+                                Gemm.multiply(m: coutG, n: plane, k: kdim, a: wg, lda: kdim,
+                                              b: b, ldb: plane, c: yg, ldc: plane)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        applyBiasAndEpilogue(&out, bias: bias?.values, channels: g.outputChannels, plane: plane, epilogue: epilogue)
+        return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+    }
+
+    /// Adds `bias[c]` to every element of channel `c` and applies `epilogue`, in one pass.
+    static func applyBiasAndEpilogue(_ values: inout [Float], bias: [Float]?, channels: Int, plane: Int, epilogue: Epilogue) {
+        if bias == nil, case .none = epilogue { return }
+        let planes = plane == 0 ? 0 : values.count / plane
+        let relu: Bool
+        switch epilogue {
+        case .none: relu = false
+        case .relu: relu = true
+        }
+        values.withUnsafeMutableBufferPointer { vb in
+            guard let v = vb.baseAddress else { return }
+            let box = UncheckedSendable(v)
+            parallelFor(planes, minimumWork: 8) { p in
+                let row = box.value + p * plane
+                let beta = bias?[p % channels] ?? 0
+                if relu {
+                    for i in 0 ..< plane { row[i] = max(row[i] + beta, 0) }
+                } else {
+                    for i in 0 ..< plane { row[i] += beta }
+                }
+            }
+        }
+    }
+}

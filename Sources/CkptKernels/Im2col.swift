@@ -1,0 +1,88 @@
+// N images, C channels, H rows, W columns (NCHW).
+
+/// Unfolding of image patches into matrix columns and its adjoint, the core of convolution by GEMM.
+///
+/// The column matrix of one image and one group has `C·kH·kW` rows (channel-major, then kernel
+/// row, then kernel column: the order of a flattened Conv2d weight) and `H_out·W_out` columns.
+/// PyTorch counterpart: `at::native::im2col` / `col2im` (`torch.nn.functional.unfold` / `fold`).
+enum Im2col {
+    /// Writes the column matrix of `channels` planes of `input` (each `h×w`) into `columns`.
+    static func unfold(
+        input: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
+        geometry g: Conv2dGeometry, outputHeight oh: Int, outputWidth ow: Int,
+        into columns: UnsafeMutablePointer<Float>
+    ) {
+        let kh = g.kernelSize.height, kw = g.kernelSize.width
+        let sh = g.stride.height, sw = g.stride.width
+        let ph = g.padding.height, pw = g.padding.width
+        let dh = g.dilation.height, dw = g.dilation.width
+        let rows = channels * kh * kw
+        let plane = oh * ow
+        parallelFor(rows, minimumWork: 64) { r in
+            let c = r / (kh * kw)
+            let ki = (r / kw) % kh
+            let kj = r % kw
+            let src = input + c * h * w
+            let dst = columns + r * plane
+            for y in 0 ..< oh {
+                let iy = y * sh - ph + ki * dh
+                let row = dst + y * ow
+                if iy < 0 || iy >= h {
+                    row.update(repeating: 0, count: ow)
+                    continue
+                }
+                let srow = src + iy * w
+                let x0 = kj * dw - pw
+                if sw == 1 {
+                    // contiguous run: zero the left and right pads, copy the middle
+                    var x = 0
+                    while x < ow && x0 + x < 0 { row[x] = 0; x += 1 }
+                    let end = min(ow, w - x0)
+                    if end > x {
+                        (row + x).update(from: srow + (x0 + x), count: end - x)
+                        x = end
+                    }
+                    while x < ow { row[x] = 0; x += 1 }
+                } else {
+                    for x in 0 ..< ow {
+                        let ix = x * sw + x0
+                        row[x] = (ix >= 0 && ix < w) ? srow[ix] : 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the column matrix back onto `channels` planes of `output` (each `h×w`), summing
+    /// overlapping taps: the adjoint of `unfold`, used by transposed convolution.
+    static func fold(
+        columns: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
+        geometry g: Conv2dGeometry, columnHeight oh: Int, columnWidth ow: Int,
+        into output: UnsafeMutablePointer<Float>
+    ) {
+        let kh = g.kernelSize.height, kw = g.kernelSize.width
+        let sh = g.stride.height, sw = g.stride.width
+        let ph = g.padding.height, pw = g.padding.width
+        let dh = g.dilation.height, dw = g.dilation.width
+        let plane = oh * ow
+        // one channel per task: taps of a channel only ever land in that channel's plane
+        parallelFor(channels, minimumWork: 2) { c in
+            let dst = output + c * h * w
+            for ki in 0 ..< kh {
+                for kj in 0 ..< kw {
+                    let src = columns + ((c * kh + ki) * kw + kj) * plane
+                    for y in 0 ..< oh {
+                        let iy = y * sh - ph + ki * dh
+                        if iy < 0 || iy >= h { continue }
+                        let drow = dst + iy * w
+                        let srow = src + y * ow
+                        for x in 0 ..< ow {
+                            let ix = x * sw - pw + kj * dw
+                            if ix >= 0 && ix < w { drow[ix] += srow[x] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

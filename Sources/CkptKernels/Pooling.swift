@@ -1,0 +1,157 @@
+// N images, C channels, H rows, W columns (NCHW).
+
+/// Window geometry shared by max and average pooling.
+///
+/// PyTorch counterpart: the arguments of `torch.nn.MaxPool2d` / `AvgPool2d`.
+public struct PoolGeometry: Sendable, Hashable {
+    /// Window rows and columns (`kernel_size`).
+    public var kernelSize: Int
+    /// Step between windows (`stride`; torch defaults it to `kernel_size`).
+    public var stride: Int
+    /// Implicit padding on each side (`padding`), at most half the kernel.
+    public var padding: Int
+    /// Spacing between window taps (`dilation`; max pooling only).
+    public var dilation: Int
+    /// Round the output size up instead of down (`ceil_mode`).
+    public var ceilMode: Bool
+
+    /// A square pooling window.
+    public init(kernelSize: Int, stride: Int? = nil, padding: Int = 0, dilation: Int = 1, ceilMode: Bool = false) {
+        self.kernelSize = kernelSize
+        self.stride = stride ?? kernelSize
+        self.padding = padding
+        self.dilation = dilation
+        self.ceilMode = ceilMode
+    }
+
+    /// Output length along one axis of length `size` (`pooling_output_shape` in ATen): with
+    /// `ceil_mode`, a last window that would start inside the right padding is dropped.
+    /// - Throws: `KernelError.invalidArgument` for bad settings or an empty output.
+    public func outputLength(_ size: Int, operation: String) throws -> Int {
+        guard kernelSize >= 1, stride >= 1, dilation >= 1, padding >= 0, padding * 2 <= kernelSize else {
+            throw KernelError.invalidArgument(operation: operation, message: "bad pooling geometry \(self)")
+        }
+        let span = size + 2 * padding - dilation * (kernelSize - 1) - 1
+        guard span >= 0 else {
+            throw KernelError.invalidArgument(operation: operation, message: "input length \(size) is smaller than the window \(kernelSize)")
+        }
+        var out = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1
+        if ceilMode && (out - 1) * stride >= size + padding { out -= 1 }
+        return out
+    }
+}
+
+/// Max, average and adaptive average pooling forwards.
+///
+/// A backward for max pooling needs the argmax of each window; for average pooling only the
+/// geometry. PyTorch counterparts: `max_pool2d`, `avg_pool2d`, `adaptive_avg_pool2d`.
+public enum Pooling {
+    /// `max_pool2d(x)`: the largest element of each window; padding never wins; NaN propagates.
+    /// - Throws: `KernelError` when the input is not NCHW or the geometry is invalid.
+    public static func maxForward(_ input: DenseTensor, geometry g: PoolGeometry) throws -> DenseTensor {
+        let op = "max_pool2d"
+        let (n, c, h, w) = try input.nchw(for: op)
+        let oh = try g.outputLength(h, operation: op), ow = try g.outputLength(w, operation: op)
+        var out = [Float](repeating: 0, count: n * c * oh * ow)
+        input.values.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { yb in
+                guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                let box = UncheckedSendable((x, y))
+                parallelFor(n * c, minimumWork: 8) { p in
+                    let src = box.value.0 + p * h * w
+                    let dst = box.value.1 + p * oh * ow
+                    for oy in 0 ..< oh {
+                        for ox in 0 ..< ow {
+                            var m = -Float.infinity
+                            for ki in 0 ..< g.kernelSize {
+                                let iy = oy * g.stride - g.padding + ki * g.dilation
+                                if iy < 0 || iy >= h { continue }
+                                for kj in 0 ..< g.kernelSize {
+                                    let ix = ox * g.stride - g.padding + kj * g.dilation
+                                    if ix < 0 || ix >= w { continue }
+                                    let v = src[iy * w + ix]
+                                    if v > m || v.isNaN { m = v }
+                                    if m.isNaN { break }
+                                }
+                            }
+                            dst[oy * ow + ox] = m
+                        }
+                    }
+                }
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, c, oh, ow], values: out)
+    }
+
+    /// `avg_pool2d(x)` with `count_include_pad` (torch's default) or not; dilation must be 1.
+    /// - Throws: `KernelError` when the input is not NCHW or the geometry is invalid.
+    public static func averageForward(_ input: DenseTensor, geometry g: PoolGeometry, countIncludePad: Bool = true) throws -> DenseTensor {
+        let op = "avg_pool2d"
+        let (n, c, h, w) = try input.nchw(for: op)
+        guard g.dilation == 1 else { throw KernelError.invalidArgument(operation: op, message: "dilation must be 1") }
+        let oh = try g.outputLength(h, operation: op), ow = try g.outputLength(w, operation: op)
+        var out = [Float](repeating: 0, count: n * c * oh * ow)
+        input.values.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { yb in
+                guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                let box = UncheckedSendable((x, y))
+                parallelFor(n * c, minimumWork: 8) { p in
+                    let src = box.value.0 + p * h * w
+                    let dst = box.value.1 + p * oh * ow
+                    for oy in 0 ..< oh {
+                        // ATen: the divisor counts padding cells but not cells past the padding
+                        var y0 = oy * g.stride - g.padding
+                        var y1 = min(y0 + g.kernelSize, h + g.padding)
+                        let rows = y1 - y0
+                        y0 = max(y0, 0); y1 = min(y1, h)
+                        for ox in 0 ..< ow {
+                            var x0 = ox * g.stride - g.padding
+                            var x1 = min(x0 + g.kernelSize, w + g.padding)
+                            let cols = x1 - x0
+                            x0 = max(x0, 0); x1 = min(x1, w)
+                            var s: Float = 0
+                            for iy in y0 ..< max(y0, y1) {
+                                for ix in x0 ..< max(x0, x1) { s += src[iy * w + ix] }
+                            }
+                            let divisor = countIncludePad ? rows * cols : max(y1 - y0, 0) * max(x1 - x0, 0)
+                            dst[oy * ow + ox] = divisor > 0 ? s / Float(divisor) : 0
+                        }
+                    }
+                }
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, c, oh, ow], values: out)
+    }
+
+    /// `adaptive_avg_pool2d(x, (outH, outW))`: window `i` spans `[⌊i·H/outH⌋, ⌈(i+1)·H/outH⌉)`.
+    /// - Throws: `KernelError` when the input is not NCHW or an output size is not positive.
+    public static func adaptiveAverageForward(_ input: DenseTensor, outputHeight oh: Int, outputWidth ow: Int) throws -> DenseTensor {
+        let op = "adaptive_avg_pool2d"
+        let (n, c, h, w) = try input.nchw(for: op)
+        guard oh >= 1, ow >= 1 else { throw KernelError.invalidArgument(operation: op, message: "output size \(oh)×\(ow) must be positive") }
+        guard h >= 1, w >= 1 else { throw KernelError.invalidArgument(operation: op, message: "input plane \(h)×\(w) is empty") }
+        var out = [Float](repeating: 0, count: n * c * oh * ow)
+        input.values.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { yb in
+                guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                let box = UncheckedSendable((x, y))
+                parallelFor(n * c, minimumWork: 8) { p in
+                    let src = box.value.0 + p * h * w
+                    let dst = box.value.1 + p * oh * ow
+                    for oy in 0 ..< oh {
+                        let y0 = (oy * h) / oh, y1 = ((oy + 1) * h + oh - 1) / oh
+                        for ox in 0 ..< ow {
+                            let x0 = (ox * w) / ow, x1 = ((ox + 1) * w + ow - 1) / ow
+                            var s: Float = 0
+                            for iy in y0 ..< y1 {
+                                for ix in x0 ..< x1 { s += src[iy * w + ix] }
+                            }
+                            dst[oy * ow + ox] = s / Float((y1 - y0) * (x1 - x0))
+                        }
+                    }
+                }
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, c, oh, ow], values: out)
+    }
+}
