@@ -1,0 +1,160 @@
+import CkptTensor
+
+/// What an allowlisted call produced.
+enum RebuildResult {
+    case value(Value)
+    /// `torch.FloatTensor()` (torch 0.x): a tensor whose storage a later BUILD sets.
+    case legacyTensor(DType?)
+}
+
+/// The allowlisted torch and builtins functions, interpreted as data: each builds a `Value`
+/// from its arguments exactly as torch's rebuild function would, with every size checked.
+/// Counterparts: `torch._utils._rebuild_tensor*`, `_rebuild_parameter*`,
+/// `torch._tensor._rebuild_from_type_v2`, `torch.Size`, `torch.device`, `_codecs.encode`.
+enum TorchRebuild {
+    static func call(_ g: QualifiedName, construction: OpaqueObject.Construction, args: [Value],
+                     context c: Unpickler) throws -> RebuildResult {
+        func bad(_ m: String) -> FormatError { c.rebuildError(.corrupt, "\(g): \(m)") }
+        switch (g.module, g.name) {
+        case ("torch._utils", "_rebuild_tensor"):
+            guard args.count == 4 else { throw bad("expected 4 arguments, got \(args.count)") }
+            return .value(.tensor(try tensor(args[0], args[1], args[2], args[3], dtype: nil, metadata: nil, g: g, c: c)))
+        case ("torch._utils", "_rebuild_tensor_v2"):
+            guard args.count == 6 || args.count == 7 else { throw bad("expected 6 or 7 arguments, got \(args.count)") }
+            var t = try tensor(args[0], args[1], args[2], args[3], dtype: nil, metadata: args.count == 7 ? args[6] : nil, g: g, c: c)
+            t.requiresGrad = args[4].intValue == 1
+            return .value(.tensor(t))
+        case ("torch._utils", "_rebuild_tensor_v3"):
+            guard args.count == 7 || args.count == 8 else { throw bad("expected 7 or 8 arguments, got \(args.count)") }
+            guard case let .dtype(d) = args[6] else {
+                if case let .global(q) = args[6] { throw c.rebuildError(.unsupported, "\(g): dtype \(q) is not supported") }
+                throw bad("argument 7 is a \(args[6].typeName), expected a dtype")
+            }
+            var t = try tensor(args[0], args[1], args[2], args[3], dtype: d, metadata: args.count == 8 ? args[7] : nil, g: g, c: c)
+            t.requiresGrad = args[4].intValue == 1
+            return .value(.tensor(t))
+        case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"):
+            let n = g.name == "_rebuild_parameter" ? 3 : 4
+            guard args.count == n else { throw bad("expected \(n) arguments, got \(args.count)") }
+            guard case var .tensor(t) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a tensor") }
+            t.isParameter = true
+            t.requiresGrad = args[1].intValue == 1
+            return .value(.tensor(t))
+        case ("torch.nn.parameter", "Parameter"):
+            guard args.count == 1 || args.count == 2 else { throw bad("expected 1 or 2 arguments, got \(args.count)") }
+            guard case var .tensor(t) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a tensor") }
+            t.isParameter = true
+            t.requiresGrad = args.count == 2 ? args[1].intValue == 1 : true
+            return .value(.tensor(t))
+        case ("torch._tensor", "_rebuild_from_type_v2"):
+            guard args.count == 4 else { throw bad("expected 4 arguments, got \(args.count)") }
+            guard case let .global(fn) = args[0], Allowlist.contains(fn) else { throw bad("argument 1 is not an allowed rebuild function") }
+            guard case let .tuple(inner) = args[2] else { throw bad("argument 3 is a \(args[2].typeName), expected a tuple") }
+            let r = try call(fn, construction: .call, args: inner, context: c)
+            if case var .value(.tensor(t)) = r, case let .global(cls) = args[1], cls == QualifiedName("torch.nn.parameter", "Parameter") {
+                t.isParameter = true
+                return .value(.tensor(t))
+            }
+            return r
+        case ("torch", "Size"):
+            guard args.count == 1, let items = args[0].sequenceValue else { throw bad("expected one tuple argument") }
+            return .value(.tuple(items))
+        case ("torch", "device"):
+            guard let first = args.first, case let .string(s) = first, args.count <= 2 else { throw bad("expected a device string") }
+            if args.count == 2, let i = args[1].intValue { return .value(.device("\(s):\(i)")) }
+            return .value(.device(s))
+        case ("builtins", "complex"):
+            func num(_ v: Value) -> Double? {
+                switch v {
+                case let .float(f): return f
+                case let .int(i): return Double(i)
+                default: return nil
+                }
+            }
+            guard args.count <= 2, let re = args.first.map(num) ?? 0, let im = args.count == 2 ? num(args[1]) : 0 else {
+                throw bad("expected up to 2 numbers")
+            }
+            return .value(.complex(re, im))
+        case ("builtins", "bytearray"):
+            guard let first = args.first else { return .value(.bytes([])) }
+            switch first {
+            case let .bytes(b): return .value(.bytes(b))
+            case let .int(n):
+                guard n >= 0, n <= 1 << 20 else { throw c.rebuildError(.limit, "\(g)(\(n)) would allocate \(n) bytes") }
+                return .value(.bytes([UInt8](repeating: 0, count: n)))
+            default: throw bad("argument is a \(first.typeName)")
+            }
+        case ("_codecs", "encode"):
+            guard args.count >= 1, case let .string(s) = args[0] else { throw bad("expected a string") }
+            var out: [UInt8] = []
+            for u in s.unicodeScalars {
+                guard u.value < 256 else { throw bad("character outside latin-1") }
+                out.append(UInt8(u.value))
+            }
+            return .value(.bytes(out))
+        case ("torch.serialization", "_get_layout"):
+            guard args.count == 1, case let .string(s) = args[0] else { throw bad("expected a layout name") }
+            return .value(.global(QualifiedName("torch", s.hasPrefix("torch.") ? String(s.dropFirst(6)) : s)))
+        case ("torch", "Tensor"):
+            if args.isEmpty { return .legacyTensor(nil) }
+        default:
+            if g.module.hasPrefix("torch"), g.name.hasSuffix("Tensor"), !g.module.contains("sparse"),
+               let d = DType(legacyTensorClassName: g.name), args.isEmpty {
+                return .legacyTensor(d)
+            }
+        }
+        // allowlisted, but not a tensor ckpt can rebuild (quantized, sparse, meta, wrapper subclasses)
+        c.warn("\(g) kept as an opaque object: ckpt does not rebuild it")
+        return .value(.object(OpaqueObject(global: g, construction: construction, arguments: args)))
+    }
+
+    /// `tensor.set_(storage, offset, size, stride)` from a BUILD state (torch 0.x files).
+    static func setState(dtype: DType?, state: Value, context c: Unpickler) throws -> Tensor {
+        guard case let .tuple(items) = state, items.count == 4 else {
+            throw c.rebuildError(.corrupt, "tensor state is a \(state.typeName), expected (storage, offset, size, stride)")
+        }
+        return try tensor(items[0], items[1], items[2], items[3], dtype: dtype, metadata: nil,
+                          g: QualifiedName("torch", "Tensor"), c: c)
+    }
+
+    private static func ints(_ v: Value, _ what: String, _ g: QualifiedName, _ c: Unpickler) throws -> [Int] {
+        guard let items = v.sequenceValue else {
+            throw c.rebuildError(.corrupt, "\(g): \(what) is a \(v.typeName), expected a tuple of ints")
+        }
+        guard items.count <= 64 else { throw c.rebuildError(.limit, "\(g): \(what) has \(items.count) dimensions") }
+        return try items.map {
+            switch $0 {
+            case let .int(i): return i
+            case .bigInt: throw c.rebuildError(.corrupt, "\(g): \(what) holds an integer beyond 64 bits")
+            default: throw c.rebuildError(.corrupt, "\(g): \(what) holds a \($0.typeName), expected ints")
+            }
+        }
+    }
+
+    private static func tensor(_ storageValue: Value, _ offsetValue: Value, _ sizeValue: Value, _ strideValue: Value,
+                               dtype: DType?, metadata: Value?, g: QualifiedName, c: Unpickler) throws -> Tensor {
+        guard case let .storage(storage) = storageValue else {
+            throw c.rebuildError(.corrupt, "\(g): argument 1 is a \(storageValue.typeName), expected a storage")
+        }
+        guard case let .int(offset) = offsetValue else {
+            throw c.rebuildError(.corrupt, "\(g): storage offset is a \(offsetValue.typeName), expected an int")
+        }
+        let shape = try ints(sizeValue, "size", g, c)
+        let strides = try ints(strideValue, "stride", g, c)
+        var conj = false, neg = false
+        if let m = metadata?.dictValue {
+            conj = m["conj"]?.intValue == 1
+            neg = m["neg"]?.intValue == 1
+        }
+        let d = dtype ?? storage.dtype
+        if storage.dtype != d && storage.dtype != .uint8 && storage.byteCount > 0 {
+            throw c.rebuildError(.corrupt, "\(g): storage \(storage.key) holds \(storage.dtype.rawValue), tensor wants \(d.rawValue)")
+        }
+        do {
+            return try Tensor(storage: storage, dtype: d, shape: shape, strides: strides, storageOffset: offset,
+                              isConjugated: conj, isNegated: neg)
+        } catch let e as TensorError {
+            throw c.rebuildError(.corrupt, "\(g): \(e)")
+        }
+    }
+}

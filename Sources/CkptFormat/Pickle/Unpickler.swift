@@ -1,0 +1,641 @@
+import CkptTensor
+
+/// How strictly the unpickler treats globals outside the allowlist, and its safety budgets.
+public struct UnpickleOptions: Sendable {
+    /// Keep globals outside the allowlist as inert opaque nodes instead of refusing the file.
+    /// Nothing is ever imported or called in either mode.
+    public var salvage: Bool = false
+    /// Most objects one pickle may create.
+    public var maxObjects: Int = 20_000_000
+    /// Deepest container nesting accepted when the object tree is built.
+    public var maxDepth: Int = 200
+    /// Most values the object tree may expand to (shared references count each time they appear).
+    public var maxExpandedValues: Int = 10_000_000
+
+    /// Default options: refuse anything outside the allowlist.
+    public init(salvage: Bool = false) { self.salvage = salvage }
+}
+
+/// A restricted pickle interpreter: it runs the opcodes of protocols 0–5 itself over an arena
+/// of inert objects and accepts as callable only the allowlisted globals that rebuild tensors and
+/// containers. Nothing is ever imported, resolved or called.
+///
+/// Counterpart: torch's `_weights_only_unpickler.Unpickler`. Memo entries are references (arena
+/// indices), as in CPython, so containers filled after being memoized are seen filled.
+final class Unpickler {
+    /// Maps a persistent id (`('storage', cls, key, location, numel)`) to a `.storage` value.
+    typealias PersistentLoad = (Value) throws -> Value
+
+    private enum Node {
+        case value(Value)
+        case tuple([Int])
+        case list([Int])
+        case set([Int])
+        case dict(DictNode)
+        case global(QualifiedName)
+        case object(ObjectNode)
+        /// `torch.FloatTensor()` waiting for the BUILD that sets its storage (torch 0.x).
+        case legacyTensor(DType?)
+    }
+
+    private enum KeyID: Hashable {
+        case string(String)
+        case int(Int)
+        case bytes([UInt8])
+    }
+
+    private struct DictNode {
+        var items: [(key: Int, value: Int)] = []
+        var index: [KeyID: Int] = [:]
+        var kind: DictKind
+        var attributes: [(name: String, value: Int)] = []
+    }
+
+    private struct ObjectNode {
+        var global: QualifiedName
+        var construction: OpaqueObject.Construction
+        var arguments: [Int]
+        var state: Int?
+    }
+
+    let file: String
+    let member: String
+    /// Offset of the pickle's first byte in `member` (non-zero for pickles inside a stream).
+    let baseOffset: Int
+    private let bytes: UnsafeRawBufferPointer
+    private let options: UnpickleOptions
+    private let persistentLoad: PersistentLoad?
+
+    private var nodes: [Node] = []
+    private var stack: [Int] = []
+    private var marks: [Int] = []
+    private var memo: [Int: Int] = [:]
+    private var pos = 0
+    private var opStart = 0
+
+    /// Byte offset just past STOP once `run` returned.
+    private(set) var endOffset = 0
+    /// Highest PROTO seen (0 when none).
+    private(set) var proto = 0
+    /// Every GLOBAL referenced, first-seen order.
+    private(set) var globals: [QualifiedName] = []
+    /// Globals outside the allowlist (only non-empty under salvage).
+    private(set) var disallowed: [QualifiedName] = []
+    /// Opcodes used that torch's weights_only loader rejects.
+    private(set) var rejectedOpcodes: [String] = []
+    /// Notes about constructs kept inert (quantized tensors and the like).
+    private(set) var warnings: [String] = []
+
+    init(bytes: UnsafeRawBufferPointer, file: String, member: String, baseOffset: Int = 0,
+         options: UnpickleOptions, persistentLoad: PersistentLoad?) {
+        self.bytes = bytes
+        self.file = file
+        self.member = member
+        self.baseOffset = baseOffset
+        self.options = options
+        self.persistentLoad = persistentLoad
+    }
+
+    // MARK: errors
+
+    private func fail(_ kind: FormatError.Kind, _ message: String, at offset: Int? = nil) -> FormatError {
+        FormatError(kind, file: file, member: member, offset: baseOffset + (offset ?? opStart), message)
+    }
+
+    // MARK: reading
+
+    private func need(_ n: Int) throws {
+        guard n >= 0, n <= bytes.count - pos else {
+            throw fail(.truncated, "pickle ends inside an argument (needs \(n) bytes, \(bytes.count - pos) left)")
+        }
+    }
+
+    private func u8() throws -> UInt8 {
+        try need(1)
+        defer { pos += 1 }
+        return bytes[pos]
+    }
+
+    private func le<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        try need(MemoryLayout<T>.size)
+        var v: T = 0
+        for i in 0 ..< MemoryLayout<T>.size { v |= T(truncatingIfNeeded: bytes[pos + i]) << (8 * i) }
+        pos += MemoryLayout<T>.size
+        return v
+    }
+
+    private func raw(_ n: Int) throws -> UnsafeRawBufferPointer {
+        try need(n)
+        defer { pos += n }
+        return UnsafeRawBufferPointer(rebasing: bytes[pos ..< pos + n])
+    }
+
+    private func length<T: FixedWidthInteger>(_ t: T.Type) throws -> Int {
+        let v = try le(t)
+        guard let n = Int(exactly: v), n >= 0 else { throw fail(.corrupt, "negative or huge length \(v)") }
+        guard n <= bytes.count - pos else {
+            throw fail(.truncated, "length \(n) runs past the end of the pickle (\(bytes.count - pos) bytes left)")
+        }
+        return n
+    }
+
+    private func line() throws -> [UInt8] {
+        var end = pos
+        while end < bytes.count, bytes[end] != 0x0A { end += 1 }
+        guard end < bytes.count else { throw fail(.truncated, "pickle ends inside a text line") }
+        defer { pos = end + 1 }
+        return Array(bytes[pos ..< end])
+    }
+
+    private func utf8(_ b: UnsafeRawBufferPointer) throws -> String {
+        guard let s = String(validating: b, as: UTF8.self) else { throw fail(.corrupt, "invalid utf-8 in a string") }
+        return s
+    }
+
+    private func utf8(_ b: [UInt8]) throws -> String {
+        try b.withUnsafeBytes { try utf8($0) }
+    }
+
+    /// Python 2 byte strings: utf-8 when valid, else latin-1 (torch loads with encoding utf-8).
+    private func py2String(_ b: UnsafeRawBufferPointer) -> String {
+        if let s = String(validating: b, as: UTF8.self) { return s }
+        return String(b.map { Character(Unicode.Scalar($0)) })
+    }
+
+    // MARK: stack
+
+    private func add(_ n: Node) throws -> Int {
+        guard nodes.count < options.maxObjects else {
+            throw fail(.limit, "more than \(options.maxObjects) objects in one pickle")
+        }
+        nodes.append(n)
+        return nodes.count - 1
+    }
+
+    private func push(_ n: Node) throws { stack.append(try add(n)) }
+
+    private func pop() throws -> Int {
+        if let m = marks.last, stack.count <= m { throw fail(.corrupt, "stack underflow (pop across a mark)") }
+        guard let v = stack.popLast() else { throw fail(.corrupt, "stack underflow") }
+        return v
+    }
+
+    private func top() throws -> Int {
+        if let m = marks.last, stack.count <= m { throw fail(.corrupt, "stack underflow (top across a mark)") }
+        guard let v = stack.last else { throw fail(.corrupt, "stack underflow") }
+        return v
+    }
+
+    private func popMark() throws -> [Int] {
+        guard let m = marks.popLast() else { throw fail(.corrupt, "no mark on the stack") }
+        let items = Array(stack[m...])
+        stack.removeSubrange(m...)
+        return items
+    }
+
+    private func memoPut(_ i: Int) throws {
+        guard i >= 0 else { throw fail(.corrupt, "negative memo index \(i)") }
+        memo[i] = try top()
+    }
+
+    private func memoGet(_ i: Int) throws {
+        guard let v = memo[i] else { throw fail(.corrupt, "memo index \(i) read before it was written") }
+        stack.append(v)
+    }
+
+    private func typeName(_ i: Int) -> String {
+        switch nodes[i] {
+        case let .value(v): return v.typeName
+        case .tuple: return "tuple"
+        case .list: return "list"
+        case .set: return "set"
+        case let .dict(d): return d.kind.rawValue
+        case let .global(g): return g.description
+        case let .object(o): return o.global.description
+        case .legacyTensor: return "Tensor"
+        }
+    }
+
+    private func keyID(_ i: Int) -> KeyID? {
+        switch nodes[i] {
+        case let .value(.string(s)): return .string(s)
+        case let .value(.int(v)): return .int(v)
+        case let .value(.bool(b)): return .int(b ? 1 : 0)
+        case let .value(.bytes(b)): return .bytes(b)
+        default: return nil
+        }
+    }
+
+    private func setItem(_ dictIndex: Int, _ k: Int, _ v: Int) throws {
+        guard case var .dict(d) = nodes[dictIndex] else {
+            throw fail(.corrupt, "setitem on a \(typeName(dictIndex)), expected a dict")
+        }
+        nodes[dictIndex] = .value(.none) // release the copy so the append below does not copy the array
+        if let id = keyID(k), let at = d.index[id] {
+            d.items[at].value = v
+        } else {
+            if let id = keyID(k) { d.index[id] = d.items.count }
+            d.items.append((k, v))
+        }
+        nodes[dictIndex] = .dict(d)
+    }
+
+    private func appendItems(_ listIndex: Int, _ items: [Int]) throws {
+        switch nodes[listIndex] {
+        case var .list(a):
+            nodes[listIndex] = .value(.none)
+            a.append(contentsOf: items)
+            nodes[listIndex] = .list(a)
+        case let .object(o) where options.salvage:
+            // list subclasses outside the allowlist: keep the items as arguments
+            var o2 = o
+            o2.arguments.append(contentsOf: items)
+            nodes[listIndex] = .object(o2)
+        default:
+            throw fail(.corrupt, "append on a \(typeName(listIndex)), expected a list")
+        }
+    }
+
+    // MARK: the interpreter
+
+    /// Runs the pickle to STOP and returns the top-level object.
+    /// - Throws: `FormatError` naming the member and offset of the offending opcode.
+    func run() throws -> Value {
+        let root = try runToStop()
+        return try value(of: root)
+    }
+
+    private func runToStop() throws -> Int {
+        while true {
+            opStart = pos
+            guard pos < bytes.count else { throw fail(.truncated, "pickle ends without STOP") }
+            let byte = bytes[pos]
+            pos += 1
+            guard let op = Opcode(rawValue: byte) else {
+                throw fail(.corrupt, "unknown opcode 0x\(String(byte, radix: 16))")
+            }
+            if !Opcode.acceptedByTorchWeightsOnly.contains(op), !rejectedOpcodes.contains(op.name) {
+                rejectedOpcodes.append(op.name)
+            }
+            switch op {
+            case .PROTO:
+                let p = Int(try u8())
+                guard p <= 5 else { throw fail(.unsupported, "pickle protocol \(p) (ckpt reads 0 to 5)") }
+                proto = max(proto, p)
+            case .FRAME:
+                _ = try le(UInt64.self)
+            case .STOP:
+                let r = try pop()
+                endOffset = pos
+                return r
+            case .MARK: marks.append(stack.count)
+            case .POP:
+                if let m = marks.last, m == stack.count { marks.removeLast() } else { _ = try pop() }
+            case .POP_MARK: _ = try popMark()
+            case .DUP: stack.append(try top())
+
+            case .NONE: try push(.value(.none))
+            case .NEWTRUE: try push(.value(.bool(true)))
+            case .NEWFALSE: try push(.value(.bool(false)))
+            case .BININT: try push(.value(.int(Int(try le(Int32.self)))))
+            case .BININT1: try push(.value(.int(Int(try u8()))))
+            case .BININT2: try push(.value(.int(Int(try le(UInt16.self)))))
+            case .LONG1:
+                let n = Int(try u8())
+                try push(.value(longValue(try raw(n))))
+            case .LONG4:
+                let n = try length(Int32.self)
+                try push(.value(longValue(try raw(n))))
+            case .INT:
+                let text = try utf8(try line())
+                if text == "00" { try push(.value(.bool(false))) }
+                else if text == "01" { try push(.value(.bool(true))) }
+                else { try push(.value(try decimal(text))) }
+            case .LONG:
+                var text = try utf8(try line())
+                if text.hasSuffix("L") { text.removeLast() }
+                try push(.value(try decimal(text)))
+            case .BINFLOAT:
+                let bits = try le(UInt64.self).byteSwapped // big-endian on the wire
+                try push(.value(.float(Double(bitPattern: bits))))
+            case .FLOAT:
+                let text = try utf8(try line())
+                guard let d = Double(text) else { throw fail(.corrupt, "bad float literal") }
+                try push(.value(.float(d)))
+
+            case .BINUNICODE: try push(.value(.string(try utf8(try raw(try length(UInt32.self))))))
+            case .SHORT_BINUNICODE: try push(.value(.string(try utf8(try raw(Int(try u8()))))))
+            case .BINUNICODE8: try push(.value(.string(try utf8(try raw(try length(UInt64.self))))))
+            case .UNICODE: try push(.value(.string(try rawUnicodeEscape(try line()))))
+            case .SHORT_BINSTRING: try push(.value(.string(py2String(try raw(Int(try u8()))))))
+            case .BINSTRING:
+                let n = try length(Int32.self)
+                try push(.value(.string(py2String(try raw(n)))))
+            case .STRING:
+                try push(.value(.string(try quotedString(try line()))))
+            case .SHORT_BINBYTES: try push(.value(.bytes(Array(try raw(Int(try u8()))))))
+            case .BINBYTES: try push(.value(.bytes(Array(try raw(try length(UInt32.self))))))
+            case .BINBYTES8, .BYTEARRAY8: try push(.value(.bytes(Array(try raw(try length(UInt64.self))))))
+
+            case .EMPTY_TUPLE: try push(.tuple([]))
+            case .TUPLE1: let a = try pop(); try push(.tuple([a]))
+            case .TUPLE2: let b = try pop(); let a = try pop(); try push(.tuple([a, b]))
+            case .TUPLE3: let c = try pop(); let b = try pop(); let a = try pop(); try push(.tuple([a, b, c]))
+            case .TUPLE: try push(.tuple(try popMark()))
+            case .EMPTY_LIST: try push(.list([]))
+            case .LIST: try push(.list(try popMark()))
+            case .APPEND: let v = try pop(); try appendItems(try top(), [v])
+            case .APPENDS: let items = try popMark(); try appendItems(try top(), items)
+            case .EMPTY_DICT: try push(.dict(DictNode(kind: .dict)))
+            case .DICT:
+                let items = try popMark()
+                guard items.count % 2 == 0 else { throw fail(.corrupt, "odd number of items for DICT") }
+                let d = try add(.dict(DictNode(kind: .dict)))
+                for i in stride(from: 0, to: items.count, by: 2) { try setItem(d, items[i], items[i + 1]) }
+                stack.append(d)
+            case .SETITEM:
+                let v = try pop(); let k = try pop()
+                try setItem(try top(), k, v)
+            case .SETITEMS:
+                let items = try popMark()
+                guard items.count % 2 == 0 else { throw fail(.corrupt, "odd number of items for SETITEMS") }
+                let d = try top()
+                for i in stride(from: 0, to: items.count, by: 2) { try setItem(d, items[i], items[i + 1]) }
+            case .EMPTY_SET: try push(.set([]))
+            case .ADDITEMS:
+                let items = try popMark()
+                let s = try top()
+                guard case var .set(a) = nodes[s] else { throw fail(.corrupt, "additems on a \(typeName(s)), expected a set") }
+                a.append(contentsOf: items)
+                nodes[s] = .set(a)
+            case .FROZENSET: try push(.set(try popMark()))
+
+            case .PUT:
+                guard let i = Int(try utf8(try line())) else { throw fail(.corrupt, "bad memo index") }
+                try memoPut(i)
+            case .BINPUT: try memoPut(Int(try u8()))
+            case .LONG_BINPUT: try memoPut(Int(try le(UInt32.self)))
+            case .MEMOIZE: try memoPut(memo.count)
+            case .GET:
+                guard let i = Int(try utf8(try line())) else { throw fail(.corrupt, "bad memo index") }
+                try memoGet(i)
+            case .BINGET: try memoGet(Int(try u8()))
+            case .LONG_BINGET: try memoGet(Int(try le(UInt32.self)))
+
+            case .GLOBAL:
+                let module = try utf8(try line())
+                let name = try utf8(try line())
+                try push(.global(try resolve(QualifiedName(module, name))))
+            case .STACK_GLOBAL:
+                let n = try pop(); let m = try pop()
+                guard case let .value(.string(name)) = nodes[n], case let .value(.string(module)) = nodes[m] else {
+                    throw fail(.corrupt, "stack_global operands are not strings")
+                }
+                try push(.global(try resolve(QualifiedName(module, name))))
+            case .REDUCE:
+                let args = try pop()
+                let callable = try pop()
+                try push(try call(callable, args, construction: .call))
+            case .NEWOBJ:
+                let args = try pop()
+                let cls = try pop()
+                try push(try call(cls, args, construction: .new))
+            case .NEWOBJ_EX:
+                _ = try pop() // kwargs
+                let args = try pop()
+                let cls = try pop()
+                try push(try call(cls, args, construction: .new))
+            case .BUILD:
+                let state = try pop()
+                try build(try top(), state: state)
+            case .BINPERSID:
+                let pid = try pop()
+                try push(try persistent(pid))
+            case .PERSID:
+                let text = try utf8(try line())
+                try push(try persistent(try add(.value(.string(text)))))
+            case .INST:
+                let module = try utf8(try line())
+                let name = try utf8(try line())
+                throw fail(.refused, "opcode INST would instantiate \(module).\(name); ckpt never instantiates classes")
+            case .OBJ:
+                throw fail(.refused, "opcode OBJ would instantiate a class; ckpt never instantiates classes")
+            case .EXT1, .EXT2, .EXT4:
+                throw fail(.refused, "opcode \(op.name) names a global through the copyreg extension registry")
+            case .NEXT_BUFFER, .READONLY_BUFFER:
+                throw fail(.unsupported, "opcode \(op.name) needs out-of-band buffers")
+            }
+        }
+    }
+
+    // MARK: scalars
+
+    private func longValue(_ b: UnsafeRawBufferPointer) -> Value {
+        if b.isEmpty { return .int(0) }
+        if b.count <= 8 {
+            var v: UInt64 = 0
+            for (i, x) in b.enumerated() { v |= UInt64(x) << (8 * UInt64(i)) }
+            let shift = UInt64(64 - 8 * b.count)
+            // sign-extend from the top byte
+            let signed = Int64(bitPattern: v << shift) >> Int64(shift)
+            return .int(Int(signed))
+        }
+        if b.count <= 64 { return .bigInt(BigDecimal.fromTwosComplement(Array(b))) }
+        return .bigInt("<\(b.count)-byte integer>")
+    }
+
+    private func decimal(_ text: String) throws -> Value {
+        if let i = Int(text) { return .int(i) }
+        let digits = text.hasPrefix("-") ? text.dropFirst() : Substring(text)
+        guard !digits.isEmpty, digits.count < 4096, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw fail(.corrupt, "bad integer literal")
+        }
+        return .bigInt(text)
+    }
+
+    private func quotedString(_ b: [UInt8]) throws -> String {
+        guard b.count >= 2, let q = b.first, q == b.last, q == 0x27 || q == 0x22 else {
+            throw fail(.corrupt, "STRING argument is not quoted")
+        }
+        return try PyEscapes.decode(Array(b[1 ..< b.count - 1]), rawUnicode: false) ?? { throw fail(.corrupt, "bad escape in STRING") }()
+    }
+
+    private func rawUnicodeEscape(_ b: [UInt8]) throws -> String {
+        guard let s = try PyEscapes.decode(b, rawUnicode: true) else { throw fail(.corrupt, "bad escape in UNICODE") }
+        return s
+    }
+
+    // MARK: globals and calls
+
+    private func resolve(_ raw: QualifiedName) throws -> QualifiedName {
+        let g = Allowlist.python3Name(raw)
+        if !globals.contains(g) { globals.append(g) }
+        if Allowlist.contains(g) { return g }
+        if !disallowed.contains(g) { disallowed.append(g) }
+        guard options.salvage else {
+            throw fail(.refused, "global '\(g)' is not allowed (torch's weights_only loader refuses it too); use --salvage to keep it as an inert node")
+        }
+        return g
+    }
+
+    private func call(_ callable: Int, _ argsIndex: Int, construction: OpaqueObject.Construction) throws -> Node {
+        let args: [Int]
+        switch nodes[argsIndex] {
+        case let .tuple(a): args = a
+        case .list(let a) where options.salvage: args = a
+        default: throw fail(.corrupt, "call arguments are a \(typeName(argsIndex)), expected a tuple")
+        }
+        switch nodes[callable] {
+        case let .global(g):
+            if Allowlist.contains(g) {
+                if let container = try containerCall(g, args) { return container }
+                switch try TorchRebuild.call(g, construction: construction, args: args.map { try value(of: $0) }, context: self) {
+                case let .value(v): return .value(v)
+                case let .legacyTensor(d): return .legacyTensor(d)
+                }
+            }
+            return .object(ObjectNode(global: g, construction: construction, arguments: args, state: nil))
+        case let .object(o) where options.salvage:
+            // calling an opaque object (a method fetched by getattr, say): keep it inert
+            return .object(ObjectNode(global: o.global, construction: construction, arguments: args, state: nil))
+        default:
+            throw fail(.corrupt, "\(construction == .call ? "reduce" : "newobj") on a \(typeName(callable)), expected a class or function")
+        }
+    }
+
+    /// `OrderedDict()`, `OrderedDict(pairs)`, `Counter()`, `set(items)`: built in the arena so
+    /// later SETITEMS and memo references see one object.
+    private func containerCall(_ g: QualifiedName, _ args: [Int]) throws -> Node? {
+        switch (g.module, g.name) {
+        case ("collections", "OrderedDict"), ("collections", "Counter"):
+            let kind: DictKind = g.name == "Counter" ? .counter : .orderedDict
+            let d = try add(.dict(DictNode(kind: kind)))
+            if let first = args.first {
+                guard args.count == 1 else { throw fail(.corrupt, "\(g) takes at most 1 argument, got \(args.count)") }
+                let pairs: [Int]
+                switch nodes[first] {
+                case let .list(a), let .tuple(a): pairs = a
+                case let .dict(src): pairs = []; for (k, v) in src.items { try setItem(d, k, v) }
+                default: throw fail(.corrupt, "\(g) argument is a \(typeName(first))")
+                }
+                for p in pairs {
+                    guard case let .tuple(kv) = nodes[p], kv.count == 2 else { throw fail(.corrupt, "\(g) item is not a pair") }
+                    try setItem(d, kv[0], kv[1])
+                }
+            }
+            let node = nodes[d]
+            return node
+        case ("builtins", "set"):
+            guard args.count <= 1 else { throw fail(.corrupt, "set takes at most 1 argument, got \(args.count)") }
+            guard let first = args.first else { return .set([]) }
+            switch nodes[first] {
+            case let .list(a), let .tuple(a), let .set(a): return .set(a)
+            default: throw fail(.corrupt, "set argument is a \(typeName(first))")
+            }
+        default:
+            return nil
+        }
+    }
+
+    private func build(_ target: Int, state stateIndex: Int) throws {
+        switch nodes[target] {
+        case var .dict(d):
+            // OrderedDict.__dict__.update(state): how state_dict()._metadata arrives
+            var stateDict: DictNode?
+            switch nodes[stateIndex] {
+            case let .dict(s): stateDict = s
+            case let .tuple(t) where t.count == 2:
+                if case let .dict(s) = nodes[t[0]] { stateDict = s }
+                if case .value(.none) = nodes[t[0]], case let .dict(s) = nodes[t[1]] { stateDict = s }
+            default: break
+            }
+            guard let s = stateDict else { throw fail(.corrupt, "build on a \(d.kind.rawValue) with a \(typeName(stateIndex)) state") }
+            for (k, v) in s.items {
+                guard case let .value(.string(name)) = nodes[k] else { throw fail(.corrupt, "attribute name is not a string") }
+                d.attributes.removeAll { $0.name == name }
+                d.attributes.append((name, v))
+            }
+            nodes[target] = .dict(d)
+        case let .legacyTensor(dtype):
+            nodes[target] = .value(.tensor(try TorchRebuild.setState(dtype: dtype, state: try value(of: stateIndex), context: self)))
+        case let .value(.tensor(t)):
+            let state = try value(of: stateIndex)
+            if case let .tuple(items) = state, items.count == 4, case .storage = items[0] {
+                nodes[target] = .value(.tensor(try TorchRebuild.setState(dtype: t.dtype, state: state, context: self)))
+            }
+            // any other state (Parameter __dict__, python attributes) is kept out: never applied as code
+        case var .object(o):
+            o.state = stateIndex
+            nodes[target] = .object(o)
+        default:
+            throw fail(.corrupt, "build on a \(typeName(target))")
+        }
+    }
+
+    private func persistent(_ pid: Int) throws -> Node {
+        guard let load = persistentLoad else {
+            throw fail(.corrupt, "persistent id where no storage can be referenced")
+        }
+        do {
+            return .value(try load(try value(of: pid)))
+        } catch let e as FormatError {
+            throw e
+        } catch {
+            throw fail(.corrupt, "\(error)")
+        }
+    }
+
+    /// Error constructor for rebuild helpers, pointing at the current opcode.
+    func rebuildError(_ kind: FormatError.Kind, _ message: String) -> FormatError { fail(kind, message) }
+
+    /// Records a note about something kept inert.
+    func warn(_ message: String) {
+        if warnings.count < 100, !warnings.contains(message) { warnings.append(message) }
+    }
+
+    /// Whether globals outside the allowlist are kept inert.
+    var salvage: Bool { options.salvage }
+
+
+    // MARK: arena → values
+
+    /// Converts node `i` to a value tree, within the depth and expansion budgets.
+    private func value(of i: Int) throws -> Value {
+        var budget = options.maxExpandedValues
+        return try value(of: i, depth: 0, budget: &budget)
+    }
+
+    private func value(of i: Int, depth: Int, budget: inout Int) throws -> Value {
+        guard depth <= options.maxDepth else {
+            throw fail(.limit, "objects nested deeper than \(options.maxDepth) levels (or a reference cycle)")
+        }
+        budget -= 1
+        guard budget >= 0 else {
+            throw fail(.limit, "object tree expands to more than \(options.maxExpandedValues) values (shared references)")
+        }
+        switch nodes[i] {
+        case let .value(v): return v
+        case let .tuple(a): return .tuple(try a.map { try value(of: $0, depth: depth + 1, budget: &budget) })
+        case let .list(a): return .list(try a.map { try value(of: $0, depth: depth + 1, budget: &budget) })
+        case let .set(a): return .set(try a.map { try value(of: $0, depth: depth + 1, budget: &budget) })
+        case let .dict(d):
+            var items: [(key: Value, value: Value)] = []
+            items.reserveCapacity(d.items.count)
+            for (k, v) in d.items {
+                items.append((try value(of: k, depth: depth + 1, budget: &budget), try value(of: v, depth: depth + 1, budget: &budget)))
+            }
+            var attrs: [(name: String, value: Value)] = []
+            for (n, v) in d.attributes { attrs.append((n, try value(of: v, depth: depth + 1, budget: &budget))) }
+            return .dict(PyDict(items: items, kind: d.kind, attributes: attrs))
+        case let .global(g):
+            if g.module == "torch", let d = DType(rawValue: g.name) { return .dtype(d) }
+            return .global(g)
+        case let .object(o):
+            let args = try o.arguments.map { try value(of: $0, depth: depth + 1, budget: &budget) }
+            let state = try o.state.map { try value(of: $0, depth: depth + 1, budget: &budget) }
+            return .object(OpaqueObject(global: o.global, construction: o.construction, arguments: args, state: state))
+        case .legacyTensor:
+            throw fail(.corrupt, "legacy tensor object without its storage state")
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import CkptTensor
+
+/// Reads the tar form of torch < 0.1.10 (the first torchvision weights, e.g. `resnet34-333f7ec4.pth`):
+/// members `sys_info`, `pickle`, `tensors`, `storages`. Tensors and storages are described in
+/// their own members; the main pickle refers to them by string persistent ids.
+/// Counterpart: `legacy_load` inside `torch.serialization._legacy_load`.
+enum TarReader {
+    /// True when the file has a ustar header (`ustar` at offset 257).
+    static func looksTar(_ b: UnsafeRawBufferPointer) -> Bool {
+        b.count >= 512 && b[257] == 0x75 && b[258] == 0x73 && b[259] == 0x74 && b[260] == 0x61 && b[261] == 0x72
+    }
+
+    /// Member name → byte range, walking 512-byte headers; pax and GNU long-name records are skipped.
+    static func members(_ b: UnsafeRawBufferPointer, file: String) throws -> [String: (offset: Int, count: Int)] {
+        var out: [String: (Int, Int)] = [:]
+        var o = 0
+        var longName: String?
+        while o + 512 <= b.count {
+            let header = UnsafeRawBufferPointer(rebasing: b[o ..< o + 512])
+            if header.allSatisfy({ $0 == 0 }) { break }
+            let nameField = header[0 ..< 100].prefix { $0 != 0 }
+            var name = String(decoding: nameField, as: UTF8.self)
+            let sizeText = String(decoding: header[124 ..< 136].prefix { $0 != 0 && $0 != 0x20 }, as: UTF8.self)
+            guard let size = Int(sizeText.isEmpty ? "0" : sizeText, radix: 8), size >= 0 else {
+                throw FormatError(.corrupt, file: file, member: name, offset: o + 124, "tar member size is not octal")
+            }
+            let type = header[156]
+            let data = o + 512
+            guard size <= b.count - data else {
+                throw FormatError(.truncated, file: file, member: name, offset: o, "tar member of \(size) bytes runs past the end of the file")
+            }
+            let padded = (size + 511) / 512 * 512
+            switch type {
+            case UInt8(ascii: "L"):
+                longName = String(decoding: b[data ..< data + size].prefix { $0 != 0 }, as: UTF8.self)
+            case UInt8(ascii: "x"), UInt8(ascii: "g"):
+                break
+            case 0, UInt8(ascii: "0"):
+                if let l = longName { name = l; longName = nil }
+                guard out[name] == nil else { throw FormatError(.refused, file: file, member: name, offset: o, "duplicate tar member") }
+                out[name] = (data, size)
+            default:
+                longName = nil
+            }
+            o = data + min(padded, b.count - data)
+        }
+        return out
+    }
+
+    static func read(_ region: ByteRegion, file: String, options: UnpickleOptions) throws -> Checkpoint {
+        let b = region.bytes
+        let m = try members(b, file: file)
+        func member(_ n: String) throws -> (offset: Int, count: Int) {
+            guard let r = m[n] else { throw FormatError(.corrupt, file: file, member: n, "tar checkpoint has no '\(n)' member") }
+            return r
+        }
+        var info = FormatInfo(format: .tar)
+        let sysRange = try member("sys_info")
+        let sysBytes = UnsafeRawBufferPointer(rebasing: b[sysRange.offset ..< sysRange.offset + sysRange.count])
+        _ = try runEmbeddedPickle(sysBytes, at: 0, file: file, member: "sys_info", options: options)
+
+        // storages: count, then per storage (key, location, class) + i64 numel + bytes; then the view list
+        let index = RecordIndex()
+        let table = StorageTable(file: file, member: "storages", byteOrder: .little) { key, _, count in
+            return {
+                guard let r = index.ranges[key], r.count == count else {
+                    throw FormatError(.corrupt, file: file, member: "storages", "storage \(key) has no record of \(count) bytes")
+                }
+                return ByteSlice(region: region, offset: r.offset, count: r.count)
+            }
+        }
+        let sr = try member("storages")
+        let sb = UnsafeRawBufferPointer(rebasing: b[sr.offset ..< sr.offset + sr.count])
+        var objects: [String: Value] = [:]
+        var p = try runEmbeddedPickle(sb, at: 0, file: file, member: "storages", options: options)
+        guard case let .int(storageCount) = p.value, storageCount >= 0, storageCount <= sb.count / 8 else {
+            throw FormatError(.corrupt, file: file, member: "storages", offset: 0, "storage count is not a small int")
+        }
+        var o = p.end
+        for _ in 0 ..< storageCount {
+            p = try runEmbeddedPickle(sb, at: o, file: file, member: "storages", options: options)
+            guard case let .tuple(t) = p.value, t.count == 3, let key = table.keyString(t[0]) else {
+                throw FormatError(.corrupt, file: file, member: "storages", offset: o, "storage header is not (key, location, class)")
+            }
+            let d = try table.dtype(ofStorageClass: t[2])
+            o = p.end
+            guard o <= sb.count - 8 else { throw FormatError(.truncated, file: file, member: "storages", offset: o, "ends before a storage size") }
+            let numel = Int(sb.loadUnaligned(fromByteOffset: o, as: Int64.self))
+            guard numel >= 0, let n = Checked.mul(numel, d.itemSize), n <= sb.count - o - 8 else {
+                throw FormatError(.truncated, file: file, member: "storages", offset: o, "storage \(key) of \(numel) elements runs past the member")
+            }
+            index.ranges[key] = (sr.offset + o + 8, n)
+            objects[key] = .storage(try table.storage(key: key, dtype: d, numel: numel, location: t[1].stringValue ?? "cpu"))
+            o += 8 + n
+        }
+        p = try runEmbeddedPickle(sb, at: o, file: file, member: "storages", options: options)
+        for v in p.value.sequenceValue ?? [] {
+            guard let t = v.sequenceValue, t.count == 4, let vk = table.keyString(t[0]), let rk = table.keyString(t[1]),
+                  case let .int(off) = t[2], case let .int(vn) = t[3], case let .storage(root)? = objects[rk],
+                  off >= 0, vn >= 0, let end = Checked.add(off, vn), let eb = Checked.mul(end, root.dtype.itemSize), eb <= root.byteCount else {
+                throw FormatError(.corrupt, file: file, member: "storages", "storage view entry is malformed or out of range")
+            }
+            let size = root.dtype.itemSize
+            objects[vk] = .storage(Storage(key: vk, dtype: root.dtype, byteCount: vn * size, location: root.location) {
+                let s = try root.slice()
+                return ByteSlice(region: s.region, offset: s.offset + off * size, count: vn * size)
+            })
+        }
+
+        // tensors: count, then per tensor (key, storage key, class) + i32 ndim, pad, sizes, strides, offset
+        let tr = try member("tensors")
+        let tb = UnsafeRawBufferPointer(rebasing: b[tr.offset ..< tr.offset + tr.count])
+        p = try runEmbeddedPickle(tb, at: 0, file: file, member: "tensors", options: options)
+        guard case let .int(tensorCount) = p.value, tensorCount >= 0, tensorCount <= tb.count / 8 else {
+            throw FormatError(.corrupt, file: file, member: "tensors", offset: 0, "tensor count is not a small int")
+        }
+        o = p.end
+        for _ in 0 ..< tensorCount {
+            p = try runEmbeddedPickle(tb, at: o, file: file, member: "tensors", options: options)
+            guard case let .tuple(t) = p.value, t.count == 3, let key = table.keyString(t[0]) else {
+                throw FormatError(.corrupt, file: file, member: "tensors", offset: o, "tensor header is not (key, storage key, class)")
+            }
+            o = p.end
+            guard o <= tb.count - 8 else { throw FormatError(.truncated, file: file, member: "tensors", offset: o, "ends inside tensor metadata") }
+            let ndim = Int(tb.loadUnaligned(fromByteOffset: o, as: Int32.self))
+            guard ndim >= 0, ndim <= 64, 8 + ndim * 16 + 8 <= tb.count - o else {
+                throw FormatError(.corrupt, file: file, member: "tensors", offset: o, "tensor \(key) has \(ndim) dimensions or is cut short")
+            }
+            var q = o + 8
+            var shape: [Int] = [], strides: [Int] = []
+            for _ in 0 ..< ndim { shape.append(Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))); q += 8 }
+            for _ in 0 ..< ndim { strides.append(Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))); q += 8 }
+            let offset = Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))
+            o = q + 8
+            guard case let .global(cls) = t[2], let d = DType(legacyTensorClassName: cls.name) else {
+                throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key) class is not a torch tensor class")
+            }
+            if case .none = t[1] {
+                let empty = Storage(key: key + ".empty", dtype: d, bytes: [])
+                objects[key] = .tensor(try Tensor(storage: empty, dtype: d, shape: shape.map { _ in 0 }, strides: strides.map { _ in 0 }, storageOffset: 0))
+                continue
+            }
+            guard let sk = table.keyString(t[1]), case let .storage(s)? = objects[sk] else {
+                throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key) names a missing storage")
+            }
+            do {
+                objects[key] = .tensor(try Tensor(storage: s, dtype: d, shape: shape, strides: strides, storageOffset: offset))
+            } catch {
+                throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key): \(error)")
+            }
+        }
+
+        // the main pickle: string persistent ids look objects up in the two tables
+        let pr = try member("pickle")
+        let pb = UnsafeRawBufferPointer(rebasing: b[pr.offset ..< pr.offset + pr.count])
+        let main = try runEmbeddedPickle(pb, at: 0, file: file, member: "pickle", options: options) { pid in
+            if let key = table.keyString(pid), let obj = objects[key] { return obj }
+            if case let .tuple(t) = pid, t.count == 3 {
+                guard options.salvage else {
+                    throw FormatError(.refused, file: file, member: "pickle", "the file is a whole pickled nn.Module (its class source is embedded); use --salvage to list its tensors")
+                }
+                return .object(OpaqueObject(global: QualifiedName("torch.nn", "Module"), construction: .reference))
+            }
+            // burn-store style: _rebuild_tensor_v2 with zip-style 5-tuple ids
+            if case .tuple = pid { return try table.loadZipPID(pid) }
+            throw FormatError(.corrupt, file: file, member: "pickle", "persistent id '\(pid.pathComponent.prefix(40))' names no tensor or storage")
+        }
+        let u = main.unpickler
+        info.pickleProtocol = u.proto
+        info.globals = u.globals
+        info.disallowedGlobals = u.disallowed
+        info.opcodesRejectedByTorch = u.rejectedOpcodes
+        info.warnings += u.warnings
+        return Checkpoint(root: main.value, info: info)
+    }
+}

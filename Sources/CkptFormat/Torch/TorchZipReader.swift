@@ -1,0 +1,105 @@
+import CkptTensor
+import Foundation
+
+/// Reads `torch.save` zip archives (torch ≥ 1.6) and TorchScript archives: finds the archive
+/// prefix, checks `version` and `byteorder`, runs `data.pkl` through the restricted unpickler and
+/// resolves storages to `<prefix>/data/<key>` records, memory-mapped when stored.
+/// Counterpart: `torch.serialization._load` over `PyTorchFileReader`.
+enum TorchZipReader {
+    static func read(_ archive: ZipArchive, options: UnpickleOptions) throws -> Checkpoint {
+        let file = archive.file
+        var info = FormatInfo(format: .zip)
+        let prefix = try findPrefix(archive)
+        info.archivePrefix = prefix
+        func record(_ name: String) -> ZipEntry? { archive.entry(named: prefix + "/" + name) }
+
+        // other torch zip variants ckpt recognises but does not read
+        if archive.entry(named: prefix + "/.data/extern_modules") != nil || archive.entries.contains(where: { $0.name.hasSuffix(".storage") && $0.name.contains("/.data/") }) {
+            throw FormatError(.unsupported, file: file, member: prefix + "/.data", "torch.package archive (ckpt reads torch.save checkpoints and TorchScript weights)")
+        }
+        let isScript = record("constants.pkl") != nil || archive.entries.contains { $0.name.hasPrefix(prefix + "/code/") }
+        if isScript { info.format = .torchscript }
+
+        let strays = archive.entries.filter { !$0.name.hasPrefix(prefix + "/") && !$0.isDirectory }
+        if let s = strays.first { info.warnings.append("entry '\(s.name)' lies outside the archive folder '\(prefix)/' (torch refuses such archives)") }
+
+        if let v = record(".data/version") ?? record("version") {
+            let text = String(decoding: try archive.read(v).bytes.prefix(32), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if let n = Int(text) {
+                info.archiveVersion = n
+                if n < 1 || n > 10 { info.warnings.append("archive version \(n) is outside 1...10 (torch refuses it)") }
+            } else {
+                info.warnings.append("archive version record is not a number")
+            }
+        } else {
+            info.warnings.append("no 'version' record (torch refuses such archives)")
+        }
+        if let bo = record("byteorder") {
+            let text = String(decoding: try archive.read(bo).bytes.prefix(16), as: UTF8.self)
+            switch text {
+            case "little": info.byteOrder = .little
+            case "big": info.byteOrder = .big
+            default: throw FormatError(.corrupt, file: file, member: bo.name, "byteorder is '\(text.prefix(16))', expected 'little' or 'big'")
+            }
+        }
+
+        guard let pkl = record("data.pkl") else {
+            throw FormatError(.corrupt, file: file, member: prefix + "/data.pkl", "missing record")
+        }
+        let pklBytes = try archive.read(pkl)
+        if pkl.crc32 != 0, pkl.method == 0, ZipArchive.crc32(pklBytes.bytes) != pkl.crc32 {
+            info.warnings.append("crc-32 mismatch on \(pkl.name) (torch does not check it)")
+        }
+        let dataFolder = prefix + "/data/"
+        let table = StorageTable(file: file, member: pkl.name, byteOrder: info.byteOrder) { key, _, bytes in
+            guard let e = archive.entry(named: dataFolder + key) else {
+                throw FormatError(.corrupt, file: file, member: dataFolder + key, "missing storage record")
+            }
+            guard e.size == bytes else {
+                throw FormatError(.corrupt, file: file, member: e.name, "record holds \(e.size) bytes, the pickle declares \(bytes)")
+            }
+            if e.method != 0 { info.warnings.append("storage record \(e.name) is compressed (torch's mmap loader reads garbage from it)") }
+            return { try archive.read(e) }
+        }
+        var opts = options
+        if isScript { opts.salvage = true }
+        let root = try pklBytes.withBytes { raw -> (Value, Unpickler) in
+            let u = Unpickler(bytes: raw, file: file, member: pkl.name, options: opts, persistentLoad: table.loadZipPID)
+            return (try u.run(), u)
+        }
+        let u = root.1
+        info.pickleProtocol = u.proto
+        info.globals = u.globals
+        info.disallowedGlobals = isScript ? u.disallowed.filter { !$0.module.hasPrefix("__torch__") } : u.disallowed
+        if isScript, !options.salvage, let bad = info.disallowedGlobals.first(where: { !$0.module.hasPrefix("torch.jit") && !$0.module.hasPrefix("__torch__") }) {
+            throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive; use --salvage to keep it as an inert node")
+        }
+        info.opcodesRejectedByTorch = u.rejectedOpcodes
+        info.warnings += u.warnings
+        return Checkpoint(root: root.0, info: info)
+    }
+
+    /// The archive folder: the one `X/data.pkl` entry whose path has exactly one `/`.
+    static func findPrefix(_ archive: ZipArchive) throws -> String {
+        let candidates = archive.entries.filter { e in
+            e.name.hasSuffix("/data.pkl") && e.name.split(separator: "/", omittingEmptySubsequences: false).count == 2
+        }
+        guard let first = candidates.first else {
+            if archive.entries.contains(where: { $0.name.hasSuffix("model.json") }) {
+                throw FormatError(.unsupported, file: archive.file, member: "model.json", "TorchScript archive of the torch 1.0 era (model.json), which ckpt does not read")
+            }
+            throw FormatError(.corrupt, file: archive.file, member: "data.pkl", "zip archive has no '<folder>/data.pkl' record: not a torch checkpoint")
+        }
+        guard candidates.count == 1 else {
+            throw FormatError(.refused, file: archive.file, member: candidates[1].name, "more than one data.pkl ('\(first.name)' and '\(candidates[1].name)')")
+        }
+        return String(first.name.dropLast("/data.pkl".count))
+    }
+}
+
+extension ByteSlice {
+    /// Calls `body` with the bytes.
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(region) { try body(bytes) }
+    }
+}

@@ -1,0 +1,154 @@
+internal import CZip
+import CkptTensor
+
+/// One entry of a zip archive's central directory, with its data located through its local header.
+public struct ZipEntry: Sendable {
+    /// Position in the central directory.
+    public let index: Int
+    /// Entry name as stored (UTF-8).
+    public let name: String
+    /// 0 = stored, 8 = deflated.
+    public let method: UInt16
+    /// General-purpose flags.
+    public let flags: UInt16
+    /// CRC-32 from the central directory (0 when the writer disabled CRCs).
+    public let crc32: UInt32
+    /// Compressed size from the central directory (zip64-aware).
+    public let compressedSize: Int
+    /// Uncompressed size from the central directory (zip64-aware).
+    public let size: Int
+    /// Offset of the local header in the file.
+    public let localHeaderOffset: Int
+    /// Offset of the first data byte: local header + 30 + name and extra lengths read from the
+    /// local header (torch's `getRecordOffset`).
+    public let dataOffset: Int
+
+    /// True for directory entries (`name/`).
+    public var isDirectory: Bool { name.hasSuffix("/") }
+}
+
+/// A zip archive over a memory-mapped file. The central directory is parsed here, strictly:
+/// sizes, CRCs and offsets come from it (zip64-aware); local headers are checked against it;
+/// duplicate, case-variant, escaping, overlapping and encrypted entries are refused. Stored
+/// records are returned as zero-copy slices of the mapping; deflated ones are inflated by libzip
+/// into memory, bounded by their declared size. This is the only file that touches libzip/zlib.
+public final class ZipArchive: @unchecked Sendable {
+    /// The file name used in errors.
+    public let file: String
+    /// The whole file.
+    public let region: ByteRegion
+    /// Entries in central-directory order.
+    public let entries: [ZipEntry]
+    private let byName: [String: Int]
+
+    /// Largest record ckpt inflates into memory.
+    public static let maxInflatedSize = 1 << 30
+
+    /// Parses the archive's central directory and checks every entry.
+    /// - Throws: `FormatError` naming the entry and offset for anything malformed or hostile.
+    public init(region: ByteRegion, file: String) throws {
+        self.file = file
+        self.region = region
+        let b = region.bytes
+        let p = ZipParser(bytes: b, file: file)
+        let list = try p.parseAll()
+        entries = list
+        var map: [String: Int] = [:]
+        var lower: [String: String] = [:]
+        for e in list where !e.isDirectory {
+            if map[e.name] != nil {
+                throw FormatError(.refused, file: file, member: e.name, offset: e.localHeaderOffset, "duplicate entry name")
+            }
+            if let other = lower[e.name.lowercased()] {
+                throw FormatError(.refused, file: file, member: e.name, offset: e.localHeaderOffset, "entry name differs only in case from '\(other)'")
+            }
+            map[e.name] = e.index
+            lower[e.name.lowercased()] = e.name
+        }
+        byName = map
+    }
+
+    /// The entry named exactly `name`, if any (directory entries excluded).
+    public func entry(named name: String) -> ZipEntry? {
+        byName[name].map { entries[$0] }
+    }
+
+    /// A record's bytes: a zero-copy slice for stored records, an inflated copy for deflated ones.
+    /// - Throws: `FormatError` for unsupported methods, sizes over the limit, inflate errors.
+    public func read(_ e: ZipEntry) throws -> ByteSlice {
+        switch e.method {
+        case 0:
+            return ByteSlice(region: region, offset: e.dataOffset, count: e.size)
+        case 8:
+            return ByteSlice(region: try inflate(e))
+        default:
+            throw FormatError(.unsupported, file: file, member: e.name, "compression method \(e.method) (ckpt reads stored and deflated records)")
+        }
+    }
+
+    private func inflate(_ e: ZipEntry) throws -> ByteRegion {
+        guard e.size <= ZipArchive.maxInflatedSize else {
+            throw FormatError(.limit, file: file, member: e.name, "deflated record declares \(e.size) bytes (limit \(ZipArchive.maxInflatedSize))")
+        }
+        guard e.size <= e.compressedSize &* 1100 + 1024 else {
+            throw FormatError(.corrupt, file: file, member: e.name, "declared size \(e.size) is impossible for \(e.compressedSize) deflated bytes")
+        }
+        // Inflate the raw deflate stream of this entry only: wrap its compressed bytes in a
+        // one-entry view for libzip's own decompressor by giving zlib the stream directly.
+        let src = UnsafeRawBufferPointer(rebasing: region.bytes[e.dataOffset ..< e.dataOffset + e.compressedSize])
+        return try ByteRegion.allocate(count: e.size) { dst in
+            var stream = z_stream()
+            var rc = inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+            guard rc == Z_OK else { throw FormatError(.io, file: file, member: e.name, "zlib init failed") }
+            defer { inflateEnd(&stream) }
+            stream.next_in = UnsafeMutablePointer(mutating: src.baseAddress?.assumingMemoryBound(to: Bytef.self))
+            stream.avail_in = uInt(src.count)
+            stream.next_out = dst.baseAddress?.assumingMemoryBound(to: Bytef.self)
+            stream.avail_out = uInt(dst.count)
+            rc = CZip.inflate(&stream, Z_FINISH)
+            guard rc == Z_STREAM_END || (rc == Z_BUF_ERROR && dst.count == 0) else {
+                throw FormatError(.corrupt, file: file, member: e.name, "deflate stream is broken or longer than the declared \(e.size) bytes")
+            }
+            guard Int(stream.total_out) == e.size else {
+                throw FormatError(.corrupt, file: file, member: e.name, "inflated \(stream.total_out) bytes, central directory says \(e.size)")
+            }
+            if e.crc32 != 0, ZipArchive.crc32(UnsafeRawBufferPointer(dst)) != e.crc32 {
+                throw FormatError(.corrupt, file: file, member: e.name, "crc-32 mismatch after inflating")
+            }
+        }
+    }
+
+    /// CRC-32 (zip's polynomial) of `bytes`, through zlib.
+    public static func crc32(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
+        var crc = UInt(seed)
+        var base = bytes.baseAddress?.assumingMemoryBound(to: Bytef.self)
+        var left = bytes.count
+        while left > 0, let p = base {
+            let n = min(left, 1 << 30)
+            crc = CZip.crc32(crc, p, uInt(n))
+            base = p + n
+            left -= n
+        }
+        return UInt32(truncatingIfNeeded: crc)
+    }
+
+    /// libzip's own reading of the archive agrees with ours on entry count and names (used by
+    /// tests as a cross-check against parse differentials).
+    public func libzipAgrees() -> Bool {
+        var err = zip_error_t()
+        zip_error_init(&err)
+        defer { zip_error_fini(&err) }
+        guard let src = zip_source_buffer_create(region.base, zip_uint64_t(region.count), 0, &err) else { return false }
+        guard let z = zip_open_from_source(src, ZIP_RDONLY, &err) else {
+            zip_source_free(src)
+            return false
+        }
+        defer { zip_discard(z) }
+        let n = zip_get_num_entries(z, 0)
+        guard n == entries.count else { return false }
+        for e in entries {
+            guard let c = zip_get_name(z, zip_uint64_t(e.index), ZIP_FL_ENC_RAW), String(cString: c) == e.name else { return false }
+        }
+        return true
+    }
+}
