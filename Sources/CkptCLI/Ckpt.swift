@@ -5,7 +5,9 @@ public struct Ckpt: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ckpt",
         abstract: "Inspect, convert, diff and scan PyTorch checkpoints without running Python.",
-        subcommands: []
+        discussion: "A checkpoint is a pickle; ckpt interprets it as data and never runs code from it.",
+        version: "0.1.0",
+        subcommands: [Inspect.self]
     )
     public init() {}
 }

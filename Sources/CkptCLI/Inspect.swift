@@ -1,0 +1,252 @@
+import ArgumentParser
+import CkptFormat
+import CkptSurgery
+import CkptTensor
+
+/// `ckpt inspect FILE`: what a checkpoint holds, without loading tensor data.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the format, tensors, totals and likely architecture of a checkpoint.",
+        discussion: "Tensor data is not read unless --stats is given. Reads zip (torch >= 1.6), legacy, tar (torch < 0.1.10), safetensors and TorchScript files.")
+
+    @Argument(help: "A .pth/.pt/.bin/.ckpt/.safetensors file.")
+    var file: String
+
+    @Flag(name: .long, help: "Print one JSON object instead of tables.")
+    var json = false
+
+    @Flag(name: .long, help: "Show the module tree (layer1.0.conv1.* grouped under layer1 > 0 > conv1).")
+    var tree = false
+
+    @Flag(name: .long, help: "Add min/max/mean/std and NaN/Inf/zero counts per tensor (reads the data).")
+    var stats = false
+
+    @OptionGroup var read: ReadOptions
+
+    func run() throws {
+        try CLI.run {
+            let ckpt = try CLI.load(file, read)
+            let report = try InspectReport(ckpt, file: file, stats: stats)
+            if json {
+                CLI.printJSON(report.json(tree: tree))
+            } else {
+                print(report.text(tree: tree))
+            }
+        }
+    }
+}
+
+/// Everything `inspect` says about one checkpoint.
+struct InspectReport {
+    struct Row {
+        var name: String
+        var tensor: Tensor
+        var kind: String
+        var sharedWith: [String]
+        var stats: TensorStats?
+    }
+
+    let file: String
+    let checkpoint: Checkpoint
+    let located: LocatedStateDict
+    let rows: [Row]
+    let architecture: ArchitectureGuess?
+    let nonTensors: [(path: String, value: Value)]
+
+    init(_ ckpt: Checkpoint, file: String, stats: Bool) throws {
+        self.file = file
+        checkpoint = ckpt
+        located = KeyAnalysis.locateStateDict(ckpt)
+        let all = ckpt.tensors
+        var byStorage: [ObjectIdentifier: [String]] = [:]
+        for (p, t) in all { byStorage[ObjectIdentifier(t.storage), default: []].append(p) }
+        let rootPrefix = located.rootPath.isEmpty ? "" : located.rootPath + "."
+        let progress = Progress("stats", total: all.count)
+        var rows: [Row] = []
+        for (i, (p, t)) in all.enumerated() {
+            let inRoot = located.rootPath.isEmpty || p.hasPrefix(rootPrefix)
+            let kind = !inRoot ? "other" : (KeyAnalysis.isBuffer(p) ? "buffer" : "parameter")
+            let shared = (byStorage[ObjectIdentifier(t.storage)] ?? []).filter { $0 != p }
+            var s: TensorStats?
+            if stats, t.dtype.isNumericallyReadable {
+                do {
+                    s = try TensorStats.compute(t)
+                } catch {
+                    throw FormatError(.corrupt, file: file, member: p, "\(error)")
+                }
+                t.storage.evict()
+                progress.update(i + 1)
+            }
+            rows.append(Row(name: p, tensor: t, kind: kind, sharedWith: shared, stats: s))
+        }
+        progress.finish()
+        self.rows = rows
+        let keyed = zip(located.unwrappedKeys, located.entries).map { ($0, $1.tensor.shape) }
+        architecture = KeyAnalysis.guessArchitecture(keyed)
+        var leaves: [(String, Value)] = []
+        Checkpoint.walk(ckpt.root, path: "") { p, v in
+            switch v {
+            case .none, .bool, .int, .bigInt, .float, .complex, .string, .bytes, .dtype, .device, .global:
+                if leaves.count < 10_000 { leaves.append((p, v)) }
+            case let .object(o):
+                if leaves.count < 10_000 { leaves.append((p, .global(o.global))) }
+            default: break
+            }
+        }
+        nonTensors = leaves
+    }
+
+    private var info: FormatInfo { checkpoint.info }
+
+    private func totals() -> [(dtype: DType, count: Int, elements: Int, bytes: Int)] {
+        var order: [DType] = []
+        var acc: [DType: (Int, Int, Int)] = [:]
+        for r in rows {
+            if acc[r.tensor.dtype] == nil { order.append(r.tensor.dtype) }
+            let a = acc[r.tensor.dtype] ?? (0, 0, 0)
+            acc[r.tensor.dtype] = (a.0 + 1, a.1 + r.tensor.elementCount, a.2 + r.tensor.byteCount)
+        }
+        return order.map { ($0, acc[$0]!.0, acc[$0]!.1, acc[$0]!.2) }
+    }
+
+    /// Bytes actually stored: each storage once.
+    private var storedBytes: Int {
+        var seen = Set<ObjectIdentifier>()
+        var n = 0
+        for r in rows where seen.insert(ObjectIdentifier(r.tensor.storage)).inserted { n += r.tensor.storage.byteCount }
+        return n
+    }
+
+    private func count(_ kind: String) -> (tensors: Int, elements: Int) {
+        let rs = rows.filter { $0.kind == kind }
+        return (rs.count, rs.reduce(0) { $0 + $1.tensor.elementCount })
+    }
+
+    private var formatLine: String {
+        var parts = [info.format.rawValue]
+        if let p = info.archivePrefix { parts.append("archive prefix '\(p)'") }
+        parts.append(info.byteOrder == .little ? "little-endian" : "big-endian")
+        if let p = info.pickleProtocol { parts.append("pickle protocol \(p)") }
+        if let v = info.archiveVersion { parts.append("version \(v)") }
+        return parts.joined(separator: ", ")
+    }
+
+    func text(tree: Bool) -> String {
+        var out: [String] = []
+        out.append("file          \(file)")
+        out.append("format        \(formatLine)")
+        var loadable = info.isWeightsOnlyLoadable ? "yes" : "no"
+        if !info.disallowedGlobals.isEmpty { loadable += " (references " + info.disallowedGlobals.map(\.description).joined(separator: ", ") + ")" }
+        if !info.opcodesRejectedByTorch.isEmpty { loadable += " (opcodes " + info.opcodesRejectedByTorch.joined(separator: ", ") + ")" }
+        if info.format == .tar || info.format == .torchscript { loadable += " (torch refuses \(info.format.rawValue) files with weights_only=True)" }
+        out.append("weights_only  \(loadable)")
+        var sd = located.rootPath.isEmpty ? "(root)" : "'\(located.rootPath)'"
+        if let w = located.wrapperPrefix { sd += ", wrapper prefix '\(w)'" }
+        out.append("state dict    \(sd)")
+        out.append("architecture  " + (architecture.map { "torchvision " + $0.summary } ?? "unknown"))
+        for w in info.warnings { out.append("warning       \(w)") }
+        out.append("")
+        if tree {
+            out.append(ModuleTree(rows.map { ($0.name, $0.tensor.elementCount) }).render())
+        } else {
+            var header = ["key", "dtype", "shape", "elements", "bytes", "kind"]
+            if rows.contains(where: { !$0.sharedWith.isEmpty }) { header.append("shared-with") }
+            if rows.contains(where: { $0.stats != nil }) { header += ["min", "max", "mean", "std", "nan", "inf", "zero"] }
+            let table = rows.map { r -> [String] in
+                var c = [r.name.isEmpty ? "(root)" : r.name, r.tensor.dtype.rawValue, CLI.shape(r.tensor.shape),
+                         CLI.grouped(r.tensor.elementCount), CLI.grouped(r.tensor.byteCount), r.kind]
+                if header.contains("shared-with") { c.append(r.sharedWith.joined(separator: ",")) }
+                if header.contains("min") {
+                    if let s = r.stats {
+                        c += [s.min.map(CLI.number) ?? "-", s.max.map(CLI.number) ?? "-", s.mean.map(CLI.number) ?? "-",
+                              s.std.map(CLI.number) ?? "-", String(s.nanCount), String(s.infCount), String(s.zeroCount)]
+                    } else {
+                        c += Array(repeating: "-", count: 7)
+                    }
+                }
+                return c
+            }
+            out.append(CLI.table(header, table, right: [3, 4]))
+        }
+        out.append("")
+        out.append("totals")
+        for t in totals() {
+            out.append("  \(t.dtype.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(CLI.grouped(t.count)) tensors, \(CLI.grouped(t.elements)) elements, \(CLI.bytes(t.bytes))")
+        }
+        let p = count("parameter"), b = count("buffer"), o = count("other")
+        out.append("  parameters \(CLI.grouped(p.elements)) in \(p.tensors) tensors; buffers \(CLI.grouped(b.elements)) in \(b.tensors) tensors" + (o.tensors > 0 ? "; other \(CLI.grouped(o.elements)) in \(o.tensors) tensors" : ""))
+        out.append("  stored \(CLI.bytes(storedBytes)) in \(Set(rows.map { ObjectIdentifier($0.tensor.storage) }).count) storages")
+        if !nonTensors.isEmpty {
+            out.append("")
+            out.append("other values")
+            for (p, v) in nonTensors.prefix(40) { out.append("  \(p.isEmpty ? "(root)" : p) = \(CLI.literal(v))") }
+            if nonTensors.count > 40 { out.append("  ... \(nonTensors.count - 40) more (see --json)") }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    func json(tree: Bool) -> JSONValue {
+        var tensors: [JSONValue] = []
+        for r in rows {
+            let t = r.tensor
+            var o: [(key: String, value: JSONValue)] = [
+                ("name", .string(r.name)), ("dtype", .string(t.dtype.rawValue)),
+                ("shape", .array(t.shape.map { .int($0) })), ("stride", .array(t.strides.map { .int($0) })),
+                ("storage_offset", .int(t.storageOffset)), ("storage_key", .string(t.storage.key)),
+                ("elements", .int(t.elementCount)), ("bytes", .int(t.byteCount)), ("kind", .string(r.kind)),
+                ("contiguous", .bool(t.isContiguous)), ("requires_grad", .bool(t.requiresGrad)),
+                ("is_parameter", .bool(t.isParameter)),
+                ("shared_with", .array(r.sharedWith.map { .string($0) })),
+            ]
+            if t.isConjugated { o.append(("conj", .bool(true))) }
+            if t.isNegated { o.append(("neg", .bool(true))) }
+            if let s = r.stats {
+                o.append(("stats", .object([
+                    ("min", s.min.map(JSONValue.double) ?? .null), ("max", s.max.map(JSONValue.double) ?? .null),
+                    ("mean", s.mean.map(JSONValue.double) ?? .null), ("std", s.std.map(JSONValue.double) ?? .null),
+                    ("nan", .int(s.nanCount)), ("inf", .int(s.infCount)), ("zero", .int(s.zeroCount)),
+                ])))
+            }
+            tensors.append(.object(o))
+        }
+        let p = count("parameter"), b = count("buffer"), o = count("other")
+        var byDType: [(key: String, value: JSONValue)] = []
+        for t in totals() {
+            byDType.append((t.dtype.rawValue, .object([("tensors", .int(t.count)), ("elements", .int(t.elements)), ("bytes", .int(t.bytes))])))
+        }
+        var obj: [(key: String, value: JSONValue)] = [
+            ("file", .string(file)), ("format", .string(info.format.rawValue)),
+            ("archive_prefix", info.archivePrefix.map(JSONValue.string) ?? .null),
+            ("byte_order", .string(info.byteOrder.rawValue)),
+            ("pickle_protocol", info.pickleProtocol.map(JSONValue.int) ?? .null),
+            ("archive_version", info.archiveVersion.map(JSONValue.int) ?? .null),
+            ("weights_only_loadable", .bool(info.isWeightsOnlyLoadable)),
+            ("globals", .array(info.globals.map { .string($0.description) })),
+            ("disallowed_globals", .array(info.disallowedGlobals.map { .string($0.description) })),
+            ("opcodes_rejected_by_torch", .array(info.opcodesRejectedByTorch.map { .string($0) })),
+            ("warnings", .array(info.warnings.map { .string($0) })),
+            ("state_dict_root", .string(located.rootPath)),
+            ("wrapper_prefix", located.wrapperPrefix.map(JSONValue.string) ?? .null),
+            ("architecture", architecture.map { a in .object([
+                ("name", .string(a.name)), ("num_classes", a.numClasses.map(JSONValue.int) ?? .null),
+                ("input_channels", a.inputChannels.map(JSONValue.int) ?? .null),
+            ]) } ?? .null),
+            ("tensors", .array(tensors)),
+            ("totals", .object([
+                ("by_dtype", .object(byDType)),
+                ("parameters", .object([("tensors", .int(p.tensors)), ("elements", .int(p.elements))])),
+                ("buffers", .object([("tensors", .int(b.tensors)), ("elements", .int(b.elements))])),
+                ("other", .object([("tensors", .int(o.tensors)), ("elements", .int(o.elements))])),
+                ("stored_bytes", .int(storedBytes)),
+            ])),
+            ("values", .array(nonTensors.map { .object([("path", .string($0.path)), ("type", .string($0.value.typeName)), ("value", CLI.json($0.value))]) })),
+        ]
+        if !info.metadata.isEmpty {
+            obj.append(("metadata", .object(info.metadata.map { ($0.key, .string($0.value)) })))
+        }
+        if tree {
+            obj.append(("tree", ModuleTree(rows.map { ($0.name, $0.tensor.elementCount) }).json()))
+        }
+        return .object(obj)
+    }
+}

@@ -1,0 +1,160 @@
+import CkptTensor
+
+/// The state dict found inside a checkpoint: where it sits, which wrapper prefix its keys carry,
+/// and its tensors keyed as a torch user would load them.
+public struct LocatedStateDict: Sendable {
+    /// Dotted path of the dict inside the checkpoint (`""` for a bare state dict, `model`).
+    public var rootPath: String
+    /// Prefix every key carries that `load_state_dict` would not expect (`module.`, `_orig_mod.`).
+    public var wrapperPrefix: String?
+    /// Keys without the root path, in file order (wrapper prefix still on).
+    public var entries: [(key: String, tensor: Tensor)]
+
+    /// The keys with the wrapper prefix removed.
+    public var unwrappedKeys: [String] {
+        entries.map { e in
+            if let p = wrapperPrefix, e.key.hasPrefix(p) { return String(e.key.dropFirst(p.count)) }
+            return e.key
+        }
+    }
+}
+
+/// What the keys say about the architecture (`torchvision resnet34, 1000 classes, 3 input channels`).
+public struct ArchitectureGuess: Sendable, Equatable {
+    /// Model name as torchvision spells it (`resnet34`, `vgg19_bn`).
+    public var name: String
+    /// Width of the final classifier layer, when there is one.
+    public var numClasses: Int?
+    /// Input channels of the first convolution.
+    public var inputChannels: Int?
+
+    /// `resnet34, 1000 classes, 3 input channels`.
+    public var summary: String {
+        var parts = [name]
+        if let n = numClasses { parts.append("\(n) classes") }
+        if let c = inputChannels { parts.append("\(c) input channel" + (c == 1 ? "" : "s")) }
+        return parts.joined(separator: ", ")
+    }
+}
+
+/// Reading a checkpoint's keys: where the state dict is, wrapper prefixes, parameters vs
+/// buffers, and which torchvision architecture the keys and shapes describe.
+public enum KeyAnalysis {
+    /// Names under which training scripts nest the model's state dict, most likely first.
+    public static let stateDictNames = ["state_dict", "model_state_dict", "model", "net", "network",
+                                        "model_state", "weights", "params", "module", "ema", "model_ema"]
+
+    /// Key prefixes wrappers add: DataParallel/DDP (`module.`) and `torch.compile` (`_orig_mod.`).
+    public static let wrapperPrefixes = ["module.", "_orig_mod.", "model."]
+
+    /// True for the buffers torch keeps beside parameters (BatchNorm running statistics).
+    public static func isBuffer(_ key: String) -> Bool {
+        key.hasSuffix("running_mean") || key.hasSuffix("running_var") || key.hasSuffix("num_batches_tracked")
+    }
+
+    /// Finds the state dict inside `checkpoint`: the root itself when its values are tensors,
+    /// else the nested dict with the most tensors (a known name wins ties).
+    public static func locateStateDict(_ checkpoint: Checkpoint) -> LocatedStateDict {
+        var path = ""
+        var node = checkpoint.root
+        for _ in 0 ..< 4 {
+            guard let d = node.dictValue ?? objectState(node) else { break }
+            if d.items.contains(where: { $0.value.tensorValue != nil }) { break }
+            var best: (name: String, value: Value, count: Int)?
+            for (k, v) in d.items {
+                let n = tensorCount(v)
+                guard n > 0, let name = k.stringValue else { continue }
+                let rank = stateDictNames.firstIndex(of: name).map { stateDictNames.count - $0 } ?? 0
+                if let b = best {
+                    let bRank = stateDictNames.firstIndex(of: b.name).map { stateDictNames.count - $0 } ?? 0
+                    if n > b.count || (n == b.count && rank > bRank) { best = (name, v, n) }
+                } else {
+                    best = (name, v, n)
+                }
+            }
+            guard let b = best else { break }
+            path = path.isEmpty ? b.name : path + "." + b.name
+            node = b.value
+        }
+        var entries: [(key: String, tensor: Tensor)] = []
+        Checkpoint.walk(node, path: "") { p, v in
+            if case let .tensor(t) = v { entries.append((p, t)) }
+        }
+        let keys = entries.map(\.key)
+        let prefix = wrapperPrefixes.first { p in !keys.isEmpty && keys.allSatisfy { $0.hasPrefix(p) } }
+        return LocatedStateDict(rootPath: path, wrapperPrefix: prefix, entries: entries)
+    }
+
+    private static func objectState(_ v: Value) -> PyDict? {
+        if case let .object(o) = v, let s = o.state?.dictValue { return s }
+        return nil
+    }
+
+    private static func tensorCount(_ v: Value) -> Int {
+        var n = 0
+        Checkpoint.walk(v, path: "") { _, x in if case .tensor = x { n += 1 } }
+        return n
+    }
+
+    /// The torchvision architecture the keys and shapes describe, if any.
+    public static func guessArchitecture(_ keyed: [(key: String, shape: [Int])]) -> ArchitectureGuess? {
+        var shapes: [String: [Int]] = [:]
+        for (k, s) in keyed { shapes[k] = s }
+        func dim(_ k: String, _ i: Int) -> Int? {
+            guard let s = shapes[k], i < s.count else { return nil }
+            return s[i]
+        }
+        // ResNet family: conv1, layer1..4, fc
+        if shapes["conv1.weight"] != nil, shapes["fc.weight"] != nil, shapes["layer1.0.conv1.weight"] != nil {
+            let blocks = (1 ... 4).map { l in Set(keyed.compactMap { indexAfter("layer\(l).", in: $0.key) }).count }
+            let bottleneck = shapes["layer1.0.conv3.weight"] != nil
+            let depth: Int?
+            switch (blocks, bottleneck) {
+            case ([2, 2, 2, 2], false): depth = 18
+            case ([3, 4, 6, 3], false): depth = 34
+            case ([3, 4, 6, 3], true): depth = 50
+            case ([3, 4, 23, 3], true): depth = 101
+            case ([3, 8, 36, 3], true): depth = 152
+            default: depth = nil
+            }
+            var name = depth.map { "resnet\($0)" } ?? "resnet (blocks \(blocks.map(String.init).joined(separator: ",")))"
+            if bottleneck, let d = depth, let width = dim("layer1.0.conv2.weight", 0), let perGroup = dim("layer1.0.conv2.weight", 1), perGroup > 0 {
+                let groups = width / perGroup
+                if groups > 1 {
+                    name = "resnext\(d)_\(groups)x\(perGroup)d"
+                } else if width > 64 {
+                    name = "wide_resnet\(d)_\(width / 64)"
+                }
+            }
+            return ArchitectureGuess(name: name, numClasses: dim("fc.weight", 0), inputChannels: dim("conv1.weight", 1))
+        }
+        // SegNet: enc1..enc5 / dec1..dec5
+        if keyed.contains(where: { $0.key.hasPrefix("enc1.") }), keyed.contains(where: { $0.key.hasPrefix("dec1.") }) {
+            let last = keyed.last { $0.key.hasPrefix("dec1.") && $0.key.hasSuffix(".weight") && $0.shape.count == 4 }
+            let first = keyed.first { $0.shape.count == 4 }
+            return ArchitectureGuess(name: "segnet", numClasses: last.map { $0.shape[0] }, inputChannels: first.map { $0.shape[1] })
+        }
+        // VGG and AlexNet: features.N + classifier.N
+        let convs = keyed.filter { $0.key.hasPrefix("features.") && $0.key.hasSuffix(".weight") && $0.shape.count == 4 }
+        let classifier = keyed.filter { $0.key.hasPrefix("classifier.") && $0.key.hasSuffix(".weight") && $0.shape.count == 2 }
+        if !convs.isEmpty, !classifier.isEmpty {
+            let bn = keyed.contains { $0.key.hasPrefix("features.") && $0.key.hasSuffix("running_mean") }
+            let numClasses = classifier.last.map { $0.shape[0] }
+            let inputChannels = convs.first.map { $0.shape[1] }
+            if convs.count == 5, convs.first?.shape.suffix(2) == [11, 11] {
+                return ArchitectureGuess(name: "alexnet", numClasses: numClasses, inputChannels: inputChannels)
+            }
+            let depth: [Int: Int] = [8: 11, 10: 13, 13: 16, 16: 19]
+            if let d = depth[convs.count] {
+                return ArchitectureGuess(name: "vgg\(d)" + (bn ? "_bn" : ""), numClasses: numClasses, inputChannels: inputChannels)
+            }
+        }
+        return nil
+    }
+
+    /// The integer after `prefix` in `key` (`layer2.` in `layer2.3.conv1.weight` → 3).
+    static func indexAfter(_ prefix: String, in key: String) -> Int? {
+        guard key.hasPrefix(prefix) else { return nil }
+        return Int(key.dropFirst(prefix.count).prefix { $0 != "." })
+    }
+}
