@@ -1,0 +1,101 @@
+import CkptKernels
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// A 2-d convolution layer with `weight` `[C_out, C_in/groups, kH, kW]` and optional `bias` `[C_out]`.
+///
+/// PyTorch counterpart: `torch.nn.Conv2d`.
+public final class Conv2d: Module {
+    /// Channels, kernel, stride, padding, dilation and groups.
+    public let geometry: Conv2dGeometry
+    /// `weight`.
+    public let weight: Parameter
+    /// `bias`, when the layer has one.
+    public let bias: Parameter?
+    private var foldCache: (key: [Int], weight: DenseTensor, bias: DenseTensor)?
+
+    /// `nn.Conv2d(inputChannels, outputChannels, kernelSize, stride, padding, dilation, groups, bias)`,
+    /// initialised as PyTorch does by default (uniform in `±1/sqrt(fan_in)`).
+    public init(_ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                dilation: Int = 1, groups: Int = 1, bias: Bool = true, rng: inout SeededGenerator) {
+        geometry = Conv2dGeometry(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize,
+                                  stride: stride, padding: padding, dilation: dilation, groups: groups)
+        let shape = geometry.convolutionWeightShape
+        weight = Parameter(Initialization.defaultWeight(shape, using: &rng))
+        let bound = 1 / Float(max(Initialization.fans(of: shape).fanIn, 1)).squareRoot()
+        self.bias = bias ? Parameter(Initialization.uniform([outputChannels], bound: bound, using: &rng)) : nil
+        super.init()
+        register("weight", weight)
+        if let b = self.bias { register("bias", b) }
+    }
+
+    public override var typeName: String { "Conv2d" }
+
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        try Convolution.forward(input, weight: weight.value, bias: bias?.value, geometry: geometry)
+    }
+
+    /// `relu?(bn(conv(x)))` in one convolution whose weights fold in the eval-mode batch norm.
+    /// The folded weights are cached until any of the parameters involved changes.
+    /// - Throws: `KernelError` when shapes do not fit.
+    public func forwardFolding(_ input: DenseTensor, batchNorm bn: BatchNorm2d, relu: Bool) throws -> DenseTensor {
+        let key = [ObjectIdentifier(bn).hashValue, weight.version, bias?.version ?? -1, bn.weight.version,
+                   bn.bias.version, bn.runningMean.version, bn.runningVariance.version]
+        let folded: (weight: DenseTensor, bias: DenseTensor)
+        if let c = foldCache, c.key == key {
+            folded = (c.weight, c.bias)
+        } else {
+            let (scale, shift) = try bn.affine()
+            folded = try BatchNormalization.fold(convolutionWeight: weight.value, convolutionBias: bias?.value,
+                                                 scale: scale, shift: shift)
+            foldCache = (key, folded.weight, folded.bias)
+        }
+        return try Convolution.forward(input, weight: folded.weight, bias: folded.bias, geometry: geometry,
+                                       epilogue: relu ? .relu : .none)
+    }
+
+    public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {
+        let perOutput = geometry.inputChannels / geometry.groups * geometry.kernelSize.height * geometry.kernelSize.width
+        return outputShape.reduce(1, *) * perOutput
+    }
+}
+
+/// A 2-d transposed convolution layer with `weight` `[C_in, C_out/groups, kH, kW]` and optional `bias`.
+///
+/// PyTorch counterpart: `torch.nn.ConvTranspose2d`.
+public final class ConvTranspose2d: Module {
+    /// Channels, kernel, stride, padding, output padding, dilation and groups.
+    public let geometry: Conv2dGeometry
+    /// `weight`.
+    public let weight: Parameter
+    /// `bias`, when the layer has one.
+    public let bias: Parameter?
+
+    /// `nn.ConvTranspose2d(inputChannels, outputChannels, kernelSize, stride, padding, output_padding, groups, bias, dilation)`,
+    /// initialised as PyTorch does by default.
+    public init(_ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, groups: Int = 1, bias: Bool = true, dilation: Int = 1, rng: inout SeededGenerator) {
+        geometry = Conv2dGeometry(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize,
+                                  stride: stride, padding: padding, dilation: dilation, groups: groups,
+                                  outputPadding: outputPadding)
+        let shape = geometry.transposedWeightShape
+        weight = Parameter(Initialization.defaultWeight(shape, using: &rng))
+        let bound = 1 / Float(max(Initialization.fans(of: shape).fanIn, 1)).squareRoot()
+        self.bias = bias ? Parameter(Initialization.uniform([outputChannels], bound: bound, using: &rng)) : nil
+        super.init()
+        register("weight", weight)
+        if let b = self.bias { register("bias", b) }
+    }
+
+    public override var typeName: String { "ConvTranspose2d" }
+
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        try TransposedConvolution.forward(input, weight: weight.value, bias: bias?.value, geometry: geometry)
+    }
+
+    public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {
+        // every input element meets every tap of its group's output channels
+        inputShape.reduce(1, *) * (geometry.outputChannels / geometry.groups)
+            * geometry.kernelSize.height * geometry.kernelSize.width
+    }
+}

@@ -1,0 +1,84 @@
+import CkptKernels
+
+/// Per-call state of a forward pass: the dotted path of the module running now, which
+/// module's output to capture, and an optional trace of every module for summaries.
+///
+/// A module called twice under one path (ResNet's shared `relu`) is captured on its first call,
+/// as a PyTorch forward hook that keeps its first output would.
+public final class ForwardContext {
+    /// One module call, recorded when tracing.
+    public struct TraceEntry: Sendable {
+        /// Dotted path (`layer1.0.conv1`).
+        public var path: String
+        /// PyTorch class name (`Conv2d`).
+        public var typeName: String
+        /// Nesting depth (1 for a top-level child).
+        public var depth: Int
+        /// Input shape of the first input.
+        public var inputShape: [Int]
+        /// Output shape.
+        public var outputShape: [Int]
+        /// Elements of the module's own parameters (not its children's).
+        public var parameterCount: Int
+        /// Elements of own parameters that are trainable.
+        public var trainableParameterCount: Int
+        /// Multiply-adds the call performed (torchinfo's "Mult-Adds").
+        public var multAdds: Int
+        /// True for a module with no children.
+        public var isLeaf: Bool
+    }
+
+    /// Path of the module whose output to keep, or nil.
+    public let captureTarget: String?
+    /// The captured output, once the target has run.
+    public private(set) var captured: DenseTensor?
+    /// Every call in the order calls finished, when tracing.
+    public private(set) var trace: [TraceEntry]?
+    /// Paths of every module that ran (for error messages naming what exists).
+    public private(set) var visitedPaths: [String] = []
+    private var path: [String] = []
+
+    /// A context capturing `captureTarget` (nil for none), tracing when `tracing` is true.
+    public init(capturing captureTarget: String? = nil, tracing: Bool = false) {
+        self.captureTarget = captureTarget
+        self.trace = tracing ? [] : nil
+    }
+
+    /// The dotted path of the module running now.
+    public var currentPath: String { path.joined(separator: ".") }
+
+    /// Depth of the module running now (0 for the model itself).
+    public var depth: Int { path.count }
+
+    /// True when fused kernels may skip the outputs of children `names` of the module running
+    /// now: nothing asks to capture or trace them.
+    public func mayFuse(_ names: [String]) -> Bool {
+        if trace != nil { return false }
+        guard let target = captureTarget else { return true }
+        let base = currentPath
+        for n in names {
+            let p = base.isEmpty ? n : base + "." + n
+            if target == p || target.hasPrefix(p + ".") { return false }
+        }
+        return true
+    }
+
+    func enter(_ name: String) { path.append(name) }
+    func exit() { path.removeLast() }
+
+    func record(_ output: DenseTensor, module: Module, input: [Int]) {
+        let p = currentPath
+        visitedPaths.append(p)
+        if captured == nil, let t = captureTarget, t == p { captured = output }
+        if trace != nil {
+            let own = module.ownParameters
+            trace?.append(TraceEntry(
+                path: p, typeName: module.typeName, depth: path.count, inputShape: input,
+                outputShape: output.shape,
+                parameterCount: own.reduce(0) { $0 + ($1.parameter.role == .parameter ? $1.parameter.value.count : 0) },
+                trainableParameterCount: own.reduce(0) { $0 + ($1.parameter.requiresGrad ? $1.parameter.value.count : 0) },
+                multAdds: module.multAdds(inputShape: input, outputShape: output.shape),
+                isLeaf: module.children.isEmpty))
+        }
+    }
+}

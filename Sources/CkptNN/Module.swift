@@ -1,0 +1,157 @@
+import CkptKernels
+import CkptTensor
+
+// Shapes follow PyTorch's NCHW layout: N images in a batch, C channels, H rows, W columns.
+
+/// A node of a network, named and nested exactly as PyTorch names and nests it.
+///
+/// A module owns parameters and buffers (in registration order) and child modules (in
+/// registration order); the state-dict key of a parameter is the dotted path of names from the
+/// model down to it. Subclasses register everything in `init` and override `forward`.
+/// The same module object may be registered under several names (its parameters are then
+/// shared, as a Python list `* n` shares them).
+/// PyTorch counterpart: `torch.nn.Module`.
+open class Module {
+    /// Own parameters and buffers in registration order (`_parameters` then `_buffers`).
+    public private(set) var ownParameters: [(name: String, parameter: Parameter)] = []
+    /// Child modules in registration order (`_modules`).
+    public private(set) var children: [(name: String, module: Module)] = []
+    /// Training mode (`module.training`); ckpt models start in eval mode.
+    public private(set) var isTraining = false
+
+    /// An empty module.
+    public init() {}
+
+    /// PyTorch's class name for this module (`Conv2d`, `BasicBlock`).
+    open var typeName: String { String(describing: type(of: self)) }
+
+    /// Names of the forward arguments, as checkpoints of inputs name them (`x`; `x1`, `x2`).
+    open var inputNames: [String] { ["x"] }
+
+    /// Registers a parameter or buffer under `name` (`register_parameter` / `register_buffer`).
+    @discardableResult
+    public func register(_ name: String, _ parameter: Parameter) -> Parameter {
+        ownParameters.append((name, parameter))
+        return parameter
+    }
+
+    /// Registers a child module under `name` (`add_module`); registering one object twice shares it.
+    @discardableResult
+    public func register<M: Module>(_ name: String, _ child: M) -> M {
+        children.append((name, child))
+        return child
+    }
+
+    /// The child registered under `name`, or nil.
+    public func child(named name: String) -> Module? {
+        children.first { $0.name == name }?.module
+    }
+
+    /// The module at a dotted path below this one (`layer1.0.conv1`), or nil.
+    public func submodule(at path: String) -> Module? {
+        if path.isEmpty { return self }
+        var m: Module = self
+        for part in path.split(separator: ".") {
+            guard let c = m.child(named: String(part)) else { return nil }
+            m = c
+        }
+        return m
+    }
+
+    /// Sets training or eval mode on this module and every descendant (`train()` / `eval()`).
+    public func setTraining(_ training: Bool) {
+        isTraining = training
+        for c in children { c.module.setTraining(training) }
+    }
+
+    /// Every module below this one with its dotted path, depth-first, each path once, shared
+    /// modules listed under every name (`named_modules(remove_duplicate=False)`).
+    public func namedModules(prefix: String = "") -> [(path: String, module: Module)] {
+        var out: [(String, Module)] = [(prefix, self)]
+        for c in children {
+            out += c.module.namedModules(prefix: prefix.isEmpty ? c.name : prefix + "." + c.name)
+        }
+        return out
+    }
+
+    /// Every parameter and buffer with its state-dict key, in `state_dict()` order: a module's
+    /// own parameters, then its own buffers, then each child's entries. Shared parameters
+    /// appear under every key.
+    public func namedParameters(prefix: String = "") -> [(key: String, parameter: Parameter)] {
+        func join(_ n: String) -> String { prefix.isEmpty ? n : prefix + "." + n }
+        var out: [(String, Parameter)] = []
+        for p in ownParameters where p.parameter.role == .parameter { out.append((join(p.name), p.parameter)) }
+        for p in ownParameters where p.parameter.role == .buffer { out.append((join(p.name), p.parameter)) }
+        for c in children { out += c.module.namedParameters(prefix: join(c.name)) }
+        return out
+    }
+
+    /// The state-dict contract: key, shape, dtype and role of every entry, in `state_dict()` order.
+    public func parameterSpecs() -> [ParameterSpec] {
+        namedParameters().map {
+            ParameterSpec(key: $0.key, shape: $0.parameter.value.shape, dtype: $0.parameter.dtype, role: $0.parameter.role)
+        }
+    }
+
+    /// Groups of keys that name one shared parameter (SegNet's `dec5.1.weight`, `dec5.4.weight`, …).
+    public func sharedKeyGroups() -> [[String]] {
+        var groups: [ObjectIdentifier: [String]] = [:]
+        var order: [ObjectIdentifier] = []
+        for (key, p) in namedParameters() {
+            let id = ObjectIdentifier(p)
+            if groups[id] == nil { order.append(id) }
+            groups[id, default: []].append(key)
+        }
+        return order.compactMap { groups[$0] }.filter { $0.count > 1 }
+    }
+
+    /// Number of distinct parameter elements (buffers excluded; shared parameters counted once),
+    /// as `sum(p.numel() for p in model.parameters())`.
+    public var parameterCount: Int {
+        var seen = Set<ObjectIdentifier>()
+        var n = 0
+        for (_, p) in namedParameters() where p.role == .parameter && seen.insert(ObjectIdentifier(p)).inserted {
+            n += p.value.count
+        }
+        return n
+    }
+
+    /// Multiply-adds of one call with these shapes; layers that compute override it.
+    open func multAdds(inputShape: [Int], outputShape: [Int]) -> Int { 0 }
+
+    /// The module's computation on one input. Composite modules call children through `run`.
+    /// - Throws: `NNError` naming the layer that failed.
+    open func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        throw NNError.inputCount(expected: inputNames, got: 1)
+    }
+
+    /// The module's computation on its named inputs; the default takes exactly one.
+    /// - Throws: `NNError.inputCount` for the wrong number of inputs, or what `forward` throws.
+    open func forward(inputs: [DenseTensor], context: ForwardContext) throws -> DenseTensor {
+        guard inputs.count == 1 else { throw NNError.inputCount(expected: inputNames, got: inputs.count) }
+        return try forward(inputs[0], context: context)
+    }
+
+    /// Runs `child` under `name`: tracks the path, captures and traces its output.
+    /// - Throws: what the child throws; kernel errors come back naming the child's path.
+    public func run(_ child: Module, named name: String, _ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        context.enter(name)
+        defer { context.exit() }
+        let y: DenseTensor
+        do {
+            y = try child.forward(input, context: context)
+        } catch let e as KernelError {
+            throw NNError.layer(path: context.currentPath, type: child.typeName, underlying: e)
+        }
+        context.record(y, module: child, input: input.shape)
+        return y
+    }
+
+    /// Records an output computed without calling the child (a fused kernel), so capture and
+    /// trace still see the child's name.
+    public func noteOutput(_ output: DenseTensor, of child: Module, named name: String, input: [Int], context: ForwardContext) {
+        context.enter(name)
+        context.record(output, module: child, input: input)
+        context.exit()
+    }
+}

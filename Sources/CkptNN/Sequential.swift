@@ -1,0 +1,54 @@
+import CkptKernels
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// Children run in order, keyed `0`, `1`, `2`, … so parameter-free layers (ReLU, MaxPool) take
+/// an index: the gaps in `features.0`, `features.3` of VGG keys.
+///
+/// In eval mode a `Conv2d` followed by a `BatchNorm2d` (and a `ReLU`) runs as one convolution
+/// with the batch norm folded in, unless a capture or trace needs the intermediate outputs.
+/// PyTorch counterpart: `torch.nn.Sequential`.
+public final class Sequential: Module {
+    /// Children keyed by their position.
+    public init(_ layers: [Module]) {
+        super.init()
+        for (i, l) in layers.enumerated() { register(String(i), l) }
+    }
+
+    /// Children keyed by the given names (`nn.Sequential(OrderedDict(...))`, or a slice that
+    /// kept its original indices).
+    public init(named layers: [(String, Module)]) {
+        super.init()
+        for (n, l) in layers { register(n, l) }
+    }
+
+    public override var typeName: String { "Sequential" }
+
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        var x = input
+        let items = children
+        var i = 0
+        while i < items.count {
+            let (name, layer) = items[i]
+            if !isTraining, let conv = layer as? Conv2d, i + 1 < items.count,
+               let bn = items[i + 1].module as? BatchNorm2d {
+                let withReLU = i + 2 < items.count && items[i + 2].module is ReLU
+                let names = items[i ... (withReLU ? i + 2 : i + 1)].map(\.name)
+                if context.mayFuse(names) {
+                    context.enter(name)
+                    defer { context.exit() }
+                    do {
+                        x = try conv.forwardFolding(x, batchNorm: bn, relu: withReLU)
+                    } catch let e as KernelError {
+                        throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
+                    }
+                    i += withReLU ? 3 : 2
+                    continue
+                }
+            }
+            x = try run(layer, named: name, x, context: context)
+            i += 1
+        }
+        return x
+    }
+}
