@@ -24,3 +24,60 @@ public enum HalfFloat {
         return UInt16(truncatingIfNeeded: (u &+ bias) >> 16)
     }
 }
+
+extension Storage {
+    /// A storage holding every element of this one converted to `target` (torch's `.half()`,
+    /// `.bfloat16()`, `.float()` rounding), computed lazily when first read.
+    /// - Throws: `TensorError.unsupportedDType` unless both dtypes are float64/32/16 or bfloat16.
+    public func cast(to target: DType) throws -> Storage {
+        let castable: Set<DType> = [.float64, .float32, .float16, .bfloat16]
+        guard castable.contains(dtype), castable.contains(target) else {
+            throw TensorError.unsupportedDType(dtype, "cannot cast to \(target.rawValue)")
+        }
+        let source = self
+        let count = elementCount
+        return Storage(key: key, dtype: target, byteCount: count * target.itemSize, byteOrder: .little, location: location) {
+            let region = try ByteRegion.allocate(count: count * target.itemSize) { dst in
+                guard let d = dst.baseAddress else { return }
+                var at = 0
+                try source.forEachLittleEndianChunk(chunk: 1 << 20) { chunk in
+                    let n = chunk.count / source.dtype.itemSize
+                    HalfFloat.convert(chunk, from: source.dtype, to: d + at * target.itemSize, target, count: n)
+                    at += n
+                }
+            }
+            return ByteSlice(region: region)
+        }
+    }
+}
+
+extension HalfFloat {
+    /// Converts `count` little-endian elements between float64/32/16 and bfloat16. float64 goes
+    /// through float32 first, as c10::Half and c10::BFloat16 construct from float.
+    static func convert(_ src: UnsafeRawBufferPointer, from s: DType, to dst: UnsafeMutableRawPointer, _ t: DType, count: Int) {
+        guard let p = src.baseAddress else { return }
+        for i in 0 ..< count {
+            if s == .float64 && t == .float64 {
+                dst.storeBytes(of: p.loadUnaligned(fromByteOffset: i * 8, as: Double.self), toByteOffset: i * 8, as: Double.self)
+                continue
+            }
+            let f: Float
+            var d: Double?
+            switch s {
+            case .float64:
+                let v = p.loadUnaligned(fromByteOffset: i * 8, as: Double.self)
+                d = v
+                f = Float(v)
+            case .float32: f = p.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
+            case .float16: f = float(fromHalfBits: p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+            default: f = float(fromBFloat16Bits: p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+            }
+            switch t {
+            case .float64: dst.storeBytes(of: d ?? Double(f), toByteOffset: i * 8, as: Double.self)
+            case .float32: dst.storeBytes(of: f, toByteOffset: i * 4, as: Float.self)
+            case .float16: dst.storeBytes(of: halfBits(from: f), toByteOffset: i * 2, as: UInt16.self)
+            default: dst.storeBytes(of: bfloat16Bits(from: f), toByteOffset: i * 2, as: UInt16.self)
+            }
+        }
+    }
+}

@@ -195,3 +195,33 @@ public final class Storage: @unchecked Sendable {
         cached = nil
     }
 }
+
+extension Storage {
+    /// Calls `body` with the storage's bytes in little-endian order, in chunks of at most
+    /// `chunk` bytes; big-endian storages are swapped chunk by chunk, so memory stays bounded.
+    /// - Throws: storage load errors, or what `body` throws.
+    public func forEachLittleEndianChunk(chunk: Int = 1 << 24, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let s = try slice()
+        try withExtendedLifetime(s) {
+            let all = s.bytes
+            if byteOrder == .little {
+                if all.count > 0 { try body(all) }
+                return
+            }
+            let unit = dtype.itemSize
+            let step = max(unit, chunk / unit * unit)
+            var buffer = [UInt8](repeating: 0, count: min(step, all.count))
+            var o = 0
+            while o < all.count {
+                let n = min(step, all.count - o)
+                try buffer.withUnsafeMutableBytes { b in
+                    guard let d = b.baseAddress, let src = all.baseAddress else { return }
+                    d.copyMemory(from: src + o, byteCount: n)
+                    Tensor.swapBytes(d, count: n / unit, dtype: dtype)
+                    try body(UnsafeRawBufferPointer(start: d, count: n))
+                }
+                o += n
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import CkptFormat
+import CkptTensor
+
+/// `ckpt convert IN OUT`: between torch zip, legacy, tar and safetensors, optionally casting.
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a checkpoint to a zip .pth or .safetensors file (chosen by OUT's extension).",
+        discussion: """
+            Reads any format inspect reads. A .pth output is the zip form torch.save writes and loads with \
+            torch.load(weights_only=True); nested structure, shared storages and _metadata are kept. A \
+            .safetensors output flattens to dotted names and stores each tensor as its own contiguous copy. \
+            --dtype casts floating tensors only (float64/32/16, bfloat16), rounding as torch's .half() / \
+            .bfloat16() / .float() do. OUT is written to a temporary file and renamed into place.
+            """)
+
+    @Argument(help: "Input checkpoint.")
+    var input: String
+
+    @Argument(help: "Output file: .safetensors, or anything else for a zip .pth.")
+    var output: String
+
+    @Option(name: .long, help: "Cast floating tensors to float16, bfloat16 or float32.")
+    var dtype: String?
+
+    @Flag(name: .long, help: "Print a JSON report.")
+    var json = false
+
+    @OptionGroup var read: ReadOptions
+
+    func validate() throws {
+        if let d = dtype, !["float16", "bfloat16", "float32", "half", "float", "bf16", "fp16", "fp32"].contains(d) {
+            throw ValidationError("--dtype must be float16, bfloat16 or float32, got '\(d)'")
+        }
+    }
+
+    private var targetDType: DType? {
+        switch dtype {
+        case "float16", "half", "fp16": return .float16
+        case "bfloat16", "bf16": return .bfloat16
+        case "float32", "float", "fp32": return .float32
+        default: return nil
+        }
+    }
+
+    func run() throws {
+        try CLI.run {
+            var ckpt = try CLI.load(input, read)
+            var flattened = false
+            if !ckpt.info.disallowedGlobals.isEmpty || ckpt.info.format == .torchscript {
+                // inert objects cannot be written to a weights_only file: keep the tensors, by dotted path
+                let items: [(key: Value, value: Value)] = ckpt.tensors.map { (.string($0.path), .tensor($0.tensor)) }
+                ckpt.root = .dict(PyDict(items: items, kind: .orderedDict))
+                flattened = true
+            }
+            var cast = 0
+            if let target = targetDType {
+                var converted: [ObjectIdentifier: Storage] = [:]
+                ckpt = try ckpt.mapTensors { _, t in
+                    guard [.float64, .float32, .float16, .bfloat16].contains(t.dtype), t.dtype != target, t.storage.dtype == t.dtype else { return t }
+                    let id = ObjectIdentifier(t.storage)
+                    let s: Storage
+                    if let c = converted[id] { s = c } else { s = try t.storage.cast(to: target); converted[id] = s }
+                    cast += 1
+                    return try Tensor(storage: s, dtype: target, shape: t.shape, strides: t.strides, storageOffset: t.storageOffset,
+                                      isConjugated: t.isConjugated, isNegated: t.isNegated, requiresGrad: t.requiresGrad, isParameter: t.isParameter)
+                }
+            }
+            let total = ckpt.tensors.count
+            let progress = Progress("writing \(output)", total: 100)
+            try CheckpointWriter.write(ckpt, to: output, forbidding: [input]) { done, all in
+                progress.update(all == 0 ? 100 : done * 100 / max(all, 1))
+            }
+            progress.finish()
+            let format = CheckpointWriter.format(forPath: output)
+            if json {
+                CLI.printJSON(.object([
+                    ("input", .string(input)), ("output", .string(output)),
+                    ("input_format", .string(ckpt.info.format.rawValue)), ("output_format", .string(format.rawValue)),
+                    ("tensors", .int(total)), ("cast", .int(cast)),
+                    ("dtype", targetDType.map { .string($0.rawValue) } ?? .null),
+                    ("flattened", .bool(flattened)),
+                ]))
+            } else {
+                var line = "wrote \(output) (\(format.rawValue)): \(total) tensors from \(ckpt.info.format.rawValue) \(input)"
+                if let t = targetDType { line += ", \(cast) cast to \(t.rawValue)" }
+                print(line)
+                if flattened { print("note: objects ckpt kept inert were dropped; the output holds the \(total) tensors by dotted path") }
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+import CkptTensor
+
+/// Writes a checkpoint's object tree as the protocol-2 pickle `torch.save` writes, using only the
+/// opcodes and globals `torch.load(weights_only=True)` accepts. Storages are numbered "0", "1", …
+/// in order of first reference; each distinct storage is listed once in `storages`.
+/// Counterpart: `torch.serialization._save`'s pickler with `persistent_id`.
+struct Pickler {
+    private(set) var out: [UInt8] = [0x80, 0x02]
+    /// Distinct storages in key order.
+    private(set) var storages: [Storage] = []
+    private var keys: [ObjectIdentifier: String] = [:]
+    private var memoized: [String: Int] = [:]
+    let file: String
+
+    init(file: String) { self.file = file }
+
+    private func fail(_ m: String) -> FormatError { FormatError(.unsupported, file: file, member: "data.pkl", m) }
+
+    private mutating func op(_ o: Opcode) { out.append(o.rawValue) }
+
+    private mutating func u32(_ v: Int) {
+        for i in 0 ..< 4 { out.append(UInt8(truncatingIfNeeded: v >> (8 * i))) }
+    }
+
+    /// Memoizes repeated strings and globals (as torch does), keeping files small.
+    private mutating func memo(_ key: String, emit: (inout Pickler) -> Void) {
+        if let i = memoized[key] {
+            if i < 256 { op(.BINGET); out.append(UInt8(i)) } else { op(.LONG_BINGET); u32(i) }
+            return
+        }
+        emit(&self)
+        let i = memoized.count
+        memoized[key] = i
+        if i < 256 { op(.BINPUT); out.append(UInt8(i)) } else { op(.LONG_BINPUT); u32(i) }
+    }
+
+    mutating func string(_ s: String) {
+        let b = Array(s.utf8)
+        op(.BINUNICODE)
+        u32(b.count)
+        out += b
+    }
+
+    private mutating func memoString(_ s: String) {
+        memo("s:" + s) { $0.string(s) }
+    }
+
+    mutating func global(_ module: String, _ name: String) {
+        memo("g:" + module + "." + name) { p in
+            p.op(.GLOBAL)
+            p.out += Array(module.utf8) + [0x0A] + Array(name.utf8) + [0x0A]
+        }
+    }
+
+    mutating func int(_ v: Int) {
+        if v >= 0, v < 256 {
+            op(.BININT1); out.append(UInt8(v))
+        } else if v >= 0, v < 65536 {
+            op(.BININT2); out.append(UInt8(v & 0xFF)); out.append(UInt8(v >> 8))
+        } else if v >= Int(Int32.min), v <= Int(Int32.max) {
+            op(.BININT); u32(v)
+        } else {
+            // LONG1: minimal two's-complement little-endian bytes
+            var bytes: [UInt8] = []
+            var x = v
+            repeat {
+                bytes.append(UInt8(truncatingIfNeeded: x))
+                x >>= 8
+            } while !(x == 0 && bytes.last! & 0x80 == 0) && !(x == -1 && bytes.last! & 0x80 != 0)
+            op(.LONG1); out.append(UInt8(bytes.count)); out += bytes
+        }
+    }
+
+    private mutating func tuple(_ items: [Value], path: String) throws {
+        switch items.count {
+        case 0: op(.EMPTY_TUPLE)
+        case 1: try value(items[0], path: path + ".0"); op(.TUPLE1)
+        case 2: try value(items[0], path: path + ".0"); try value(items[1], path: path + ".1"); op(.TUPLE2)
+        case 3:
+            for (i, v) in items.enumerated() { try value(v, path: path + ".\(i)") }
+            op(.TUPLE3)
+        default:
+            op(.MARK)
+            for (i, v) in items.enumerated() { try value(v, path: path + ".\(i)") }
+            op(.TUPLE)
+        }
+    }
+
+    private mutating func intTuple(_ items: [Int]) {
+        switch items.count {
+        case 0: op(.EMPTY_TUPLE)
+        case 1: int(items[0]); op(.TUPLE1)
+        case 2: int(items[0]); int(items[1]); op(.TUPLE2)
+        case 3: int(items[0]); int(items[1]); int(items[2]); op(.TUPLE3)
+        default:
+            op(.MARK)
+            for i in items { int(i) }
+            op(.TUPLE)
+        }
+    }
+
+    private mutating func emptyOrderedDict() {
+        global("collections", "OrderedDict")
+        op(.EMPTY_TUPLE)
+        op(.REDUCE)
+    }
+
+    private mutating func items(_ items: [(key: Value, value: Value)], path: String) throws {
+        // batches of 1000, SETITEM for a batch of one, as CPython's pickler does
+        var i = 0
+        while i < items.count {
+            let n = min(1000, items.count - i)
+            if n > 1 { op(.MARK) }
+            for (k, v) in items[i ..< i + n] {
+                try value(k, path: path)
+                try value(v, path: path.isEmpty ? k.pathComponent : path + "." + k.pathComponent)
+            }
+            op(n > 1 ? .SETITEMS : .SETITEM)
+            i += n
+        }
+    }
+
+    /// Appends `v`.
+    /// - Throws: `FormatError(.unsupported)` for values a weights_only file cannot hold (inert objects).
+    mutating func value(_ v: Value, path: String) throws {
+        switch v {
+        case .none: op(.NONE)
+        case let .bool(b): op(b ? .NEWTRUE : .NEWFALSE)
+        case let .int(i): int(i)
+        case let .bigInt(s):
+            guard let bytes = BigDecimal.twosComplement(decimal: s) else { throw fail("integer \(s.prefix(40)) at '\(path)' cannot be written") }
+            op(.LONG1); out.append(UInt8(bytes.count)); out += bytes
+        case let .float(d):
+            op(.BINFLOAT)
+            let bits = d.bitPattern.bigEndian
+            withUnsafeBytes(of: bits) { out += $0 }
+        case let .complex(re, im):
+            global("builtins", "complex")
+            try tuple([.float(re), .float(im)], path: path)
+            op(.REDUCE)
+        case let .string(s): string(s)
+        case let .bytes(b):
+            // protocol 2 writes bytes as _codecs.encode(latin-1 text, 'latin1')
+            global("_codecs", "encode")
+            string(String(String.UnicodeScalarView(b.map { Unicode.Scalar($0) })))
+            memoString("latin1")
+            op(.TUPLE2)
+            op(.REDUCE)
+        case let .tuple(a): try tuple(a, path: path)
+        case let .list(a):
+            op(.EMPTY_LIST)
+            var i = 0
+            while i < a.count {
+                let n = min(1000, a.count - i)
+                if n > 1 { op(.MARK) }
+                for (j, x) in a[i ..< i + n].enumerated() { try value(x, path: path + ".\(i + j)") }
+                op(n > 1 ? .APPENDS : .APPEND)
+                i += n
+            }
+        case let .set(a):
+            global("builtins", "set")
+            try value(.list(a), path: path)
+            op(.TUPLE1)
+            op(.REDUCE)
+        case let .dict(d):
+            switch d.kind {
+            case .dict: op(.EMPTY_DICT)
+            case .orderedDict: emptyOrderedDict()
+            case .counter:
+                global("collections", "Counter")
+                op(.EMPTY_TUPLE)
+                op(.REDUCE)
+            }
+            try items(d.items, path: path)
+            if !d.attributes.isEmpty {
+                op(.EMPTY_DICT)
+                try items(d.attributes.map { (.string($0.name), $0.value) }, path: path)
+                op(.BUILD)
+            }
+        case let .tensor(t): try tensor(t, path: path)
+        case let .dtype(d):
+            global("torch", d.rawValue)
+        case let .device(s):
+            global("torch", "device")
+            string(s)
+            op(.TUPLE1)
+            op(.REDUCE)
+        case let .global(g):
+            guard Allowlist.contains(g) else { throw fail("'\(path)' holds \(g), which a weights_only file cannot reference") }
+            global(g.module, g.name)
+        case let .object(o):
+            throw fail("'\(path)' holds an inert \(o.global) object, which a weights_only file cannot hold")
+        case .storage:
+            throw fail("'\(path)' holds a bare storage, which ckpt does not write")
+        }
+    }
+
+    private mutating func tensor(_ t: Tensor, path: String) throws {
+        let id = ObjectIdentifier(t.storage)
+        let key: String
+        if let k = keys[id] {
+            key = k
+        } else {
+            key = String(storages.count)
+            keys[id] = key
+            storages.append(t.storage)
+        }
+        if t.isParameter { global("torch._utils", "_rebuild_parameter") }
+        let v3 = t.dtype.storageClassName == nil || t.storage.dtype != t.dtype
+        global("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2")
+        op(.MARK)
+        // persistent id ('storage', cls, key, 'cpu', numel)
+        op(.MARK)
+        memoString("storage")
+        if v3 {
+            global("torch.storage", "UntypedStorage")
+        } else if let cls = t.dtype.storageClassName {
+            global("torch", cls)
+        }
+        string(key)
+        memoString("cpu")
+        int(v3 ? t.storage.byteCount : t.storage.elementCount)
+        op(.TUPLE)
+        op(.BINPERSID)
+        int(t.storageOffset)
+        intTuple(t.shape)
+        intTuple(t.strides)
+        op(t.requiresGrad && !t.isParameter ? .NEWTRUE : .NEWFALSE)
+        emptyOrderedDict()
+        if v3 { global("torch", t.dtype.rawValue) }
+        if t.isConjugated || t.isNegated {
+            op(.EMPTY_DICT)
+            var meta: [(key: Value, value: Value)] = []
+            if t.isConjugated { meta.append((.string("conj"), .bool(true))) }
+            if t.isNegated { meta.append((.string("neg"), .bool(true))) }
+            try items(meta, path: path)
+        }
+        op(.TUPLE)
+        op(.REDUCE)
+        if t.isParameter {
+            op(t.requiresGrad ? .NEWTRUE : .NEWFALSE)
+            emptyOrderedDict()
+            op(.TUPLE3)
+            op(.REDUCE)
+        }
+    }
+
+    /// Ends the pickle.
+    mutating func finish() { op(.STOP) }
+}
+
+extension BigDecimal {
+    /// Minimal little-endian two's-complement bytes of a decimal integer (≤ 255 bytes), or nil.
+    static func twosComplement(decimal s: String) -> [UInt8]? {
+        let negative = s.hasPrefix("-")
+        let digits = negative ? s.dropFirst() : Substring(s)
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        var mag: [UInt8] = [0] // little-endian base 256
+        for ch in digits {
+            var carry = Int(ch.asciiValue! - 48)
+            for i in 0 ..< mag.count {
+                let v = Int(mag[i]) * 10 + carry
+                mag[i] = UInt8(v & 0xFF)
+                carry = v >> 8
+            }
+            while carry > 0 { mag.append(UInt8(carry & 0xFF)); carry >>= 8 }
+        }
+        if negative {
+            var carry = 1
+            for i in 0 ..< mag.count {
+                let v = Int(~mag[i]) + carry
+                mag[i] = UInt8(v & 0xFF)
+                carry = v >> 8
+            }
+            if mag.last! & 0x80 == 0 { mag.append(0xFF) }
+        } else if mag.last! & 0x80 != 0 {
+            mag.append(0)
+        }
+        return mag.count <= 255 ? mag : nil
+    }
+}

@@ -1,0 +1,59 @@
+/// Element-wise comparison of two tensors of one shape, in bounded memory.
+public struct TensorDifference: Sendable, Equatable {
+    /// True when the contiguous bytes are identical (NaN payloads included).
+    public var identical: Bool
+    /// Largest |a − b| over elements where both are numbers (0 when identical); NaN in one but
+    /// not the other counts in `nanMismatches` instead.
+    public var maxAbsolute: Double
+    /// Elements where exactly one side is NaN.
+    public var nanMismatches: Int
+    /// Elements that differ at all.
+    public var differingElements: Int
+
+    /// Compares `a` and `b`, which must have the same dtype and shape.
+    /// - Throws: `TensorError.badView` when they do not; storage load errors.
+    public static func compare(_ a: Tensor, _ b: Tensor) throws -> TensorDifference {
+        guard a.shape == b.shape else { throw TensorError.badView("shapes \(a.shape) and \(b.shape) differ") }
+        guard a.dtype == b.dtype else { throw TensorError.badView("dtypes \(a.dtype.rawValue) and \(b.dtype.rawValue) differ") }
+        return try a.withContiguousBytes { ra in
+            try b.withContiguousBytes { rb in
+                var r = TensorDifference(identical: true, maxAbsolute: 0, nanMismatches: 0, differingElements: 0)
+                if ra.elementsEqual(rb) { return r }
+                r.identical = false
+                guard a.dtype.isNumericallyReadable else {
+                    r.maxAbsolute = .nan
+                    r.differingElements = a.elementCount
+                    return r
+                }
+                let per = a.dtype.isComplex ? 2 : 1
+                let unit = a.dtype.itemSize / per
+                let decode: DType = a.dtype == .complex64 ? .float32 : (a.dtype == .complex128 ? .float64 : a.dtype)
+                let total = a.elementCount * per
+                let chunk = 1 << 16
+                var xa = [Double](repeating: 0, count: chunk), xb = xa
+                var start = 0
+                while start < total {
+                    let c = min(chunk, total - start)
+                    let pa = UnsafeRawBufferPointer(rebasing: ra[start * unit ..< (start + c) * unit])
+                    let pb = UnsafeRawBufferPointer(rebasing: rb[start * unit ..< (start + c) * unit])
+                    xa.withUnsafeMutableBufferPointer { ElementDecode.decode(pa, dtype: decode, into: UnsafeMutableBufferPointer(rebasing: $0[0 ..< c])) }
+                    xb.withUnsafeMutableBufferPointer { ElementDecode.decode(pb, dtype: decode, into: UnsafeMutableBufferPointer(rebasing: $0[0 ..< c])) }
+                    for i in 0 ..< c {
+                        let u = xa[i], v = xb[i]
+                        if u.isNaN || v.isNaN {
+                            if u.isNaN != v.isNaN { r.nanMismatches += 1; r.differingElements += 1 }
+                            continue
+                        }
+                        if u != v {
+                            r.differingElements += 1
+                            let d = u == v ? 0 : abs(u - v)
+                            if d > r.maxAbsolute || d.isNaN { r.maxAbsolute = d }
+                        }
+                    }
+                    start += c
+                }
+                return r
+            }
+        }
+    }
+}
