@@ -155,3 +155,42 @@ open class Module {
         context.exit()
     }
 }
+
+extension Module {
+    /// `relu?(bn(conv(x)))` for children named `convName`, `bnName` (and `reluName`): one folded
+    /// convolution in eval mode when nothing captures the intermediate outputs, else three calls.
+    /// - Throws: `NNError.layer` naming the failing child.
+    public func runConvolutionBatchNorm(
+        _ conv: Conv2d, named convName: String, _ bn: BatchNorm2d, named bnName: String,
+        relu: (module: ReLU, name: String)?, _ input: DenseTensor, context: ForwardContext
+    ) throws -> DenseTensor {
+        let names = [convName, bnName] + (relu.map { [$0.name] } ?? [])
+        if !isTraining && context.mayFuse(names) {
+            context.enter(convName)
+            defer { context.exit() }
+            do {
+                return try conv.forwardFolding(input, batchNorm: bn, relu: relu != nil)
+            } catch let e as KernelError {
+                throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
+            }
+        }
+        var y = try run(conv, named: convName, input, context: context)
+        y = try run(bn, named: bnName, y, context: context)
+        if let r = relu { y = try run(r.module, named: r.name, y, context: context) }
+        return y
+    }
+
+    /// `relu(a + b)` where `relu` is the child `reluName` (ResNet's block tail), fused when allowed.
+    /// - Throws: `NNError.layer` when the shapes differ.
+    public func runAddReLU(_ a: DenseTensor, _ b: DenseTensor, relu: ReLU, named reluName: String,
+                           context: ForwardContext) throws -> DenseTensor {
+        let fuse = context.mayFuse([reluName])
+        let sum: DenseTensor
+        do {
+            sum = try Elementwise.add(a, b, epilogue: fuse ? .relu : .none)
+        } catch let e as KernelError {
+            throw NNError.layer(path: context.currentPath, type: typeName, underlying: e)
+        }
+        return fuse ? sum : try run(relu, named: reluName, sum, context: context)
+    }
+}

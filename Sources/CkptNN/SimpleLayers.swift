@@ -103,7 +103,7 @@ public final class Linear: Module {
     public override var typeName: String { "Linear" }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try CkptKernels.Linear.forward(input, weight: weight.value, bias: bias?.value)
+        try FullyConnected.forward(input, weight: weight.value, bias: bias?.value)
     }
 
     public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {

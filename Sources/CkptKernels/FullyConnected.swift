@@ -2,7 +2,7 @@
 ///
 /// Forward caches nothing; a backward needs the input (for `dWeight`) and the weight (for `dInput`).
 /// PyTorch counterpart: `torch.nn.functional.linear`.
-public enum Linear {
+public enum FullyConnected {
     /// `y = x·Wᵀ + b` for `x` of shape `[N, in]`, `weight` `[out, in]`, `bias` `[out]` or nil.
     /// - Returns: `[N, out]`.
     /// - Throws: `KernelError.shapeMismatch` when the shapes do not fit.

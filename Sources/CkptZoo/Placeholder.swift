@@ -1,2 +1,0 @@
-// placeholder until the forward engine lands (issue 3)
-enum CkptZooPlaceholder {}

@@ -1,0 +1,83 @@
+import CkptKernels
+import CkptNN
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// The two-convolution residual block of resnet18/34.
+/// PyTorch counterpart: `torchvision.models.resnet.BasicBlock`.
+public final class BasicBlock: Module {
+    /// Output channels are `planes × expansion`.
+    public static let expansion = 1
+    let conv1: Conv2d, bn1: BatchNorm2d, relu: ReLU, conv2: Conv2d, bn2: BatchNorm2d
+    let downsample: Sequential?
+
+    /// `BasicBlock(inplanes, planes, stride, downsample)`.
+    init(inputChannels: Int, planes: Int, stride: Int, downsample: Sequential?, rng: inout SeededGenerator) {
+        conv1 = Conv2d(inputChannels, planes, kernelSize: 3, stride: stride, padding: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2d(planes)
+        relu = ReLU()
+        conv2 = Conv2d(planes, planes, kernelSize: 3, padding: 1, bias: false, rng: &rng)
+        bn2 = BatchNorm2d(planes)
+        self.downsample = downsample
+        super.init()
+        register("conv1", conv1)
+        register("bn1", bn1)
+        register("relu", relu)
+        register("conv2", conv2)
+        register("bn2", bn2)
+        if let d = downsample { register("downsample", d) }
+    }
+
+    public override var typeName: String { "BasicBlock" }
+
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        var out = try runConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), input, context: context)
+        out = try runConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: nil, out, context: context)
+        let identity = try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input
+        return try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
+    }
+}
+
+/// The 1×1–3×3–1×1 residual block of resnet50+ and ResNeXt / wide ResNet (stride on the 3×3).
+/// PyTorch counterpart: `torchvision.models.resnet.Bottleneck`.
+public final class Bottleneck: Module {
+    /// Output channels are `planes × expansion`.
+    public static let expansion = 4
+    let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d
+    let relu: ReLU
+    let downsample: Sequential?
+
+    /// `Bottleneck(inplanes, planes, stride, downsample, groups, base_width)`:
+    /// inner width `⌊planes · base_width / 64⌋ · groups`.
+    init(inputChannels: Int, planes: Int, stride: Int, downsample: Sequential?, groups: Int, baseWidth: Int,
+         rng: inout SeededGenerator) {
+        let width = (planes * baseWidth / 64) * groups
+        conv1 = Conv2d(inputChannels, width, kernelSize: 1, bias: false, rng: &rng)
+        bn1 = BatchNorm2d(width)
+        conv2 = Conv2d(width, width, kernelSize: 3, stride: stride, padding: 1, groups: groups, bias: false, rng: &rng)
+        bn2 = BatchNorm2d(width)
+        conv3 = Conv2d(width, planes * Bottleneck.expansion, kernelSize: 1, bias: false, rng: &rng)
+        bn3 = BatchNorm2d(planes * Bottleneck.expansion)
+        relu = ReLU()
+        self.downsample = downsample
+        super.init()
+        register("conv1", conv1)
+        register("bn1", bn1)
+        register("conv2", conv2)
+        register("bn2", bn2)
+        register("conv3", conv3)
+        register("bn3", bn3)
+        register("relu", relu)
+        if let d = downsample { register("downsample", d) }
+    }
+
+    public override var typeName: String { "Bottleneck" }
+
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        var out = try runConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), input, context: context)
+        out = try runConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: (relu, "relu"), out, context: context)
+        out = try runConvolutionBatchNorm(conv3, named: "conv3", bn3, named: "bn3", relu: nil, out, context: context)
+        let identity = try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input
+        return try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
+    }
+}

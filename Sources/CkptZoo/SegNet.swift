@@ -1,0 +1,100 @@
+import CkptKernels
+import CkptNN
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// SegNet on a vgg19_bn encoder, taking two single-channel images concatenated on channels.
+///
+/// `input` is `Conv2d(2,64,3,1,1), BatchNorm2d(64), ReLU`; `enc1…enc5` are vgg19_bn
+/// `features[3:7], [7:14], [14:27], [27:40], [40:]` renumbered from 0; `dec5` is
+/// `ConvTranspose2d(512,512,2,2)` then one `Conv2d(512,512,3,p1), BatchNorm2d(512), ReLU` triple
+/// listed four times; `dec4…dec1` are decoder blocks whose `decode` holds a transposed conv, a
+/// conv to half width, the shared middle triple listed `n − 2` times, and a conv to the output
+/// width. A listed-again triple is one module, as a Python list `* n` makes it, so its keys
+/// (`dec5.1`, `dec5.4`, `dec5.7`, `dec5.10`) share one parameter.
+public final class SegNet: Module {
+    let input: Sequential
+    let encoders: [Sequential]
+    let dec5: Sequential
+    let decoders: [DecoderBlock]
+
+    /// The network with `numClasses` output channels; torchvision init for the encoder, and
+    /// kaiming-normal convolutions with zero bias for the decoder.
+    public init(numClasses: Int, rng: inout SeededGenerator) {
+        input = Sequential([Conv2d(2, 64, kernelSize: 3, stride: 1, padding: 1, rng: &rng), BatchNorm2d(64), ReLU()])
+        let configuration = VGG.configurations["E"] ?? []
+        let features = VGG.makeFeatures(configuration, batchNorm: true, rng: &rng).children.map(\.module)
+        encoders = [3 ..< 7, 7 ..< 14, 14 ..< 27, 27 ..< 40, 40 ..< features.count].map { Sequential(Array(features[$0])) }
+        let triple: [Module] = [Conv2d(512, 512, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(512), ReLU()]
+        dec5 = Sequential([ConvTranspose2d(512, 512, kernelSize: 2, stride: 2, rng: &rng)] + triple + triple + triple + triple)
+        decoders = [
+            DecoderBlock(inputChannels: 1024, outputChannels: 256, convolutions: 4, rng: &rng),
+            DecoderBlock(inputChannels: 512, outputChannels: 128, convolutions: 4, rng: &rng),
+            DecoderBlock(inputChannels: 256, outputChannels: 64, convolutions: 2, rng: &rng),
+            DecoderBlock(inputChannels: 128, outputChannels: numClasses, convolutions: 2, rng: &rng),
+        ]
+        super.init()
+        register("input", input)
+        for (i, e) in encoders.enumerated() { register("enc\(i + 1)", e) }
+        register("dec5", dec5)
+        for (i, d) in decoders.enumerated() { register("dec\(4 - i)", d) }
+        TorchvisionInitialization.apply(to: self, linear: .keepDefault, rng: &rng)
+    }
+
+    public override var typeName: String { "SegNet" }
+
+    public override var inputNames: [String] { ["x1", "x2"] }
+
+    public override func forward(inputs: [DenseTensor], context: ForwardContext) throws -> DenseTensor {
+        guard inputs.count == 2 else { throw NNError.inputCount(expected: inputNames, got: inputs.count) }
+        for (name, x) in zip(inputNames, inputs) where x.rank != 4 || x.shape[1] != 1 {
+            throw NNError.inputShape(name: name, expected: "[N, 1, H, W]", got: x.shape)
+        }
+        var x = try Elementwise.concatenateChannels(inputs)
+        x = try run(input, named: "input", x, context: context)
+        var skips: [DenseTensor] = []
+        for (i, e) in encoders.enumerated() {
+            x = try run(e, named: "enc\(i + 1)", x, context: context)
+            skips.append(x)
+        }
+        x = try run(dec5, named: "dec5", x, context: context)
+        for (i, d) in decoders.enumerated() {
+            // dec4(cat(enc4, dec5)) … dec1(cat(enc1, dec2))
+            let skip = skips[3 - i]
+            guard skip.shape.dropFirst(2) == x.shape.dropFirst(2) else {
+                throw NNError.inputShape(name: inputNames[0], expected: "height and width divisible by 32", got: inputs[0].shape)
+            }
+            x = try run(d, named: "dec\(4 - i)", try Elementwise.concatenateChannels([skip, x]), context: context)
+        }
+        return x
+    }
+}
+
+/// A SegNet decoder stage: `decode` = transposed conv, conv to half width, the shared middle
+/// triple listed `convolutions − 2` times, conv to the output width (each conv + BN + ReLU).
+public final class DecoderBlock: Module {
+    let decode: Sequential
+
+    /// `_DecoderBlock(in_channels, out_channels, num_conv_layers)`.
+    init(inputChannels: Int, outputChannels: Int, convolutions: Int, rng: inout SeededGenerator) {
+        let middle = inputChannels / 2
+        var layers: [Module] = [
+            ConvTranspose2d(inputChannels, inputChannels, kernelSize: 2, stride: 2, rng: &rng),
+            Conv2d(inputChannels, middle, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(middle), ReLU(),
+        ]
+        if convolutions > 2 {
+            let triple: [Module] = [Conv2d(middle, middle, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(middle), ReLU()]
+            for _ in 0 ..< (convolutions - 2) { layers += triple }
+        }
+        layers += [Conv2d(middle, outputChannels, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(outputChannels), ReLU()]
+        decode = Sequential(layers)
+        super.init()
+        register("decode", decode)
+    }
+
+    public override var typeName: String { "_DecoderBlock" }
+
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        try run(decode, named: "decode", input, context: context)
+    }
+}

@@ -1,0 +1,98 @@
+import CkptNN
+
+/// Errors raised by the zoo.
+public enum ZooError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No architecture has this name; `available` lists the zoo.
+    case unknownModel(name: String, available: [String])
+    /// `num_classes` must be positive.
+    case invalidClassCount(Int)
+
+    /// One lower-case line.
+    public var description: String {
+        switch self {
+        case let .unknownModel(name, available):
+            return "unknown model '\(name)'; the zoo has: \(available.joined(separator: ", "))"
+        case let .invalidClassCount(n):
+            return "num_classes must be positive, got \(n)"
+        }
+    }
+}
+
+/// The model zoo: every architecture ckpt can build, by torchvision's name.
+///
+/// Counterpart: `torchvision.models.get_model(name, num_classes=…)`.
+public enum Zoo {
+    /// One architecture of the zoo.
+    public struct Entry: Sendable {
+        /// Registry name (`resnet50`).
+        public var name: String
+        /// `num_classes` when the caller gives none.
+        public var defaultClassCount: Int
+        /// Input shapes without the batch dimension, one per forward argument, for summaries and benches.
+        public var defaultInputShapes: [[Int]]
+        /// Family, for listings (`vgg`, `resnet`, …).
+        public var family: String
+        let build: @Sendable (Int, inout SeededGenerator) -> Module
+    }
+
+    private static func vgg(_ name: String, _ cfg: String, bn: Bool) -> Entry {
+        Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "vgg") { n, rng in
+            VGG(configuration: VGG.configurations[cfg] ?? [], batchNorm: bn, numClasses: n, rng: &rng)
+        }
+    }
+
+    private static func resnet(_ name: String, _ c: ResNet.Configuration) -> Entry {
+        Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]],
+              family: c.groups > 1 ? "resnext" : (c.widthPerGroup > 64 ? "wide_resnet" : "resnet")) { n, rng in
+            ResNet(c, numClasses: n, rng: &rng)
+        }
+    }
+
+    /// Every architecture in listing order.
+    public static let entries: [Entry] = [
+        vgg("vgg11", "A", bn: false), vgg("vgg13", "B", bn: false), vgg("vgg16", "D", bn: false), vgg("vgg19", "E", bn: false),
+        vgg("vgg11_bn", "A", bn: true), vgg("vgg13_bn", "B", bn: true), vgg("vgg16_bn", "D", bn: true), vgg("vgg19_bn", "E", bn: true),
+        resnet("resnet18", .init(block: .basic, layers: [2, 2, 2, 2])),
+        resnet("resnet34", .init(block: .basic, layers: [3, 4, 6, 3])),
+        resnet("resnet50", .init(block: .bottleneck, layers: [3, 4, 6, 3])),
+        resnet("resnet101", .init(block: .bottleneck, layers: [3, 4, 23, 3])),
+        resnet("resnet152", .init(block: .bottleneck, layers: [3, 8, 36, 3])),
+        resnet("resnext50_32x4d", .init(block: .bottleneck, layers: [3, 4, 6, 3], groups: 32, widthPerGroup: 4)),
+        resnet("resnext101_32x8d", .init(block: .bottleneck, layers: [3, 4, 23, 3], groups: 32, widthPerGroup: 8)),
+        resnet("wide_resnet50_2", .init(block: .bottleneck, layers: [3, 4, 6, 3], widthPerGroup: 128)),
+        Entry(name: "alexnet", defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "alexnet") { n, rng in
+            AlexNet(numClasses: n, rng: &rng)
+        },
+        Entry(name: "smallcnn", defaultClassCount: 10, defaultInputShapes: [[3, 32, 32]], family: "smallcnn") { n, rng in
+            SmallCNN(numClasses: n, rng: &rng)
+        },
+        Entry(name: "segnet", defaultClassCount: 2, defaultInputShapes: [[1, 160, 160], [1, 160, 160]], family: "segnet") { n, rng in
+            SegNet(numClasses: n, rng: &rng)
+        },
+    ]
+
+    /// Registry names in listing order.
+    public static var names: [String] { entries.map(\.name) }
+
+    /// The entry named `name`.
+    /// - Throws: `ZooError.unknownModel` listing the zoo.
+    public static func entry(named name: String) throws -> Entry {
+        guard let e = entries.first(where: { $0.name == name }) else {
+            throw ZooError.unknownModel(name: name, available: names)
+        }
+        return e
+    }
+
+    /// Builds `name` with `numClasses` outputs (the entry's default when nil), initialised as
+    /// torchvision initialises it from a generator seeded with `seed`, in eval mode.
+    /// - Throws: `ZooError.unknownModel`, `ZooError.invalidClassCount`.
+    public static func make(_ name: String, numClasses: Int? = nil, seed: UInt64 = 0) throws -> Module {
+        let e = try entry(named: name)
+        let n = numClasses ?? e.defaultClassCount
+        guard n >= 1 else { throw ZooError.invalidClassCount(n) }
+        var rng = SeededGenerator(seed: seed)
+        let model = e.build(n, &rng)
+        model.setTraining(false)
+        return model
+    }
+}

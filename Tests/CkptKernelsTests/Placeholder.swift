@@ -1,2 +1,0 @@
-import XCTest
-final class CkptKernelsTestsPlaceholder: XCTestCase { func testNothing() {} }
