@@ -170,6 +170,12 @@ public enum JSONValue: Sendable, Equatable {
     /// the index of its second occurrence; nil when keys are unique or this is not an object.
     public var firstDuplicateKey: (key: String, index: Int)? {
         guard case let .object(members) = self else { return nil }
+        if members.count <= 8 {
+            for i in members.indices.dropFirst() where members[..<i].contains(where: { $0.key == members[i].key }) {
+                return (members[i].key, i)
+            }
+            return nil
+        }
         var seen = Set<String>()
         for (i, m) in members.enumerated() where !seen.insert(m.key).inserted {
             return (m.key, i)
@@ -250,9 +256,11 @@ extension JSONValue {
             let v = try parser.parseValue(depth: 0)
             throw parser.error(.corrupt, at: start, "json \(v.typeName) where an object was expected")
         }
-        let members = try parser.parseObjectBody(depth: 1)
+        var offsets: [Int]? = []
+        let members = try parser.parseObjectBody(depth: 1, keyOffsets: &offsets)
         try parser.expectEnd()
-        return members.map { ($0.key, $0.offset + source.baseOffset, $0.value) }
+        let keyOffsets = offsets ?? []
+        return members.indices.map { (members[$0].key, keyOffsets[$0] + source.baseOffset, members[$0].value) }
     }
 }
 
@@ -328,8 +336,8 @@ private struct JSONParser {
         switch bytes[pos] {
         case UInt8(ascii: "{"):
             guard depth < options.maxDepth else { throw error(.limit, "json nesting deeper than \(options.maxDepth) levels") }
-            let members = try parseObjectBody(depth: depth + 1)
-            return .object(members.map { ($0.key, $0.value) })
+            var offsets: [Int]? = nil
+            return .object(try parseObjectBody(depth: depth + 1, keyOffsets: &offsets))
         case UInt8(ascii: "["):
             guard depth < options.maxDepth else { throw error(.limit, "json nesting deeper than \(options.maxDepth) levels") }
             return try parseArray(depth: depth + 1)
@@ -414,6 +422,18 @@ private struct JSONParser {
     mutating func parseString() throws -> String {
         let open = pos
         pos += 1
+        // fast path: no escapes, so the string is the byte range itself
+        var end = pos
+        while end < bytes.count {
+            let d = bytes[end]
+            if d == 0x22 || d == 0x5C || d < 0x20 { break }
+            end += 1
+        }
+        if end < bytes.count && bytes[end] == 0x22 {
+            let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[pos ..< end]), as: UTF8.self)
+            pos = end + 1
+            return s
+        }
         scratch.removeAll(keepingCapacity: true)
         while true {
             guard pos < bytes.count else { throw error(.truncated, at: open, "unterminated json string") }
@@ -498,11 +518,12 @@ private struct JSONParser {
         }
     }
 
-    /// Parses an object at `pos` (which holds `{`); members carry their key offsets.
-    mutating func parseObjectBody(depth: Int) throws -> [(key: String, offset: Int, value: JSONValue)] {
+    /// Parses an object at `pos` (which holds `{`); appends each key's offset to `keyOffsets`
+    /// when it is non-nil.
+    mutating func parseObjectBody(depth: Int, keyOffsets: inout [Int]?) throws -> [(key: String, value: JSONValue)] {
         pos += 1 // {
-        var members: [(key: String, offset: Int, value: JSONValue)] = []
-        var seen = Set<String>()
+        var members: [(key: String, value: JSONValue)] = []
+        var seen = Set<String>() // filled only when duplicates are rejected
         skipWhitespace()
         if pos < bytes.count && bytes[pos] == UInt8(ascii: "}") {
             pos += 1
@@ -527,7 +548,8 @@ private struct JSONParser {
             pos += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            members.append((key, keyOffset, value))
+            members.append((key, value))
+            keyOffsets?.append(keyOffset)
             skipWhitespace()
             guard pos < bytes.count else { throw error(.truncated, "json text ends inside an object") }
             switch bytes[pos] {

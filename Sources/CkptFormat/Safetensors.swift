@@ -27,6 +27,13 @@ public enum Safetensors {
     /// Codes the reference knows whose elements are narrower than a byte; ckpt refuses them.
     static let subByteCodes: Set<String> = ["F4", "F6_E2M3", "F6_E3M2"]
 
+    /// Code → dtype for the codes ckpt reads.
+    private static let dtypeByCode: [String: DType] = {
+        var m: [String: DType] = [:]
+        for d in DType.allCases { if let c = d.safetensorsCode { m[c] = d } }
+        return m
+    }()
+
     /// True when the file could be safetensors by section 0 rule 5: u64 N at 0 with
     /// 2 ≤ N ≤ 100,000,000, byte 8 is `{`, and 8+N ≤ file size. `bytes` is the whole file.
     public static func looksLikeSafetensors(_ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -196,13 +203,13 @@ public enum Safetensors {
         // dtype: an exact, case-sensitive code
         guard let dtypeValue = value["dtype"] else { throw fail("tensor entry has no dtype") }
         guard case let .string(code) = dtypeValue else { throw fail("dtype is a json \(dtypeValue.typeName), expected a string") }
-        guard knownDTypeCodes.contains(code) else {
-            throw failKind(.unsupported, "unknown dtype \(JSONValue.quoted(code, limit: 40)), expected one of \(knownDTypeCodes.joined(separator: ", "))")
-        }
-        if subByteCodes.contains(code) {
-            throw failKind(.unsupported, "dtype \(code) packs elements narrower than a byte; ckpt does not read it")
-        }
-        guard let dtype = DType(safetensorsCode: code) else {
+        guard let dtype = dtypeByCode[code] else {
+            guard knownDTypeCodes.contains(code) else {
+                throw failKind(.unsupported, "unknown dtype \(JSONValue.quoted(code, limit: 40)), expected one of \(knownDTypeCodes.joined(separator: ", "))")
+            }
+            if subByteCodes.contains(code) {
+                throw failKind(.unsupported, "dtype \(code) packs elements narrower than a byte; ckpt does not read it")
+            }
             throw failKind(.unsupported, "dtype \(code) has no ckpt counterpart")
         }
         // shape: non-negative integers
