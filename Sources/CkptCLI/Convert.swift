@@ -1,5 +1,6 @@
 import ArgumentParser
 import CkptFormat
+import CkptSurgery
 import CkptTensor
 
 /// `ckpt convert IN OUT`: between torch zip, legacy, tar and safetensors, optionally casting.
@@ -46,13 +47,13 @@ struct Convert: ParsableCommand {
     func run() throws {
         try CLI.run {
             var ckpt = try CLI.load(input, read)
-            var flattened = false
-            if !ckpt.info.disallowedGlobals.isEmpty || ckpt.info.format == .torchscript {
-                // inert objects cannot be written to a weights_only file: keep the tensors, by dotted path
-                let items: [(key: Value, value: Value)] = ckpt.tensors.map { (.string($0.path), .tensor($0.tensor)) }
-                ckpt.root = .dict(PyDict(items: items, kind: .orderedDict))
-                flattened = true
+            if ckpt.info.format == .torchscript {
+                // a TorchScript module's weights, keyed as its state_dict() keys them
+                ckpt.root = .dict(PyDict(items: ckpt.tensors.map { (.string($0.path), .tensor($0.tensor)) }, kind: .orderedDict))
             }
+            // inert objects cannot be written to a weights_only file: turn them into plain data
+            let (plain, notes) = Salvage.dataOnly(ckpt.root)
+            ckpt.root = plain
             var cast = 0
             if let target = targetDType {
                 var converted: [ObjectIdentifier: Storage] = [:]
@@ -79,13 +80,14 @@ struct Convert: ParsableCommand {
                     ("input_format", .string(ckpt.info.format.rawValue)), ("output_format", .string(format.rawValue)),
                     ("tensors", .int(total)), ("cast", .int(cast)),
                     ("dtype", targetDType.map { .string($0.rawValue) } ?? .null),
-                    ("flattened", .bool(flattened)),
+                    ("replaced_objects", .array(notes.map { .string($0) })),
                 ]))
             } else {
                 var line = "wrote \(output) (\(format.rawValue)): \(total) tensors from \(ckpt.info.format.rawValue) \(input)"
                 if let t = targetDType { line += ", \(cast) cast to \(t.rawValue)" }
                 print(line)
-                if flattened { print("note: objects ckpt kept inert were dropped; the output holds the \(total) tensors by dotted path") }
+                for n in notes.prefix(20) { print("note: \(n)") }
+                if notes.count > 20 { print("note: ... \(notes.count - 20) more objects replaced") }
             }
         }
     }

@@ -141,6 +141,7 @@ struct InspectReport {
         if info.format == .tar || info.format == .torchscript { loadable += " (torch refuses \(info.format.rawValue) files with weights_only=True)" }
         out.append("weights_only  \(loadable)")
         var sd = located.rootPath.isEmpty ? "(root)" : "'\(located.rootPath)'"
+        if located.isPickledModule { sd += ", a whole pickled nn.Module (\(located.entries.count) state_dict tensors; `ckpt convert --salvage` writes them as a state dict)" }
         if let w = located.wrapperPrefix { sd += ", wrapper prefix '\(w)'" }
         out.append("state dict    \(sd)")
         out.append("architecture  " + (architecture.map { "torchvision " + $0.summary } ?? "unknown"))
@@ -227,6 +228,7 @@ struct InspectReport {
             ("warnings", .array(info.warnings.map { .string($0) })),
             ("state_dict_root", .string(located.rootPath)),
             ("wrapper_prefix", located.wrapperPrefix.map(JSONValue.string) ?? .null),
+            ("pickled_module", .bool(located.isPickledModule)),
             ("architecture", architecture.map { a in .object([
                 ("name", .string(a.name)), ("num_classes", a.numClasses.map(JSONValue.int) ?? .null),
                 ("input_channels", a.inputChannels.map(JSONValue.int) ?? .null),

@@ -9,6 +9,8 @@ public struct LocatedStateDict: Sendable {
     public var wrapperPrefix: String?
     /// Keys without the root path, in file order (wrapper prefix still on).
     public var entries: [(key: String, tensor: Tensor)]
+    /// True when the state dict was rebuilt from a whole pickled `nn.Module`.
+    public var isPickledModule = false
 
     /// The keys with the wrapper prefix removed.
     public var unwrappedKeys: [String] {
@@ -58,7 +60,11 @@ public enum KeyAnalysis {
         var path = ""
         var node = checkpoint.root
         for _ in 0 ..< 4 {
-            guard let d = node.dictValue ?? objectState(node) else { break }
+            if let sd = Salvage.moduleStateDict(node) {
+                // a whole pickled nn.Module: its state_dict() keys
+                return LocatedStateDict(rootPath: path, wrapperPrefix: nil, entries: sd, isPickledModule: true)
+            }
+            guard let d = node.dictValue else { break }
             if d.items.contains(where: { $0.value.tensorValue != nil }) { break }
             var best: (name: String, value: Value, count: Int)?
             for (k, v) in d.items {
@@ -82,12 +88,7 @@ public enum KeyAnalysis {
         }
         let keys = entries.map(\.key)
         let prefix = wrapperPrefixes.first { p in !keys.isEmpty && keys.allSatisfy { $0.hasPrefix(p) } }
-        return LocatedStateDict(rootPath: path, wrapperPrefix: prefix, entries: entries)
-    }
-
-    private static func objectState(_ v: Value) -> PyDict? {
-        if case let .object(o) = v, let s = o.state?.dictValue { return s }
-        return nil
+        return LocatedStateDict(rootPath: path, wrapperPrefix: prefix, entries: entries, isPickledModule: false)
     }
 
     private static func tensorCount(_ v: Value) -> Int {

@@ -45,7 +45,8 @@ extension Tensor {
         return try ByteRegion.allocate(count: byteCount) { dst in
             guard let d = dst.baseAddress, let s = src.baseAddress else { return }
             gather(from: s, to: d, itemSize: size)
-            if storage.byteOrder == .big { Tensor.swapBytes(d, count: elementCount, dtype: dtype) }
+            // torch swaps a big-endian storage by the storage's dtype (untyped storages as bytes)
+            if storage.byteOrder == .big { Tensor.swapBytes(d, count: byteCount / storage.dtype.itemSize, dtype: storage.dtype) }
             if isNegated { Tensor.negate(d, count: elementCount, dtype: dtype) }
             if isConjugated { Tensor.conjugate(d, count: elementCount, dtype: dtype) }
         }

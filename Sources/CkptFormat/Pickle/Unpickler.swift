@@ -10,7 +10,7 @@ public struct UnpickleOptions: Sendable {
     /// Deepest container nesting accepted when the object tree is built.
     public var maxDepth: Int = 200
     /// Most values the object tree may expand to (shared references count each time they appear).
-    public var maxExpandedValues: Int = 10_000_000
+    public var maxExpandedValues: Int = 4_000_000
 
     /// Default options: refuse anything outside the allowlist.
     public init(salvage: Bool = false) { self.salvage = salvage }

@@ -47,8 +47,10 @@ enum TorchZipReader {
             throw FormatError(.corrupt, file: file, member: prefix + "/data.pkl", "missing record")
         }
         let pklBytes = try archive.read(pkl)
+        // torch does not check CRCs, but the pickle is the attack surface and small: a mismatch
+        // means corruption or tampering (a CRC of 0 means the writer turned CRCs off)
         if pkl.crc32 != 0, pkl.method == 0, ZipArchive.crc32(pklBytes.bytes) != pkl.crc32 {
-            info.warnings.append("crc-32 mismatch on \(pkl.name) (torch does not check it)")
+            throw FormatError(.corrupt, file: file, member: pkl.name, "crc-32 mismatch: the central directory says \(String(pkl.crc32, radix: 16)), the bytes give \(String(ZipArchive.crc32(pklBytes.bytes), radix: 16))")
         }
         let dataFolder = prefix + "/data/"
         let table = StorageTable(file: file, member: pkl.name, byteOrder: info.byteOrder) { key, _, bytes in
