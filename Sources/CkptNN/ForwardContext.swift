@@ -38,9 +38,14 @@ public final class ForwardContext {
     public private(set) var visitedPaths: [String] = []
     private var path: [String] = []
 
-    /// A context capturing `captureTarget` (nil for none), tracing when `tracing` is true.
-    public init(capturing captureTarget: String? = nil, tracing: Bool = false) {
+    /// False to run every layer on its own (no folded batch norms, no fused ReLUs).
+    public let allowsFusion: Bool
+
+    /// A context capturing `captureTarget` (nil for none), tracing when `tracing` is true,
+    /// fusing layers when `fusing` is true and nothing needs their separate outputs.
+    public init(capturing captureTarget: String? = nil, tracing: Bool = false, fusing: Bool = true) {
         self.captureTarget = captureTarget
+        self.allowsFusion = fusing
         self.trace = tracing ? [] : nil
     }
 
@@ -53,7 +58,7 @@ public final class ForwardContext {
     /// True when fused kernels may skip the outputs of children `names` of the module running
     /// now: nothing asks to capture or trace them.
     public func mayFuse(_ names: [String]) -> Bool {
-        if trace != nil { return false }
+        if trace != nil || !allowsFusion { return false }
         guard let target = captureTarget else { return true }
         let base = currentPath
         for n in names {

@@ -16,10 +16,12 @@ extension Module {
     ///   - layer: a dotted module path (`features.26`, `layer3.1`, `enc2`) whose output to return
     ///     instead of the model's; its first call wins when it runs more than once.
     ///   - checkFinite: reject inputs holding NaN or infinity.
+    ///   - fuse: fold eval-mode batch norms into convolutions (faster; rounds differently from
+    ///     running the layers one by one, within float32 noise).
     /// - Returns: the model's output, or the captured layer's.
     /// - Throws: `NNError.unknownLayer`, `.inputCount`, `.nonFiniteInput`, or `.layer` naming the
     ///   module whose kernel rejected its input.
-    public func evaluate(_ inputs: [DenseTensor], capturing layer: String? = nil, checkFinite: Bool = true) throws -> DenseTensor {
+    public func evaluate(_ inputs: [DenseTensor], capturing layer: String? = nil, checkFinite: Bool = true, fuse: Bool = true) throws -> DenseTensor {
         if let l = layer, !layerPaths.contains(l) {
             throw NNError.unknownLayer(name: l, available: layerPaths)
         }
@@ -31,7 +33,7 @@ extension Module {
                 if let i = x.values.firstIndex(where: { !$0.isFinite }) { throw NNError.nonFiniteInput(name: name, index: i) }
             }
         }
-        let context = ForwardContext(capturing: layer)
+        let context = ForwardContext(capturing: layer, fusing: fuse)
         let y: DenseTensor
         do {
             y = try forward(inputs: inputs, context: context)

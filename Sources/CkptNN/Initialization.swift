@@ -4,6 +4,16 @@ import CkptKernels
 /// twice with one seed is identical. It does not reproduce torch's generator bit for bit.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
+    /// True for a generator that makes initialisers return zeros: shape-only models for key
+    /// listings, summaries and loads that overwrite every value anyway.
+    public private(set) var isShapeOnly = false
+
+    /// A generator for shape-only models: every initialiser returns zeros, instantly.
+    public static var shapeOnly: SeededGenerator {
+        var g = SeededGenerator(seed: 0)
+        g.isShapeOnly = true
+        return g
+    }
 
     /// A generator whose whole stream is fixed by `seed`.
     public init(seed: UInt64) {
@@ -82,6 +92,7 @@ public enum Initialization {
     /// Normal samples with mean 0 and standard deviation `std` (`normal_(0, std)`).
     public static func normal(_ shape: [Int], std: Float, using rng: inout SeededGenerator) -> DenseTensor {
         var t = DenseTensor(shape: shape)
+        if rng.isShapeOnly { return t }
         for i in 0 ..< t.count { t.values[i] = rng.normal(std: std) }
         return t
     }
@@ -89,6 +100,7 @@ public enum Initialization {
     /// Uniform samples in `[-bound, bound)` (`uniform_(-bound, bound)`).
     public static func uniform(_ shape: [Int], bound: Float, using rng: inout SeededGenerator) -> DenseTensor {
         var t = DenseTensor(shape: shape)
+        if rng.isShapeOnly { return t }
         for i in 0 ..< t.count { t.values[i] = rng.uniform(-bound, bound) }
         return t
     }

@@ -32,6 +32,12 @@ public struct LoadReport: Sendable {
         public var expected: [Int]
         /// Shape the state dict holds.
         public var got: [Int]
+        /// A mismatch of `key`: the model expects `expected`, the state dict holds `got`.
+        public init(key: String, expected: [Int], got: [Int]) {
+            self.key = key
+            self.expected = expected
+            self.got = got
+        }
     }
     /// A state-dict key the model does not have.
     public struct Unexpected: Sendable, Hashable {
@@ -39,6 +45,11 @@ public struct LoadReport: Sendable {
         public var key: String
         /// Its shape in the state dict.
         public var shape: [Int]
+        /// An unexpected `key` of `shape`.
+        public init(key: String, shape: [Int]) {
+            self.key = key
+            self.shape = shape
+        }
     }
     /// A tensor whose dtype could not be read as float32 (complex, float8).
     public struct Unreadable: Sendable, Hashable {
@@ -46,6 +57,11 @@ public struct LoadReport: Sendable {
         public var key: String
         /// Its dtype.
         public var dtype: DType
+        /// An unreadable `key` of `dtype`.
+        public init(key: String, dtype: DType) {
+            self.key = key
+            self.dtype = dtype
+        }
     }
 
     /// Keys whose values were loaded.

@@ -84,13 +84,15 @@ public enum Zoo {
     }
 
     /// Builds `name` with `numClasses` outputs (the entry's default when nil), initialised as
-    /// torchvision initialises it from a generator seeded with `seed`, in eval mode.
+    /// torchvision initialises it from a generator seeded with `seed`, in eval mode. With
+    /// `initialize: false` every weight is zero (fast: for key lists, summaries, or a load that
+    /// sets every value).
     /// - Throws: `ZooError.unknownModel`, `ZooError.invalidClassCount`.
-    public static func make(_ name: String, numClasses: Int? = nil, seed: UInt64 = 0) throws -> Module {
+    public static func make(_ name: String, numClasses: Int? = nil, seed: UInt64 = 0, initialize: Bool = true) throws -> Module {
         let e = try entry(named: name)
         let n = numClasses ?? e.defaultClassCount
         guard n >= 1 else { throw ZooError.invalidClassCount(n) }
-        var rng = SeededGenerator(seed: seed)
+        var rng = initialize ? SeededGenerator(seed: seed) : .shapeOnly
         let model = e.build(n, &rng)
         model.setTraining(false)
         return model

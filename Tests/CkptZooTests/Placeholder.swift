@@ -1,2 +1,0 @@
-import XCTest
-final class CkptZooTestsPlaceholder: XCTestCase { func testNothing() {} }
