@@ -26,6 +26,8 @@ public final class ForwardContext {
         public var multAdds: Int
         /// True for a module with no children.
         public var isLeaf: Bool
+        /// Identity of the module object, equal across the names of a shared module.
+        public var moduleIdentity: ObjectIdentifier
     }
 
     /// Path of the module whose output to keep, or nil.
@@ -83,7 +85,7 @@ public final class ForwardContext {
                 parameterCount: own.reduce(0) { $0 + ($1.parameter.role == .parameter ? $1.parameter.value.count : 0) },
                 trainableParameterCount: own.reduce(0) { $0 + ($1.parameter.requiresGrad ? $1.parameter.value.count : 0) },
                 multAdds: module.multAdds(inputShape: input, outputShape: output.shape),
-                isLeaf: module.children.isEmpty))
+                isLeaf: module.children.isEmpty, moduleIdentity: ObjectIdentifier(module)))
         }
     }
 }

@@ -98,3 +98,15 @@ public enum Zoo {
         return model
     }
 }
+
+extension Zoo.Entry {
+    /// Input shapes for a batch of `batch`, with the spatial size replaced by `size × size` when given
+    /// (`ckpt bench --batch B --size S`).
+    public func inputShapes(batch: Int, size: Int? = nil) -> [[Int]] {
+        defaultInputShapes.map { s in
+            var shape = [batch] + s
+            if let size, shape.count == 4 { shape[2] = size; shape[3] = size }
+            return shape
+        }
+    }
+}
