@@ -26,6 +26,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ckpt", dependencies: ["CkptCLI"]),
+        // libFuzzer target over the readers: `make fuzz` builds it with -sanitize=fuzzer,address
+        .executableTarget(name: "ckpt-fuzz", dependencies: ["CkptFormat", "CkptTensor"]),
         .testTarget(name: "CkptTensorTests", dependencies: ["CkptTensor"]),
         .testTarget(name: "CkptFormatTests", dependencies: ["CkptFormat", "CkptTensor"]),
         .testTarget(name: "CkptCLITests", dependencies: ["CkptFormat", "CkptTensor"]),

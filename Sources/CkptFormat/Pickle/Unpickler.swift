@@ -9,8 +9,9 @@ public struct UnpickleOptions: Sendable {
     public var maxObjects: Int = 20_000_000
     /// Deepest container nesting accepted when the object tree is built.
     public var maxDepth: Int = 200
-    /// Most values the object tree may expand to (shared references count each time they appear).
-    public var maxExpandedValues: Int = 4_000_000
+    /// Most values the object tree may expand to, summed over the whole pickle (shared
+    /// references count each time they appear).
+    public var maxExpandedValues: Int = 3_000_000
 
     /// Default options: refuse anything outside the allowlist.
     public init(salvage: Bool = false) { self.salvage = salvage }
@@ -599,9 +600,14 @@ final class Unpickler {
 
     // MARK: arena → values
 
+    /// Values still allowed to be built, across every conversion of this pickle (REDUCE
+    /// arguments and the final tree), so many small expansions cannot add up to a large one.
+    private lazy var expansionBudget = options.maxExpandedValues
+
     /// Converts node `i` to a value tree, within the depth and expansion budgets.
     private func value(of i: Int) throws -> Value {
-        var budget = options.maxExpandedValues
+        var budget = expansionBudget
+        defer { expansionBudget = budget }
         return try value(of: i, depth: 0, budget: &budget)
     }
 

@@ -24,7 +24,7 @@ enum TorchZipReader {
         if let s = strays.first { info.warnings.append("entry '\(s.name)' lies outside the archive folder '\(prefix)/' (torch refuses such archives)") }
 
         if let v = record(".data/version") ?? record("version") {
-            let text = String(decoding: try archive.read(v).bytes.prefix(32), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = String(decoding: try archive.read(v).copyPrefix(32), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if let n = Int(text) {
                 info.archiveVersion = n
                 if n < 1 || n > 10 { info.warnings.append("archive version \(n) is outside 1...10 (torch refuses it)") }
@@ -35,7 +35,7 @@ enum TorchZipReader {
             info.warnings.append("no 'version' record (torch refuses such archives)")
         }
         if let bo = record("byteorder") {
-            let text = String(decoding: try archive.read(bo).bytes.prefix(16), as: UTF8.self)
+            let text = String(decoding: try archive.read(bo).copyPrefix(16), as: UTF8.self)
             switch text {
             case "little": info.byteOrder = .little
             case "big": info.byteOrder = .big
@@ -49,8 +49,9 @@ enum TorchZipReader {
         let pklBytes = try archive.read(pkl)
         // torch does not check CRCs, but the pickle is the attack surface and small: a mismatch
         // means corruption or tampering (a CRC of 0 means the writer turned CRCs off)
-        if pkl.crc32 != 0, pkl.method == 0, ZipArchive.crc32(pklBytes.bytes) != pkl.crc32 {
-            throw FormatError(.corrupt, file: file, member: pkl.name, "crc-32 mismatch: the central directory says \(String(pkl.crc32, radix: 16)), the bytes give \(String(ZipArchive.crc32(pklBytes.bytes), radix: 16))")
+        let actualCRC = pklBytes.withBytes { ZipArchive.crc32($0) }
+        if pkl.crc32 != 0, pkl.method == 0, actualCRC != pkl.crc32 {
+            throw FormatError(.corrupt, file: file, member: pkl.name, "crc-32 mismatch: the central directory says \(String(pkl.crc32, radix: 16)), the bytes give \(String(actualCRC, radix: 16))")
         }
         let dataFolder = prefix + "/data/"
         let table = StorageTable(file: file, member: pkl.name, byteOrder: info.byteOrder) { key, _, bytes in
@@ -100,6 +101,11 @@ enum TorchZipReader {
 }
 
 extension ByteSlice {
+    /// A copy of the first `n` bytes (the slice stays alive while copying).
+    func copyPrefix(_ n: Int) -> [UInt8] {
+        withBytes { Array($0.prefix(n)) }
+    }
+
     /// Calls `body` with the bytes.
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try withExtendedLifetime(region) { try body(bytes) }

@@ -1,0 +1,62 @@
+# ckpt — two set-up-free entry points: `make demo` and `make test`.
+SHELL := /bin/bash
+SWIFT ?= swift
+DEPS := libzip-dev libopenblas-dev pkg-config zlib1g-dev
+CKPT := .build/release/ckpt
+DEMO := /tmp/ckpt-demo
+FUZZ_SECONDS ?= 60
+
+.PHONY: deps build demo test bench fuzz fuzz-build clean
+
+# Installs the system libraries when pkg-config cannot find them (needs root or sudo).
+deps:
+	@if ! pkg-config --exists libzip openblas zlib 2>/dev/null; then \
+		echo "installing $(DEPS)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEPS) >/dev/null; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "swift is not installed (https://www.swift.org/install)"; exit 1; }
+
+build: deps
+	$(SWIFT) build -c release --product ckpt
+
+# The main job on shipped fixtures: inspect, convert (to safetensors, to fp16, back), diff, scan.
+demo: build
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo "== ckpt inspect fixtures/valid/checkpoint.pth   (a nested training checkpoint)"
+	@$(CKPT) inspect fixtures/valid/checkpoint.pth | head -30
+	@echo; echo "== ckpt inspect --tree fixtures/valid/legacy_cnn.pth   (torch 1.5 legacy format)"
+	@$(CKPT) inspect --tree fixtures/valid/legacy_cnn.pth | sed -n '1,20p'
+	@echo; echo "== ckpt convert fixtures/valid/cnn.pth $(DEMO)/cnn.safetensors"
+	@$(CKPT) convert fixtures/valid/cnn.pth $(DEMO)/cnn.safetensors
+	@echo; echo "== ckpt convert $(DEMO)/cnn.safetensors $(DEMO)/cnn16.pth --dtype float16"
+	@$(CKPT) convert $(DEMO)/cnn.safetensors $(DEMO)/cnn16.pth --dtype float16
+	@echo; echo "== ckpt diff fixtures/valid/cnn.pth $(DEMO)/cnn.safetensors   (exit 0: equal)"
+	@$(CKPT) diff fixtures/valid/cnn.pth $(DEMO)/cnn.safetensors
+	@echo; echo "== ckpt diff fixtures/valid/cnn.pth $(DEMO)/cnn16.pth   (exit 1: fp16 rounding)"
+	@$(CKPT) diff fixtures/valid/cnn.pth $(DEMO)/cnn16.pth | tail -4 || true
+	@echo; echo "== ckpt scan: a clean file, a pickled module, a hostile file"
+	@$(CKPT) scan fixtures/valid/cnn.pth fixtures/valid/full_model.pth fixtures/hostile/files/os_system_reduce.pth || true
+	@echo; echo "== ckpt inspect on a hostile file (refused, nothing runs)"
+	@$(CKPT) inspect fixtures/hostile/files/os_system_reduce.pth || true
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel --num-workers 2
+
+bench: deps
+	$(SWIFT) build -c release --product ckpt
+	python3 bench/bench_io.py --ckpt $(CKPT)
+
+# libFuzzer over the readers (Swift's -sanitize=fuzzer,address), seeded by the committed corpus.
+fuzz-build: deps
+	$(SWIFT) build -c debug --product ckpt-fuzz --scratch-path .build-fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DCKPT_FUZZ
+
+fuzz: fuzz-build
+	mkdir -p /tmp/ckpt-fuzz-new
+	.build-fuzz/debug/ckpt-fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=30 \
+		/tmp/ckpt-fuzz-new fuzz/corpus
+
+clean:
+	rm -rf .build .build-fuzz $(DEMO)
