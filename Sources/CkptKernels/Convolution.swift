@@ -44,9 +44,10 @@ public enum Convolution {
         let cinG = c / groups, coutG = g.outputChannels / groups
         let kdim = cinG * g.kernelSize.height * g.kernelSize.width
         let plane = oh * ow
-        var out = [Float](repeating: 0, count: n * g.outputChannels * plane)
+        // every element of both buffers is written before it is read: skip zero-filling
+        var out = [Float].uninitialized(n * g.outputChannels * plane)
         let pointwise = g.isPointwise
-        var columns = [Float](repeating: 0, count: pointwise ? 0 : kdim * plane)
+        var columns = [Float].uninitialized(pointwise ? 0 : kdim * plane)
 
         input.values.withUnsafeBufferPointer { xb in
             weight.values.withUnsafeBufferPointer { wb in

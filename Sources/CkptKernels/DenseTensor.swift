@@ -80,3 +80,11 @@ public struct DenseTensor: Sendable, Equatable {
         return m
     }
 }
+
+extension Array where Element == Float {
+    /// An array of `count` floats whose contents are unspecified: for buffers a kernel
+    /// overwrites entirely, so the zero-fill (and its page faults) is skipped.
+    static func uninitialized(_ count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+}

@@ -52,7 +52,7 @@ public enum Pooling {
         let op = "max_pool2d"
         let (n, c, h, w) = try input.nchw(for: op)
         let oh = try g.outputLength(h, operation: op), ow = try g.outputLength(w, operation: op)
-        var out = [Float](repeating: 0, count: n * c * oh * ow)
+        var out = [Float].uninitialized(n * c * oh * ow)  // every window writes its element
         input.values.withUnsafeBufferPointer { xb in
             out.withUnsafeMutableBufferPointer { yb in
                 guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
@@ -60,19 +60,28 @@ public enum Pooling {
                 parallelFor(n * c, minimumWork: 8) { p in
                     let src = box.value.0 + p * h * w
                     let dst = box.value.1 + p * oh * ow
+                    let k = g.kernelSize, d = g.dilation
                     for oy in 0 ..< oh {
+                        // taps inside the image: ki in [k0, k1)
+                        let y0 = oy * g.stride - g.padding
+                        let k0 = y0 < 0 ? (-y0 + d - 1) / d : 0
+                        let k1 = min(k, (h - y0 + d - 1) / d)
                         for ox in 0 ..< ow {
+                            let x0 = ox * g.stride - g.padding
+                            let j0 = x0 < 0 ? (-x0 + d - 1) / d : 0
+                            let j1 = min(k, (w - x0 + d - 1) / d)
                             var m = -Float.infinity
-                            for ki in 0 ..< g.kernelSize {
-                                let iy = oy * g.stride - g.padding + ki * g.dilation
-                                if iy < 0 || iy >= h { continue }
-                                for kj in 0 ..< g.kernelSize {
-                                    let ix = ox * g.stride - g.padding + kj * g.dilation
-                                    if ix < 0 || ix >= w { continue }
-                                    let v = src[iy * w + ix]
-                                    if v > m || v.isNaN { m = v }
-                                    if m.isNaN { break }
+                            var ki = k0
+                            while ki < k1 {
+                                let row = src + (y0 + ki * d) * w + x0
+                                var kj = j0
+                                while kj < j1 {
+                                    let v = row[kj * d]
+                                    // NaN wins, as in torch
+                                    if !(v <= m) { m = v; if v.isNaN { ki = k1; break } }
+                                    kj += 1
                                 }
+                                ki += 1
                             }
                             dst[oy * ow + ox] = m
                         }
@@ -90,7 +99,7 @@ public enum Pooling {
         let (n, c, h, w) = try input.nchw(for: op)
         guard g.dilation == 1 else { throw KernelError.invalidArgument(operation: op, message: "dilation must be 1") }
         let oh = try g.outputLength(h, operation: op), ow = try g.outputLength(w, operation: op)
-        var out = [Float](repeating: 0, count: n * c * oh * ow)
+        var out = [Float].uninitialized(n * c * oh * ow)  // every window writes its element
         input.values.withUnsafeBufferPointer { xb in
             out.withUnsafeMutableBufferPointer { yb in
                 guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
@@ -130,7 +139,7 @@ public enum Pooling {
         let (n, c, h, w) = try input.nchw(for: op)
         guard oh >= 1, ow >= 1 else { throw KernelError.invalidArgument(operation: op, message: "output size \(oh)×\(ow) must be positive") }
         guard h >= 1, w >= 1 else { throw KernelError.invalidArgument(operation: op, message: "input plane \(h)×\(w) is empty") }
-        var out = [Float](repeating: 0, count: n * c * oh * ow)
+        var out = [Float].uninitialized(n * c * oh * ow)  // every window writes its element
         input.values.withUnsafeBufferPointer { xb in
             out.withUnsafeMutableBufferPointer { yb in
                 guard let x = xb.baseAddress, let y = yb.baseAddress else { return }

@@ -35,7 +35,7 @@ public enum TransposedConvolution {
         let kdim = coutG * g.kernelSize.height * g.kernelSize.width
         let inPlane = h * w, outPlane = oh * ow
         var out = [Float](repeating: 0, count: n * g.outputChannels * outPlane)
-        var columns = [Float](repeating: 0, count: kdim * inPlane)
+        var columns = [Float].uninitialized(kdim * inPlane)  // GEMM writes it whole
 
         input.values.withUnsafeBufferPointer { xb in
             weight.values.withUnsafeBufferPointer { wb in
