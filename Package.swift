@@ -30,7 +30,7 @@ let package = Package(
         .executableTarget(name: "ckpt-fuzz", dependencies: ["CkptFormat", "CkptTensor"]),
         .testTarget(name: "CkptTensorTests", dependencies: ["CkptTensor"]),
         .testTarget(name: "CkptFormatTests", dependencies: ["CkptFormat", "CkptTensor"]),
-        .testTarget(name: "CkptCLITests", dependencies: ["CkptFormat", "CkptTensor"]),
+        .testTarget(name: "CkptCLITests", dependencies: ["CkptFormat", "CkptTensor"], exclude: ["Snapshots"]),
         .testTarget(name: "CkptSurgeryTests", dependencies: ["CkptSurgery", "CkptTensor"]),
         .testTarget(name: "CkptKernelsTests", dependencies: ["CkptKernels", "CkptTensor"]),
         .testTarget(name: "CkptZooTests", dependencies: ["CkptZoo", "CkptNN", "CkptKernels", "CkptTensor", "CkptFormat"]),

@@ -172,11 +172,11 @@ struct InspectReport {
         out.append("")
         out.append("totals")
         for t in totals() {
-            out.append("  \(t.dtype.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(CLI.grouped(t.count)) tensors, \(CLI.grouped(t.elements)) elements, \(CLI.bytes(t.bytes))")
+            out.append("  \(t.dtype.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(CLI.plural(t.count, "tensor")), \(CLI.plural(t.elements, "element")), \(CLI.bytes(t.bytes))")
         }
         let p = count("parameter"), b = count("buffer"), o = count("other")
-        out.append("  parameters \(CLI.grouped(p.elements)) in \(p.tensors) tensors; buffers \(CLI.grouped(b.elements)) in \(b.tensors) tensors" + (o.tensors > 0 ? "; other \(CLI.grouped(o.elements)) in \(o.tensors) tensors" : ""))
-        out.append("  stored \(CLI.bytes(storedBytes)) in \(Set(rows.map { ObjectIdentifier($0.tensor.storage) }).count) storages")
+        out.append("  parameters \(CLI.grouped(p.elements)) in \(CLI.plural(p.tensors, "tensor")); buffers \(CLI.grouped(b.elements)) in \(CLI.plural(b.tensors, "tensor"))" + (o.tensors > 0 ? "; other \(CLI.grouped(o.elements)) in \(CLI.plural(o.tensors, "tensor"))" : ""))
+        out.append("  stored \(CLI.bytes(storedBytes)) in \(CLI.plural(Set(rows.map { ObjectIdentifier($0.tensor.storage) }).count, "storage"))")
         if !nonTensors.isEmpty {
             out.append("")
             out.append("other values")

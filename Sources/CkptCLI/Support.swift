@@ -51,6 +51,9 @@ enum CLI {
         return (n < 0 ? "-" : "") + out
     }
 
+    /// `1 tensor`, `1,024 tensors`.
+    static func plural(_ n: Int, _ noun: String) -> String { "\(grouped(n)) \(noun)\(n == 1 ? "" : "s")" }
+
     /// `44.6 MiB`, `160 B`.
     static func bytes(_ n: Int) -> String {
         if n < 1024 { return "\(n) B" }

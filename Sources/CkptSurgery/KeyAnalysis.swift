@@ -46,6 +46,10 @@ public enum KeyAnalysis {
     public static let stateDictNames = ["state_dict", "model_state_dict", "model", "net", "network",
                                         "model_state", "weights", "params", "module", "ema", "model_ema"]
 
+    /// Names of checkpoint entries that hold tensors but are not the model's state dict.
+    public static let notStateDictNames: Set<String> = ["optimizer", "optimizer_state_dict", "optim", "scheduler",
+                                                        "lr_scheduler", "scaler", "amp", "grad_scaler"]
+
     /// Key prefixes wrappers add: DataParallel/DDP (`module.`) and `torch.compile` (`_orig_mod.`).
     public static let wrapperPrefixes = ["module.", "_orig_mod.", "model."]
 
@@ -66,16 +70,18 @@ public enum KeyAnalysis {
             }
             guard let d = node.dictValue else { break }
             if d.items.contains(where: { $0.value.tensorValue != nil }) { break }
-            var best: (name: String, value: Value, count: Int)?
+            // a known state-dict name wins (earlier in the list first); otherwise the child with
+            // the most tensors, never an optimizer's or scheduler's state
+            var best: (name: String, value: Value, count: Int, rank: Int)?
             for (k, v) in d.items {
+                guard let name = k.stringValue, !notStateDictNames.contains(name) else { continue }
                 let n = tensorCount(v)
-                guard n > 0, let name = k.stringValue else { continue }
+                guard n > 0 else { continue }
                 let rank = stateDictNames.firstIndex(of: name).map { stateDictNames.count - $0 } ?? 0
                 if let b = best {
-                    let bRank = stateDictNames.firstIndex(of: b.name).map { stateDictNames.count - $0 } ?? 0
-                    if n > b.count || (n == b.count && rank > bRank) { best = (name, v, n) }
+                    if rank > b.rank || (rank == b.rank && n > b.count) { best = (name, v, n, rank) }
                 } else {
-                    best = (name, v, n)
+                    best = (name, v, n, rank)
                 }
             }
             guard let b = best else { break }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Foundation
 
 /// A block of read-only bytes that stays valid while the object lives: an mmap of a whole file
@@ -13,6 +14,9 @@ public final class ByteRegion: @unchecked Sendable {
     /// Length in bytes.
     public let count: Int
     private let ownership: Ownership
+    /// An open descriptor of the mapped file, kept so bulk reads can use `pread` instead of
+    /// faulting the mapping page by page.
+    public private(set) var fileDescriptor: Int32 = -1
 
     /// Who frees the memory when the region dies.
     public enum Ownership: Sendable {
@@ -48,9 +52,22 @@ public final class ByteRegion: @unchecked Sendable {
         self.init(copying: bytes.withUnsafeBytes { $0 })
     }
 
-    /// A new uninitialised heap region of `count` bytes, filled by `fill`.
+    /// Allocations from this size on are anonymous mappings backed by transparent huge pages,
+    /// which cuts page faults ~500× when large tensors are filled.
+    public static let hugeAllocationThreshold = 4 << 20
+
+    /// A new uninitialised region of `count` bytes (64-byte aligned), filled by `fill`.
     public static func allocate(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows -> ByteRegion {
         if count == 0 { return ByteRegion(base: nil, count: 0, ownership: .borrowed) }
+        #if os(Linux)
+        if count >= hugeAllocationThreshold,
+           let m = mmap(nil, count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), m != MAP_FAILED {
+            _ = madvise(m, count, 14 /* MADV_HUGEPAGE */)
+            let region = ByteRegion(base: UnsafeRawPointer(m), count: count, ownership: .mapped)
+            try fill(UnsafeMutableRawBufferPointer(start: m, count: count))
+            return region
+        }
+        #endif
         let p = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
         do {
             try fill(UnsafeMutableRawBufferPointer(start: p, count: count))
@@ -64,9 +81,10 @@ public final class ByteRegion: @unchecked Sendable {
     /// Maps a whole file read-only. Touches no page until it is read.
     /// - Throws: `TensorError.io` when the file cannot be opened or mapped.
     public static func map(path: String) throws -> ByteRegion {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
-        defer { close(fd) }
+        var keep = false
+        defer { if !keep { close(fd) } }
         var st = stat()
         if fstat(fd, &st) != 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw TensorError.io(path: path, message: "is a directory") }
@@ -75,13 +93,17 @@ public final class ByteRegion: @unchecked Sendable {
         guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
             throw TensorError.io(path: path, message: "mmap failed: " + String(cString: strerror(errno)))
         }
-        return ByteRegion(base: UnsafeRawPointer(m), count: size, ownership: .mapped)
+        let region = ByteRegion(base: UnsafeRawPointer(m), count: size, ownership: .mapped)
+        region.fileDescriptor = fd
+        keep = true
+        return region
     }
 
     /// The region's bytes.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     deinit {
+        if fileDescriptor >= 0 { close(fileDescriptor) }
         guard let b = base else { return }
         switch ownership {
         case .borrowed: break
@@ -110,6 +132,45 @@ public struct ByteSlice: Sendable {
 
     /// The whole of `region`.
     public init(region: ByteRegion) { self.init(region: region, offset: 0, count: region.count) }
+
+    /// Asks the kernel to map the slice's pages now, in one call, before a full read: far
+    /// cheaper than one page fault per 4 KiB. Only for mapped files; a no-op elsewhere.
+    public func prefetch() {
+        #if os(Linux)
+        guard count >= 1 << 20, let b = region.base else { return }
+        let page = 4096
+        let start = (Int(bitPattern: b) + offset) & ~(page - 1)
+        let end = Int(bitPattern: b) + offset + count
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 22 /* MADV_POPULATE_READ */)
+        #endif
+    }
+
+    /// Copies bytes `[from, from + dst.count)` of the slice into `dst`: with `pread` from the
+    /// file when the region maps one (no page faults on the mapping), else with memcpy.
+    public func copy(from: Int = 0, into dst: UnsafeMutableRawBufferPointer) {
+        guard let d = dst.baseAddress, dst.count > 0 else { return }
+        precondition(from >= 0 && dst.count <= count - from)
+        let fd = region.fileDescriptor
+        // large copies are split over the cores: each part faults and fills its own pages
+        let total = dst.count
+        let parts = total >= 16 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
+        let chunk = (total + parts - 1) / parts
+        let base = UInt(bitPattern: d)
+        DispatchQueue.concurrentPerform(iterations: parts) { i in
+            let start = i * chunk
+            let end = min(total, start + chunk)
+            guard start < end, let out = UnsafeMutableRawPointer(bitPattern: base) else { return }
+            var done = start
+            if fd >= 0, total >= 1 << 16 {
+                while done < end {
+                    let n = pread(fd, out + done, end - done, off_t(offset + from + done))
+                    if n <= 0 { break }
+                    done += n
+                }
+            }
+            if done < end, let b = region.base { memcpy(out + done, b + offset + from + done, end - done) }
+        }
+    }
 
     /// The bytes of the slice.
     public var bytes: UnsafeRawBufferPointer {
@@ -202,6 +263,7 @@ extension Storage {
     /// - Throws: storage load errors, or what `body` throws.
     public func forEachLittleEndianChunk(chunk: Int = 1 << 24, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let s = try slice()
+        s.prefetch()
         try withExtendedLifetime(s) {
             let all = s.bytes
             if byteOrder == .little {

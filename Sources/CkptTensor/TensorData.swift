@@ -15,6 +15,9 @@ extension Tensor {
         let slice = try storage.slice()
         if isPlainContiguous {
             let start = storageOffset * dtype.itemSize
+            if byteCount >= 1 << 20 {
+                ByteSlice(region: slice.region, offset: slice.offset + start, count: byteCount).prefetch()
+            }
             let all = slice.bytes
             let view = UnsafeRawBufferPointer(rebasing: all[start ..< start + byteCount])
             return try withExtendedLifetime(slice) { try body(view) }
@@ -31,6 +34,21 @@ extension Tensor {
             return ByteSlice(region: slice.region, offset: slice.offset + storageOffset * dtype.itemSize, count: byteCount)
         }
         return ByteSlice(region: try materialize(slice: slice))
+    }
+
+    /// Copies the elements, contiguous and little-endian, into `dst` (exactly `byteCount` bytes):
+    /// plain contiguous views are read straight from the file, others gathered.
+    /// - Throws: storage load errors, `TensorError.tooLarge` for runaway expanded views.
+    public func copyContiguousBytes(into dst: UnsafeMutableRawBufferPointer) throws {
+        precondition(dst.count == byteCount)
+        if isPlainContiguous {
+            let slice = try storage.slice()
+            slice.copy(from: storageOffset * dtype.itemSize, into: dst)
+            return
+        }
+        try withContiguousBytes { src in
+            if let d = dst.baseAddress, let s = src.baseAddress { memcpy(d, s, src.count) }
+        }
     }
 
     /// The elements as contiguous little-endian bytes (`t.contiguous().numpy().tobytes()`).

@@ -1,2 +1,0 @@
-import XCTest
-final class CkptCLITestsPlaceholder: XCTestCase { func testNothing() {} }
