@@ -7,26 +7,31 @@
 /// PyTorch counterpart: `at::native::im2col` / `col2im` (`torch.nn.functional.unfold` / `fold`).
 enum Im2col {
     /// Writes the column matrix of `channels` planes of `input` (each `h×w`) into `columns`.
+    ///
+    /// Only output rows `rows` are unfolded (all by default), so a convolution can walk the image
+    /// in bands whose column matrix stays in cache; the matrix then has `rows.count·W_out` columns.
     static func unfold(
         input: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
         geometry g: Conv2dGeometry, outputHeight oh: Int, outputWidth ow: Int,
+        rows outputRows: Range<Int>? = nil,
         into columns: UnsafeMutablePointer<Float>
     ) {
+        let band = outputRows ?? 0 ..< oh
         let kh = g.kernelSize.height, kw = g.kernelSize.width
         let sh = g.stride.height, sw = g.stride.width
         let ph = g.padding.height, pw = g.padding.width
         let dh = g.dilation.height, dw = g.dilation.width
         let rows = channels * kh * kw
-        let plane = oh * ow
+        let plane = band.count * ow
         parallelFor(rows, minimumWork: 64) { r in
             let c = r / (kh * kw)
             let ki = (r / kw) % kh
             let kj = r % kw
             let src = input + c * h * w
             let dst = columns + r * plane
-            for y in 0 ..< oh {
+            for y in band {
                 let iy = y * sh - ph + ki * dh
-                let row = dst + y * ow
+                let row = dst + (y - band.lowerBound) * ow
                 if iy < 0 || iy >= h {
                     row.update(repeating: 0, count: ow)
                     continue
