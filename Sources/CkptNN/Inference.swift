@@ -1,4 +1,5 @@
 import CkptKernels
+import CkptTensor
 
 // N images, C channels, H rows, W columns (NCHW).
 
@@ -43,5 +44,27 @@ extension Module {
         guard let l = layer else { return y }
         guard let c = context.captured else { throw NNError.unknownLayer(name: l, available: layerPaths) }
         return c
+    }
+}
+
+extension Module {
+    /// The forward arguments picked by name (`inputNames`: `x`; `x1`, `x2`) out of the tensors of
+    /// an inputs file, as batched NCHW float32. A one-input model also takes a file holding
+    /// exactly one tensor under any name.
+    /// - Throws: `NNError.missingInput` naming what the file holds, `.inputShape` for a tensor
+    ///   that is not 4-d, `TensorError` for a dtype that cannot become float32.
+    public func inputs(from tensors: [(key: String, tensor: Tensor)]) throws -> [DenseTensor] {
+        try inputNames.map { name in
+            let t: Tensor
+            if let found = tensors.first(where: { $0.key == name })?.tensor {
+                t = found
+            } else if inputNames.count == 1, tensors.count == 1 {
+                t = tensors[0].tensor
+            } else {
+                throw NNError.missingInput(name: name, available: tensors.map(\.key))
+            }
+            guard t.shape.count == 4 else { throw NNError.inputShape(name: name, expected: "[N, C, H, W]", got: t.shape) }
+            return try DenseTensor(t)
+        }
     }
 }

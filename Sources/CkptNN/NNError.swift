@@ -15,6 +15,8 @@ public enum NNError: Error, Sendable, CustomStringConvertible {
     case nonFiniteInput(name: String, index: Int)
     /// Input `name` has a shape the model cannot take.
     case inputShape(name: String, expected: String, got: [Int])
+    /// The inputs file holds no tensor named `name`; `available` lists what it holds.
+    case missingInput(name: String, available: [String])
 
     /// One lower-case line naming what, where, expected and got.
     public var description: String {
@@ -32,6 +34,8 @@ public enum NNError: Error, Sendable, CustomStringConvertible {
             return "input \(name) holds a non-finite value at element \(index)"
         case let .inputShape(name, expected, got):
             return "input \(name) has shape \(got), expected \(expected)"
+        case let .missingInput(name, available):
+            return "inputs hold no tensor named '\(name)' (found: \(available.isEmpty ? "none" : available.joined(separator: ", ")))"
         }
     }
 }

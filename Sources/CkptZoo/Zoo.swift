@@ -1,3 +1,4 @@
+import CkptKernels
 import CkptNN
 
 /// Errors raised by the zoo.
@@ -108,5 +109,13 @@ extension Zoo.Entry {
             if let size, shape.count == 4 { shape[2] = size; shape[3] = size }
             return shape
         }
+    }
+}
+
+extension Zoo.Entry {
+    /// Uniform random inputs in `[-1, 1)` for `inputShapes(batch:size:)`, fixed by `seed` (for benches).
+    public func randomInputs(batch: Int, size: Int? = nil, seed: UInt64 = 0) -> [DenseTensor] {
+        var rng = SeededGenerator(seed: seed)
+        return inputShapes(batch: batch, size: size).map { Initialization.uniform($0, bound: 1, using: &rng) }
     }
 }

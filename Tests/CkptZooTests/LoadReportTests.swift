@@ -97,3 +97,26 @@ final class LoadReportTests: XCTestCase {
         }
     }
 }
+
+final class InputSelectionTests: XCTestCase {
+    func testInputsArePickedByName() throws {
+        let segnet = try Zoo.make("segnet", initialize: false)
+        let a = try Tensor(float32: [Float](repeating: 1, count: 4), shape: [1, 1, 2, 2])
+        let b = try Tensor(float32: [Float](repeating: 2, count: 4), shape: [1, 1, 2, 2])
+        let picked = try segnet.inputs(from: [(key: "x2", tensor: b), (key: "x1", tensor: a)])
+        XCTAssertEqual(picked.map { $0.values[0] }, [1, 2])
+        XCTAssertThrowsError(try segnet.inputs(from: [(key: "x", tensor: a)])) { e in
+            XCTAssertEqual("\(e)", "inputs hold no tensor named 'x1' (found: x)")
+        }
+        let resnet = try Zoo.make("resnet18", initialize: false)
+        XCTAssertEqual(try resnet.inputs(from: [(key: "image", tensor: a)]).count, 1)
+        XCTAssertThrowsError(try resnet.inputs(from: [(key: "x", tensor: try Tensor(float32: [1, 2], shape: [2]))])) { e in
+            XCTAssertEqual("\(e)", "input x has shape [2], expected [N, C, H, W]")
+        }
+    }
+
+    func testRandomInputsFollowTheEntry() throws {
+        let xs = try Zoo.entry(named: "segnet").randomInputs(batch: 2, size: 64)
+        XCTAssertEqual(xs.map(\.shape), [[2, 1, 64, 64], [2, 1, 64, 64]])
+    }
+}
