@@ -18,7 +18,7 @@ deps:
 	@command -v $(SWIFT) >/dev/null || { echo "swift is not installed (https://www.swift.org/install)"; exit 1; }
 
 build: deps
-	$(SWIFT) build -c release --product ckpt
+	$(SWIFT) build -c release --product ckpt --static-swift-stdlib
 
 # The main job on shipped fixtures: inspect, convert (to safetensors, to fp16, back), diff, scan.
 demo: build
@@ -44,8 +44,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 
-bench: deps
-	$(SWIFT) build -c release --product ckpt
+bench: build
 	python3 bench/bench_io.py --ckpt $(CKPT)
 
 # libFuzzer over the readers (Swift's -sanitize=fuzzer,address), seeded by the committed corpus.

@@ -43,12 +43,18 @@ public enum SafetensorsWriter {
         for (i, item) in plan.ordered.enumerated() {
             let expected = item.byteCount
             do {
-                try item.tensor.withContiguousBytes { bytes in
-                    guard bytes.count == expected else {
+                var written = 0
+                try item.tensor.forEachContiguousChunk { bytes in
+                    written += bytes.count
+                    guard written <= expected else {
                         throw FormatError(.corrupt, file: path, member: Safetensors.memberName(item.name), offset: writer.position,
-                                          "tensor gave \(bytes.count) bytes, expected \(expected)")
+                                          "tensor gave more than the expected \(expected) bytes")
                     }
                     try writer.write(bytes)
+                }
+                guard written == expected else {
+                    throw FormatError(.corrupt, file: path, member: Safetensors.memberName(item.name), offset: writer.position,
+                                      "tensor gave \(written) bytes, expected \(expected)")
                 }
             } catch let e as FormatError {
                 throw e

@@ -172,6 +172,24 @@ public struct ByteSlice: Sendable {
         }
     }
 
+    /// Calls `body` with bytes `[from, from + length)` of the slice in consecutive chunks of at
+    /// most `chunk` bytes (a multiple of `elementSize`), read into one reused buffer.
+    public func forEachChunk(from: Int = 0, length: Int? = nil, chunk: Int, elementSize: Int = 1,
+                             _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        let total = length ?? (count - from)
+        let step = max(elementSize, chunk / elementSize * elementSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(step, max(total, 1)), alignment: 64)
+        defer { buffer.deallocate() }
+        var o = 0
+        while o < total {
+            let n = min(step, total - o)
+            let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0 ..< n])
+            copy(from: from + o, into: part)
+            try body(UnsafeRawBufferPointer(part))
+            o += n
+        }
+    }
+
     /// The bytes of the slice.
     public var bytes: UnsafeRawBufferPointer {
         guard let b = region.base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
@@ -263,6 +281,17 @@ extension Storage {
     /// - Throws: storage load errors, or what `body` throws.
     public func forEachLittleEndianChunk(chunk: Int = 1 << 24, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let s = try slice()
+        if s.region.fileDescriptor >= 0, s.count > chunk {
+            // read through a reused buffer: the mapping is never faulted, so resident memory
+            // stays at one chunk however large the storage
+            try s.forEachChunk(chunk: chunk, elementSize: dtype.itemSize) { buffer in
+                if byteOrder == .big, let d = UnsafeMutableRawPointer(mutating: buffer.baseAddress) {
+                    Tensor.swapBytes(d, count: buffer.count / dtype.itemSize, dtype: dtype)
+                }
+                try body(buffer)
+            }
+            return
+        }
         s.prefetch()
         try withExtendedLifetime(s) {
             let all = s.bytes

@@ -51,6 +51,22 @@ extension Tensor {
         }
     }
 
+    /// Calls `body` with the elements as contiguous little-endian bytes in consecutive chunks
+    /// of at most `chunk` bytes when the view is plain contiguous over a mapped file (resident
+    /// memory stays at one chunk), else once with the whole gathered tensor.
+    /// - Throws: storage load errors, what `body` throws.
+    public func forEachContiguousChunk(chunk: Int = 1 << 24, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if isPlainContiguous, byteCount > chunk {
+            let slice = try storage.slice()
+            if slice.region.fileDescriptor >= 0 {
+                try slice.forEachChunk(from: storageOffset * dtype.itemSize, length: byteCount, chunk: chunk,
+                                       elementSize: dtype.itemSize, body)
+                return
+            }
+        }
+        try withContiguousBytes(body)
+    }
+
     /// The elements as contiguous little-endian bytes (`t.contiguous().numpy().tobytes()`).
     public func contiguousBytes() throws -> [UInt8] {
         try withContiguousBytes { Array($0) }
