@@ -12,7 +12,18 @@ public final class Conv2d: Module {
     public let weight: Parameter
     /// `bias`, when the layer has one.
     public let bias: Parameter?
+    /// Which kernel computes the convolution.
+    public enum Algorithm: Sendable {
+        /// Winograd where measured faster, else im2col + GEMM.
+        case automatic
+        /// Always im2col + GEMM (the reference path).
+        case im2col
+    }
+
+    /// Kernel choice; `.im2col` reproduces the reference rounding exactly.
+    public var algorithm: Algorithm = .automatic
     private var foldCache: (key: [Int], weight: DenseTensor, bias: DenseTensor)?
+    private var winogradCache: (key: [Int], weights: WinogradWeights)?
 
     /// `nn.Conv2d(inputChannels, outputChannels, kernelSize, stride, padding, dilation, groups, bias)`,
     /// initialised as PyTorch does by default (uniform in `±1/sqrt(fan_in)`).
@@ -32,7 +43,24 @@ public final class Conv2d: Module {
     public override var typeName: String { "Conv2d" }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try Convolution.forward(input, weight: weight.value, bias: bias?.value, geometry: geometry)
+        try compute(input, weight: weight.value, bias: bias?.value, key: [weight.version, bias?.version ?? -1], relu: false)
+    }
+
+    /// Runs the chosen kernel; `key` identifies the weight so its Winograd transform is cached.
+    private func compute(_ input: DenseTensor, weight w: DenseTensor, bias b: DenseTensor?, key: [Int], relu: Bool) throws -> DenseTensor {
+        let epilogue: Convolution.Epilogue = relu ? .relu : .none
+        if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
+           Winograd.isFaster(geometry, height: input.shape[2], width: input.shape[3]) {
+            let u: WinogradWeights
+            if let c = winogradCache, c.key == key {
+                u = c.weights
+            } else {
+                u = try Winograd.transform(weight: w)
+                winogradCache = (key, u)
+            }
+            return try Winograd.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
+        }
+        return try Convolution.forward(input, weight: w, bias: b, geometry: geometry, epilogue: epilogue)
     }
 
     /// `relu?(bn(conv(x)))` in one convolution whose weights fold in the eval-mode batch norm.
@@ -50,8 +78,7 @@ public final class Conv2d: Module {
                                                  scale: scale, shift: shift)
             foldCache = (key, folded.weight, folded.bias)
         }
-        return try Convolution.forward(input, weight: folded.weight, bias: folded.bias, geometry: geometry,
-                                       epilogue: relu ? .relu : .none)
+        return try compute(input, weight: folded.weight, bias: folded.bias, key: key, relu: relu)
     }
 
     public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {

@@ -74,3 +74,20 @@ final class PoolingEdgeTests: XCTestCase {
         XCTAssertEqual(try PoolGeometry(kernelSize: 3, stride: 2).outputLength(8, operation: "t"), 3)
     }
 }
+
+final class WinogradTests: XCTestCase {
+    func testWinogradEqualsIm2col() throws {
+        for (n, c, cout, h, w, p) in [(1, 3, 4, 5, 7, 1), (2, 8, 5, 6, 6, 1), (1, 4, 4, 9, 4, 0), (1, 2, 3, 3, 3, 2)] {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
+            let x = try KernelGoldenTests.operand([n, c, h, w], 0)
+            let wt = try KernelGoldenTests.operand(g.convolutionWeightShape, 1, scale: 0.5)
+            let b = try KernelGoldenTests.operand([cout], 2, scale: 0.1)
+            for epilogue in [Convolution.Epilogue.none, .relu] {
+                let reference = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: epilogue)
+                let y = try Winograd.forward(x, weights: try Winograd.transform(weight: wt), bias: b, geometry: g, epilogue: epilogue)
+                XCTAssertEqual(y.shape, reference.shape)
+                for (a, e) in zip(y.values, reference.values) { XCTAssertEqual(a, e, accuracy: 2e-5) }
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+// N images, C channels, H rows, W columns (NCHW); weights are [C_out, C_in, 3, 3].
+
+/// 3×3 weights transformed for `Winograd`: `U[ξ] = G·g·Gᵀ` laid out as 16 matrices `[C_out, C_in]`.
+public struct WinogradWeights: Sendable {
+    /// The 16 transformed matrices, `ξ`-major.
+    let values: [Float]
+    /// Output channels.
+    public let outputChannels: Int
+    /// Input channels.
+    public let inputChannels: Int
+}
+
+/// 3×3, stride-1, undilated, ungrouped convolution by Winograd's minimal filtering F(2×2, 3×3):
+/// 16 GEMMs of `[C_out, C_in] · [C_in, tiles]` replace one GEMM of `[C_out, 9·C_in] · [9·C_in, H·W]`,
+/// 2.25× fewer multiplications. Rounding differs from im2col by a few float32 ulps of the
+/// partial sums (the transforms only add and halve).
+///
+/// Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016). Forward caches
+/// nothing; its backward is the im2col convolution's.
+public enum Winograd {
+    /// True when `geometry` is a convolution this kernel computes.
+    public static func isApplicable(_ g: Conv2dGeometry) -> Bool {
+        g.kernelSize == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1 && g.outputPadding == (0, 0)
+    }
+
+    /// True when Winograd is measured to beat im2col for this layer on an input plane of
+    /// `height × width` (AVX-512 OpenBLAS, 2 cores): wide layers on planes of at least ~10×10;
+    /// narrow layers lose because their 16 GEMMs are too thin.
+    public static func isFaster(_ g: Conv2dGeometry, height: Int, width: Int) -> Bool {
+        isApplicable(g) && g.inputChannels >= 128 && g.outputChannels >= 128 && height * width >= 100
+    }
+
+    /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight.
+    /// - Throws: `KernelError.shapeMismatch` for any other weight shape.
+    public static func transform(weight: DenseTensor) throws -> WinogradWeights {
+        guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
+            throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
+        }
+        let cout = weight.shape[0], cin = weight.shape[1]
+        let pairs = cout * cin
+        var u = [Float].uninitialized(16 * pairs)
+        weight.values.withUnsafeBufferPointer { wb in
+            u.withUnsafeMutableBufferPointer { ub in
+                guard let w = wb.baseAddress, let out = ub.baseAddress else { return }
+                for p in 0 ..< pairs {
+                    let g = w + p * 9
+                    // rows of G·g
+                    var r = [Float](repeating: 0, count: 12)
+                    for j in 0 ..< 3 {
+                        let a = g[j], b = g[3 + j], c = g[6 + j]
+                        r[j] = a
+                        r[3 + j] = 0.5 * (a + b + c)
+                        r[6 + j] = 0.5 * (a - b + c)
+                        r[9 + j] = c
+                    }
+                    for i in 0 ..< 4 {
+                        let a = r[3 * i], b = r[3 * i + 1], c = r[3 * i + 2]
+                        out[(4 * i + 0) * pairs + p] = a
+                        out[(4 * i + 1) * pairs + p] = 0.5 * (a + b + c)
+                        out[(4 * i + 2) * pairs + p] = 0.5 * (a - b + c)
+                        out[(4 * i + 3) * pairs + p] = c
+                    }
+                }
+            }
+        }
+        return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin)
+    }
+
+    /// `conv2d(x, weight, bias, padding=padding)` for the weight `transformed` came from.
+    /// - Parameters:
+    ///   - input: `[N, C_in, H, W]`.
+    ///   - geometry: must satisfy `isApplicable`; its padding is used.
+    /// - Returns: `[N, C_out, H + 2p − 2, W + 2p − 2]`.
+    /// - Throws: `KernelError` when shapes or geometry do not fit.
+    public static func forward(
+        _ input: DenseTensor, weights transformed: WinogradWeights, bias: DenseTensor?,
+        geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none
+    ) throws -> DenseTensor {
+        let op = "winograd"
+        guard isApplicable(g) else { throw KernelError.invalidArgument(operation: op, message: "needs a 3×3 stride-1 ungrouped convolution") }
+        let (n, c, h, w) = try input.nchw(for: op)
+        guard c == transformed.inputChannels, g.inputChannels == c, g.outputChannels == transformed.outputChannels else {
+            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(transformed.inputChannels), H, W]", got: input.shape)
+        }
+        let cout = transformed.outputChannels
+        if let b = bias, b.shape != [cout] {
+            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(cout)]", got: b.shape)
+        }
+        let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        let ph = g.padding.height, pw = g.padding.width
+        let tilesH = (oh + 1) / 2, tilesW = (ow + 1) / 2
+        // a band of tile rows at a time keeps V and M in cache
+        let bandTiles = max(1, min(tilesH, Convolution.columnBudget / max(16 * max(c, cout) * tilesW, 1)))
+        let bandCapacity = bandTiles * tilesW
+        var v = [Float].uninitialized(16 * c * bandCapacity)
+        var m = [Float].uninitialized(16 * cout * bandCapacity)
+        var out = [Float].uninitialized(n * cout * oh * ow)
+        let biasValues = bias?.values
+        let relu: Bool
+        switch epilogue {
+        case .none: relu = false
+        case .relu: relu = true
+        }
+
+        input.values.withUnsafeBufferPointer { xb in
+            transformed.values.withUnsafeBufferPointer { ub in
+                v.withUnsafeMutableBufferPointer { vb in
+                    m.withUnsafeMutableBufferPointer { mb in
+                        out.withUnsafeMutableBufferPointer { yb in
+                            guard let x = xb.baseAddress, let u = ub.baseAddress, let vp = vb.baseAddress,
+                                  let mp = mb.baseAddress, let y = yb.baseAddress else { return }
+                            for img in 0 ..< n {
+                                var t0 = 0
+                                while t0 < tilesH {
+                                    let t1 = min(tilesH, t0 + bandTiles)
+                                    let tiles = (t1 - t0) * tilesW
+                                    inputTransform(x + img * c * h * w, channels: c, height: h, width: w,
+                                                   padding: (ph, pw), tileRows: t0 ..< t1, tilesW: tilesW,
+                                                   into: vp, stride: tiles)
+                                    for xi in 0 ..< 16 {
+                                        Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c,
+                                                      b: vp + xi * c * tiles, ldb: tiles,
+                                                      c: mp + xi * cout * tiles, ldc: tiles)
+                                    }
+                                    outputTransform(mp, channels: cout, stride: tiles, tileRows: t0 ..< t1, tilesW: tilesW,
+                                                    outputHeight: oh, outputWidth: ow, bias: biasValues, relu: relu,
+                                                    into: y + img * cout * oh * ow)
+                                    t0 = t1
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, cout, oh, ow], values: out)
+    }
+
+    /// `V[ξ][c][t] = (Bᵀ·d·B)[ξ]` for the 4×4 input patch `d` of each tile `t` in the band.
+    private static func inputTransform(
+        _ x: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int, padding: (Int, Int),
+        tileRows: Range<Int>, tilesW: Int, into v: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+        let box = UncheckedSendable((x, v))
+        parallelFor(channels, minimumWork: 2) { ch in
+            let src = box.value.0 + ch * h * w
+            let dst = box.value.1 + ch * stride
+            let planeStride = channels * stride
+            for ty in tileRows {
+                let iy0 = ty * 2 - padding.0
+                for tx in 0 ..< tilesW {
+                    let ix0 = tx * 2 - padding.1
+                    func row(_ r: Int) -> SIMD4<Float> {
+                        let iy = iy0 + r
+                        if iy < 0 || iy >= h { return SIMD4() }
+                        let p = src + iy * w
+                        if ix0 >= 0 && ix0 + 3 < w { return SIMD4(p[ix0], p[ix0 + 1], p[ix0 + 2], p[ix0 + 3]) }
+                        var s = SIMD4<Float>()
+                        for k in 0 ..< 4 where ix0 + k >= 0 && ix0 + k < w { s[k] = p[ix0 + k] }
+                        return s
+                    }
+                    let d0 = row(0), d1 = row(1), d2 = row(2), d3 = row(3)
+                    // Bᵀ·d on rows, then ·B on columns
+                    let r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3
+                    let t = (ty - tileRows.lowerBound) * tilesW + tx
+                    @inline(__always) func store(_ r: SIMD4<Float>, _ i: Int) {
+                        let base = dst + t + 4 * i * planeStride
+                        base[0] = r[0] - r[2]
+                        base[planeStride] = r[1] + r[2]
+                        base[2 * planeStride] = r[2] - r[1]
+                        base[3 * planeStride] = r[1] - r[3]
+                    }
+                    store(r0, 0); store(r1, 1); store(r2, 2); store(r3, 3)
+                }
+            }
+        }
+    }
+
+    /// `Y = Aᵀ·M·A` per tile, plus bias and the epilogue, written where the 2×2 tile lies inside the output.
+    private static func outputTransform(
+        _ m: UnsafePointer<Float>, channels: Int, stride: Int, tileRows: Range<Int>, tilesW: Int,
+        outputHeight oh: Int, outputWidth ow: Int, bias: [Float]?, relu: Bool, into y: UnsafeMutablePointer<Float>
+    ) {
+        let box = UncheckedSendable((m, y))
+        parallelFor(channels, minimumWork: 2) { o in
+            let src = box.value.0 + o * stride
+            let dst = box.value.1 + o * oh * ow
+            let planeStride = channels * stride
+            let beta = bias?[o] ?? 0
+            for ty in tileRows {
+                for tx in 0 ..< tilesW {
+                    let t = (ty - tileRows.lowerBound) * tilesW + tx
+                    func row(_ i: Int) -> SIMD4<Float> {
+                        let p = src + t + 4 * i * planeStride
+                        return SIMD4(p[0], p[planeStride], p[2 * planeStride], p[3 * planeStride])
+                    }
+                    let q0 = row(0), q1 = row(1), q2 = row(2), q3 = row(3)
+                    let s0 = q0 + q1 + q2, s1 = q1 - q2 - q3
+                    var y00 = s0[0] + s0[1] + s0[2] + beta, y01 = s0[1] - s0[2] - s0[3] + beta
+                    var y10 = s1[0] + s1[1] + s1[2] + beta, y11 = s1[1] - s1[2] - s1[3] + beta
+                    if relu { y00 = max(y00, 0); y01 = max(y01, 0); y10 = max(y10, 0); y11 = max(y11, 0) }
+                    let oy = ty * 2, ox = tx * 2
+                    let r0 = dst + oy * ow + ox
+                    r0[0] = y00
+                    if ox + 1 < ow { r0[1] = y01 }
+                    if oy + 1 < oh {
+                        r0[ow] = y10
+                        if ox + 1 < ow { r0[ow + 1] = y11 }
+                    }
+                }
+            }
+        }
+    }
+}
