@@ -42,7 +42,7 @@ demo: build
 
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --num-workers 2
+	$(SWIFT) test --skip-build
 
 bench: build
 	python3 bench/bench_io.py --ckpt $(CKPT)

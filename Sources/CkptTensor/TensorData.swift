@@ -76,7 +76,7 @@ extension Tensor {
         try checkMaterializable()
         let size = dtype.itemSize
         let src = slice.bytes
-        return try ByteRegion.allocate(count: byteCount) { dst in
+        return ByteRegion.allocate(count: byteCount) { dst in
             guard let d = dst.baseAddress, let s = src.baseAddress else { return }
             gather(from: s, to: d, itemSize: size)
             // torch swaps a big-endian storage by the storage's dtype (untyped storages as bytes)

@@ -1,0 +1,107 @@
+import Foundation
+@testable import CkptFormat
+import CkptTensor
+import XCTest
+
+/// The restricted unpickler on hand-built pickles: CPython's semantics where they matter.
+final class UnpicklerTests: XCTestCase {
+    private func run(_ bytes: [UInt8], salvage: Bool = false) throws -> Value {
+        try bytes.withUnsafeBytes { raw in
+            try Unpickler(bytes: raw, file: "t", member: "m", options: UnpickleOptions(salvage: salvage), persistentLoad: nil).run()
+        }
+    }
+
+    private func unicode(_ s: String) -> [UInt8] {
+        let b = Array(s.utf8)
+        return [0x58] + withUnsafeBytes(of: UInt32(b.count).littleEndian, Array.init) + b
+    }
+
+    func testMemoIsAReferenceNotACopy() throws {
+        // l = []; memo[0] = l; d = {'a': l}; l.append(1)  → d['a'] == [1]
+        // d = {}; 'a'; l = [] memo 0; SETITEM → d; BINGET 0 (l); 1; APPEND; POP → d; STOP
+        let q: [UInt8] = [0x80, 0x02, 0x7D] + unicode("a") + [0x5D, 0x71, 0x00, 0x73, 0x68, 0x00, 0x4B, 0x01, 0x61, 0x30, 0x2E]
+        let v = try run(q)
+        XCTAssertEqual(v.dictValue?["a"]?.sequenceValue?.first?.intValue, 1)
+    }
+
+    func testLong1IsSignedAndWideIntegersKeepTheirValue() throws {
+        XCTAssertEqual(try run([0x80, 0x02, 0x8A, 0x01, 0xFF, 0x2E]).intValue, -1)
+        XCTAssertEqual(try run([0x80, 0x02, 0x8A, 0x02, 0x00, 0x80, 0x2E]).intValue, -32768)
+        // the legacy magic number 0x1950A86A20F9469CFC6C
+        let magic = try run([0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E])
+        guard case let .bigInt(s) = magic else { return XCTFail("expected a big integer, got \(magic)") }
+        XCTAssertEqual(s, "119547037146038801333356")
+    }
+
+    func testBinFloatIsBigEndian() throws {
+        XCTAssertEqual(try run([0x80, 0x02, 0x47, 0x3F, 0xF8, 0, 0, 0, 0, 0, 0, 0x2E]).pathComponent, "1.5")
+    }
+
+    func testDisallowedGlobalIsRefusedByNameAndOffset() {
+        let p: [UInt8] = [0x80, 0x02, 0x63] + Array("os\nsystem\n".utf8) + [0x2E]
+        XCTAssertThrowsError(try run(p)) { e in
+            let f = e as? FormatError
+            XCTAssertEqual(f?.kind, .refused)
+            XCTAssertEqual(f?.offset, 2)
+            XCTAssertTrue(f?.description.contains("'os.system'") ?? false)
+        }
+    }
+
+    func testSalvageKeepsTheCallInert() throws {
+        // os.system('x') under salvage: an opaque call node, never run
+        let p: [UInt8] = [0x80, 0x02, 0x63] + Array("os\nsystem\n".utf8) + unicode("x") + [0x85, 0x52, 0x2E]
+        guard case let .object(o) = try run(p, salvage: true) else { return XCTFail("expected an opaque object") }
+        XCTAssertEqual(o.global, QualifiedName("os", "system"))
+        XCTAssertEqual(o.construction, .call)
+        XCTAssertEqual(o.arguments.first?.stringValue, "x")
+    }
+
+    func testMemoGetBeforePutAndUnderflowAreCorrupt() {
+        XCTAssertThrowsError(try run([0x80, 0x02, 0x68, 0x05, 0x2E])) { XCTAssertEqual(($0 as? FormatError)?.kind, .corrupt) }
+        XCTAssertThrowsError(try run([0x80, 0x02, 0x2E])) { XCTAssertEqual(($0 as? FormatError)?.kind, .corrupt) }
+        XCTAssertThrowsError(try run([0x80, 0x02, 0x4E])) { XCTAssertEqual(($0 as? FormatError)?.kind, .truncated) }
+    }
+
+    func testCycleIsRefusedNotRecursedForever() {
+        // l = []; l.append(l)
+        let p: [UInt8] = [0x80, 0x02, 0x5D, 0x71, 0x00, 0x68, 0x00, 0x61, 0x2E]
+        XCTAssertThrowsError(try run(p)) { XCTAssertEqual(($0 as? FormatError)?.kind, .limit) }
+    }
+
+    func testPicklerOutputReadsBack() throws {
+        let t = try Tensor(float32: [1, -2, 3.5, 0], shape: [2, 2])
+        let root = Value.dict(PyDict(items: [
+            (.string("w"), .tensor(t)), (.string("n"), .int(1 << 40)), (.string("neg"), .int(-5)),
+            (.string("f"), .float(0.1)), (.string("s"), .set([.int(1)])), (.string("b"), .bytes([0, 255])),
+            (.string("big"), .bigInt("-123456789012345678901234567890")),
+        ], kind: .orderedDict, attributes: [("_metadata", .dict(PyDict(items: [(.string(""), .dict(PyDict(items: [(.string("version"), .int(1))])))], kind: .orderedDict)))]))
+        var p = Pickler(file: "t")
+        try p.value(root, path: "")
+        p.finish()
+        let storages = p.storages
+        let back = try p.out.withUnsafeBytes { raw in
+            try Unpickler(bytes: raw, file: "t", member: "m", options: UnpickleOptions(), persistentLoad: { pid in
+                guard case let .tuple(f) = pid, let k = f[2].stringValue, let i = Int(k) else { throw FormatError(.corrupt, file: "t", "pid") }
+                return .storage(storages[i])
+            }).run()
+        }
+        let d = try XCTUnwrap(back.dictValue)
+        XCTAssertEqual(d.kind, .orderedDict)
+        XCTAssertEqual(try d["w"]?.tensorValue?.floats(), [1, -2, 3.5, 0])
+        XCTAssertEqual(d["n"]?.intValue, 1 << 40)
+        XCTAssertEqual(d["neg"]?.intValue, -5)
+        XCTAssertEqual(d["f"]?.pathComponent, "0.1")
+        if case let .bytes(b)? = d["b"] { XCTAssertEqual(b, [0, 255]) } else { XCTFail("bytes") }
+        if case let .bigInt(s)? = d["big"] { XCTAssertEqual(s, "-123456789012345678901234567890") } else { XCTFail("bigInt") }
+        XCTAssertEqual(d.attribute("_metadata")?.dictValue?[""]?.dictValue?["version"]?.intValue, 1)
+    }
+
+    func testLibzipAgreesWithOurCentralDirectoryOnEveryZipFixture() throws {
+        let dir = GoldenFixtureTests.fixtures.appendingPathComponent("valid")
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) where name.hasSuffix(".pth") || name.hasSuffix(".pt") {
+            let region = try ByteRegion.map(path: dir.appendingPathComponent(name).path)
+            guard CheckpointReader.detect(region.bytes) == .zip else { continue }
+            XCTAssertTrue(try ZipArchive(region: region, file: name).libzipAgrees(), name)
+        }
+    }
+}
