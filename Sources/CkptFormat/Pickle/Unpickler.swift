@@ -645,3 +645,14 @@ final class Unpickler {
         }
     }
 }
+
+extension FormatInfo {
+    /// Takes what a finished unpickler learned: protocol, globals, opcodes torch rejects, warnings.
+    mutating func record(_ u: Unpickler) {
+        pickleProtocol = u.proto
+        for g in u.globals where !globals.contains(g) { globals.append(g) }
+        for g in u.disallowed where !disallowedGlobals.contains(g) { disallowedGlobals.append(g) }
+        for o in u.rejectedOpcodes where !opcodesRejectedByTorch.contains(o) { opcodesRejectedByTorch.append(o) }
+        warnings += u.warnings
+    }
+}

@@ -120,12 +120,8 @@ enum LegacyReader {
             throw FormatError(.corrupt, file: file, member: "storage \(missing)", "storage used by the pickle has no record")
         }
         if o != bytes.count { info.warnings.append("\(bytes.count - o) bytes after the last storage record") }
-        let u = main.unpickler
-        info.pickleProtocol = u.proto
-        info.globals = u.globals
-        info.disallowedGlobals = u.disallowed
-        info.opcodesRejectedByTorch = u.rejectedOpcodes
-        info.warnings += u.warnings
+        for u in [magic.unpickler, proto.unpickler, sys.unpickler, main.unpickler, keysPickle.unpickler] { info.record(u) }
+        info.pickleProtocol = main.unpickler.proto
         return Checkpoint(root: main.value, info: info)
     }
 }

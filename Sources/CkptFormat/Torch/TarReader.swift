@@ -57,7 +57,8 @@ enum TarReader {
         var info = FormatInfo(format: .tar)
         let sysRange = try member("sys_info")
         let sysBytes = UnsafeRawBufferPointer(rebasing: b[sysRange.offset ..< sysRange.offset + sysRange.count])
-        _ = try runEmbeddedPickle(sysBytes, at: 0, file: file, member: "sys_info", options: options)
+        let sysInfo = try runEmbeddedPickle(sysBytes, at: 0, file: file, member: "sys_info", options: options)
+        info.record(sysInfo.unpickler)
 
         // storages: count, then per storage (key, location, class) + i64 numel + bytes; then the view list
         let index = RecordIndex()
@@ -165,12 +166,7 @@ enum TarReader {
             if case .tuple = pid { return try table.loadZipPID(pid) }
             throw FormatError(.corrupt, file: file, member: "pickle", "persistent id '\(pid.pathComponent.prefix(40))' names no tensor or storage")
         }
-        let u = main.unpickler
-        info.pickleProtocol = u.proto
-        info.globals = u.globals
-        info.disallowedGlobals = u.disallowed
-        info.opcodesRejectedByTorch = u.rejectedOpcodes
-        info.warnings += u.warnings
+        info.record(main.unpickler)
         return Checkpoint(root: main.value, info: info)
     }
 }

@@ -71,14 +71,11 @@ enum TorchZipReader {
             return (try u.run(), u)
         }
         let u = root.1
-        info.pickleProtocol = u.proto
-        info.globals = u.globals
-        info.disallowedGlobals = isScript ? u.disallowed.filter { !$0.module.hasPrefix("__torch__") } : u.disallowed
+        info.record(u)
+        if isScript { info.disallowedGlobals = u.disallowed.filter { !$0.module.hasPrefix("__torch__") } }
         if isScript, !options.salvage, let bad = info.disallowedGlobals.first(where: { !$0.module.hasPrefix("torch.jit") && !$0.module.hasPrefix("__torch__") }) {
             throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive; use --salvage to keep it as an inert node")
         }
-        info.opcodesRejectedByTorch = u.rejectedOpcodes
-        info.warnings += u.warnings
         return Checkpoint(root: root.0, info: info)
     }
 
