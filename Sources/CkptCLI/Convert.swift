@@ -83,7 +83,7 @@ struct Convert: ParsableCommand {
                     ("replaced_objects", .array(notes.map { .string($0) })),
                 ]))
             } else {
-                var line = "wrote \(output) (\(format.rawValue)): \(total) tensors from \(ckpt.info.format.rawValue) \(input)"
+                var line = "wrote \(output) (\(format.rawValue)): \(CLI.plural(total, "tensor")) from \(ckpt.info.format.rawValue) \(input)"
                 if let t = targetDType { line += ", \(cast) cast to \(t.rawValue)" }
                 print(line)
                 for n in notes.prefix(20) { print("note: \(n)") }

@@ -42,13 +42,19 @@ public enum CheckpointWriter {
     /// - Throws: `FormatError`.
     public static func writeTorchZip(_ checkpoint: Checkpoint, to path: String, forbidding inputs: [String] = [],
                                      progress: ((Int, Int) -> Void)? = nil) throws {
+        try writeTorchZip(checkpoint, to: path, forbidding: inputs, progress: progress, zip64Threshold: 0xFFFF_FFFF)
+    }
+
+    /// As above; `zip64Threshold` lowers the 4 GiB point where zip64 fields start (for tests).
+    static func writeTorchZip(_ checkpoint: Checkpoint, to path: String, forbidding inputs: [String],
+                              progress: ((Int, Int) -> Void)?, zip64Threshold: Int) throws {
         var pickler = Pickler(file: path)
         try pickler.value(checkpoint.root, path: "")
         pickler.finish()
         let prefix = archivePrefix(forPath: path)
         let out = try AtomicFileWriter(destination: path, forbidding: inputs)
         do {
-            let zip = ZipWriter(out, file: path)
+            let zip = ZipWriter(out, file: path, zip64Threshold: zip64Threshold)
             try zip.addRecord(prefix + "/data.pkl", bytes: pickler.out)
             try zip.addRecord(prefix + "/byteorder", bytes: Array("little".utf8))
             let total = pickler.storages.reduce(0) { $0 + $1.byteCount }

@@ -105,3 +105,24 @@ final class UnpicklerTests: XCTestCase {
         }
     }
 }
+
+/// The zip64 path of the writer, forced on small files by lowering its threshold.
+final class Zip64WriterTests: XCTestCase {
+    func testZip64RecordsAndEndRecordsReadBack() throws {
+        let path = GoldenFixtureTests.fixtures.appendingPathComponent("valid/views.pth").path
+        let ckpt = try CheckpointReader.read(path: path)
+        // CKPT_ZIP64_OUT keeps the file so torch can be shown it (fixtures/check_ckpt_output.sh does)
+        let kept = ProcessInfo.processInfo.environment["CKPT_ZIP64_OUT"]
+        let out = kept ?? FileManager.default.temporaryDirectory.appendingPathComponent("zip64-\(UUID().uuidString).pth").path
+        defer { if kept == nil { try? FileManager.default.removeItem(atPath: out) } }
+        try CheckpointWriter.writeTorchZip(ckpt, to: out, forbidding: [], progress: nil, zip64Threshold: 0)
+        let region = try ByteRegion.map(path: out)
+        let archive = try ZipArchive(region: region, file: out)
+        XCTAssertTrue(archive.libzipAgrees())
+        // every record carries a zip64 local extra before its 64-byte alignment padding
+        for e in archive.entries { XCTAssertEqual(e.dataOffset % 64, 0, e.name) }
+        let back = try CheckpointReader.read(path: out)
+        XCTAssertEqual(back.tensors.map(\.path), ckpt.tensors.map(\.path))
+        for ((_, a), (_, b)) in zip(ckpt.tensors, back.tensors) { XCTAssertEqual(try a.contiguousBytes(), try b.contiguousBytes()) }
+    }
+}

@@ -11,16 +11,21 @@ final class ZipWriter {
         var size: Int
         var offset: Int
         var flags: UInt16
+        /// The local header carried zip64 sizes (so the descriptor had 8-byte sizes).
+        var big: Bool
     }
 
     static let alignment = 64
     private let out: AtomicFileWriter
     private var central: [Central] = []
     private let file: String
+    /// Sizes and offsets from this value on take zip64 fields (0xFFFFFFFF; lower only in tests).
+    private let zip64Threshold: Int
 
-    init(_ out: AtomicFileWriter, file: String) {
+    init(_ out: AtomicFileWriter, file: String, zip64Threshold: Int = 0xFFFF_FFFF) {
         self.out = out
         self.file = file
+        self.zip64Threshold = zip64Threshold
     }
 
     private func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
@@ -32,7 +37,7 @@ final class ZipWriter {
     func addRecord(_ name: String, size: Int, produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let nameBytes = Array(name.utf8)
         let offset = out.position
-        let big = size >= 0xFFFF_FFFF || offset >= 0xFFFF_FFFF
+        let big = size >= zip64Threshold || offset >= zip64Threshold
         let empty = size == 0
         let flags: UInt16 = empty ? 0x0800 : 0x0808
         // local zip64 extra (as miniz writes it): usize and csize placeholders, then the FB padding
@@ -61,7 +66,7 @@ final class ZipWriter {
             d += big ? le64(size) + le64(size) : le32(size) + le32(size)
             try out.write(d)
         }
-        central.append(Central(name: nameBytes, crc: crc, size: size, offset: offset, flags: flags))
+        central.append(Central(name: nameBytes, crc: crc, size: size, offset: offset, flags: flags, big: big))
     }
 
     /// Writes a small record held in memory.
@@ -75,8 +80,8 @@ final class ZipWriter {
         var needZip64 = central.count >= 0xFFFF
         for c in central {
             var extra: [UInt8] = []
-            let sizeBig = c.size >= 0xFFFF_FFFF
-            let offBig = c.offset >= 0xFFFF_FFFF
+            let sizeBig = c.size >= zip64Threshold || c.big
+            let offBig = c.offset >= zip64Threshold
             if sizeBig || offBig {
                 needZip64 = true
                 var fields: [UInt8] = []
@@ -93,7 +98,7 @@ final class ZipWriter {
             try out.write(h + c.name + extra)
         }
         let cdSize = out.position - cdOffset
-        if cdOffset >= 0xFFFF_FFFF || cdSize >= 0xFFFF_FFFF { needZip64 = true }
+        if cdOffset >= zip64Threshold || cdSize >= zip64Threshold { needZip64 = true }
         if needZip64 {
             let z64 = out.position
             var r: [UInt8] = [0x50, 0x4B, 0x06, 0x06] + le64(44) + le16(45) + le16(45) + le32(0) + le32(0)
