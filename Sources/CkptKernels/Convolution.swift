@@ -47,6 +47,14 @@ public enum Convolution {
         // every element of both buffers is written before it is read: skip zero-filling
         var out = [Float].uninitialized(n * g.outputChannels * plane)
         let pointwise = g.isPointwise
+        // small planes make thin GEMMs: unfold several images side by side into one matrix
+        let imagesPerGEMM = plane >= 1024 ? 1 : max(1, min(n, Convolution.columnBudget / max(kdim * plane, 1)))
+        if imagesPerGEMM > 1 {
+            try forwardImageBatched(input, weight: weight, output: &out, geometry: g, outputSize: (oh, ow),
+                                    imagesPerGEMM: imagesPerGEMM)
+            applyBiasAndEpilogue(&out, bias: bias?.values, channels: g.outputChannels, plane: plane, epilogue: epilogue)
+            return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+        }
         // unfold a band of output rows at a time so the column matrix stays in cache
         let bandRows = max(1, min(oh, Convolution.columnBudget / max(kdim * ow, 1)))
         var columns = [Float].uninitialized(pointwise ? 0 : kdim * bandRows * ow)
@@ -85,6 +93,59 @@ public enum Convolution {
         }
         applyBiasAndEpilogue(&out, bias: bias?.values, channels: g.outputChannels, plane: plane, epilogue: epilogue)
         return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+    }
+
+    /// The convolution with `imagesPerGEMM` images unfolded side by side per GEMM; the product
+    /// `[C_out/g, images·plane]` is then scattered to each image's NCHW planes.
+    static func forwardImageBatched(
+        _ input: DenseTensor, weight: DenseTensor, output out: inout [Float], geometry g: Conv2dGeometry,
+        outputSize: (Int, Int), imagesPerGEMM: Int
+    ) throws {
+        let (n, c, h, w) = try input.nchw(for: "conv2d")
+        let (oh, ow) = outputSize
+        let groups = g.groups
+        let cinG = c / groups, coutG = g.outputChannels / groups
+        let kdim = cinG * g.kernelSize.height * g.kernelSize.width
+        let plane = oh * ow
+        let pointwise = g.isPointwise
+        var columns = [Float].uninitialized(kdim * imagesPerGEMM * plane)
+        var product = [Float].uninitialized(coutG * imagesPerGEMM * plane)
+        input.values.withUnsafeBufferPointer { xb in
+            weight.values.withUnsafeBufferPointer { wb in
+                out.withUnsafeMutableBufferPointer { yb in
+                    columns.withUnsafeMutableBufferPointer { cb in
+                        product.withUnsafeMutableBufferPointer { pb in
+                            guard let x = xb.baseAddress, let wt = wb.baseAddress, let y = yb.baseAddress,
+                                  let col = cb.baseAddress, let prod = pb.baseAddress else { return }
+                            var i0 = 0
+                            while i0 < n {
+                                let count = min(imagesPerGEMM, n - i0)
+                                let width = count * plane
+                                for grp in 0 ..< groups {
+                                    for j in 0 ..< count {
+                                        let xg = x + ((i0 + j) * c + grp * cinG) * h * w
+                                        if pointwise {
+                                            for r in 0 ..< kdim { (col + r * width + j * plane).update(from: xg + r * plane, count: plane) }
+                                        } else {
+                                            Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g,
+                                                          outputHeight: oh, outputWidth: ow, rowStride: width,
+                                                          into: col + j * plane)
+                                        }
+                                    }
+                                    Gemm.multiply(m: coutG, n: width, k: kdim, a: wt + grp * coutG * kdim, lda: kdim,
+                                                  b: col, ldb: width, c: prod, ldc: width)
+                                    for j in 0 ..< count {
+                                        let yg = y + ((i0 + j) * g.outputChannels + grp * coutG) * plane
+                                        for o in 0 ..< coutG { (yg + o * plane).update(from: prod + o * width + j * plane, count: plane) }
+                                    }
+                                }
+                                i0 += count
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Floats of im2col columns unfolded at once (4 MiB): large enough for efficient GEMMs,

@@ -10,10 +10,12 @@ enum Im2col {
     ///
     /// Only output rows `rows` are unfolded (all by default), so a convolution can walk the image
     /// in bands whose column matrix stays in cache; the matrix then has `rows.count·W_out` columns.
+    /// `rowStride` (default: that width) spaces matrix rows apart, so several images can be
+    /// unfolded side by side into one matrix.
     static func unfold(
         input: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
         geometry g: Conv2dGeometry, outputHeight oh: Int, outputWidth ow: Int,
-        rows outputRows: Range<Int>? = nil,
+        rows outputRows: Range<Int>? = nil, rowStride: Int? = nil,
         into columns: UnsafeMutablePointer<Float>
     ) {
         let band = outputRows ?? 0 ..< oh
@@ -28,7 +30,8 @@ enum Im2col {
             let ki = (r / kw) % kh
             let kj = r % kw
             let src = input + c * h * w
-            let dst = columns + r * plane
+            // rowStride > plane leaves room for other images' columns beside this one's
+            let dst = columns + r * (rowStride ?? plane)
             for y in band {
                 let iy = y * sh - ph + ki * dh
                 let row = dst + (y - band.lowerBound) * ow

@@ -24,10 +24,11 @@ public enum Winograd {
     }
 
     /// True when Winograd is measured to beat im2col for this layer on an input plane of
-    /// `height × width` (AVX-512 OpenBLAS, 2 cores): wide layers on planes of at least ~10×10;
-    /// narrow layers lose because their 16 GEMMs are too thin.
+    /// `height × width` (AVX-512 OpenBLAS, 2 cores): ≥256 channels on planes from ~10×10 to 28×28
+    /// (5–17 % faster); narrower layers and larger planes lose to the transforms' memory traffic.
     public static func isFaster(_ g: Conv2dGeometry, height: Int, width: Int) -> Bool {
-        isApplicable(g) && g.inputChannels >= 128 && g.outputChannels >= 128 && height * width >= 100
+        isApplicable(g) && g.inputChannels >= 256 && g.outputChannels >= 256 && height * width >= 100
+            && height * width <= 28 * 28
     }
 
     /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight.

@@ -91,3 +91,24 @@ final class WinogradTests: XCTestCase {
         }
     }
 }
+
+final class BatchedConvolutionTests: XCTestCase {
+    /// Small planes take the path that unfolds several images into one GEMM: each image must
+    /// equal the same image convolved alone.
+    func testImageBatchedPathEqualsPerImage() throws {
+        for g in [Conv2dGeometry(inputChannels: 4, outputChannels: 6, kernelSize: 3, padding: 1, groups: 2),
+                  Conv2dGeometry(inputChannels: 5, outputChannels: 3, kernelSize: 1)] {
+            let x = try KernelGoldenTests.operand([3, g.inputChannels, 5, 4], 0)
+            let w = try KernelGoldenTests.operand(g.convolutionWeightShape, 1, scale: 0.5)
+            let b = try KernelGoldenTests.operand([g.outputChannels], 2, scale: 0.1)
+            let y = try Convolution.forward(x, weight: w, bias: b, geometry: g)
+            let per = x.count / 3
+            for i in 0 ..< 3 {
+                let xi = try DenseTensor(shape: [1, g.inputChannels, 5, 4], values: Array(x.values[i * per ..< (i + 1) * per]))
+                let yi = try Convolution.forward(xi, weight: w, bias: b, geometry: g)
+                let out = yi.count
+                XCTAssertEqual(Array(y.values[i * out ..< (i + 1) * out]), yi.values)
+            }
+        }
+    }
+}
