@@ -1,5 +1,6 @@
 import ArgumentParser
 import CkptFormat
+import CkptSurgery
 import CkptTensor
 
 /// `ckpt diff A B`: what differs between two checkpoints, tensor by tensor.
@@ -17,8 +18,18 @@ struct Diff: ParsableCommand {
     @Option(name: .long, help: "Treat tensors whose max |a-b| is at most this as equal.")
     var atol: Double?
 
+    @Flag(name: .long, help: "Compare only the model state dicts, found inside nested checkpoints, with wrapper prefixes (module., _orig_mod.) removed.")
+    var stateDict = false
+
     @Flag(name: .long, help: "Print a JSON report.")
     var json = false
+
+    /// The tensors to compare: every tensor by dotted path, or the unwrapped state dict.
+    private func tensors(_ c: Checkpoint) -> [(path: String, tensor: Tensor)] {
+        guard stateDict else { return c.tensors }
+        let located = KeyAnalysis.locateStateDict(c)
+        return zip(located.unwrappedKeys, located.entries).map { ($0, $1.tensor) }
+    }
 
     @OptionGroup var read: ReadOptions
 
@@ -26,7 +37,7 @@ struct Diff: ParsableCommand {
         var different = false
         try CLI.run {
             let ca = try CLI.load(a, read), cb = try CLI.load(b, read)
-            let ta = ca.tensors, tb = cb.tensors
+            let ta = tensors(ca), tb = tensors(cb)
             var mapB: [String: Tensor] = [:]
             for (p, t) in tb { mapB[p] = t }
             let keysA = Set(ta.map(\.path))

@@ -149,6 +149,20 @@ final class CLITests: XCTestCase {
         try assertSnapshot(try ckpt("diff", "fixtures/valid/dataparallel.pth", "fixtures/valid/compiled.pth"), "diff-prefixes")
     }
 
+    func testDiffOfStateDictsIgnoresNestingAndWrappers() throws {
+        // the DataParallel and torch.compile fixtures hold one architecture under different prefixes
+        let plain = try json(try ckpt("diff", "--json", "fixtures/valid/dataparallel.pth", "fixtures/valid/compiled.pth"))
+        XCTAssertEqual(plain["only_in_a"]?.arrayValue?.count, 9)
+        let r = try ckpt("diff", "--json", "--state-dict", "fixtures/valid/dataparallel.pth", "fixtures/valid/compiled.pth")
+        let j = try json(r)
+        XCTAssertEqual(j["only_in_a"]?.arrayValue?.count, 0)
+        XCTAssertEqual(j["only_in_b"]?.arrayValue?.count, 0)
+        XCTAssertEqual(j["tensors"]?.arrayValue?.count, 9)
+        // BatchNorm affine parameters and the counter were saved equal, the rest differ
+        let equal = j["tensors"]?.arrayValue?.filter { $0["equal"] == .bool(true) }.compactMap { $0["name"]?.stringValue }
+        XCTAssertEqual(equal, ["features.1.weight", "features.1.bias", "features.1.num_batches_tracked"])
+    }
+
     func testScanVerdictsAndExitCode() throws {
         let r = try ckpt("scan", "fixtures/valid/cnn.pth", "fixtures/valid/namespace.pth", "fixtures/hostile/files/os_system_reduce.pth", "fixtures/hostile/files/zip_trunc_50.pth")
         XCTAssertEqual(r.status, 1)
