@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CkptNN", dependencies: ["CkptTensor", "CkptKernels"]),
         .target(name: "CkptZoo", dependencies: ["CkptNN"]),
         .target(name: "CkptCLI", dependencies: [
-            "CkptTensor", "CkptFormat", "CkptSurgery",
+            "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ckpt", dependencies: ["CkptCLI"]),

@@ -1,0 +1,91 @@
+import ArgumentParser
+import CkptFormat
+import CkptNN
+import CkptZoo
+import Foundation
+
+// Shapes follow PyTorch's NCHW layout: N images in a batch, C channels, H rows, W columns.
+
+/// `ckpt bench forward MODEL`: eval-mode forward speed on random weights and inputs.
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Time eval-mode forward passes of a zoo model on random weights and inputs.",
+        discussion: """
+            Weights are initialised as torchvision initialises them, inputs are uniform in [-1, 1). One \
+            warm-up pass, then --iterations timed passes; ms_per_batch is the best, as torch.utils.benchmark's \
+            blocked_autorange minimum. GFLOP/s counts 2 flops per mult-add of `ckpt summary`. peak_rss_bytes is \
+            the process's maximum resident set (getrusage), model and buffers included.
+            """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .long, help: "Images per batch.")
+    var batch = 1
+
+    @Option(name: .long, help: "Height and width of every input (default: the zoo's, 224 for torchvision models).")
+    var size: Int?
+
+    @Option(name: .long, help: "Timed passes after the warm-up.")
+    var iterations = 5
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        if batch < 1 { throw ValidationError("--batch must be positive, got \(batch)") }
+        if iterations < 1 { throw ValidationError("--iterations must be positive, got \(iterations)") }
+        if let size, size < 1 { throw ValidationError("--size must be positive, got \(size)") }
+    }
+
+    func run() throws {
+        try CLI.run {
+            let entry = try options.entry()
+            let model = try Zoo.make(entry.name, numClasses: options.numClasses, seed: 0, initialize: true)
+            let inputs = entry.randomInputs(batch: batch, size: size, seed: 1)
+            // mult-adds grow linearly with the batch: trace one image, not the whole batch
+            let multAdds = try model.summarize(inputShapes: entry.inputShapes(batch: 1, size: size)).multAdds * batch
+            _ = try model.evaluate(inputs, checkFinite: false)
+            var times: [Double] = []
+            for _ in 0 ..< iterations {
+                let start = Date()
+                _ = try model.evaluate(inputs, checkFinite: false)
+                times.append(Date().timeIntervalSince(start))
+            }
+            times.sort()
+            let best = times[0]
+            let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+            let gflops = 2 * Double(multAdds) / best / 1e9
+            let shapes = inputs.map(\.shape)
+            let rss = BenchForward.peakResidentBytes()
+            if json {
+                CLI.printJSON(.object([
+                    ("model", .string(entry.name)), ("batch", .int(batch)),
+                    ("input_shapes", .array(shapes.map { .array($0.map { .int($0) }) })),
+                    ("iterations", .int(iterations)),
+                    ("ms_per_batch", .double(best * 1000)), ("median_ms_per_batch", .double(median * 1000)),
+                    ("images_per_second", .double(Double(batch) / best)),
+                    ("mult_adds", .int(multAdds)), ("gflop_per_second", .double(gflops)),
+                    ("threads", .int(ProcessInfo.processInfo.activeProcessorCount)),
+                    ("peak_rss_bytes", .int(rss)),
+                ]))
+            } else {
+                print(String(format: "%@ %@: %.2f ms per batch (median %.2f), %.2f images/s, %.1f GFLOP/s, peak RSS %@",
+                             entry.name, shapes.map(CLI.shape).joined(separator: " "), best * 1000, median * 1000,
+                             Double(batch) / best, gflops, CLI.bytes(rss)))
+            }
+        }
+    }
+
+    /// The process's peak resident set in bytes (`ru_maxrss`, kilobytes on Linux).
+    static func peakResidentBytes() -> Int {
+        var usage = rusage()
+        #if os(Linux)
+        guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+        return usage.ru_maxrss * 1024
+        #else
+        guard getrusage(RUSAGE_SELF, &usage) == 0 else { return 0 }
+        return usage.ru_maxrss
+        #endif
+    }
+}

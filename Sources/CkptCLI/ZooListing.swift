@@ -1,0 +1,75 @@
+import ArgumentParser
+import CkptFormat
+import CkptNN
+import CkptZoo
+import Foundation
+
+/// `ckpt zoo`: every architecture ckpt can build, with its parameter count.
+struct ZooListing: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zoo",
+        abstract: "List the models ckpt can build, with their default classes, input and parameter counts.",
+        discussion: """
+            Names are torchvision's (`torchvision.models.get_model(name)`), plus smallcnn and segnet. Parameters \
+            count distinct elements as sum(p.numel() for p in model.parameters()) does: buffers excluded, \
+            shared parameters (segnet's repeated triples) once. State-dict entries count keys, buffers included.
+            """)
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    /// One listed model.
+    private struct Listing: Sendable {
+        var entry: Zoo.Entry
+        var parameters: Int
+        var stateDictEntries: Int
+        var sharedGroups: Int
+    }
+
+    /// Listings filled from concurrent builds, one slot per zoo entry.
+    private final class Slots: @unchecked Sendable {
+        let lock = NSLock()
+        var listings: [Listing?]
+        var error: Error?
+        init(_ n: Int) { listings = Array(repeating: nil, count: n) }
+    }
+
+    func run() throws {
+        try CLI.run {
+            // zero weights: only shapes are needed, so skip torchvision's initialisation; building
+            // still writes every zero, so build on every core
+            let entries = Zoo.entries
+            let slots = Slots(entries.count)
+            DispatchQueue.concurrentPerform(iterations: entries.count) { i in
+                let e = entries[i]
+                do {
+                    let m = try Zoo.make(e.name, initialize: false)
+                    let l = Listing(entry: e, parameters: m.parameterCount,
+                                    stateDictEntries: m.namedParameters().count, sharedGroups: m.sharedKeyGroups().count)
+                    slots.lock.withLock { slots.listings[i] = l }
+                } catch {
+                    slots.lock.withLock { slots.error = error }
+                }
+            }
+            if let e = slots.error { throw e }
+            let listings = slots.listings.compactMap { $0 }
+            if json {
+                CLI.printJSON(.array(listings.map { l in
+                    .object([
+                        ("name", .string(l.entry.name)), ("family", .string(l.entry.family)),
+                        ("num_classes", .int(l.entry.defaultClassCount)),
+                        ("input_shapes", .array(l.entry.defaultInputShapes.map { .array($0.map { .int($0) }) })),
+                        ("parameters", .int(l.parameters)), ("parameter_bytes", .int(4 * l.parameters)),
+                        ("state_dict_entries", .int(l.stateDictEntries)), ("shared_key_groups", .int(l.sharedGroups)),
+                    ])
+                }))
+                return
+            }
+            let rows = listings.map { l in
+                [l.entry.name, l.entry.family, String(l.entry.defaultClassCount), ModelShapes.text(l.entry.defaultInputShapes),
+                 CLI.grouped(l.parameters), CLI.bytes(4 * l.parameters), String(l.stateDictEntries)]
+            }
+            print(CLI.table(["model", "family", "classes", "input", "parameters", "float32", "keys"], rows, right: [2, 4, 5, 6]))
+        }
+    }
+}
