@@ -20,7 +20,8 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product ckpt --static-swift-stdlib
 
-# The main job on shipped fixtures: inspect, convert (to safetensors, to fp16, back), diff, scan.
+# The main job on shipped fixtures: inspect, convert (to safetensors, to fp16, back), diff, scan;
+# then the model zoo: list, summary, and a forward pass checked against torch's output.
 demo: build
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@echo "== ckpt inspect fixtures/valid/checkpoint.pth   (a nested training checkpoint)"
@@ -39,6 +40,14 @@ demo: build
 	@$(CKPT) scan fixtures/valid/cnn.pth fixtures/valid/full_model.pth fixtures/hostile/files/os_system_reduce.pth || true
 	@echo; echo "== ckpt inspect on a hostile file (refused, nothing runs)"
 	@$(CKPT) inspect fixtures/hostile/files/os_system_reduce.pth || true
+	@echo; echo "== ckpt zoo   (the models ckpt builds)"
+	@$(CKPT) zoo
+	@echo; echo "== ckpt summary smallcnn"
+	@$(CKPT) summary smallcnn
+	@echo; echo "== ckpt forward smallcnn on a float16 DataParallel training checkpoint"
+	@$(CKPT) forward smallcnn --weights fixtures/demo/smallcnn_checkpoint.pth --input fixtures/demo/smallcnn_input.pth -o $(DEMO)/y.pth
+	@echo; echo "== ckpt diff $(DEMO)/y.pth fixtures/demo/smallcnn_torch_y.pth --atol 1e-5   (torch's output: equal)"
+	@$(CKPT) diff $(DEMO)/y.pth fixtures/demo/smallcnn_torch_y.pth --atol 1e-5
 
 test: deps
 	$(SWIFT) build --build-tests
