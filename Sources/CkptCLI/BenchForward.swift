@@ -13,9 +13,9 @@ struct BenchForward: ParsableCommand {
         abstract: "Time eval-mode forward passes of a zoo model on random weights and inputs.",
         discussion: """
             Weights are initialised as torchvision initialises them, inputs are uniform in [-1, 1). One \
-            warm-up pass, then --iterations timed passes; ms_per_batch is the best, as torch.utils.benchmark's \
-            blocked_autorange minimum. GFLOP/s counts 2 flops per mult-add of `ckpt summary`. peak_rss_bytes is \
-            the process's maximum resident set (getrusage), model and buffers included.
+            warm-up pass, then --iterations timed passes: ms_per_batch is the best of them and \
+            median_ms_per_batch their median. GFLOP/s counts 2 flops per mult-add of `ckpt summary`. \
+            peak_rss_bytes is the process's maximum resident set (getrusage), model and buffers included.
             """)
 
     @OptionGroup var options: ModelOptions

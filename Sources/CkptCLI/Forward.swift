@@ -14,13 +14,13 @@ struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a zoo model on inputs from a file, in eval mode, and write its output (or one layer's).",
         discussion: """
-            W is any checkpoint ckpt reads; its state dict is found as inspect finds it (nested under `model`, \
+            --weights is any checkpoint ckpt reads; its state dict is found as inspect finds it (nested under `model`, \
             `state_dict`, …) and `module.` / `_orig_mod.` prefixes are removed. The load is strict, as \
             load_state_dict(strict=True): missing, unexpected or mismatched keys stop the command (exit 2), one \
             line per kind; --non-strict loads what fits and reports the rest on stderr. Without --num-classes the \
-            class count is read from the weights' classifier when the zoo's default does not fit. IN holds one \
-            batched NCHW tensor per model input, named x (x1 and x2 for segnet); OUT (.pth, or .safetensors by \
-            extension) gets the output under the key y. Equivalent to model.eval(); y = model(*inputs) under \
+            class count is read from the weights' classifier when the zoo's default does not fit. --input holds \
+            one batched NCHW tensor per model input, named x (x1 and x2 for segnet); --output (.pth, or \
+            .safetensors by extension) gets the output under the key y. Equivalent to model.eval(); y = model(*inputs) under \
             torch.no_grad().
             """)
 
