@@ -1,6 +1,7 @@
 import CkptKernels
 import CkptNN
 import CkptZoo
+import Foundation
 import XCTest
 
 // N images, C channels, H rows, W columns (NCHW).
@@ -34,4 +35,18 @@ final class ForwardGoldenTests: XCTestCase {
     func testAlexNet() throws { try check("alexnet") }
     func testSegNet() throws { try check("segnet") }
     func testResNeXt50() throws { try check("resnext50_32x4d") }
+    func testResNet34() throws { try check("resnet34") }
+    func testResNet50BatchOfTwo() throws { try check("resnet50") }
+    func testVGG16() throws { try check("vgg16") }
+    func testWideResNet50() throws { try check("wide_resnet50_2") }
+
+    /// The rest of the zoo (large weights: slow in debug builds); set `CKPT_FULL_ZOO=1`.
+    func testRestOfTheZoo() throws {
+        guard ProcessInfo.processInfo.environment["CKPT_FULL_ZOO"] != nil else {
+            throw XCTSkip("set CKPT_FULL_ZOO=1 to check every architecture's output")
+        }
+        for name in ["vgg11", "vgg13", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn", "resnet101", "resnet152", "resnext101_32x8d"] {
+            try check(name)
+        }
+    }
 }
