@@ -50,7 +50,8 @@ struct Diff: ParsableCommand {
                 guard let y = mapB[p] else { continue }
                 if x.dtype != y.dtype || x.shape != y.shape {
                     changed.append((p, "\(x.dtype.rawValue) \(CLI.shape(x.shape)) -> \(y.dtype.rawValue) \(CLI.shape(y.shape))"))
-                    continue
+                    // a dtype change alone still compares by value (max |a-b| of a float16 cast)
+                    guard x.shape == y.shape, x.dtype.isComplex == y.dtype.isComplex else { continue }
                 }
                 do {
                     rows.append((p, try TensorDifference.compare(x, y)))

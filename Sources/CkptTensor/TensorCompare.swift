@@ -10,34 +10,37 @@ public struct TensorDifference: Sendable, Equatable {
     /// Elements that differ at all.
     public var differingElements: Int
 
-    /// Compares `a` and `b`, which must have the same dtype and shape.
-    /// - Throws: `TensorError.badView` when they do not; storage load errors.
+    /// Compares `a` and `b`, which must have the same shape; different dtypes (float32 against
+    /// its float16 cast, say) compare by value and are never `identical`.
+    /// - Throws: `TensorError.badView` when the shapes differ or one side is complex and the other
+    ///   is not; storage load errors.
     public static func compare(_ a: Tensor, _ b: Tensor) throws -> TensorDifference {
         guard a.shape == b.shape else { throw TensorError.badView("shapes \(a.shape) and \(b.shape) differ") }
-        guard a.dtype == b.dtype else { throw TensorError.badView("dtypes \(a.dtype.rawValue) and \(b.dtype.rawValue) differ") }
+        guard a.dtype.isComplex == b.dtype.isComplex else { throw TensorError.badView("dtypes \(a.dtype.rawValue) and \(b.dtype.rawValue) differ") }
         return try a.withContiguousBytes { ra in
             try b.withContiguousBytes { rb in
                 var r = TensorDifference(identical: true, maxAbsolute: 0, nanMismatches: 0, differingElements: 0)
-                if ra.elementsEqual(rb) { return r }
+                if a.dtype == b.dtype, ra.elementsEqual(rb) { return r }
                 r.identical = false
-                guard a.dtype.isNumericallyReadable else {
+                guard a.dtype.isNumericallyReadable, b.dtype.isNumericallyReadable else {
                     r.maxAbsolute = .nan
                     r.differingElements = a.elementCount
                     return r
                 }
                 let per = a.dtype.isComplex ? 2 : 1
-                let unit = a.dtype.itemSize / per
-                let decode: DType = a.dtype == .complex64 ? .float32 : (a.dtype == .complex128 ? .float64 : a.dtype)
+                func real(_ d: DType) -> DType { d == .complex64 ? .float32 : (d == .complex128 ? .float64 : d) }
+                let decodeA = real(a.dtype), decodeB = real(b.dtype)
+                let unitA = a.dtype.itemSize / per, unitB = b.dtype.itemSize / per
                 let total = a.elementCount * per
                 let chunk = 1 << 16
                 var xa = [Double](repeating: 0, count: chunk), xb = xa
                 var start = 0
                 while start < total {
                     let c = min(chunk, total - start)
-                    let pa = UnsafeRawBufferPointer(rebasing: ra[start * unit ..< (start + c) * unit])
-                    let pb = UnsafeRawBufferPointer(rebasing: rb[start * unit ..< (start + c) * unit])
-                    xa.withUnsafeMutableBufferPointer { ElementDecode.decode(pa, dtype: decode, into: UnsafeMutableBufferPointer(rebasing: $0[0 ..< c])) }
-                    xb.withUnsafeMutableBufferPointer { ElementDecode.decode(pb, dtype: decode, into: UnsafeMutableBufferPointer(rebasing: $0[0 ..< c])) }
+                    let pa = UnsafeRawBufferPointer(rebasing: ra[start * unitA ..< (start + c) * unitA])
+                    let pb = UnsafeRawBufferPointer(rebasing: rb[start * unitB ..< (start + c) * unitB])
+                    xa.withUnsafeMutableBufferPointer { ElementDecode.decode(pa, dtype: decodeA, into: UnsafeMutableBufferPointer(rebasing: $0[0 ..< c])) }
+                    xb.withUnsafeMutableBufferPointer { ElementDecode.decode(pb, dtype: decodeB, into: UnsafeMutableBufferPointer(rebasing: $0[0 ..< c])) }
                     for i in 0 ..< c {
                         let u = xa[i], v = xb[i]
                         if u.isNaN || v.isNaN {
