@@ -51,7 +51,8 @@ public enum KeyAnalysis {
                                                         "lr_scheduler", "scaler", "amp", "grad_scaler"]
 
     /// Key prefixes wrappers add: DataParallel/DDP (`module.`) and `torch.compile` (`_orig_mod.`).
-    public static let wrapperPrefixes = ["module.", "_orig_mod.", "model."]
+    /// (`model.` is left alone: it is as often a real submodule name as a Lightning wrapper.)
+    public static let wrapperPrefixes = ["module.", "_orig_mod."]
 
     /// True for the buffers torch keeps beside parameters (BatchNorm running statistics).
     public static func isBuffer(_ key: String) -> Bool {
