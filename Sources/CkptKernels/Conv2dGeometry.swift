@@ -113,12 +113,14 @@ public struct Conv2dGeometry: Sendable, Hashable {
         kernelSize == (1, 1) && stride == (1, 1) && padding == (0, 0)
     }
 
+    /// Equal when every setting is equal (tuples keep the synthesised conformance away).
     public static func == (a: Conv2dGeometry, b: Conv2dGeometry) -> Bool {
         a.inputChannels == b.inputChannels && a.outputChannels == b.outputChannels
             && a.kernelSize == b.kernelSize && a.stride == b.stride && a.padding == b.padding
             && a.dilation == b.dilation && a.groups == b.groups && a.outputPadding == b.outputPadding
     }
 
+    /// Hashes every setting.
     public func hash(into hasher: inout Hasher) {
         for v in [inputChannels, outputChannels, kernelSize.height, kernelSize.width, stride.height, stride.width,
                   padding.height, padding.width, dilation.height, dilation.width, groups,
