@@ -30,7 +30,7 @@ public enum BatchNormalization {
     /// `y = (x − mean) / sqrt(var + eps) · γ + β` per channel of `[N, C, …]`, optionally followed by ReLU.
     /// - Throws: `KernelError.shapeMismatch` when the statistics do not have `C` entries.
     public static func forward(
-        _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor,
+        _ input: consuming DenseTensor, weight: DenseTensor, bias: DenseTensor,
         runningMean: DenseTensor, runningVariance: DenseTensor, epsilon: Float = 1e-5,
         epilogue: Convolution.Epilogue = .none
     ) throws -> DenseTensor {
@@ -44,16 +44,18 @@ public enum BatchNormalization {
         let (scale, shift) = try affine(weight: weight, bias: bias, runningMean: runningMean,
                                         runningVariance: runningVariance, epsilon: epsilon)
         let plane = input.shape.dropFirst(2).reduce(1, *)
-        var out = input.values
+        let shape = input.shape
+        // the input is consumed: written in place when the caller is done with it
+        var out = consume input
         let relu: Bool
         switch epilogue {
         case .none: relu = false
         case .relu: relu = true
         }
-        out.withUnsafeMutableBufferPointer { vb in
+        out.values.withUnsafeMutableBufferPointer { vb in
             guard let v = vb.baseAddress else { return }
             let box = UncheckedSendable(v)
-            parallelFor(input.shape[0] * c, minimumWork: 8) { p in
+            parallelFor(shape[0] * c, minimumWork: 8) { p in
                 let row = box.value + p * plane
                 let a = scale[p % c], b = shift[p % c]
                 if relu {
@@ -63,7 +65,7 @@ public enum BatchNormalization {
                 }
             }
         }
-        return DenseTensor(uncheckedShape: input.shape, values: out)
+        return out
     }
 
     /// Folds an eval-mode batch norm into the convolution before it: returns the weight and bias

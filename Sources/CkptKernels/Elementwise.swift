@@ -6,8 +6,8 @@
 /// PyTorch counterparts: `relu`, `add`, `torch.cat(dim=1)`, `torch.flatten(x, 1)`.
 public enum Elementwise {
     /// `max(0, x)`; NaN stays NaN as in torch.
-    public static func relu(_ input: DenseTensor) -> DenseTensor {
-        var out = input
+    public static func relu(_ input: consuming DenseTensor) -> DenseTensor {
+        var out = consume input
         relu(inPlace: &out)
         return out
     }
@@ -21,11 +21,12 @@ public enum Elementwise {
 
     /// `a + b` for tensors of one shape, optionally followed by ReLU (ResNet's `out += identity; relu`).
     /// - Throws: `KernelError.shapeMismatch` when the shapes differ.
-    public static func add(_ a: DenseTensor, _ b: DenseTensor, epilogue: Convolution.Epilogue = .none) throws -> DenseTensor {
+    /// `a` is consumed: when the caller passes its last use, the sum is written in place.
+    public static func add(_ a: consuming DenseTensor, _ b: DenseTensor, epilogue: Convolution.Epilogue = .none) throws -> DenseTensor {
         guard a.shape == b.shape else {
             throw KernelError.shapeMismatch(operation: "add", operand: "second operand", expected: "\(a.shape)", got: b.shape)
         }
-        var out = a
+        var out = consume a
         out.values.withUnsafeMutableBufferPointer { o in
             b.values.withUnsafeBufferPointer { q in
                 switch epilogue {

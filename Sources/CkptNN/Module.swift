@@ -182,12 +182,13 @@ extension Module {
 
     /// `relu(a + b)` where `relu` is the child `reluName` (ResNet's block tail), fused when allowed.
     /// - Throws: `NNError.layer` when the shapes differ.
-    public func runAddReLU(_ a: DenseTensor, _ b: DenseTensor, relu: ReLU, named reluName: String,
+    public func runAddReLU(_ a: consuming DenseTensor, _ b: DenseTensor, relu: ReLU, named reluName: String,
                            context: ForwardContext) throws -> DenseTensor {
         let fuse = context.mayFuse([reluName])
         let sum: DenseTensor
         do {
-            sum = try Elementwise.add(a, b, epilogue: fuse ? .relu : .none)
+            // `a` is the block's last use of its branch output: add into it in place
+            sum = try Elementwise.add(consume a, b, epilogue: fuse ? .relu : .none)
         } catch let e as KernelError {
             throw NNError.layer(path: context.currentPath, type: typeName, underlying: e)
         }
