@@ -58,6 +58,11 @@ public enum Convolution {
         // unfold a band of output rows at a time so the column matrix stays in cache
         let bandRows = max(1, min(oh, Convolution.columnBudget / max(kdim * ow, 1)))
         var columns = [Float].uninitialized(pointwise ? 0 : kdim * bandRows * ow)
+        let relu: Bool
+        switch epilogue {
+        case .none: relu = false
+        case .relu: relu = true
+        }
 
         input.values.withUnsafeBufferPointer { xb in
             weight.values.withUnsafeBufferPointer { wb in
@@ -72,6 +77,8 @@ public enum Convolution {
                                 if pointwise {
                                     Gemm.multiply(m: coutG, n: plane, k: kdim, a: wg, lda: kdim,
                                                   b: xg, ldb: plane, c: yg, ldc: plane)
+                                    finishBand(yg, channels: coutG, width: plane, stride: plane,
+                                               bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu)
                                     continue
                                 }
                                 guard let col = cb.baseAddress else { continue }
@@ -83,6 +90,9 @@ public enum Convolution {
                                                   outputHeight: oh, outputWidth: ow, rows: y0 ..< y1, into: col)
                                     Gemm.multiply(m: coutG, n: width, k: kdim, a: wg, lda: kdim,
                                                   b: col, ldb: width, c: yg + y0 * ow, ldc: plane)
+                                    // bias and activation while the band is still in cache
+                                    finishBand(yg + y0 * ow, channels: coutG, width: width, stride: plane,
+                                               bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu)
                                     y0 = y1
                                 }
                             }
@@ -91,8 +101,22 @@ public enum Convolution {
                 }
             }
         }
-        applyBiasAndEpilogue(&out, bias: bias?.values, channels: g.outputChannels, plane: plane, epilogue: epilogue)
         return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+    }
+
+    /// Adds the bias and applies ReLU to `channels` rows of `width` floats spaced `stride` apart.
+    static func finishBand(_ y: UnsafeMutablePointer<Float>, channels: Int, width: Int, stride: Int,
+                           bias: ((Int) -> Float)?, relu: Bool) {
+        if bias == nil && !relu { return }
+        for o in 0 ..< channels {
+            let row = y + o * stride
+            let beta = bias?(o) ?? 0
+            if relu {
+                for i in 0 ..< width { row[i] = max(row[i] + beta, 0) }
+            } else {
+                for i in 0 ..< width { row[i] += beta }
+            }
+        }
     }
 
     /// The convolution with `imagesPerGEMM` images unfolded side by side per GEMM; the product
