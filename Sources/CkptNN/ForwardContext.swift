@@ -71,7 +71,7 @@ public final class ForwardContext {
     }
 
     func enter(_ name: String) { path.append(name) }
-    func exit() { path.removeLast() }
+    func leave() { path.removeLast() }
 
     func record(_ output: DenseTensor, module: Module, input: [Int]) {
         let p = currentPath

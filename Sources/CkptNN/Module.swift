@@ -136,7 +136,7 @@ open class Module {
     /// - Throws: what the child throws; kernel errors come back naming the child's path.
     public func run(_ child: Module, named name: String, _ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         context.enter(name)
-        defer { context.exit() }
+        defer { context.leave() }
         let y: DenseTensor
         do {
             y = try child.forward(input, context: context)
@@ -152,7 +152,7 @@ open class Module {
     public func noteOutput(_ output: DenseTensor, of child: Module, named name: String, input: [Int], context: ForwardContext) {
         context.enter(name)
         context.record(output, module: child, input: input)
-        context.exit()
+        context.leave()
     }
 }
 
@@ -167,7 +167,7 @@ extension Module {
         let names = [convName, bnName] + (relu.map { [$0.name] } ?? [])
         if !isTraining && context.mayFuse(names) {
             context.enter(convName)
-            defer { context.exit() }
+            defer { context.leave() }
             do {
                 return try conv.forwardFolding(input, batchNorm: bn, relu: relu != nil)
             } catch let e as KernelError {

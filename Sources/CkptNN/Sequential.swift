@@ -36,7 +36,7 @@ public final class Sequential: Module {
                 let names = items[i ... (withReLU ? i + 2 : i + 1)].map(\.name)
                 if context.mayFuse(names) {
                     context.enter(name)
-                    defer { context.exit() }
+                    defer { context.leave() }
                     do {
                         x = try conv.forwardFolding(x, batchNorm: bn, relu: withReLU)
                     } catch let e as KernelError {
