@@ -19,19 +19,22 @@ public final class SegNet: Module {
     let decoders: [DecoderBlock]
 
     /// The network with `numClasses` output channels; torchvision init for the encoder, and
-    /// kaiming-normal convolutions with zero bias for the decoder.
-    public init(numClasses: Int, rng: inout SeededGenerator) {
+    /// kaiming-normal convolutions with zero bias for the decoder. With `sharesRepeatedLayers`
+    /// false every listed triple is its own module (same keys, independent parameters).
+    public init(numClasses: Int, sharesRepeatedLayers: Bool = true, rng: inout SeededGenerator) {
         input = Sequential([Conv2d(2, 64, kernelSize: 3, stride: 1, padding: 1, rng: &rng), BatchNorm2d(64), ReLU()])
         let configuration = VGG.configurations["E"] ?? []
         let features = VGG.makeFeatures(configuration, batchNorm: true, rng: &rng).children.map(\.module)
         encoders = [3 ..< 7, 7 ..< 14, 14 ..< 27, 27 ..< 40, 40 ..< features.count].map { Sequential(Array(features[$0])) }
-        let triple: [Module] = [Conv2d(512, 512, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(512), ReLU()]
-        dec5 = Sequential([ConvTranspose2d(512, 512, kernelSize: 2, stride: 2, rng: &rng)] + triple + triple + triple + triple)
+        var layers: [Module] = [ConvTranspose2d(512, 512, kernelSize: 2, stride: 2, rng: &rng)]
+        layers += SegNet.repeatedTriples(channels: 512, count: 4, shared: sharesRepeatedLayers, rng: &rng)
+        dec5 = Sequential(layers)
+        let shared = sharesRepeatedLayers
         decoders = [
-            DecoderBlock(inputChannels: 1024, outputChannels: 256, convolutions: 4, rng: &rng),
-            DecoderBlock(inputChannels: 512, outputChannels: 128, convolutions: 4, rng: &rng),
-            DecoderBlock(inputChannels: 256, outputChannels: 64, convolutions: 2, rng: &rng),
-            DecoderBlock(inputChannels: 128, outputChannels: numClasses, convolutions: 2, rng: &rng),
+            DecoderBlock(inputChannels: 1024, outputChannels: 256, convolutions: 4, shared: shared, rng: &rng),
+            DecoderBlock(inputChannels: 512, outputChannels: 128, convolutions: 4, shared: shared, rng: &rng),
+            DecoderBlock(inputChannels: 256, outputChannels: 64, convolutions: 2, shared: shared, rng: &rng),
+            DecoderBlock(inputChannels: 128, outputChannels: numClasses, convolutions: 2, shared: shared, rng: &rng),
         ]
         super.init()
         register("input", input)
@@ -42,6 +45,20 @@ public final class SegNet: Module {
     }
 
     public override var typeName: String { "SegNet" }
+
+    /// `[Conv2d(c,c,3,p1), BatchNorm2d(c), ReLU] * count`: one module listed `count` times when
+    /// `shared` (Python list repetition), else `count` independent triples.
+    static func repeatedTriples(channels c: Int, count: Int, shared: Bool, rng: inout SeededGenerator) -> [Module] {
+        var out: [Module] = []
+        var triple: [Module] = []
+        for i in 0 ..< count {
+            if i == 0 || !shared {
+                triple = [Conv2d(c, c, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(c), ReLU()]
+            }
+            out += triple
+        }
+        return out
+    }
 
     public override var inputNames: [String] { ["x1", "x2"] }
 
@@ -76,16 +93,13 @@ public final class DecoderBlock: Module {
     let decode: Sequential
 
     /// `_DecoderBlock(in_channels, out_channels, num_conv_layers)`.
-    init(inputChannels: Int, outputChannels: Int, convolutions: Int, rng: inout SeededGenerator) {
+    init(inputChannels: Int, outputChannels: Int, convolutions: Int, shared: Bool, rng: inout SeededGenerator) {
         let middle = inputChannels / 2
         var layers: [Module] = [
             ConvTranspose2d(inputChannels, inputChannels, kernelSize: 2, stride: 2, rng: &rng),
             Conv2d(inputChannels, middle, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(middle), ReLU(),
         ]
-        if convolutions > 2 {
-            let triple: [Module] = [Conv2d(middle, middle, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(middle), ReLU()]
-            for _ in 0 ..< (convolutions - 2) { layers += triple }
-        }
+        layers += SegNet.repeatedTriples(channels: middle, count: max(convolutions - 2, 0), shared: shared, rng: &rng)
         layers += [Conv2d(middle, outputChannels, kernelSize: 3, padding: 1, rng: &rng), BatchNorm2d(outputChannels), ReLU()]
         decode = Sequential(layers)
         super.init()

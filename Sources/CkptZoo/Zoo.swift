@@ -33,18 +33,18 @@ public enum Zoo {
         public var defaultInputShapes: [[Int]]
         /// Family, for listings (`vgg`, `resnet`, …).
         public var family: String
-        let build: @Sendable (Int, inout SeededGenerator) -> Module
+        let build: @Sendable (Int, Bool, inout SeededGenerator) -> Module
     }
 
     private static func vgg(_ name: String, _ cfg: String, bn: Bool) -> Entry {
-        Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "vgg") { n, rng in
+        Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "vgg") { n, _, rng in
             VGG(configuration: VGG.configurations[cfg] ?? [], batchNorm: bn, numClasses: n, rng: &rng)
         }
     }
 
     private static func resnet(_ name: String, _ c: ResNet.Configuration) -> Entry {
         Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]],
-              family: c.groups > 1 ? "resnext" : (c.widthPerGroup > 64 ? "wide_resnet" : "resnet")) { n, rng in
+              family: c.groups > 1 ? "resnext" : (c.widthPerGroup > 64 ? "wide_resnet" : "resnet")) { n, _, rng in
             ResNet(c, numClasses: n, rng: &rng)
         }
     }
@@ -61,14 +61,14 @@ public enum Zoo {
         resnet("resnext50_32x4d", .init(block: .bottleneck, layers: [3, 4, 6, 3], groups: 32, widthPerGroup: 4)),
         resnet("resnext101_32x8d", .init(block: .bottleneck, layers: [3, 4, 23, 3], groups: 32, widthPerGroup: 8)),
         resnet("wide_resnet50_2", .init(block: .bottleneck, layers: [3, 4, 6, 3], widthPerGroup: 128)),
-        Entry(name: "alexnet", defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "alexnet") { n, rng in
+        Entry(name: "alexnet", defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "alexnet") { n, _, rng in
             AlexNet(numClasses: n, rng: &rng)
         },
-        Entry(name: "smallcnn", defaultClassCount: 10, defaultInputShapes: [[3, 32, 32]], family: "smallcnn") { n, rng in
+        Entry(name: "smallcnn", defaultClassCount: 10, defaultInputShapes: [[3, 32, 32]], family: "smallcnn") { n, _, rng in
             SmallCNN(numClasses: n, rng: &rng)
         },
-        Entry(name: "segnet", defaultClassCount: 2, defaultInputShapes: [[1, 160, 160], [1, 160, 160]], family: "segnet") { n, rng in
-            SegNet(numClasses: n, rng: &rng)
+        Entry(name: "segnet", defaultClassCount: 2, defaultInputShapes: [[1, 160, 160], [1, 160, 160]], family: "segnet") { n, shared, rng in
+            SegNet(numClasses: n, sharesRepeatedLayers: shared, rng: &rng)
         },
     ]
 
@@ -88,13 +88,16 @@ public enum Zoo {
     /// torchvision initialises it from a generator seeded with `seed`, in eval mode. With
     /// `initialize: false` every weight is zero (fast: for key lists, summaries, or a load that
     /// sets every value).
+    /// Modules the original network lists several times (SegNet's repeated triples) stay one
+    /// shared module unless `untieSharedLayers` is true.
     /// - Throws: `ZooError.unknownModel`, `ZooError.invalidClassCount`.
-    public static func make(_ name: String, numClasses: Int? = nil, seed: UInt64 = 0, initialize: Bool = true) throws -> Module {
+    public static func make(_ name: String, numClasses: Int? = nil, seed: UInt64 = 0, initialize: Bool = true,
+                            untieSharedLayers: Bool = false) throws -> Module {
         let e = try entry(named: name)
         let n = numClasses ?? e.defaultClassCount
         guard n >= 1 else { throw ZooError.invalidClassCount(n) }
         var rng = initialize ? SeededGenerator(seed: seed) : .shapeOnly
-        let model = e.build(n, &rng)
+        let model = e.build(n, !untieSharedLayers, &rng)
         model.setTraining(false)
         return model
     }

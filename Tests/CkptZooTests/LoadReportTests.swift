@@ -78,6 +78,17 @@ final class LoadReportTests: XCTestCase {
         XCTAssertTrue(try model.load(stateDict: state).sharedConflicts.isEmpty)
     }
 
+    func testSegNetCanUntieSharedLayersWithTheSameKeys() throws {
+        let tied = try Zoo.make("segnet", initialize: false)
+        let untied = try Zoo.make("segnet", initialize: false, untieSharedLayers: true)
+        XCTAssertEqual(untied.parameterSpecs(), tied.parameterSpecs())
+        XCTAssertTrue(untied.sharedKeyGroups().isEmpty)
+        XCTAssertFalse(untied.submodule(at: "dec5.1") === untied.submodule(at: "dec5.4"))
+        XCTAssertGreaterThan(untied.parameterCount, tied.parameterCount)
+        // a checkpoint of the shared network loads into the untied one key by key
+        try untied.load(stateDict: try tied.stateDict())
+    }
+
     func testForwardErrorsNameTheLayerAndShapes() throws {
         let model = try Zoo.make("resnet18", numClasses: 10, initialize: false)
         XCTAssertThrowsError(try model.evaluate([DenseTensor(shape: [1, 1, 32, 32])])) { e in
