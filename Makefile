@@ -55,6 +55,7 @@ test: deps
 
 bench: build
 	python3 bench/bench_io.py --ckpt $(CKPT)
+	python3 bench/bench_forward.py --ckpt $(CKPT)
 
 # libFuzzer over the readers (Swift's -sanitize=fuzzer,address), seeded by the committed corpus.
 fuzz-build: deps
