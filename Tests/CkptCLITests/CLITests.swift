@@ -8,45 +8,11 @@ final class CLITests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let snapshots = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Snapshots")
 
-    static var binary: String {
-        let candidates = [Bundle.main.bundleURL.appendingPathComponent("ckpt").path,
-                          root.appendingPathComponent(".build/debug/ckpt").path]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
-    }
+    typealias Result = CkptRun
 
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// Runs ckpt with `args` in the repository root, reading both pipes while it runs.
+    /// Runs ckpt with `args` in the repository root.
     func ckpt(_ args: String...) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args
-        p.currentDirectoryURL = Self.root
-        var env = ProcessInfo.processInfo.environment
-        env["COLUMNS"] = "100"
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
-        let group = DispatchGroup()
-        group.enter()
-        let reader = err.fileHandleForReading
-        DispatchQueue.global().async {
-            errBox.data = reader.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        let errData = errBox.data
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+        try RunCkpt.run(args)
     }
 
     func assertSnapshot(_ r: Result, _ name: String, file: StaticString = #filePath, line: UInt = #line) throws {

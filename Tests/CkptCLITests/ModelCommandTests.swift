@@ -11,43 +11,11 @@ import XCTest
 final class ModelCommandTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    static var binary: String {
-        let candidates = [Bundle.main.bundleURL.appendingPathComponent("ckpt").path,
-                          root.appendingPathComponent(".build/debug/ckpt").path]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
-    }
+    typealias Result = CkptRun
 
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var stderrLines: [Substring] { stderr.split(separator: "\n") }
-    }
-
-    /// Runs ckpt with `args` in the repository root, reading both pipes while it runs.
+    /// Runs ckpt with `args` in the repository root.
     func ckpt(_ args: String...) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args
-        p.currentDirectoryURL = Self.root
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
-        let group = DispatchGroup()
-        group.enter()
-        let reader = err.fileHandleForReading
-        DispatchQueue.global().async {
-            errBox.data = reader.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errBox.data, as: UTF8.self))
+        try RunCkpt.run(args)
     }
 
     var directory: URL!
