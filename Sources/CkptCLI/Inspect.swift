@@ -145,6 +145,9 @@ struct InspectReport {
         if let w = located.wrapperPrefix { sd += ", wrapper prefix '\(w)'" }
         out.append("state dict    \(sd)")
         out.append("architecture  " + (architecture.map { "torchvision " + $0.summary } ?? "unknown"))
+        if !info.metadata.isEmpty {
+            out.append("metadata      " + info.metadata.map { "\($0.key)=\($0.value.count > 60 ? String($0.value.prefix(57)) + "..." : $0.value)" }.joined(separator: ", "))
+        }
         for w in info.warnings { out.append("warning       \(w)") }
         out.append("")
         if tree {
