@@ -34,7 +34,8 @@ public enum CheckpointWriter {
         case .safetensors:
             var metadata: [(String, String)] = checkpoint.info.metadata.map { ($0.key, $0.value) }
             if !metadata.contains(where: { $0.0 == "format" }) { metadata.append(("format", "pt")) }
-            try SafetensorsWriter.write(checkpoint.tensors.map { (name: $0.path, tensor: $0.tensor) }, metadata: metadata, to: path, forbidding: inputs)
+            try SafetensorsWriter.write(checkpoint.tensors.map { (name: $0.path, tensor: $0.tensor) }, metadata: metadata, to: path,
+                                        forbidding: inputs, progress: progress)
         }
     }
 

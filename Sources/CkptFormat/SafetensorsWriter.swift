@@ -20,7 +20,8 @@ public enum SafetensorsWriter {
     ///   to materialise, `.io` for write failures and when `path` is one of `inputs`. Every check
     ///   that can fail before writing runs before the file is created.
     public static func write(_ tensors: [(name: String, tensor: Tensor)], metadata: [(String, String)],
-                             to path: String, forbidding inputs: [String] = []) throws {
+                             to path: String, forbidding inputs: [String] = [],
+                             progress: ((Int, Int) -> Void)? = nil) throws {
         let plan = try makePlan(tensors, metadata: metadata, file: path)
         let writer = try AtomicFileWriter(destination: path, forbidding: inputs)
         defer { writer.abort() }
@@ -64,6 +65,7 @@ public enum SafetensorsWriter {
             }
             let id = ObjectIdentifier(item.tensor.storage)
             if lastUse[id] == i && !loadedBefore.contains(id) { item.tensor.storage.evict() }
+            progress?(writer.position - dataStart, plan.dataLength)
         }
         guard writer.position == dataStart + plan.dataLength else {
             throw FormatError(.io, file: path, "wrote \(writer.position) bytes, expected \(dataStart + plan.dataLength)")
