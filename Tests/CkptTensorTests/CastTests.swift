@@ -1,0 +1,89 @@
+import CkptTensor
+import Foundation
+import XCTest
+
+/// ckpt's float16/bfloat16/float32 casts against the bits torch's .half(), .bfloat16() and
+/// .float() produce (fixtures/casts/casts.json, written by fixtures/casts/generate.py).
+final class CastTests: XCTestCase {
+    struct Golden: Decodable {
+        struct F32: Decodable { var bits: [UInt32]; var half: [UInt16]; var bfloat16: [UInt16] }
+        struct F64: Decodable { var bits: [UInt64]; var half: [UInt16]; var bfloat16: [UInt16]; var float32: [UInt32] }
+        var float32: F32
+        var float64: F64
+    }
+
+    static func golden() throws -> Golden {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("fixtures/casts/casts.json")
+        return try JSONDecoder().decode(Golden.self, from: Data(contentsOf: url))
+    }
+
+    private func cast(_ bytes: [UInt8], from: DType, count: Int, to: DType) throws -> [UInt8] {
+        let t = try Tensor(dtype: from, shape: [count], bytes: bytes)
+        let s = try t.storage.cast(to: to)
+        let c = try Tensor(storage: s, dtype: to, shape: [count], strides: [1], storageOffset: 0)
+        return try c.contiguousBytes()
+    }
+
+    private func words<T: FixedWidthInteger>(_ b: [UInt8], _: T.Type) -> [T] {
+        b.withUnsafeBytes { raw in (0 ..< b.count / MemoryLayout<T>.size).map { raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) } }
+    }
+
+    func testFloat32ToHalfAndBFloat16MatchTorchBitForBit() throws {
+        let g = try Self.golden()
+        let src = g.float32.bits.withUnsafeBytes { Array($0) }
+        let n = g.float32.bits.count
+        let half = words(try cast(src, from: .float32, count: n, to: .float16), UInt16.self)
+        let bf = words(try cast(src, from: .float32, count: n, to: .bfloat16), UInt16.self)
+        for i in 0 ..< n {
+            let f = Float(bitPattern: g.float32.bits[i])
+            if f.isNaN {
+                XCTAssertTrue(Float(Float16(bitPattern: half[i])).isNaN)
+                XCTAssertTrue(HalfFloat.float(fromBFloat16Bits: bf[i]).isNaN)
+                continue
+            }
+            XCTAssertEqual(half[i], g.float32.half[i], "half of \(f)")
+            XCTAssertEqual(bf[i], g.float32.bfloat16[i], "bfloat16 of \(f)")
+        }
+    }
+
+    func testFloat64CastsGoThroughFloat32AsTorchDoes() throws {
+        let g = try Self.golden()
+        let src = g.float64.bits.withUnsafeBytes { Array($0) }
+        let n = g.float64.bits.count
+        let half = words(try cast(src, from: .float64, count: n, to: .float16), UInt16.self)
+        let bf = words(try cast(src, from: .float64, count: n, to: .bfloat16), UInt16.self)
+        let f32 = words(try cast(src, from: .float64, count: n, to: .float32), UInt32.self)
+        for i in 0 ..< n where !Double(bitPattern: g.float64.bits[i]).isNaN {
+            XCTAssertEqual(half[i], g.float64.half[i], "half of \(Double(bitPattern: g.float64.bits[i]))")
+            XCTAssertEqual(bf[i], g.float64.bfloat16[i], "bfloat16 of \(Double(bitPattern: g.float64.bits[i]))")
+            XCTAssertEqual(f32[i], g.float64.float32[i], "float of \(Double(bitPattern: g.float64.bits[i]))")
+        }
+    }
+
+    func testStatsUseBesselsCorrectionAndCountSpecials() throws {
+        let t = try Tensor(float32: [1, 2, 3, 4, .nan, .infinity, 0], shape: [7])
+        let s = try TensorStats.compute(t)
+        XCTAssertEqual(s.nanCount, 1)
+        XCTAssertEqual(s.infCount, 1)
+        XCTAssertEqual(s.zeroCount, 1)
+        XCTAssertEqual(s.min, 0)
+        XCTAssertEqual(s.max, .infinity)
+        let finite = try TensorStats.compute(try Tensor(float32: [1, 2, 3, 4], shape: [2, 2]))
+        XCTAssertEqual(finite.mean, 2.5)
+        XCTAssertEqual(finite.std ?? 0, 1.2909944487358056, accuracy: 1e-12) // torch.tensor([1.,2,3,4]).std()
+    }
+
+    func testStridedViewsGatherLikeTorch() throws {
+        // torch.arange(12.).reshape(3, 4).t()[1:, ::2] → [[1, 9], [2, 10], [3, 11]]
+        let base = try Tensor(float32: (0 ..< 12).map(Float.init), shape: [12])
+        let v = try Tensor(storage: base.storage, dtype: .float32, shape: [3, 2], strides: [1, 8], storageOffset: 1)
+        XCTAssertFalse(v.isContiguous)
+        XCTAssertEqual(try v.floats(), [1, 9, 2, 10, 3, 11])
+        // stride-0 expand
+        let e = try Tensor(storage: base.storage, dtype: .float32, shape: [2, 3], strides: [0, 1], storageOffset: 4)
+        XCTAssertEqual(try e.floats(), [4, 5, 6, 4, 5, 6])
+        // a view reaching one element past the storage is refused
+        XCTAssertThrowsError(try Tensor(storage: base.storage, dtype: .float32, shape: [2], strides: [1], storageOffset: 11))
+    }
+}

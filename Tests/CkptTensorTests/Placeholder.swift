@@ -1,2 +1,0 @@
-import XCTest
-final class CkptTensorTestsPlaceholder: XCTestCase { func testNothing() {} }
