@@ -56,7 +56,23 @@ public enum Convolution {
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
         // unfold a band of output rows at a time so the column matrix stays in cache
-        let bandRows = max(1, min(oh, Convolution.columnBudget / max(kdim * ow, 1)))
+        let budgetRows = max(1, min(oh, Convolution.columnBudget / max(kdim * ow, 1)))
+        let workers = Gemm.threadCount
+        // equal bands, a multiple of the core count per image and group, so each core can take
+        // whole bands (unfold, single-threaded GEMM, epilogue) without waiting for the other
+        let split = (((oh + budgetRows - 1) / budgetRows + workers - 1) / workers) * workers
+        let splitRows = (oh + split - 1) / split
+        if workers > 1 && splitRows * ow >= 256 {
+            let relu: Bool
+            switch epilogue {
+            case .none: relu = false
+            case .relu: relu = true
+            }
+            forwardBandParallel(input, weight: weight, bias: bias?.values, output: &out, geometry: g,
+                                outputSize: (oh, ow), bandRows: splitRows, lanes: workers, relu: relu)
+            return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+        }
+        let bandRows = budgetRows
         var columns = [Float].uninitialized(pointwise ? 0 : kdim * bandRows * ow)
         let relu: Bool
         switch epilogue {
@@ -102,6 +118,66 @@ public enum Convolution {
             }
         }
         return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+    }
+
+    /// The one-image-per-GEMM convolution with bands of `bandRows` output rows dealt out to
+    /// `lanes` threads, each unfolding into its own column buffer and running single-threaded
+    /// GEMMs: no hand-over between our threads and OpenBLAS's, and each band stays in one core's cache.
+    static func forwardBandParallel(
+        _ input: DenseTensor, weight: DenseTensor, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
+        outputSize: (Int, Int), bandRows: Int, lanes: Int, relu: Bool
+    ) {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = outputSize
+        let groups = g.groups
+        let cinG = c / groups, coutG = g.outputChannels / groups
+        let kdim = cinG * g.kernelSize.height * g.kernelSize.width
+        let plane = oh * ow
+        let pointwise = g.isPointwise
+        let bandsPerPlane = (oh + bandRows - 1) / bandRows
+        let jobs = n * groups * bandsPerPlane
+        let laneFloats = pointwise ? 0 : kdim * bandRows * ow
+        var columns = [Float].uninitialized(lanes * laneFloats)
+        input.values.withUnsafeBufferPointer { xb in
+            weight.values.withUnsafeBufferPointer { wb in
+                out.withUnsafeMutableBufferPointer { yb in
+                    columns.withUnsafeMutableBufferPointer { cb in
+                        guard let x = xb.baseAddress, let wt = wb.baseAddress, let y = yb.baseAddress else { return }
+                        let box = UncheckedSendable((x, wt, y, cb.baseAddress))
+                        Gemm.withThreadCount(1) {
+                            parallelFor(lanes) { lane in
+                                let (x, wt, y, columnBase) = box.value
+                                var job = lane
+                                while job < jobs {
+                                    defer { job += lanes }
+                                    let band = job % bandsPerPlane
+                                    let grp = (job / bandsPerPlane) % groups
+                                    let img = job / (bandsPerPlane * groups)
+                                    let xg = x + (img * c + grp * cinG) * h * w
+                                    let yg = y + (img * g.outputChannels + grp * coutG) * plane
+                                    let wg = wt + grp * coutG * kdim
+                                    let y0 = band * bandRows, y1 = min(oh, y0 + bandRows)
+                                    let width = (y1 - y0) * ow
+                                    if pointwise {
+                                        Gemm.multiply(m: coutG, n: width, k: kdim, a: wg, lda: kdim,
+                                                      b: xg + y0 * ow, ldb: plane, c: yg + y0 * ow, ldc: plane)
+                                    } else {
+                                        guard let cbase = columnBase else { continue }
+                                        let col = cbase + lane * laneFloats
+                                        Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g,
+                                                      outputHeight: oh, outputWidth: ow, rows: y0 ..< y1, threaded: false, into: col)
+                                        Gemm.multiply(m: coutG, n: width, k: kdim, a: wg, lda: kdim,
+                                                      b: col, ldb: width, c: yg + y0 * ow, ldc: plane)
+                                    }
+                                    finishBand(yg + y0 * ow, channels: coutG, width: width, stride: plane,
+                                               bias: bias.map { b in { b[grp * coutG + $0] } }, relu: relu)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Adds the bias and applies ReLU to `channels` rows of `width` floats spaced `stride` apart.

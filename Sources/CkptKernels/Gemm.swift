@@ -34,6 +34,15 @@ public enum Gemm {
     /// Number of threads OpenBLAS uses for one call.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 
+    /// Runs `body` with OpenBLAS single- or few-threaded, so callers can run independent GEMMs on
+    /// separate cores; restores the previous count afterwards. Not reentrant across threads.
+    public static func withThreadCount<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
+        let previous = threadCount
+        setThreadCount(count)
+        defer { setThreadCount(previous) }
+        return try body()
+    }
+
     /// Sets the number of threads OpenBLAS uses (`torch.set_num_threads` for BLAS work).
     public static func setThreadCount(_ count: Int) {
         openblas_set_num_threads(Int32(max(1, count)))

@@ -15,7 +15,7 @@ enum Im2col {
     static func unfold(
         input: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
         geometry g: Conv2dGeometry, outputHeight oh: Int, outputWidth ow: Int,
-        rows outputRows: Range<Int>? = nil, rowStride: Int? = nil,
+        rows outputRows: Range<Int>? = nil, rowStride: Int? = nil, threaded: Bool = true,
         into columns: UnsafeMutablePointer<Float>
     ) {
         let band = outputRows ?? 0 ..< oh
@@ -25,7 +25,7 @@ enum Im2col {
         let dh = g.dilation.height, dw = g.dilation.width
         let rows = channels * kh * kw
         let plane = band.count * ow
-        parallelFor(rows, minimumWork: 64) { r in
+        parallelFor(rows, minimumWork: threaded ? 64 : Int.max) { r in
             let c = r / (kh * kw)
             let ki = (r / kw) % kh
             let kj = r % kw

@@ -24,6 +24,7 @@ public final class Conv2d: Module {
     public var algorithm: Algorithm = .automatic
     private var foldCache: (key: [Int], weight: DenseTensor, bias: DenseTensor)?
     private var winogradCache: (key: [Int], weights: WinogradWeights)?
+    private var winograd4x4Cache: (key: [Int], weights: Winograd4x4Weights)?
 
     /// `nn.Conv2d(inputChannels, outputChannels, kernelSize, stride, padding, dilation, groups, bias)`,
     /// initialised as PyTorch does by default (uniform in `±1/sqrt(fan_in)`).
@@ -50,6 +51,17 @@ public final class Conv2d: Module {
     private func compute(_ input: DenseTensor, weight w: DenseTensor, bias b: DenseTensor?, key: [Int], relu: Bool) throws -> DenseTensor {
         let epilogue: Convolution.Epilogue = relu ? .relu : .none
         if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
+           Winograd4x4.isFaster(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3]) {
+            let u: Winograd4x4Weights
+            if let c = winograd4x4Cache, c.key == key {
+                u = c.weights
+            } else {
+                u = try Winograd4x4.transform(weight: w)
+                winograd4x4Cache = (key, u)
+            }
+            return try Winograd4x4.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
+        }
+        if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
            Winograd.isFaster(geometry, height: input.shape[2], width: input.shape[3]) {
             let u: WinogradWeights
             if let c = winogradCache, c.key == key {
@@ -61,6 +73,12 @@ public final class Conv2d: Module {
             return try Winograd.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
         }
         return try Convolution.forward(input, weight: w, bias: b, geometry: geometry, epilogue: epilogue)
+    }
+
+    /// `relu(conv(x))` with the ReLU fused into the convolution's write-out.
+    /// - Throws: `KernelError` when shapes do not fit.
+    public func forwardWithReLU(_ input: DenseTensor) throws -> DenseTensor {
+        try compute(input, weight: weight.value, bias: bias?.value, key: [weight.version, bias?.version ?? -1], relu: true)
     }
 
     /// `relu?(bn(conv(x)))` in one convolution whose weights fold in the eval-mode batch norm.

@@ -46,6 +46,18 @@ public final class Sequential: Module {
                     continue
                 }
             }
+            if !isTraining, let conv = layer as? Conv2d, i + 1 < items.count, items[i + 1].module is ReLU,
+               context.mayFuse([name, items[i + 1].name]) {
+                context.enter(name)
+                defer { context.leave() }
+                do {
+                    x = try conv.forwardWithReLU(x)
+                } catch let e as KernelError {
+                    throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
+                }
+                i += 2
+                continue
+            }
             x = try run(layer, named: name, x, context: context)
             i += 1
         }

@@ -1,0 +1,263 @@
+// N images, C channels, H rows, W columns (NCHW); weights are [C_out, C_in, 3, 3].
+
+/// 3×3 weights transformed for `Winograd4x4`: `U[ξ] = G·g·Gᵀ` laid out as 36 matrices `[C_out, C_in]`.
+public struct Winograd4x4Weights: Sendable {
+    /// The 36 transformed matrices, `ξ`-major.
+    let values: [Float]
+    /// Output channels.
+    public let outputChannels: Int
+    /// Input channels.
+    public let inputChannels: Int
+}
+
+/// 3×3, stride-1, undilated, ungrouped convolution by Winograd's F(4×4, 3×3): 36 GEMMs of
+/// `[C_out, C_in] · [C_in, tiles]` replace one GEMM of `[C_out, 9·C_in] · [9·C_in, H·W]`,
+/// 4× fewer multiplications. The transforms scale by up to 8 and 1/24, so rounding is a few
+/// times that of F(2×2, 3×3): about 1e-6 of the output's magnitude per layer in float32.
+///
+/// Tiles of all images in a batch are numbered together, so small planes at batch > 1 still make
+/// wide GEMMs. Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016).
+/// Forward caches nothing; its backward is the im2col convolution's.
+public enum Winograd4x4 {
+    /// True when this kernel is measured to beat im2col (and F(2×2, 3×3)) for `geometry` on
+    /// `images` planes of `height × width` (AVX-512 OpenBLAS, 2 cores) and keeps zoo outputs within
+    /// 1e-4 of torch's: ≥128 channels in and out (64-channel layers see larger inputs relative to
+    /// their outputs and lose too many digits to the transforms' 4/5/8 coefficients), at least
+    /// 100 output pixels over the batch so the 36 GEMMs are not all overhead.
+    public static func isFaster(_ g: Conv2dGeometry, images: Int = 1, height: Int, width: Int) -> Bool {
+        Winograd.isApplicable(g) && g.inputChannels >= 128 && g.outputChannels >= 128 && images * height * width >= 100
+    }
+
+    /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight,
+    /// computed in double precision.
+    /// - Throws: `KernelError.shapeMismatch` for any other weight shape.
+    public static func transform(weight: DenseTensor) throws -> Winograd4x4Weights {
+        guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
+            throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
+        }
+        let cout = weight.shape[0], cin = weight.shape[1]
+        let pairs = cout * cin
+        let gm: [[Double]] = [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+                              [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]
+        var u = [Float].uninitialized(36 * pairs)
+        weight.values.withUnsafeBufferPointer { wb in
+            u.withUnsafeMutableBufferPointer { ub in
+                guard let w = wb.baseAddress, let out = ub.baseAddress else { return }
+                for p in 0 ..< pairs {
+                    let g = w + p * 9
+                    // G·g: 6×3
+                    var r = [Double](repeating: 0, count: 18)
+                    for i in 0 ..< 6 {
+                        for j in 0 ..< 3 {
+                            r[3 * i + j] = gm[i][0] * Double(g[j]) + gm[i][1] * Double(g[3 + j]) + gm[i][2] * Double(g[6 + j])
+                        }
+                    }
+                    for i in 0 ..< 6 {
+                        for j in 0 ..< 6 {
+                            let v = r[3 * i] * gm[j][0] + r[3 * i + 1] * gm[j][1] + r[3 * i + 2] * gm[j][2]
+                            out[(6 * i + j) * pairs + p] = Float(v)
+                        }
+                    }
+                }
+            }
+        }
+        return Winograd4x4Weights(values: u, outputChannels: cout, inputChannels: cin)
+    }
+
+    /// `conv2d(x, weight, bias, padding=padding)` for the weight `transformed` came from.
+    /// - Parameters:
+    ///   - input: `[N, C_in, H, W]`.
+    ///   - geometry: must satisfy `Winograd.isApplicable`; its padding is used.
+    /// - Returns: `[N, C_out, H + 2p − 2, W + 2p − 2]`.
+    /// - Throws: `KernelError` when shapes or geometry do not fit.
+    public static func forward(
+        _ input: DenseTensor, weights transformed: Winograd4x4Weights, bias: DenseTensor?,
+        geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none
+    ) throws -> DenseTensor {
+        let op = "winograd"
+        guard Winograd.isApplicable(g) else { throw KernelError.invalidArgument(operation: op, message: "needs a 3×3 stride-1 ungrouped convolution") }
+        let (n, c, h, w) = try input.nchw(for: op)
+        guard c == transformed.inputChannels, g.inputChannels == c, g.outputChannels == transformed.outputChannels else {
+            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(transformed.inputChannels), H, W]", got: input.shape)
+        }
+        let cout = transformed.outputChannels
+        if let b = bias, b.shape != [cout] {
+            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(cout)]", got: b.shape)
+        }
+        let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        let ph = g.padding.height, pw = g.padding.width
+        let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4
+        // tile rows of all images are numbered together: row r is image r / tilesH
+        let totalRows = n * tilesH
+        let geometry = TileGeometry(channels: c, height: h, width: w, padding: (ph, pw), tilesH: tilesH, tilesW: tilesW,
+                                    outputHeight: oh, outputWidth: ow)
+        let budgetRows = max(1, min(totalRows, Convolution.columnBudget / max(36 * max(c, cout) * tilesW, 1)))
+        // Both cores on separate bands (single-threaded GEMMs, each core's V and M in its own cache)
+        // when there are enough tiles to split; else one band at a time with threaded GEMMs.
+        let workers = Gemm.threadCount
+        let splitRows = (totalRows + workers - 1) / workers
+        let bandParallel = workers > 1 && totalRows >= workers && min(budgetRows, splitRows) * tilesW >= 32
+        let bandRows = bandParallel ? min(budgetRows, splitRows) : budgetRows
+        let bandCount = (totalRows + bandRows - 1) / bandRows
+        let lanes = bandParallel ? min(workers, bandCount) : 1
+        let bandCapacity = bandRows * tilesW
+        var scratch = [Float].uninitialized(lanes * 36 * (c + cout) * bandCapacity)
+        var out = [Float].uninitialized(n * cout * oh * ow)
+        let biasValues = bias?.values
+        let relu: Bool
+        switch epilogue {
+        case .none: relu = false
+        case .relu: relu = true
+        }
+
+        input.values.withUnsafeBufferPointer { xb in
+            transformed.values.withUnsafeBufferPointer { ub in
+                scratch.withUnsafeMutableBufferPointer { sb in
+                    out.withUnsafeMutableBufferPointer { yb in
+                        guard let x = xb.baseAddress, let u = ub.baseAddress, let sp = sb.baseAddress,
+                              let y = yb.baseAddress else { return }
+                        let box = UncheckedSendable((x, u, sp, y))
+                        func band(_ b: Int, lane: Int, threaded: Bool) {
+                            let (x, u, sp, y) = box.value
+                            let vp = sp + lane * 36 * (c + cout) * bandCapacity
+                            let mp = vp + 36 * c * bandCapacity
+                            let r0 = b * bandRows, r1 = min(totalRows, r0 + bandRows)
+                            let tiles = (r1 - r0) * tilesW
+                            inputTransform(x, geometry, rows: r0 ..< r1, into: vp, stride: tiles, threaded: threaded)
+                            func gemm(_ xi: Int) {
+                                Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c,
+                                              b: vp + xi * c * tiles, ldb: tiles,
+                                              c: mp + xi * cout * tiles, ldc: tiles)
+                            }
+                            for xi in 0 ..< 36 { gemm(xi) }
+                            outputTransform(mp, geometry, outputChannels: cout, stride: tiles, rows: r0 ..< r1,
+                                            bias: biasValues, relu: relu, into: y, threaded: threaded)
+                        }
+                        if lanes > 1 {
+                            Gemm.withThreadCount(1) {
+                                parallelFor(lanes) { lane in
+                                    var b = lane
+                                    while b < bandCount { band(b, lane: lane, threaded: false); b += lanes }
+                                }
+                            }
+                        } else {
+                            for b in 0 ..< bandCount { band(b, lane: 0, threaded: true) }
+                        }
+                    }
+                }
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, cout, oh, ow], values: out)
+    }
+
+    /// Sizes shared by the two transforms.
+    struct TileGeometry {
+        let channels: Int, height: Int, width: Int, padding: (Int, Int)
+        let tilesH: Int, tilesW: Int, outputHeight: Int, outputWidth: Int
+    }
+
+    /// `Bᵀ·d` along one axis for six values.
+    @inline(__always)
+    private static func bt(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>, _ d3: SIMD8<Float>,
+                           _ d4: SIMD8<Float>, _ d5: SIMD8<Float>)
+        -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        let a = d4 - 4 * d2, b = d3 - 4 * d1
+        let c = d4 - d2, e = 2 * (d3 - d1)
+        return (4 * d0 - 5 * d2 + d4, a + b, a - b, c + e, c - e, 4 * d1 - 5 * d3 + d5)
+    }
+
+    /// `V[ξ][c][t] = (Bᵀ·d·B)[ξ]` for the 6×6 input patch `d` of each tile `t` in the band.
+    private static func inputTransform(
+        _ x: UnsafePointer<Float>, _ geo: TileGeometry, rows: Range<Int>, into v: UnsafeMutablePointer<Float>, stride: Int,
+        threaded: Bool
+    ) {
+        let box = UncheckedSendable((x, v))
+        let channels = geo.channels, h = geo.height, w = geo.width
+        parallelFor(channels, minimumWork: threaded ? 2 : Int.max) { ch in
+            let dst = box.value.1 + ch * stride
+            let planeStride = channels * stride
+            for gr in rows {
+                let img = gr / geo.tilesH, ty = gr % geo.tilesH
+                let src = box.value.0 + (img * channels + ch) * h * w
+                let iy0 = ty * 4 - geo.padding.0
+                let tileBase = (gr - rows.lowerBound) * geo.tilesW
+                for tx in 0 ..< geo.tilesW {
+                    let ix0 = tx * 4 - geo.padding.1
+                    @inline(__always) func row(_ r: Int) -> SIMD8<Float> {
+                        let iy = iy0 + r
+                        if iy < 0 || iy >= h { return SIMD8() }
+                        let p = src + iy * w
+                        if ix0 >= 0 && ix0 + 8 <= w {
+                            return UnsafeRawPointer(p + ix0).loadUnaligned(as: SIMD8<Float>.self)
+                        }
+                        var s = SIMD8<Float>()
+                        for k in 0 ..< 6 where ix0 + k >= 0 && ix0 + k < w { s[k] = p[ix0 + k] }
+                        return s
+                    }
+                    // Bᵀ·d on rows (each SIMD8 is one patch row), then ·B on columns (lanes)
+                    let (t0, t1, t2, t3, t4, t5) = bt(row(0), row(1), row(2), row(3), row(4), row(5))
+                    let base = dst + tileBase + tx
+                    @inline(__always) func store(_ r: SIMD8<Float>, _ i: Int) {
+                        let d0 = r[0], d1 = r[1], d2 = r[2], d3 = r[3], d4 = r[4], d5 = r[5]
+                        let a = d4 - 4 * d2, b = d3 - 4 * d1
+                        let c = d4 - d2, e = 2 * (d3 - d1)
+                        let o = base + 6 * i * planeStride
+                        o[0] = 4 * d0 - 5 * d2 + d4
+                        o[planeStride] = a + b
+                        o[2 * planeStride] = a - b
+                        o[3 * planeStride] = c + e
+                        o[4 * planeStride] = c - e
+                        o[5 * planeStride] = 4 * d1 - 5 * d3 + d5
+                    }
+                    store(t0, 0); store(t1, 1); store(t2, 2); store(t3, 3); store(t4, 4); store(t5, 5)
+                }
+            }
+        }
+    }
+
+    /// `Y = Aᵀ·M·A` per tile, plus bias and the epilogue, written where the 4×4 tile lies inside the output.
+    private static func outputTransform(
+        _ m: UnsafePointer<Float>, _ geo: TileGeometry, outputChannels cout: Int, stride: Int, rows: Range<Int>,
+        bias: [Float]?, relu: Bool, into y: UnsafeMutablePointer<Float>, threaded: Bool
+    ) {
+        let box = UncheckedSendable((m, y))
+        let oh = geo.outputHeight, ow = geo.outputWidth
+        parallelFor(cout, minimumWork: threaded ? 2 : Int.max) { o in
+            let src = box.value.0 + o * stride
+            let planeStride = cout * stride
+            let beta = bias?[o] ?? 0
+            for gr in rows {
+                let img = gr / geo.tilesH, ty = gr % geo.tilesH
+                let dst = box.value.1 + (img * cout + o) * oh * ow
+                let tileBase = (gr - rows.lowerBound) * geo.tilesW
+                for tx in 0 ..< geo.tilesW {
+                    let p = src + tileBase + tx
+                    @inline(__always) func row(_ i: Int) -> SIMD8<Float> {
+                        let q = p + 6 * i * planeStride
+                        return SIMD8(q[0], q[planeStride], q[2 * planeStride], q[3 * planeStride],
+                                     q[4 * planeStride], q[5 * planeStride], 0, 0)
+                    }
+                    let m0 = row(0), m1 = row(1), m2 = row(2), m3 = row(3), m4 = row(4), m5 = row(5)
+                    // Aᵀ·M on rows
+                    let a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4
+                    let s0 = m0 + a + c, s1 = b + 2 * d, s2 = a + 4 * c, s3 = b + 8 * d + m5
+                    let oy = ty * 4, ox = tx * 4
+                    let cols = min(4, ow - ox)
+                    @inline(__always) func emit(_ s: SIMD8<Float>, _ i: Int) {
+                        if oy + i >= oh { return }
+                        let a = s[1] + s[2], b = s[1] - s[2], c = s[3] + s[4], d = s[3] - s[4]
+                        var r = SIMD4<Float>(s[0] + a + c, b + 2 * d, a + 4 * c, b + 8 * d + s[5]) + beta
+                        if relu { r = r.replacing(with: 0, where: r .< 0) }
+                        let q = dst + (oy + i) * ow + ox
+                        if cols == 4 {
+                            UnsafeMutableRawPointer(q).storeBytes(of: r, as: SIMD4<Float>.self)
+                        } else {
+                            for k in 0 ..< cols { q[k] = r[k] }
+                        }
+                    }
+                    emit(s0, 0); emit(s1, 1); emit(s2, 2); emit(s3, 3)
+                }
+            }
+        }
+    }
+}
