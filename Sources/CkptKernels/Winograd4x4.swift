@@ -129,7 +129,16 @@ public enum Winograd4x4 {
                                               b: vp + xi * c * tiles, ldb: tiles,
                                               c: mp + xi * cout * tiles, ldc: tiles)
                             }
-                            for xi in 0 ..< 36 { gemm(xi) }
+                            if threaded && workers > 1 {
+                                // few tiles make thin GEMMs that OpenBLAS splits poorly: deal out the 36 instead
+                                Gemm.withThreadCount(1) {
+                                    parallelFor(workers) { lane in
+                                        for xi in Swift.stride(from: lane, to: 36, by: workers) { gemm(xi) }
+                                    }
+                                }
+                            } else {
+                                for xi in 0 ..< 36 { gemm(xi) }
+                            }
                             outputTransform(mp, geometry, outputChannels: cout, stride: tiles, rows: r0 ..< r1,
                                             bias: biasValues, relu: relu, into: y, threaded: threaded)
                         }
