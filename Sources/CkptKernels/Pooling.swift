@@ -57,9 +57,16 @@ public enum Pooling {
             out.withUnsafeMutableBufferPointer { yb in
                 guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
                 let box = UncheckedSendable((x, y))
+                // 2×2 windows at stride 2 wholly inside the plane (VGG's and SegNet's pools)
+                let halving = g.kernelSize == 2 && g.stride == 2 && g.padding == 0 && g.dilation == 1
+                    && 2 * oh <= h && 2 * ow <= w
                 parallelFor(n * c, minimumWork: 8) { p in
                     let src = box.value.0 + p * h * w
                     let dst = box.value.1 + p * oh * ow
+                    if halving {
+                        halvingMax(src, width: w, into: dst, outputHeight: oh, outputWidth: ow)
+                        return
+                    }
                     let k = g.kernelSize, d = g.dilation
                     for oy in 0 ..< oh {
                         // taps inside the image: ki in [k0, k1)
@@ -90,6 +97,35 @@ public enum Pooling {
             }
         }
         return DenseTensor(uncheckedShape: [n, c, oh, ow], values: out)
+    }
+
+    /// 2×2, stride-2 max over a plane whose windows all lie inside it, eight outputs per step.
+    private static func halvingMax(_ src: UnsafePointer<Float>, width w: Int, into dst: UnsafeMutablePointer<Float>,
+                                   outputHeight oh: Int, outputWidth ow: Int) {
+        // b where b > a or b is NaN, else a: NaN wins from either side, as in torch
+        @inline(__always) func pick(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+            a.replacing(with: b, where: (b .> a) .| (b .!= b))
+        }
+        for oy in 0 ..< oh {
+            let r0 = src + 2 * oy * w, r1 = r0 + w
+            let out = dst + oy * ow
+            var ox = 0
+            while ox + 8 <= ow {
+                let a = pick(UnsafeRawPointer(r0 + 2 * ox).loadUnaligned(as: SIMD8<Float>.self),
+                             UnsafeRawPointer(r1 + 2 * ox).loadUnaligned(as: SIMD8<Float>.self))
+                let b = pick(UnsafeRawPointer(r0 + 2 * ox + 8).loadUnaligned(as: SIMD8<Float>.self),
+                             UnsafeRawPointer(r1 + 2 * ox + 8).loadUnaligned(as: SIMD8<Float>.self))
+                let even = SIMD8(lowHalf: a.evenHalf, highHalf: b.evenHalf)
+                let odd = SIMD8(lowHalf: a.oddHalf, highHalf: b.oddHalf)
+                UnsafeMutableRawPointer(out + ox).storeBytes(of: pick(even, odd), as: SIMD8<Float>.self)
+                ox += 8
+            }
+            while ox < ow {
+                @inline(__always) func larger(_ m: Float, _ v: Float) -> Float { !m.isNaN && (v > m || v.isNaN) ? v : m }
+                out[ox] = larger(larger(larger(r0[2 * ox], r0[2 * ox + 1]), r1[2 * ox]), r1[2 * ox + 1])
+                ox += 1
+            }
+        }
     }
 
     /// `avg_pool2d(x)` with `count_include_pad` (torch's default) or not; dilation must be 1.

@@ -1,9 +1,35 @@
 import CkptKernels
+import Foundation
 import XCTest
 
 // N images, C channels, H rows, W columns (NCHW).
 
 final class PoolingEdgeTests: XCTestCase {
+    /// The vectorised 2×2/2 path equals the window-by-window maximum, NaN and ±inf included,
+    /// on planes with odd sizes and widths that leave a scalar tail.
+    func testHalvingMaxPoolEqualsWindowMaximum() throws {
+        let (c, h, w) = (3, 21, 37)
+        var values = (0 ..< c * h * w).map { Float(sin(0.61 * Double($0))) }
+        for (i, v) in [(5, Float.nan), (40, .infinity), (41, -.infinity), (77, .nan), (300, .nan), (1001, -.infinity)] { values[i] = v }
+        let x = try DenseTensor(shape: [1, c, h, w], values: values)
+        let y = try Pooling.maxForward(x, geometry: PoolGeometry(kernelSize: 2, stride: 2))
+        let (oh, ow) = (h / 2, w / 2)
+        XCTAssertEqual(y.shape, [1, c, oh, ow])
+        for ch in 0 ..< c {
+            for oy in 0 ..< oh {
+                for ox in 0 ..< ow {
+                    let window = [(0, 0), (0, 1), (1, 0), (1, 1)].map { values[(ch * h + 2 * oy + $0.0) * w + 2 * ox + $0.1] }
+                    let got = y.values[(ch * oh + oy) * ow + ox]
+                    if window.contains(where: \.isNaN) {
+                        XCTAssertTrue(got.isNaN, "channel \(ch) (\(oy), \(ox))")
+                    } else {
+                        XCTAssertEqual(got, window.max(), "channel \(ch) (\(oy), \(ox))")
+                    }
+                }
+            }
+        }
+    }
+
     func testMaxPoolPropagatesNaN() throws {
         let x = try DenseTensor(shape: [1, 1, 2, 4], values: [1, .nan, 3, 2, 0, 0, 5, 1])
         let y = try Pooling.maxForward(x, geometry: PoolGeometry(kernelSize: 2))
