@@ -24,6 +24,31 @@ public enum Gemm {
             }
             return
         }
+        // Split wide products by columns over our own threads with OpenBLAS single-threaded:
+        // its worker threads otherwise spin (sched_yield) between calls and take the cores
+        // from the transforms and unfolds that run between GEMMs.
+        if splitting && workers > 1 && m * n * k >= 1 << 21 {
+            // wide products by columns (A is packed by each lane), thin ones by rows of A and C
+            let byColumns = n >= 64 * workers || m < 32 * workers
+            let extent = byColumns ? n : m
+            let chunk = ((extent + workers - 1) / workers + 15) / 16 * 16
+            let parts = (extent + chunk - 1) / chunk
+            let box = UncheckedSendable((a, b, c))
+            parallelFor(parts) { part in
+                let (a, b, c) = box.value
+                let i0 = part * chunk, i1 = min(extent, i0 + chunk)
+                if byColumns {
+                    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                                blasint(m), blasint(i1 - i0), blasint(k), alpha,
+                                a, blasint(lda), b + (transposeB ? i0 * ldb : i0), blasint(ldb), beta, c + i0, blasint(ldc))
+                } else {
+                    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                                blasint(i1 - i0), blasint(n), blasint(k), alpha,
+                                a + (transposeA ? i0 : i0 * lda), blasint(lda), b, blasint(ldb), beta, c + i0 * ldc, blasint(ldc))
+                }
+            }
+            return
+        }
         cblas_sgemm(CblasRowMajor,
                     transposeA ? CblasTrans : CblasNoTrans,
                     transposeB ? CblasTrans : CblasNoTrans,
@@ -31,20 +56,30 @@ public enum Gemm {
                     a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
-    /// Number of threads OpenBLAS uses for one call.
-    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+    /// Threads one call may use (`torch.get_num_threads`); OpenBLAS itself always runs
+    /// single-threaded and `multiply` splits the work over our threads.
+    public static var threadCount: Int { workers }
 
-    /// Runs `body` with OpenBLAS single- or few-threaded, so callers can run independent GEMMs on
-    /// separate cores; restores the previous count afterwards. Not reentrant across threads.
+    /// Runs `body` with each `multiply` on one thread, so callers can run independent GEMMs on
+    /// separate cores; restores the previous setting afterwards. Not reentrant across threads.
     public static func withThreadCount<R>(_ count: Int, _ body: () throws -> R) rethrows -> R {
-        let previous = threadCount
-        setThreadCount(count)
-        defer { setThreadCount(previous) }
+        _ = workers  // pins OpenBLAS to one thread before any call
+        let previous = splitting
+        splitting = count > 1
+        defer { splitting = previous }
         return try body()
     }
 
-    /// Sets the number of threads OpenBLAS uses (`torch.set_num_threads` for BLAS work).
+    /// Sets the number of threads one call may use (`torch.set_num_threads` for BLAS work).
     public static func setThreadCount(_ count: Int) {
-        openblas_set_num_threads(Int32(max(1, count)))
+        workers = max(1, count)
     }
+
+    // written only outside parallel regions (setup, withThreadCount), read inside them
+    nonisolated(unsafe) private static var workers: Int = {
+        let count = Int(openblas_get_num_threads())
+        openblas_set_num_threads(1)
+        return max(1, count)
+    }()
+    nonisolated(unsafe) private static var splitting = true
 }
