@@ -34,8 +34,7 @@ public final class Conv2d: Module {
                                   stride: stride, padding: padding, dilation: dilation, groups: groups)
         let shape = geometry.convolutionWeightShape
         weight = Parameter(Initialization.defaultWeight(shape, using: &rng))
-        let bound = 1 / Float(max(Initialization.fans(of: shape).fanIn, 1)).squareRoot()
-        self.bias = bias ? Parameter(Initialization.uniform([outputChannels], bound: bound, using: &rng)) : nil
+        self.bias = bias ? Parameter(Initialization.defaultBias(outputChannels, weightShape: shape, using: &rng)) : nil
         super.init()
         register("weight", weight)
         if let b = self.bias { register("bias", b) }
@@ -125,8 +124,7 @@ public final class ConvTranspose2d: Module {
                                   outputPadding: outputPadding)
         let shape = geometry.transposedWeightShape
         weight = Parameter(Initialization.defaultWeight(shape, using: &rng))
-        let bound = 1 / Float(max(Initialization.fans(of: shape).fanIn, 1)).squareRoot()
-        self.bias = bias ? Parameter(Initialization.uniform([outputChannels], bound: bound, using: &rng)) : nil
+        self.bias = bias ? Parameter(Initialization.defaultBias(outputChannels, weightShape: shape, using: &rng)) : nil
         super.init()
         register("weight", weight)
         if let b = self.bias { register("bias", b) }

@@ -89,6 +89,13 @@ public enum Initialization {
         return uniform(shape, bound: bound, using: &rng)
     }
 
+    /// PyTorch's default bias for Conv and Linear: `count` values uniform in `±1/sqrt(fan_in)`
+    /// of the layer's weight shape.
+    public static func defaultBias(_ count: Int, weightShape: [Int], using rng: inout SeededGenerator) -> DenseTensor {
+        let bound = 1 / Float(max(fans(of: weightShape).fanIn, 1)).squareRoot()
+        return uniform([count], bound: bound, using: &rng)
+    }
+
     /// Normal samples with mean 0 and standard deviation `std` (`normal_(0, std)`).
     public static func normal(_ shape: [Int], std: Float, using rng: inout SeededGenerator) -> DenseTensor {
         var t = DenseTensor(shape: shape)

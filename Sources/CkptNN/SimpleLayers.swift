@@ -92,9 +92,9 @@ public final class Linear: Module {
 
     /// `nn.Linear(inputFeatures, outputFeatures, bias)` with PyTorch's default initialisation.
     public init(_ inputFeatures: Int, _ outputFeatures: Int, bias: Bool = true, rng: inout SeededGenerator) {
-        weight = Parameter(Initialization.defaultWeight([outputFeatures, inputFeatures], using: &rng))
-        let bound = 1 / Float(max(inputFeatures, 1)).squareRoot()
-        self.bias = bias ? Parameter(Initialization.uniform([outputFeatures], bound: bound, using: &rng)) : nil
+        let shape = [outputFeatures, inputFeatures]
+        weight = Parameter(Initialization.defaultWeight(shape, using: &rng))
+        self.bias = bias ? Parameter(Initialization.defaultBias(outputFeatures, weightShape: shape, using: &rng)) : nil
         super.init()
         register("weight", weight)
         if let b = self.bias { register("bias", b) }
