@@ -18,7 +18,12 @@ let package = Package(
         .target(name: "CkptTensor"),
         .target(name: "CkptFormat", dependencies: ["CkptTensor", "CZip"]),
         .target(name: "CkptSurgery", dependencies: ["CkptTensor"]),
-        .target(name: "CkptKernels", dependencies: ["CkptTensor", "COpenBLAS"]),
+        // the GEMM microkernel, compiled for AVX-512 and always optimised (debug test builds too);
+        // CkptKernels calls into it only on CPUs that report avx512f
+        .target(name: "CkptAVX512", swiftSettings: [
+            .unsafeFlags(["-Xcc", "-mavx512f", "-Xcc", "-mfma", "-O", "-enforce-exclusivity=unchecked"]),
+        ]),
+        .target(name: "CkptKernels", dependencies: ["CkptTensor", "COpenBLAS", "CkptAVX512"]),
         .target(name: "CkptNN", dependencies: ["CkptTensor", "CkptKernels"]),
         .target(name: "CkptZoo", dependencies: ["CkptNN"]),
         .target(name: "CkptCLI", dependencies: [

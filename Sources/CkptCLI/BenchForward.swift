@@ -1,5 +1,6 @@
 import ArgumentParser
 import CkptFormat
+import CkptKernels
 import CkptNN
 import CkptZoo
 import Foundation
@@ -29,6 +30,12 @@ struct BenchForward: ParsableCommand {
     @Option(name: .long, help: "Timed passes after the warm-up.")
     var iterations = 5
 
+    @Flag(name: .long, help: "Also time every layer (and fused kernel), keeping each one's fastest call; list where the time goes.")
+    var profile = false
+
+    @Flag(name: .long, help: "Run every product on OpenBLAS, not ckpt's own AVX-512 kernel (for comparison).")
+    var openblasOnly = false
+
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
@@ -41,16 +48,27 @@ struct BenchForward: ParsableCommand {
     func run() throws {
         try CLI.run {
             let entry = try options.entry()
+            if openblasOnly { Microkernel.isEnabled = false }
             let model = try Zoo.make(entry.name, numClasses: options.numClasses, seed: 0, initialize: true)
             let inputs = entry.randomInputs(batch: batch, size: size, seed: 1)
             // mult-adds grow linearly with the batch: trace one image, not the whole batch
             let multAdds = try model.summarize(inputShapes: entry.inputShapes(batch: 1, size: size)).multAdds * batch
             _ = try model.evaluate(inputs, checkFinite: false)
             var times: [Double] = []
+            var bestProfile: [ForwardContext.ProfileEntry] = []
             for _ in 0 ..< iterations {
+                let context = ForwardContext(profiling: profile)
                 let start = Date()
-                _ = try model.evaluate(inputs, checkFinite: false)
-                times.append(Date().timeIntervalSince(start))
+                _ = try model.evaluate(inputs, context: context, checkFinite: false)
+                let elapsed = Date().timeIntervalSince(start)
+                // each layer's fastest call over the passes (the passes run the same calls in order)
+                let calls = context.profile ?? []
+                if bestProfile.isEmpty {
+                    bestProfile = calls
+                } else if calls.count == bestProfile.count {
+                    for i in calls.indices where calls[i].seconds < bestProfile[i].seconds { bestProfile[i].seconds = calls[i].seconds }
+                }
+                times.append(elapsed)
             }
             times.sort()
             let best = times[0]
@@ -68,12 +86,33 @@ struct BenchForward: ParsableCommand {
                     ("mult_adds", .int(multAdds)), ("gflop_per_second", .double(gflops)),
                     ("threads", .int(ProcessInfo.processInfo.activeProcessorCount)),
                     ("peak_rss_bytes", .int(rss)),
-                ]))
+                ] + (profile ? [("profile", .array(bestProfile.map { e in
+                    .object([("path", .string(e.path)), ("type", .string(e.typeName)),
+                             ("output_shape", .array(e.outputShape.map { .int($0) })), ("ms", .double(e.seconds * 1000))])
+                }))] : [])))
             } else {
                 print(String(format: "%@ %@: %.2f ms per batch (median %.2f), %.2f images/s, %.1f GFLOP/s, peak RSS %@",
                              entry.name, shapes.map(CLI.shape).joined(separator: " "), best * 1000, median * 1000,
                              Double(batch) / best, gflops, CLI.bytes(rss)))
+                if profile { BenchForward.printProfile(bestProfile, total: best) }
             }
+        }
+    }
+
+    /// Time by layer type, then the slowest layers, of one profiled pass lasting `total` seconds.
+    static func printProfile(_ entries: [ForwardContext.ProfileEntry], total: Double) {
+        var byType: [String: (seconds: Double, calls: Int)] = [:]
+        for e in entries { byType[e.typeName, default: (0, 0)].seconds += e.seconds; byType[e.typeName, default: (0, 0)].calls += 1 }
+        let accounted = entries.reduce(0) { $0 + $1.seconds }
+        print("\nby type (fastest call of each layer):")
+        for (type, v) in byType.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+            print(String(format: "  %-26@ %5d calls %9.2f ms %5.1f%%", type, v.calls, v.seconds * 1000, 100 * v.seconds / total))
+        }
+        print(String(format: "  %-26@ %5@       %9.2f ms %5.1f%%", "(outside layers)", "", (total - accounted) * 1000,
+                     100 * (total - accounted) / total))
+        print("slowest layers:")
+        for e in entries.sorted(by: { $0.seconds > $1.seconds }).prefix(15) {
+            print(String(format: "  %-22@ %-26@ %-18@ %8.2f ms", e.path, e.typeName, CLI.shape(e.outputShape), e.seconds * 1000))
         }
     }
 

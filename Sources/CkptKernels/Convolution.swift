@@ -21,11 +21,13 @@ public enum Convolution {
     ///   - bias: `[C_out]`, or nil.
     ///   - geometry: stride, padding, dilation and groups.
     ///   - epilogue: an activation fused into the output pass.
+    ///   - packed: `weight` packed by `Convolution.pack` (callers that run a weight many times keep
+    ///     it); packed here when nil and the microkernel is in use.
     /// - Returns: `[N, C_out, H_out, W_out]`.
     /// - Throws: `KernelError` when a shape does not fit the geometry.
     public static func forward(
         _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor?,
-        geometry g: Conv2dGeometry, epilogue: Epilogue = .none
+        geometry g: Conv2dGeometry, epilogue: Epilogue = .none, packed: PackedWeights? = nil
     ) throws -> DenseTensor {
         let op = "conv2d"
         try g.validate(operation: op)
@@ -44,13 +46,24 @@ public enum Convolution {
         let cinG = c / groups, coutG = g.outputChannels / groups
         let kdim = cinG * g.kernelSize.height * g.kernelSize.width
         let plane = oh * ow
+        let packed = packed.flatMap { $0.rows == coutG && $0.columns == kdim && $0.matrices.count == groups ? $0 : nil }
+            ?? Microkernel.pack(weight.values, groups: groups, rows: coutG, columns: kdim)
         // every element of both buffers is written before it is read: skip zero-filling
         var out = [Float].uninitialized(n * g.outputChannels * plane)
         let pointwise = g.isPointwise
+        if let p = packed, !pointwise {
+            let relu: Bool
+            switch epilogue {
+            case .none: relu = false
+            case .relu: relu = true
+            }
+            forwardPanels(input, packed: p, bias: bias?.values, output: &out, geometry: g, outputSize: (oh, ow), relu: relu)
+            return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+        }
         // small planes make thin GEMMs: unfold several images side by side into one matrix
         let imagesPerGEMM = plane >= 1024 ? 1 : max(1, min(n, Convolution.columnBudget / max(kdim * plane, 1)))
         if imagesPerGEMM > 1 {
-            try forwardImageBatched(input, weight: weight, output: &out, geometry: g, outputSize: (oh, ow),
+            try forwardImageBatched(input, weight: weight, packed: packed, output: &out, geometry: g, outputSize: (oh, ow),
                                     imagesPerGEMM: imagesPerGEMM)
             applyBiasAndEpilogue(&out, bias: bias?.values, channels: g.outputChannels, plane: plane, epilogue: epilogue)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
@@ -68,7 +81,7 @@ public enum Convolution {
             case .none: relu = false
             case .relu: relu = true
             }
-            forwardBandParallel(input, weight: weight, bias: bias?.values, output: &out, geometry: g,
+            forwardBandParallel(input, weight: weight, packed: packed, bias: bias?.values, output: &out, geometry: g,
                                 outputSize: (oh, ow), bandRows: splitRows, lanes: workers, relu: relu)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
@@ -91,8 +104,8 @@ public enum Convolution {
                                 let yg = y + (img * g.outputChannels + grp * coutG) * plane
                                 let wg = wt + grp * coutG * kdim
                                 if pointwise {
-                                    Gemm.multiply(m: coutG, n: plane, k: kdim, a: wg, lda: kdim,
-                                                  b: xg, ldb: plane, c: yg, ldc: plane)
+                                    multiplyWeights(packed, group: grp, weight: wg, m: coutG, n: plane, k: kdim, b: xg, ldb: plane,
+                                            c: yg, ldc: plane, threaded: true)
                                     finishBand(yg, channels: coutG, width: plane, stride: plane,
                                                bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu)
                                     continue
@@ -104,8 +117,8 @@ public enum Convolution {
                                     let width = (y1 - y0) * ow
                                     Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g,
                                                   outputHeight: oh, outputWidth: ow, rows: y0 ..< y1, into: col)
-                                    Gemm.multiply(m: coutG, n: width, k: kdim, a: wg, lda: kdim,
-                                                  b: col, ldb: width, c: yg + y0 * ow, ldc: plane)
+                                    multiplyWeights(packed, group: grp, weight: wg, m: coutG, n: width, k: kdim, b: col, ldb: width,
+                                            c: yg + y0 * ow, ldc: plane, threaded: true)
                                     // bias and activation while the band is still in cache
                                     finishBand(yg + y0 * ow, channels: coutG, width: width, stride: plane,
                                                bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu)
@@ -124,7 +137,7 @@ public enum Convolution {
     /// `lanes` threads, each unfolding into its own column buffer and running single-threaded
     /// GEMMs: no hand-over between our threads and OpenBLAS's, and each band stays in one core's cache.
     static func forwardBandParallel(
-        _ input: DenseTensor, weight: DenseTensor, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
+        _ input: DenseTensor, weight: DenseTensor, packed: PackedWeights?, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
         outputSize: (Int, Int), bandRows: Int, lanes: Int, relu: Bool
     ) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
@@ -137,13 +150,14 @@ public enum Convolution {
         let bandsPerPlane = (oh + bandRows - 1) / bandRows
         let jobs = n * groups * bandsPerPlane
         let laneFloats = pointwise ? 0 : kdim * bandRows * ow
-        var columns = [Float].uninitialized(lanes * laneFloats)
+        let laneStride = (laneFloats + 15) / 16 * 16  // keeps every lane's buffer 64-byte aligned
         input.values.withUnsafeBufferPointer { xb in
             weight.values.withUnsafeBufferPointer { wb in
                 out.withUnsafeMutableBufferPointer { yb in
-                    columns.withUnsafeMutableBufferPointer { cb in
+                    withUnsafeTemporaryAllocation(byteCount: max(1, lanes * laneStride) * 4, alignment: 64) { cb in
                         guard let x = xb.baseAddress, let wt = wb.baseAddress, let y = yb.baseAddress else { return }
-                        let box = UncheckedSendable((x, wt, y, cb.baseAddress))
+                        let columnBase = cb.baseAddress?.bindMemory(to: Float.self, capacity: lanes * laneStride)
+                        let box = UncheckedSendable((x, wt, y, columnBase))
                         Gemm.withThreadCount(1) {
                             parallelFor(lanes) { lane in
                                 let (x, wt, y, columnBase) = box.value
@@ -159,19 +173,93 @@ public enum Convolution {
                                     let y0 = band * bandRows, y1 = min(oh, y0 + bandRows)
                                     let width = (y1 - y0) * ow
                                     if pointwise {
-                                        Gemm.multiply(m: coutG, n: width, k: kdim, a: wg, lda: kdim,
-                                                      b: xg + y0 * ow, ldb: plane, c: yg + y0 * ow, ldc: plane)
+                                        multiplyWeights(packed, group: grp, weight: wg, m: coutG, n: width, k: kdim, b: xg + y0 * ow,
+                                                        ldb: plane, c: yg + y0 * ow, ldc: plane, threaded: false)
                                     } else {
                                         guard let cbase = columnBase else { continue }
-                                        let col = cbase + lane * laneFloats
+                                        let col = cbase + lane * laneStride
                                         Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g,
                                                       outputHeight: oh, outputWidth: ow, rows: y0 ..< y1, threaded: false, into: col)
-                                        Gemm.multiply(m: coutG, n: width, k: kdim, a: wg, lda: kdim,
-                                                      b: col, ldb: width, c: yg + y0 * ow, ldc: plane)
+                                        multiplyWeights(packed, group: grp, weight: wg, m: coutG, n: width, k: kdim, b: col,
+                                                        ldb: width, c: yg + y0 * ow, ldc: plane, threaded: false)
                                     }
                                     finishBand(yg + y0 * ow, channels: coutG, width: width, stride: plane,
                                                bias: bias.map { b in { b[grp * coutG + $0] } }, relu: relu)
                                 }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The convolution on the microkernel as an implicit GEMM: the output pixels of the whole batch
+    /// are cut into chunks of a few 48-column panels whose unfolded patches (≤ 512 KiB) stay in one
+    /// core's L2 cache; each chunk is unfolded straight into panel layout, multiplied by the packed
+    /// weight, and written out through the bias and ReLU. Chunks are dealt to the cores; when there
+    /// are fewer chunks than cores (small planes, one image), the output channels are split too.
+    static func forwardPanels(
+        _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
+        outputSize: (Int, Int), relu: Bool
+    ) {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = outputSize
+        let groups = g.groups
+        let cinG = c / groups, coutG = g.outputChannels / groups
+        let kdim = packed.columns
+        let plane = oh * ow
+        let total = n * plane
+        let panelWidth = Microkernel.panelWidth
+        let chunkPanels = max(1, min(8, (512 << 10) / max(1, kdim * panelWidth * 4), (total + panelWidth - 1) / panelWidth))
+        let chunk = chunkPanels * panelWidth
+        let chunks = (total + chunk - 1) / chunk
+        let lanes = Gemm.threadCount
+        let rowPanels = (coutG + 7) / 8
+        let splits = groups * chunks >= lanes ? 1 : min(lanes, rowPanels)
+        let jobs = groups * chunks * splits
+        let panelFloats = kdim * chunk
+        let laneFloats = (panelFloats + coutG * chunk + 15) / 16 * 16
+        let workers = min(lanes, jobs)
+        input.values.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { yb in
+                withUnsafeTemporaryAllocation(byteCount: workers * laneFloats * 4, alignment: 64) { sb in
+                    guard let x = xb.baseAddress, let y = yb.baseAddress,
+                          let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: workers * laneFloats) else { return }
+                    let box = UncheckedSendable((x, y, s))
+                    parallelFor(workers) { lane in
+                        let (x, y, s) = box.value
+                        let panels = s + lane * laneFloats
+                        let product = panels + panelFloats
+                        var job = lane
+                        while job < jobs {
+                            defer { job += workers }
+                            let split = job % splits
+                            let chunkIndex = (job / splits) % chunks
+                            let grp = job / (splits * chunks)
+                            let i0 = chunkIndex * chunk, i1 = min(total, i0 + chunk)
+                            let p0 = split * rowPanels / splits, p1 = (split + 1) * rowPanels / splits
+                            Im2col.unfoldPanels(input: x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
+                                                height: h, width: w, geometry: g, outputHeight: oh, outputWidth: ow,
+                                                pixels: i0 ..< i1, panelWidth: panelWidth, into: panels)
+                            Microkernel.multiply(packed, group: grp, panels: panels, n: i1 - i0, c: product, ldc: chunk,
+                                                 rowPanels: p0 ..< p1)
+                            // out[img, grp·coutG + o, q] = relu?(product[o, i − i0] + bias), run by run within one image
+                            var i = i0
+                            while i < i1 {
+                                let img = i / plane, q = i % plane
+                                let count = min(plane - q, i1 - i)
+                                for o in min(coutG, p0 * 8) ..< min(coutG, p1 * 8) {
+                                    let src = product + o * chunk + (i - i0)
+                                    let dst = y + (img * g.outputChannels + grp * coutG + o) * plane + q
+                                    let beta = bias?[grp * coutG + o] ?? 0
+                                    if relu {
+                                        for k in 0 ..< count { dst[k] = max(src[k] + beta, 0) }
+                                    } else {
+                                        for k in 0 ..< count { dst[k] = src[k] + beta }
+                                    }
+                                }
+                                i += count
                             }
                         }
                     }
@@ -198,7 +286,7 @@ public enum Convolution {
     /// The convolution with `imagesPerGEMM` images unfolded side by side per GEMM; the product
     /// `[C_out/g, images·plane]` is then scattered to each image's NCHW planes.
     static func forwardImageBatched(
-        _ input: DenseTensor, weight: DenseTensor, output out: inout [Float], geometry g: Conv2dGeometry,
+        _ input: DenseTensor, weight: DenseTensor, packed: PackedWeights?, output out: inout [Float], geometry g: Conv2dGeometry,
         outputSize: (Int, Int), imagesPerGEMM: Int
     ) throws {
         let (n, c, h, w) = try input.nchw(for: "conv2d")
@@ -232,8 +320,8 @@ public enum Convolution {
                                                           into: col + j * plane)
                                         }
                                     }
-                                    Gemm.multiply(m: coutG, n: width, k: kdim, a: wt + grp * coutG * kdim, lda: kdim,
-                                                  b: col, ldb: width, c: prod, ldc: width)
+                                    multiplyWeights(packed, group: grp, weight: wt + grp * coutG * kdim, m: coutG, n: width, k: kdim,
+                                            b: col, ldb: width, c: prod, ldc: width, threaded: true)
                                     for j in 0 ..< count {
                                         let yg = y + ((i0 + j) * g.outputChannels + grp * coutG) * plane
                                         for o in 0 ..< coutG { (yg + o * plane).update(from: prod + o * width + j * plane, count: plane) }
@@ -246,6 +334,28 @@ public enum Convolution {
                 }
             }
         }
+    }
+
+    /// `C = W[group] · B` on the microkernel when `packed` is given, else on OpenBLAS from `weight`.
+    @inline(__always)
+    static func multiplyWeights(_ packed: PackedWeights?, group: Int, weight: UnsafePointer<Float>, m: Int, n: Int, k: Int,
+                        b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, threaded: Bool) {
+        if let p = packed {
+            if threaded {
+                Microkernel.multiplyThreaded(p, group: group, b: b, ldb: ldb, n: n, c: c, ldc: ldc)
+            } else {
+                Microkernel.multiply(p, group: group, b: b, ldb: ldb, n: n, c: c, ldc: ldc)
+            }
+            return
+        }
+        Gemm.multiply(m: m, n: n, k: k, a: weight, lda: k, b: b, ldb: ldb, c: c, ldc: ldc)
+    }
+
+    /// `weight` (`[C_out, C_in/groups, kH, kW]`) packed for the microkernel, or nil when it is not in use.
+    public static func pack(weight: DenseTensor, geometry g: Conv2dGeometry) -> PackedWeights? {
+        let coutG = g.outputChannels / max(g.groups, 1)
+        let kdim = g.inputChannels / max(g.groups, 1) * g.kernelSize.height * g.kernelSize.width
+        return Microkernel.pack(weight.values, groups: g.groups, rows: coutG, columns: kdim)
     }
 
     /// Floats of im2col columns unfolded at once (4 MiB): large enough for efficient GEMMs,

@@ -24,6 +24,28 @@ public enum Gemm {
             }
             return
         }
+        // One row of A (a batch-1 linear layer): a matrix-vector product, bound by reading B once,
+        // with B's rows (columns of the result) split over our threads
+        if m == 1 && !transposeA && n >= 256 && n * k >= 1 << 18 {
+            let lanes = splitting ? workers : 1
+            let chunk = ((n + lanes - 1) / lanes + 15) / 16 * 16
+            let parts = (n + chunk - 1) / chunk
+            let box = UncheckedSendable((a, b, c))
+            parallelFor(parts) { part in
+                let (a, b, c) = box.value
+                let j0 = part * chunk, j1 = min(n, j0 + chunk)
+                if transposeB {
+                    // B is n×k: y[j] = Σ B[j, i] a[i]
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(j1 - j0), blasint(k), alpha,
+                                b + j0 * ldb, blasint(ldb), a, 1, beta, c + j0, 1)
+                } else {
+                    // B is k×n: y[j] = Σ B[i, j] a[i]
+                    cblas_sgemv(CblasRowMajor, CblasTrans, blasint(k), blasint(j1 - j0), alpha,
+                                b + j0, blasint(ldb), a, 1, beta, c + j0, 1)
+                }
+            }
+            return
+        }
         // Split wide products by columns over our own threads with OpenBLAS single-threaded:
         // its worker threads otherwise spin (sched_yield) between calls and take the cores
         // from the transforms and unfolds that run between GEMMs.
@@ -69,6 +91,9 @@ public enum Gemm {
         defer { splitting = previous }
         return try body()
     }
+
+    /// False inside `withThreadCount(1)`: the caller already runs one product per core.
+    static var splitsWork: Bool { splitting }
 
     /// Sets the number of threads one call may use (`torch.set_num_threads` for BLAS work).
     public static func setThreadCount(_ count: Int) {

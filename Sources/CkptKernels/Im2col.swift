@@ -61,6 +61,77 @@ enum Im2col {
         }
     }
 
+    /// The column matrix of the output pixels `pixels` (numbered through the batch: pixel `i` is
+    /// pixel `i % (H_out·W_out)` of image `i / (H_out·W_out)`) as GEMM panels of `panelWidth`
+    /// columns: element `(r, j)` (`j` counted from the range's start) at
+    /// `(j / panelWidth)·rows·panelWidth + r·panelWidth + j % panelWidth`, the layout `Microkernel`
+    /// multiplies without another copy. `input` points at the group's first channel of image 0;
+    /// images lie `imageStride` floats apart. Lanes past the range's end are left as they are.
+    static func unfoldPanels(
+        input: UnsafePointer<Float>, imageStride: Int, channels: Int, height h: Int, width w: Int,
+        geometry g: Conv2dGeometry, outputHeight oh: Int, outputWidth ow: Int, pixels: Range<Int>,
+        panelWidth: Int, into panels: UnsafeMutablePointer<Float>
+    ) {
+        let kh = g.kernelSize.height, kw = g.kernelSize.width
+        let sh = g.stride.height, sw = g.stride.width
+        let ph = g.padding.height, pw = g.padding.width
+        let dh = g.dilation.height, dw = g.dilation.width
+        let rows = channels * kh * kw
+        let panelStride = rows * panelWidth
+        let plane = oh * ow
+        // The runs of pixels lying in one image, one output row and one panel are the same for
+        // every matrix row: find them once.
+        struct Run { var destination: Int, count: Int, image: Int, y: Int, x: Int }
+        withUnsafeTemporaryAllocation(of: Run.self, capacity: max(1, pixels.count)) { buffer in
+            guard let runs = buffer.baseAddress else { return }
+            var runCount = 0
+            var i = pixels.lowerBound
+            while i < pixels.upperBound {
+                let img = i / plane, q = i % plane
+                let y = q / ow, x = q % ow
+                let local = i - pixels.lowerBound
+                let lane = local % panelWidth
+                let count = min(panelWidth - lane, ow - x, pixels.upperBound - i)
+                (runs + runCount).initialize(to: Run(destination: (local / panelWidth) * panelStride + lane, count: count,
+                                                     image: img * imageStride, y: y, x: x))
+                runCount += 1
+                i += count
+            }
+            for r in 0 ..< rows {
+                let c = r / (kh * kw)
+                let ki = (r / kw) % kh
+                let kj = r % kw
+                let x0 = kj &* dw &- pw
+                let rowBase = panels + r &* panelWidth
+                for run in UnsafeBufferPointer(start: runs, count: runCount) {
+                    let dst = rowBase + run.destination
+                    let count = run.count
+                    let iy = run.y &* sh &- ph &+ ki &* dh
+                    if iy < 0 || iy >= h {
+                        dst.update(repeating: 0, count: count)
+                        continue
+                    }
+                    let srow = input + (run.image &+ (c &* h &+ iy) &* w)
+                    if sw == 1 {
+                        // columns ix = x0 + x ..< x0 + x + count: zero outside the image, copied inside
+                        let start = x0 &+ run.x
+                        let lo = max(0, min(count, -start))
+                        let hi = max(lo, min(count, w &- start))
+                        if lo > 0 { dst.update(repeating: 0, count: lo) }
+                        if hi > lo { (dst + lo).update(from: srow + (start &+ lo), count: hi &- lo) }
+                        if count > hi { (dst + hi).update(repeating: 0, count: count &- hi) }
+                    } else {
+                        var ix = run.x &* sw &+ x0
+                        for k in 0 ..< count {
+                            dst[k] = (ix >= 0 && ix < w) ? srow[ix] : 0
+                            ix &+= sw
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Adds the column matrix back onto `channels` planes of `output` (each `h×w`), summing
     /// overlapping taps: the adjoint of `unfold`, used by transposed convolution.
     static func fold(

@@ -67,6 +67,13 @@ public enum Pooling {
                         halvingMax(src, width: w, into: dst, outputHeight: oh, outputWidth: ow)
                         return
                     }
+                    if g.dilation == 1 {
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { row in
+                            guard let r = row.baseAddress else { return }
+                            separableMax(src, height: h, width: w, geometry: g, into: dst, outputHeight: oh, outputWidth: ow, scratch: r)
+                        }
+                        return
+                    }
                     let k = g.kernelSize, d = g.dilation
                     for oy in 0 ..< oh {
                         // taps inside the image: ki in [k0, k1)
@@ -99,29 +106,69 @@ public enum Pooling {
         return DenseTensor(uncheckedShape: [n, c, oh, ow], values: out)
     }
 
+    /// Max pooling without dilation as two passes per output row: the element-wise max of the
+    /// window's input rows (vectorised, into `scratch` of `width` floats), then the max of each
+    /// window's columns of that row. Every window holds at least one input element (padding is
+    /// at most half the kernel and `outputLength` drops windows starting in the padding).
+    private static func separableMax(_ src: UnsafePointer<Float>, height h: Int, width w: Int, geometry g: PoolGeometry,
+                                     into dst: UnsafeMutablePointer<Float>, outputHeight oh: Int, outputWidth ow: Int,
+                                     scratch: UnsafeMutablePointer<Float>) {
+        let k = g.kernelSize
+        for oy in 0 ..< oh {
+            let y0 = oy * g.stride - g.padding
+            let r0 = max(0, y0), r1 = min(h, y0 + k)
+            scratch.update(from: src + r0 * w, count: w)
+            var r = r0 + 1
+            while r < r1 {
+                let line = src + r * w
+                var i = 0
+                while i + 8 <= w {
+                    let a = UnsafeRawPointer(scratch + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let b = UnsafeRawPointer(line + i).loadUnaligned(as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(scratch + i).storeBytes(of: pickLarger(a, b), as: SIMD8<Float>.self)
+                    i += 8
+                }
+                while i < w { scratch[i] = larger(scratch[i], line[i]); i += 1 }
+                r += 1
+            }
+            let out = dst + oy * ow
+            for ox in 0 ..< ow {
+                let x0 = ox * g.stride - g.padding
+                let c0 = max(0, x0), c1 = min(w, x0 + k)
+                var m = scratch[c0]
+                var c = c0 + 1
+                while c < c1 { m = larger(m, scratch[c]); c += 1 }
+                out[ox] = m
+            }
+        }
+    }
+
+    /// `b` where `b > a` or `b` is NaN, else `a`: NaN wins from either side, as in torch.
+    @inline(__always) private static func pickLarger(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        a.replacing(with: b, where: (b .> a) .| (b .!= b))
+    }
+
+    /// The scalar `pickLarger`; a NaN already in `m` stays.
+    @inline(__always) private static func larger(_ m: Float, _ v: Float) -> Float { !m.isNaN && (v > m || v.isNaN) ? v : m }
+
     /// 2×2, stride-2 max over a plane whose windows all lie inside it, eight outputs per step.
     private static func halvingMax(_ src: UnsafePointer<Float>, width w: Int, into dst: UnsafeMutablePointer<Float>,
                                    outputHeight oh: Int, outputWidth ow: Int) {
-        // b where b > a or b is NaN, else a: NaN wins from either side, as in torch
-        @inline(__always) func pick(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-            a.replacing(with: b, where: (b .> a) .| (b .!= b))
-        }
         for oy in 0 ..< oh {
             let r0 = src + 2 * oy * w, r1 = r0 + w
             let out = dst + oy * ow
             var ox = 0
             while ox + 8 <= ow {
-                let a = pick(UnsafeRawPointer(r0 + 2 * ox).loadUnaligned(as: SIMD8<Float>.self),
+                let a = pickLarger(UnsafeRawPointer(r0 + 2 * ox).loadUnaligned(as: SIMD8<Float>.self),
                              UnsafeRawPointer(r1 + 2 * ox).loadUnaligned(as: SIMD8<Float>.self))
-                let b = pick(UnsafeRawPointer(r0 + 2 * ox + 8).loadUnaligned(as: SIMD8<Float>.self),
+                let b = pickLarger(UnsafeRawPointer(r0 + 2 * ox + 8).loadUnaligned(as: SIMD8<Float>.self),
                              UnsafeRawPointer(r1 + 2 * ox + 8).loadUnaligned(as: SIMD8<Float>.self))
                 let even = SIMD8(lowHalf: a.evenHalf, highHalf: b.evenHalf)
                 let odd = SIMD8(lowHalf: a.oddHalf, highHalf: b.oddHalf)
-                UnsafeMutableRawPointer(out + ox).storeBytes(of: pick(even, odd), as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(out + ox).storeBytes(of: pickLarger(even, odd), as: SIMD8<Float>.self)
                 ox += 8
             }
             while ox < ow {
-                @inline(__always) func larger(_ m: Float, _ v: Float) -> Float { !m.isNaN && (v > m || v.isNaN) ? v : m }
                 out[ox] = larger(larger(larger(r0[2 * ox], r0[2 * ox + 1]), r1[2 * ox]), r1[2 * ox + 1])
                 ox += 1
             }

@@ -8,6 +8,8 @@ public struct Winograd4x4Weights: Sendable {
     public let outputChannels: Int
     /// Input channels.
     public let inputChannels: Int
+    /// The 36 matrices packed for `Microkernel`, when it is in use.
+    let packed: PackedWeights?
 }
 
 /// 3×3, stride-1, undilated, ungrouped convolution by Winograd's F(4×4, 3×3): 36 GEMMs of
@@ -61,7 +63,8 @@ public enum Winograd4x4 {
                 }
             }
         }
-        return Winograd4x4Weights(values: u, outputChannels: cout, inputChannels: cin)
+        return Winograd4x4Weights(values: u, outputChannels: cout, inputChannels: cin,
+                                  packed: Microkernel.pack(u, groups: 36, rows: cout, columns: cin))
     }
 
     /// `conv2d(x, weight, bias, padding=padding)` for the weight `transformed` came from.
@@ -125,6 +128,11 @@ public enum Winograd4x4 {
                             let tiles = (r1 - r0) * tilesW
                             inputTransform(x, geometry, rows: r0 ..< r1, into: vp, stride: tiles, threaded: threaded)
                             func gemm(_ xi: Int) {
+                                if let packed = transformed.packed {
+                                    Microkernel.multiply(packed, group: xi, b: vp + xi * c * tiles, ldb: tiles, n: tiles,
+                                                         c: mp + xi * cout * tiles, ldc: tiles)
+                                    return
+                                }
                                 Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c,
                                               b: vp + xi * c * tiles, ldb: tiles,
                                               c: mp + xi * cout * tiles, ldc: tiles)

@@ -25,6 +25,7 @@ public final class Conv2d: Module {
     private var foldCache: (key: [Int], weight: DenseTensor, bias: DenseTensor)?
     private var winogradCache: (key: [Int], weights: WinogradWeights)?
     private var winograd4x4Cache: (key: [Int], weights: Winograd4x4Weights)?
+    private var packedCache: (key: [Int], weights: PackedWeights)?
 
     /// `nn.Conv2d(inputChannels, outputChannels, kernelSize, stride, padding, dilation, groups, bias)`,
     /// initialised as PyTorch does by default (uniform in `±1/sqrt(fan_in)`).
@@ -71,7 +72,14 @@ public final class Conv2d: Module {
             }
             return try Winograd.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
         }
-        return try Convolution.forward(input, weight: w, bias: b, geometry: geometry, epilogue: epilogue)
+        var packed: PackedWeights?
+        if let c = packedCache, c.key == key {
+            packed = c.weights
+        } else if let p = Convolution.pack(weight: w, geometry: geometry) {
+            packed = p
+            packedCache = (key, p)
+        }
+        return try Convolution.forward(input, weight: w, bias: b, geometry: geometry, epilogue: epilogue, packed: packed)
     }
 
     /// `relu(conv(x))` with the ReLU fused into the convolution's write-out.

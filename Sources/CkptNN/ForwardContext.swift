@@ -1,4 +1,5 @@
 import CkptKernels
+import Dispatch
 
 /// Per-call state of a forward pass: the dotted path of the module running now, which
 /// module's output to capture, and an optional trace of every module for summaries.
@@ -43,12 +44,39 @@ public final class ForwardContext {
     /// False to run every layer on its own (no folded batch norms, no fused ReLUs).
     public let allowsFusion: Bool
 
+    /// Wall time of one leaf call (or of one fused kernel standing for several leaves), when profiling.
+    public struct ProfileEntry: Sendable {
+        /// Dotted path of the (first) module the time belongs to.
+        public var path: String
+        /// PyTorch class name, or the fused chain (`Conv2d+BatchNorm2d+ReLU`).
+        public var typeName: String
+        /// Output shape.
+        public var outputShape: [Int]
+        /// Seconds spent.
+        public var seconds: Double
+    }
+
+    /// Every timed call in order, when profiling.
+    public private(set) var profile: [ProfileEntry]?
+
     /// A context capturing `captureTarget` (nil for none), tracing when `tracing` is true,
     /// fusing layers when `fusing` is true and nothing needs their separate outputs.
-    public init(capturing captureTarget: String? = nil, tracing: Bool = false, fusing: Bool = true) {
+    /// `profiling` times every leaf module (and fused kernel) without changing which kernels run.
+    public init(capturing captureTarget: String? = nil, tracing: Bool = false, fusing: Bool = true, profiling: Bool = false) {
         self.captureTarget = captureTarget
         self.allowsFusion = fusing
         self.trace = tracing ? [] : nil
+        self.profile = profiling ? [] : nil
+    }
+
+    /// Runs `body`, recording its wall time under the current path when profiling.
+    func timed(_ typeName: String, _ body: () throws -> DenseTensor) rethrows -> DenseTensor {
+        guard profile != nil else { return try body() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let y = try body()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        profile?.append(ProfileEntry(path: currentPath, typeName: typeName, outputShape: y.shape, seconds: seconds))
+        return y
     }
 
     /// The dotted path of the module running now.

@@ -23,6 +23,13 @@ extension Module {
     /// - Throws: `NNError.unknownLayer`, `.inputCount`, `.nonFiniteInput`, or `.layer` naming the
     ///   module whose kernel rejected its input.
     public func evaluate(_ inputs: [DenseTensor], capturing layer: String? = nil, checkFinite: Bool = true, fuse: Bool = true) throws -> DenseTensor {
+        try evaluate(inputs, context: ForwardContext(capturing: layer, fusing: fuse), checkFinite: checkFinite)
+    }
+
+    /// Eval-mode forward under a caller-made `context` (to read its profile afterwards).
+    /// - Throws: as `evaluate(_:capturing:checkFinite:fuse:)`.
+    public func evaluate(_ inputs: [DenseTensor], context: ForwardContext, checkFinite: Bool = true) throws -> DenseTensor {
+        let layer = context.captureTarget
         if let l = layer, !layerPaths.contains(l) {
             throw NNError.unknownLayer(name: l, available: layerPaths)
         }
@@ -34,7 +41,6 @@ extension Module {
                 if let i = x.values.firstIndex(where: { !$0.isFinite }) { throw NNError.nonFiniteInput(name: name, index: i) }
             }
         }
-        let context = ForwardContext(capturing: layer, fusing: fuse)
         let y: DenseTensor
         do {
             y = try forward(inputs: inputs, context: context)

@@ -139,7 +139,9 @@ open class Module {
         defer { context.leave() }
         let y: DenseTensor
         do {
-            y = try child.forward(input, context: context)
+            y = child.children.isEmpty
+                ? try context.timed(child.typeName) { try child.forward(input, context: context) }
+                : try child.forward(input, context: context)
         } catch let e as KernelError {
             throw NNError.layer(path: context.currentPath, type: child.typeName, underlying: e)
         }
@@ -169,7 +171,9 @@ extension Module {
             context.enter(convName)
             defer { context.leave() }
             do {
-                return try conv.forwardFolding(input, batchNorm: bn, relu: relu != nil)
+                return try context.timed(relu == nil ? "Conv2d+BatchNorm2d" : "Conv2d+BatchNorm2d+ReLU") {
+                    try conv.forwardFolding(input, batchNorm: bn, relu: relu != nil)
+                }
             } catch let e as KernelError {
                 throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
             }

@@ -38,7 +38,10 @@ public final class Sequential: Module {
                     context.enter(name)
                     defer { context.leave() }
                     do {
-                        x = try conv.forwardFolding(x, batchNorm: bn, relu: withReLU)
+                        let input = x
+                        x = try context.timed(withReLU ? "Conv2d+BatchNorm2d+ReLU" : "Conv2d+BatchNorm2d") {
+                            try conv.forwardFolding(input, batchNorm: bn, relu: withReLU)
+                        }
                     } catch let e as KernelError {
                         throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
                     }
@@ -51,7 +54,8 @@ public final class Sequential: Module {
                 context.enter(name)
                 defer { context.leave() }
                 do {
-                    x = try conv.forwardWithReLU(x)
+                    let input = x
+                    x = try context.timed("Conv2d+ReLU") { try conv.forwardWithReLU(input) }
                 } catch let e as KernelError {
                     throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
                 }

@@ -1,0 +1,223 @@
+// The one file compiled for AVX-512 (Package.swift): an 8×48 single-precision GEMM microkernel
+// and the packing around it. CkptKernels calls it only after checking that the CPU has AVX-512F.
+
+/// A matrix `A` (`rows × columns`, the weights of a convolution: `C_out × C_in·kH·kW`) packed once
+/// for `PackedGemm.multiply`: depth blocks of at most `PackedGemm.depthBlock` columns, each holding
+/// panels of 8 rows stored column by column (row `r`, column `k` of a panel at `k·8 + r`); rows
+/// past `rows` are zero.
+public final class PackedMatrix: @unchecked Sendable {
+    /// Rows of `A` (`m`).
+    public let rows: Int
+    /// Columns of `A` (`k`, the depth of the product).
+    public let columns: Int
+    /// Depth of every block but possibly the last.
+    let blockDepth: Int
+    /// Rows rounded up to whole panels.
+    let paddedRows: Int
+    let storage: UnsafeMutablePointer<Float>
+
+    /// Packs `rows × columns` floats read with row stride `rowStride`.
+    public init(_ a: UnsafePointer<Float>, rows m: Int, columns k: Int, rowStride lda: Int) {
+        rows = m
+        columns = k
+        paddedRows = (m + 7) / 8 * 8
+        let blocks = max(1, (k + PackedGemm.depthBlock - 1) / PackedGemm.depthBlock)
+        blockDepth = (k + blocks - 1) / blocks
+        let count = max(1, paddedRows * k)
+        storage = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
+        storage.initialize(repeating: 0, count: count)
+        var k0 = 0
+        while k0 < k {
+            let depth = min(blockDepth, k - k0)
+            for panel in 0 ..< paddedRows / 8 {
+                let dst = storage + k0 * paddedRows + panel * 8 * depth
+                for r in 0 ..< min(8, m - panel * 8) {
+                    let src = a + (panel * 8 + r) * lda + k0
+                    for kk in 0 ..< depth { dst[kk * 8 + r] = src[kk] }
+                }
+            }
+            k0 += depth
+        }
+    }
+
+    deinit { storage.deallocate() }
+}
+
+/// `C = A·B` with `A` packed, `B` and `C` row-major, on one thread.
+///
+/// Panels of 48 columns of `B` are copied into an aligned buffer one depth block at a time (24 KiB,
+/// inside the L1 cache) and multiplied by every 8-row panel of `A` with 24 vector accumulators.
+public enum PackedGemm {
+    /// Most columns of `A` (rows of `B`) multiplied per pass over `C`.
+    public static let depthBlock = 160
+    typealias V = SIMD16<Float>
+
+    /// `C[m × n] = A[m × k] · B[k × n]`, overwriting `C` (row stride `ldc`); `B` has row stride `ldb`.
+    /// `panels` limits the work to those 8-row panels of `A` and `C` (for splitting over threads).
+    public static func multiply(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int,
+                                c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil) {
+        let k = a.columns
+        let panelRange = panels ?? 0 ..< (a.rows + 7) / 8
+        let firstRow = panelRange.lowerBound * 8
+        let m = min(a.rows, panelRange.upperBound * 8)
+        if m <= firstRow || n == 0 { return }
+        if k == 0 {
+            for i in firstRow ..< m { (c + i * ldc).update(repeating: 0, count: n) }
+            return
+        }
+        withUnsafeTemporaryAllocation(byteCount: a.blockDepth * 48 * 4, alignment: 64) { raw in
+            guard let base = raw.baseAddress else { return }
+            let panel = base.bindMemory(to: Float.self, capacity: a.blockDepth * 48)
+            var n0 = 0
+            while n0 < n {
+                let width = min(48, n - n0)
+                var k0 = 0
+                while k0 < k {
+                    let depth = min(a.blockDepth, k - k0)
+                    packColumns(b + k0 * ldb + n0, ldb: ldb, depth: depth, width: width, into: panel)
+                    let blockA = a.storage + k0 * a.paddedRows
+                    var m0 = firstRow
+                    while m0 < m {
+                        kernel(depth, blockA + m0 * depth, panel, c + m0 * ldc + n0, ldc: ldc,
+                               accumulate: k0 > 0, rows: min(8, m - m0), width: width)
+                        m0 += 8
+                    }
+                    k0 += depth
+                }
+                n0 += 48
+            }
+        }
+    }
+
+    /// Columns of `B` per panel.
+    public static let panelWidth = 48
+
+    /// `C = A·B` for `B` already laid out as panels (`multiply`'s copies, made by the caller while it
+    /// computes `B`): panel `j` holds columns `48j ..< 48j + 48` as `k` rows of 48 floats, 64-byte
+    /// aligned; columns past `n` in the last panel may hold anything. `panels` as in `multiply`.
+    public static func multiply(_ a: PackedMatrix, panelsOfB b: UnsafePointer<Float>, columns n: Int,
+                                c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil) {
+        let k = a.columns
+        let panelRange = panels ?? 0 ..< (a.rows + 7) / 8
+        let firstRow = panelRange.lowerBound * 8
+        let m = min(a.rows, panelRange.upperBound * 8)
+        if m <= firstRow || n == 0 { return }
+        if k == 0 {
+            for i in firstRow ..< m { (c + i * ldc).update(repeating: 0, count: n) }
+            return
+        }
+        var n0 = 0
+        while n0 < n {
+            let width = min(48, n - n0)
+            let panel = b + n0 * k
+            var k0 = 0
+            while k0 < k {
+                let depth = min(a.blockDepth, k - k0)
+                let blockA = a.storage + k0 * a.paddedRows
+                var m0 = firstRow
+                while m0 < m {
+                    kernel(depth, blockA + m0 * depth, panel + k0 * 48, c + m0 * ldc + n0, ldc: ldc,
+                           accumulate: k0 > 0, rows: min(8, m - m0), width: width)
+                    m0 += 8
+                }
+                k0 += depth
+            }
+            n0 += 48
+        }
+    }
+
+    /// Copies `depth` rows of `width` (≤ 48) floats into rows of 48, zero-filling the rest.
+    @inline(__always)
+    static func packColumns(_ b: UnsafePointer<Float>, ldb: Int, depth: Int, width: Int, into p: UnsafeMutablePointer<Float>) {
+        if width == 48 {
+            for kk in 0 ..< depth {
+                let s = UnsafeRawPointer(b + kk * ldb), d = UnsafeMutableRawPointer(p + kk * 48)
+                d.storeBytes(of: s.loadUnaligned(as: V.self), as: V.self)
+                d.storeBytes(of: s.loadUnaligned(fromByteOffset: 64, as: V.self), toByteOffset: 64, as: V.self)
+                d.storeBytes(of: s.loadUnaligned(fromByteOffset: 128, as: V.self), toByteOffset: 128, as: V.self)
+            }
+            return
+        }
+        for kk in 0 ..< depth {
+            let d = p + kk * 48
+            d.update(from: b + kk * ldb, count: width)
+            (d + width).update(repeating: 0, count: 48 - width)
+        }
+    }
+
+    /// `C[rows × width] (+)= A-panel · B-panel` over `depth`; full 8×48 tiles go straight to `C`.
+    @inline(__always)
+    static func kernel(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                       ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+        var acc = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
+        var pa = a, pb = b
+        for _ in 0 ..< depth {
+            let b0 = UnsafeRawPointer(pb).load(as: V.self)
+            let b1 = UnsafeRawPointer(pb).load(fromByteOffset: 64, as: V.self)
+            let b2 = UnsafeRawPointer(pb).load(fromByteOffset: 128, as: V.self)
+            var x: V
+            x = V(repeating: pa[0]); acc.0.addProduct(x, b0); acc.1.addProduct(x, b1); acc.2.addProduct(x, b2)
+            x = V(repeating: pa[1]); acc.3.addProduct(x, b0); acc.4.addProduct(x, b1); acc.5.addProduct(x, b2)
+            x = V(repeating: pa[2]); acc.6.addProduct(x, b0); acc.7.addProduct(x, b1); acc.8.addProduct(x, b2)
+            x = V(repeating: pa[3]); acc.9.addProduct(x, b0); acc.10.addProduct(x, b1); acc.11.addProduct(x, b2)
+            x = V(repeating: pa[4]); acc.12.addProduct(x, b0); acc.13.addProduct(x, b1); acc.14.addProduct(x, b2)
+            x = V(repeating: pa[5]); acc.15.addProduct(x, b0); acc.16.addProduct(x, b1); acc.17.addProduct(x, b2)
+            x = V(repeating: pa[6]); acc.18.addProduct(x, b0); acc.19.addProduct(x, b1); acc.20.addProduct(x, b2)
+            x = V(repeating: pa[7]); acc.21.addProduct(x, b0); acc.22.addProduct(x, b1); acc.23.addProduct(x, b2)
+            pa += 8
+            pb += 48
+        }
+        if rows == 8 && width == 48 {
+            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V) {
+                let r = UnsafeMutableRawPointer(p)
+                if accumulate {
+                    r.storeBytes(of: r.loadUnaligned(as: V.self) + v0, as: V.self)
+                    r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: V.self) + v1, toByteOffset: 64, as: V.self)
+                    r.storeBytes(of: r.loadUnaligned(fromByteOffset: 128, as: V.self) + v2, toByteOffset: 128, as: V.self)
+                } else {
+                    r.storeBytes(of: v0, as: V.self)
+                    r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
+                    r.storeBytes(of: v2, toByteOffset: 128, as: V.self)
+                }
+            }
+        put(c + 0 * ldc, acc.0, acc.1, acc.2)
+        put(c + 1 * ldc, acc.3, acc.4, acc.5)
+        put(c + 2 * ldc, acc.6, acc.7, acc.8)
+        put(c + 3 * ldc, acc.9, acc.10, acc.11)
+        put(c + 4 * ldc, acc.12, acc.13, acc.14)
+        put(c + 5 * ldc, acc.15, acc.16, acc.17)
+        put(c + 6 * ldc, acc.18, acc.19, acc.20)
+        put(c + 7 * ldc, acc.21, acc.22, acc.23)
+            return
+        }
+        // an edge tile: through a local tile, then only the rows and columns that exist
+        let c0 = c, ldc0 = ldc
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 48) { t in
+            guard let tile = t.baseAddress else { return }
+            let ldc = 48
+            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V) {
+                let r = UnsafeMutableRawPointer(p)
+                r.storeBytes(of: v0, as: V.self)
+                r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
+                r.storeBytes(of: v2, toByteOffset: 128, as: V.self)
+            }
+            let c = tile
+        put(c + 0 * ldc, acc.0, acc.1, acc.2)
+        put(c + 1 * ldc, acc.3, acc.4, acc.5)
+        put(c + 2 * ldc, acc.6, acc.7, acc.8)
+        put(c + 3 * ldc, acc.9, acc.10, acc.11)
+        put(c + 4 * ldc, acc.12, acc.13, acc.14)
+        put(c + 5 * ldc, acc.15, acc.16, acc.17)
+        put(c + 6 * ldc, acc.18, acc.19, acc.20)
+        put(c + 7 * ldc, acc.21, acc.22, acc.23)
+            for r in 0 ..< rows {
+                let src = tile + r * 48, dst = c0 + r * ldc0
+                if accumulate {
+                    for j in 0 ..< width { dst[j] += src[j] }
+                } else {
+                    dst.update(from: src, count: width)
+                }
+            }
+        }
+    }
+}

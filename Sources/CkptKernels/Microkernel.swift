@@ -1,0 +1,115 @@
+internal import CkptAVX512
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A weight matrix (one per group of a grouped convolution) packed once for the AVX-512 GEMM
+/// kernel, so a forward pass packs only its activations.
+public struct PackedWeights: @unchecked Sendable {
+    let matrices: [PackedMatrix]
+    /// Rows of each group's matrix (`C_out/groups`).
+    public let rows: Int
+    /// Columns of each group's matrix (`C_in/groups·kH·kW`).
+    public let columns: Int
+}
+
+/// Our own single-precision GEMM kernel (8×48 tiles in AVX-512 registers, `CkptAVX512`), used
+/// instead of OpenBLAS where one operand is a weight matrix packed ahead of time: convolutions
+/// and the Winograd products, whose short, thin GEMMs spend more in OpenBLAS's packing than in
+/// its arithmetic. Only on CPUs that report AVX-512F; everything else stays on OpenBLAS.
+public enum Microkernel {
+    /// True when this CPU can run the kernel (`avx512f` in `/proc/cpuinfo`'s flags).
+    public static let isSupported: Bool = {
+        #if os(Linux) && arch(x86_64)
+        guard let f = fopen("/proc/cpuinfo", "r") else { return false }
+        defer { fclose(f) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, f) > 0 {
+            guard let l = line else { break }
+            let text = String(cString: l)
+            if text.hasPrefix("flags") { return text.split(separator: " ").contains { $0.hasPrefix("avx512f") } }
+        }
+        return false
+        #else
+        return false
+        #endif
+    }()
+
+    /// False to route every product through OpenBLAS (tests compare the two paths); written only
+    /// between forward passes.
+    nonisolated(unsafe) public static var isEnabled = isSupported
+
+    /// `groups` consecutive `rows × columns` matrices (row-major, as a convolution weight
+    /// `[C_out, C_in/groups, kH, kW]` lies in memory) packed for `multiply`, or nil when the kernel is
+    /// not in use.
+    public static func pack(_ values: [Float], groups: Int = 1, rows: Int, columns: Int) -> PackedWeights? {
+        guard isEnabled, groups >= 1, values.count >= groups * rows * columns else { return nil }
+        return values.withUnsafeBufferPointer { vb -> PackedWeights? in
+            guard let v = vb.baseAddress else { return nil }
+            return pack(v, groups: groups, rows: rows, columns: columns)
+        }
+    }
+
+    /// `pack` from a pointer to `groups · rows · columns` floats.
+    static func pack(_ v: UnsafePointer<Float>, groups: Int, rows: Int, columns: Int) -> PackedWeights? {
+        guard isEnabled else { return nil }
+        let matrices = (0 ..< groups).map { g in
+            PackedMatrix(v + g * rows * columns, rows: rows, columns: columns, rowStride: columns)
+        }
+        return PackedWeights(matrices: matrices, rows: rows, columns: columns)
+    }
+
+    /// `C = W[group] · B` for `B` (`columns × n`, row stride `ldb`) into `C` (`rows × n`, row stride
+    /// `ldc`), on the calling thread.
+    static func multiply(_ w: PackedWeights, group: Int = 0, b: UnsafePointer<Float>, ldb: Int, n: Int,
+                         c: UnsafeMutablePointer<Float>, ldc: Int) {
+        PackedGemm.multiply(w.matrices[group], b: b, ldb: ldb, columns: n, c: c, ldc: ldc)
+    }
+
+    /// Columns per panel of a `B` laid out for `multiply(_:group:panels:n:c:ldc:)`.
+    static let panelWidth = PackedGemm.panelWidth
+
+    /// Floats of `B` (`depth × n`) laid out as panels: `n` rounded up to whole panels.
+    static func panelFloats(depth: Int, n: Int) -> Int { (n + panelWidth - 1) / panelWidth * panelWidth * depth }
+
+    /// `C = W[group] · B` for `B` laid out as panels (element `(k, j)` at
+    /// `(j / 48)·depth·48 + k·48 + j % 48`, each panel 64-byte aligned), on the calling thread.
+    /// `rowPanels` limits the product to those 8-row panels of `W` and `C`.
+    static func multiply(_ w: PackedWeights, group: Int = 0, panels b: UnsafePointer<Float>, n: Int,
+                         c: UnsafeMutablePointer<Float>, ldc: Int, rowPanels: Range<Int>? = nil) {
+        PackedGemm.multiply(w.matrices[group], panelsOfB: b, columns: n, c: c, ldc: ldc, panels: rowPanels)
+    }
+
+    /// `multiply` split over the cores (unless the caller already runs one product per core):
+    /// by columns of `B` in whole 48-column panels when there are enough, else by 8-row panels.
+    static func multiplyThreaded(_ w: PackedWeights, group: Int = 0, b: UnsafePointer<Float>, ldb: Int, n: Int,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let workers = Gemm.splitsWork ? Gemm.threadCount : 1
+        let matrix = w.matrices[group]
+        let panels = (w.rows + 7) / 8
+        if workers == 1 || w.rows * n * w.columns < 1 << 20 {
+            PackedGemm.multiply(matrix, b: b, ldb: ldb, columns: n, c: c, ldc: ldc)
+            return
+        }
+        let box = UncheckedSendable((b, c))
+        if n >= 48 * 2 * workers || panels < 2 * workers {
+            let chunk = ((n + workers - 1) / workers + 47) / 48 * 48
+            let parts = (n + chunk - 1) / chunk
+            parallelFor(parts) { part in
+                let (b, c) = box.value
+                let j0 = part * chunk, j1 = min(n, j0 + chunk)
+                PackedGemm.multiply(matrix, b: b + j0, ldb: ldb, columns: j1 - j0, c: c + j0, ldc: ldc)
+            }
+        } else {
+            let chunk = (panels + workers - 1) / workers
+            let parts = (panels + chunk - 1) / chunk
+            parallelFor(parts) { part in
+                let (b, c) = box.value
+                let p0 = part * chunk, p1 = min(panels, p0 + chunk)
+                PackedGemm.multiply(matrix, b: b, ldb: ldb, columns: n, c: c, ldc: ldc, panels: p0 ..< p1)
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import CkptKernels
+import XCTest
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// ckpt's AVX-512 GEMM kernel against OpenBLAS through every convolution path that uses it:
+/// ragged tiles (output channels not a multiple of 8, pixels not a multiple of 48), depths longer
+/// than one block, groups, pointwise and strided kernels, images batched per product, bands dealt
+/// to threads, and products split by rows.
+final class MicrokernelTests: XCTestCase {
+    func testConvolutionOnMicrokernelEqualsOpenBLAS() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        var rng = SplitMix64(seed: 0xa512)
+        func random(_ shape: [Int], scale: Float) throws -> DenseTensor {
+            try DenseTensor(shape: shape, values: (0 ..< shape.reduce(1, *)).map { _ in scale * rng.nextSigned() })
+        }
+        // (n, c_in, c_out, h, w, kernel, stride, padding, groups)
+        let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Int)] = [
+            (1, 3, 5, 9, 11, 3, 1, 1, 1),       // 5 output rows: one partial 8-row panel
+            (2, 20, 13, 17, 15, 3, 1, 1, 1),    // depth 180: two blocks; 13 rows; 255 pixels
+            (1, 48, 64, 40, 40, 3, 1, 1, 1),    // band-parallel path, depth 432
+            (4, 32, 24, 7, 7, 3, 1, 1, 1),      // images batched per product
+            (1, 64, 512, 7, 7, 3, 1, 1, 1),     // wide and short: split by rows of panels
+            (2, 16, 40, 12, 12, 1, 1, 0, 1),    // pointwise
+            (1, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2 (ResNet's stem)
+            (2, 16, 24, 10, 10, 3, 2, 1, 4),    // grouped, strided
+        ]
+        for (n, c, cout, h, w, k, s, p, groups) in cases {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: k, stride: s, padding: p, groups: groups)
+            let x = try random([n, c, h, w], scale: 1)
+            let wt = try random(g.convolutionWeightShape, scale: 1 / Float(k * k * c / groups).squareRoot())
+            let b = try random([cout], scale: 0.1)
+            Microkernel.isEnabled = false
+            let reference = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu)
+            Microkernel.isEnabled = true
+            let packed = try XCTUnwrap(Convolution.pack(weight: wt, geometry: g))
+            for y in [try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu),
+                      try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu, packed: packed)] {
+                XCTAssertEqual(y.shape, reference.shape)
+                var worst: Float = 0
+                for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
+                XCTAssertLessThanOrEqual(worst, 2e-5, "case \((n, c, cout, h, w, k, s, p, groups))")
+                XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
+            }
+        }
+    }
+
+    func testWinograd4x4OnMicrokernelEqualsOpenBLAS() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        var rng = SplitMix64(seed: 0x4a4)
+        func random(_ shape: [Int], scale: Float) throws -> DenseTensor {
+            try DenseTensor(shape: shape, values: (0 ..< shape.reduce(1, *)).map { _ in scale * rng.nextSigned() })
+        }
+        for (n, c, cout, h, w) in [(2, 136, 132, 14, 13), (1, 128, 200, 9, 30)] {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: 1)
+            let x = try random([n, c, h, w], scale: 1)
+            let wt = try random(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
+            Microkernel.isEnabled = false
+            let reference = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: nil, geometry: g)
+            Microkernel.isEnabled = true
+            let y = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: nil, geometry: g)
+            var worst: Float = 0
+            for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
+            XCTAssertLessThanOrEqual(worst, 2e-5)
+        }
+    }
+}
