@@ -82,6 +82,15 @@ public enum Microkernel {
         PackedGemm.multiply(w.matrices[group], panelsOfB: b, columns: n, c: c, ldc: ldc, panels: rowPanels)
     }
 
+    /// Winograd F(4×4, 3×3)'s input transform of one channel of a band, in panel layout (`WinogradInput4x4`).
+    static func winograd4x4Input(_ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: (Int, Int),
+                                 tilesH: Int, tilesW: Int, rows: Range<Int>, channel: Int,
+                                 into v: UnsafeMutablePointer<Float>, xiStride: Int) {
+        WinogradInput4x4.transform(input: x, channels: channels, height: height, width: width, padTop: padding.0,
+                                   padLeft: padding.1, tilesH: tilesH, tilesW: tilesW, rows: rows, channel: channel,
+                                   into: v, xiStride: xiStride)
+    }
+
     /// `multiply` split over the cores (unless the caller already runs one product per core):
     /// by columns of `B` in whole 48-column panels when there are enough, else by 8-row panels.
     static func multiplyThreaded(_ w: PackedWeights, group: Int = 0, b: UnsafePointer<Float>, ldb: Int, n: Int,

@@ -2,7 +2,8 @@
 
 /// 3×3 weights transformed for `Winograd4x4`: `U[ξ] = G·g·Gᵀ` laid out as 36 matrices `[C_out, C_in]`.
 public struct Winograd4x4Weights: Sendable {
-    /// The 36 transformed matrices, `ξ`-major.
+    /// The 36 transformed matrices, `ξ`-major; empty when `packed` holds them (they are 4× the
+    /// size of the 3×3 weight, so only one copy is kept).
     let values: [Float]
     /// Output channels.
     public let outputChannels: Int
@@ -63,8 +64,8 @@ public enum Winograd4x4 {
                 }
             }
         }
-        return Winograd4x4Weights(values: u, outputChannels: cout, inputChannels: cin,
-                                  packed: Microkernel.pack(u, groups: 36, rows: cout, columns: cin))
+        let packed = Microkernel.pack(u, groups: 36, rows: cout, columns: cin)
+        return Winograd4x4Weights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
     }
 
     /// `conv2d(x, weight, bias, padding=padding)` for the weight `transformed` came from.
@@ -103,8 +104,10 @@ public enum Winograd4x4 {
         let bandRows = bandParallel ? min(budgetRows, splitRows) : budgetRows
         let bandCount = (totalRows + bandRows - 1) / bandRows
         let lanes = bandParallel ? min(workers, bandCount) : 1
-        let bandCapacity = bandRows * tilesW
-        var scratch = [Float].uninitialized(lanes * 36 * (c + cout) * bandCapacity)
+        // with the microkernel, V is written straight in its panel layout (tiles padded to whole panels)
+        let panelWidth: Int? = transformed.packed == nil ? nil : Microkernel.panelWidth
+        let bandCapacity = panelWidth.map { (bandRows * tilesW + $0 - 1) / $0 * $0 } ?? bandRows * tilesW
+        let laneFloats = 36 * (c + cout) * bandCapacity
         var out = [Float].uninitialized(n * cout * oh * ow)
         let biasValues = bias?.values
         let relu: Bool
@@ -115,24 +118,30 @@ public enum Winograd4x4 {
 
         input.values.withUnsafeBufferPointer { xb in
             transformed.values.withUnsafeBufferPointer { ub in
-                scratch.withUnsafeMutableBufferPointer { sb in
+                withUnsafeTemporaryAllocation(byteCount: lanes * laneFloats * 4, alignment: 64) { sb in
                     out.withUnsafeMutableBufferPointer { yb in
-                        guard let x = xb.baseAddress, let u = ub.baseAddress, let sp = sb.baseAddress,
-                              let y = yb.baseAddress else { return }
+                        guard let x = xb.baseAddress, let y = yb.baseAddress,
+                              let sp = sb.baseAddress?.bindMemory(to: Float.self, capacity: lanes * laneFloats) else { return }
+                        // nil when the packed copy is the only one
+                        let u = ub.baseAddress
                         let box = UncheckedSendable((x, u, sp, y))
                         func band(_ b: Int, lane: Int, threaded: Bool) {
                             let (x, u, sp, y) = box.value
-                            let vp = sp + lane * 36 * (c + cout) * bandCapacity
-                            let mp = vp + 36 * c * bandCapacity
+                            let vp = sp + lane * laneFloats
                             let r0 = b * bandRows, r1 = min(totalRows, r0 + bandRows)
                             let tiles = (r1 - r0) * tilesW
-                            inputTransform(x, geometry, rows: r0 ..< r1, into: vp, stride: tiles, threaded: threaded)
+                            // V[ξ] is C_in × tiles, row-major or in panels of tiles; M[ξ] is C_out × tiles
+                            let vStride = panelWidth.map { c * ((tiles + $0 - 1) / $0 * $0) } ?? c * tiles
+                            let mp = vp + 36 * vStride
+                            inputTransform(x, geometry, rows: r0 ..< r1, into: vp, stride: tiles, xiStride: vStride,
+                                           panelWidth: panelWidth, threaded: threaded)
                             func gemm(_ xi: Int) {
                                 if let packed = transformed.packed {
-                                    Microkernel.multiply(packed, group: xi, b: vp + xi * c * tiles, ldb: tiles, n: tiles,
+                                    Microkernel.multiply(packed, group: xi, panels: vp + xi * vStride, n: tiles,
                                                          c: mp + xi * cout * tiles, ldc: tiles)
                                     return
                                 }
+                                guard let u else { return }
                                 Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c,
                                               b: vp + xi * c * tiles, ldb: tiles,
                                               c: mp + xi * cout * tiles, ldc: tiles)
@@ -184,15 +193,28 @@ public enum Winograd4x4 {
     }
 
     /// `V[ξ][c][t] = (Bᵀ·d·B)[ξ]` for the 6×6 input patch `d` of each tile `t` in the band.
+    /// `V[ξ]` lies `xiStride` floats after `V[ξ−1]`; within it, channel `c`'s tile `t` is at
+    /// `c·stride + t`, or with `panelWidth` at `(t / panelWidth)·C·panelWidth + c·panelWidth + t % panelWidth`.
     private static func inputTransform(
         _ x: UnsafePointer<Float>, _ geo: TileGeometry, rows: Range<Int>, into v: UnsafeMutablePointer<Float>, stride: Int,
-        threaded: Bool
+        xiStride: Int, panelWidth: Int?, threaded: Bool
     ) {
         let box = UncheckedSendable((x, v))
         let channels = geo.channels, h = geo.height, w = geo.width
+        if panelWidth != nil {
+            parallelFor(channels, minimumWork: threaded ? 2 : Int.max) { ch in
+                Microkernel.winograd4x4Input(box.value.0, channels: channels, height: h, width: w, padding: geo.padding,
+                                             tilesH: geo.tilesH, tilesW: geo.tilesW, rows: rows, channel: ch,
+                                             into: box.value.1, xiStride: xiStride)
+            }
+            return
+        }
         parallelFor(channels, minimumWork: threaded ? 2 : Int.max) { ch in
-            let dst = box.value.1 + ch * stride
-            let planeStride = channels * stride
+            let planeStride = xiStride
+            @inline(__always) func address(_ t: Int) -> UnsafeMutablePointer<Float> {
+                if let pw = panelWidth { return box.value.1 + (t / pw * channels + ch) * pw + t % pw }
+                return box.value.1 + ch * stride + t
+            }
             for gr in rows {
                 let img = gr / geo.tilesH, ty = gr % geo.tilesH
                 let src = box.value.0 + (img * channels + ch) * h * w
@@ -213,7 +235,7 @@ public enum Winograd4x4 {
                     }
                     // Bᵀ·d on rows (each SIMD8 is one patch row), then ·B on columns (lanes)
                     let (t0, t1, t2, t3, t4, t5) = bt(row(0), row(1), row(2), row(3), row(4), row(5))
-                    let base = dst + tileBase + tx
+                    let base = address(tileBase + tx)
                     @inline(__always) func store(_ r: SIMD8<Float>, _ i: Int) {
                         let d0 = r[0], d1 = r[1], d2 = r[2], d3 = r[3], d4 = r[4], d5 = r[5]
                         let a = d4 - 4 * d2, b = d3 - 4 * d1
