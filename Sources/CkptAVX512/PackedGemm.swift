@@ -145,14 +145,29 @@ public enum PackedGemm {
         }
     }
 
-    /// `C[rows × width] (+)= A-panel · B-panel` over `depth`; full 8×48 tiles go straight to `C`.
+    /// `C[rows × width] (+)= A-panel · B-panel` over `depth`, with the narrowest kernel that covers
+    /// `width` (so a ragged last panel of 1–16 columns costs a third of a full one).
     @inline(__always)
     static func kernel(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                        ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+        if width > 32 {
+            kernel48(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+        } else if width > 16 {
+            kernel32(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+        } else {
+            kernel16(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+        }
+    }
+
+    /// `C[rows × width] (+)= A-panel · B-panel` over `depth` with 3 vector(s) of 16 columns
+    /// per row (width ≤ 48); B-panel rows are 48 floats apart. Full 8×48 tiles go straight to `C`.
+    @inline(__always)
+    static func kernel48(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                        ldc: Int, accumulate: Bool, rows: Int, width: Int) {
         var acc = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
         var pa = a, pb = b
         for _ in 0 ..< depth {
-            let b0 = UnsafeRawPointer(pb).load(as: V.self)
+            let b0 = UnsafeRawPointer(pb).load(fromByteOffset: 0, as: V.self)
             let b1 = UnsafeRawPointer(pb).load(fromByteOffset: 64, as: V.self)
             let b2 = UnsafeRawPointer(pb).load(fromByteOffset: 128, as: V.self)
             var x: V
@@ -171,13 +186,13 @@ public enum PackedGemm {
             @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V) {
                 let r = UnsafeMutableRawPointer(p)
                 if accumulate {
-                    r.storeBytes(of: r.loadUnaligned(as: V.self) + v0, as: V.self)
-                    r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: V.self) + v1, toByteOffset: 64, as: V.self)
-                    r.storeBytes(of: r.loadUnaligned(fromByteOffset: 128, as: V.self) + v2, toByteOffset: 128, as: V.self)
+                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 0, as: V.self) + v0, toByteOffset: 0, as: V.self)
+                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: V.self) + v1, toByteOffset: 64, as: V.self)
+                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 128, as: V.self) + v2, toByteOffset: 128, as: V.self)
                 } else {
-                    r.storeBytes(of: v0, as: V.self)
-                    r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
-                    r.storeBytes(of: v2, toByteOffset: 128, as: V.self)
+                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
+                r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
+                r.storeBytes(of: v2, toByteOffset: 128, as: V.self)
                 }
             }
         put(c + 0 * ldc, acc.0, acc.1, acc.2)
@@ -197,7 +212,7 @@ public enum PackedGemm {
             let ldc = 48
             @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V) {
                 let r = UnsafeMutableRawPointer(p)
-                r.storeBytes(of: v0, as: V.self)
+                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
                 r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
                 r.storeBytes(of: v2, toByteOffset: 128, as: V.self)
             }
@@ -212,6 +227,148 @@ public enum PackedGemm {
         put(c + 7 * ldc, acc.21, acc.22, acc.23)
             for r in 0 ..< rows {
                 let src = tile + r * 48, dst = c0 + r * ldc0
+                if accumulate {
+                    for j in 0 ..< width { dst[j] += src[j] }
+                } else {
+                    dst.update(from: src, count: width)
+                }
+            }
+        }
+    }
+
+    /// `C[rows × width] (+)= A-panel · B-panel` over `depth` with 2 vector(s) of 16 columns
+    /// per row (width ≤ 32); B-panel rows are 48 floats apart. Full 8×32 tiles go straight to `C`.
+    @inline(__always)
+    static func kernel32(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                        ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+        var acc = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
+        var pa = a, pb = b
+        for _ in 0 ..< depth {
+            let b0 = UnsafeRawPointer(pb).load(fromByteOffset: 0, as: V.self)
+            let b1 = UnsafeRawPointer(pb).load(fromByteOffset: 64, as: V.self)
+            var x: V
+            x = V(repeating: pa[0]); acc.0.addProduct(x, b0); acc.1.addProduct(x, b1)
+            x = V(repeating: pa[1]); acc.2.addProduct(x, b0); acc.3.addProduct(x, b1)
+            x = V(repeating: pa[2]); acc.4.addProduct(x, b0); acc.5.addProduct(x, b1)
+            x = V(repeating: pa[3]); acc.6.addProduct(x, b0); acc.7.addProduct(x, b1)
+            x = V(repeating: pa[4]); acc.8.addProduct(x, b0); acc.9.addProduct(x, b1)
+            x = V(repeating: pa[5]); acc.10.addProduct(x, b0); acc.11.addProduct(x, b1)
+            x = V(repeating: pa[6]); acc.12.addProduct(x, b0); acc.13.addProduct(x, b1)
+            x = V(repeating: pa[7]); acc.14.addProduct(x, b0); acc.15.addProduct(x, b1)
+            pa += 8
+            pb += 48
+        }
+        if rows == 8 && width == 32 {
+            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V) {
+                let r = UnsafeMutableRawPointer(p)
+                if accumulate {
+                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 0, as: V.self) + v0, toByteOffset: 0, as: V.self)
+                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: V.self) + v1, toByteOffset: 64, as: V.self)
+                } else {
+                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
+                r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
+                }
+            }
+        put(c + 0 * ldc, acc.0, acc.1)
+        put(c + 1 * ldc, acc.2, acc.3)
+        put(c + 2 * ldc, acc.4, acc.5)
+        put(c + 3 * ldc, acc.6, acc.7)
+        put(c + 4 * ldc, acc.8, acc.9)
+        put(c + 5 * ldc, acc.10, acc.11)
+        put(c + 6 * ldc, acc.12, acc.13)
+        put(c + 7 * ldc, acc.14, acc.15)
+            return
+        }
+        // an edge tile: through a local tile, then only the rows and columns that exist
+        let c0 = c, ldc0 = ldc
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 32) { t in
+            guard let tile = t.baseAddress else { return }
+            let ldc = 32
+            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V) {
+                let r = UnsafeMutableRawPointer(p)
+                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
+                r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
+            }
+            let c = tile
+        put(c + 0 * ldc, acc.0, acc.1)
+        put(c + 1 * ldc, acc.2, acc.3)
+        put(c + 2 * ldc, acc.4, acc.5)
+        put(c + 3 * ldc, acc.6, acc.7)
+        put(c + 4 * ldc, acc.8, acc.9)
+        put(c + 5 * ldc, acc.10, acc.11)
+        put(c + 6 * ldc, acc.12, acc.13)
+        put(c + 7 * ldc, acc.14, acc.15)
+            for r in 0 ..< rows {
+                let src = tile + r * 32, dst = c0 + r * ldc0
+                if accumulate {
+                    for j in 0 ..< width { dst[j] += src[j] }
+                } else {
+                    dst.update(from: src, count: width)
+                }
+            }
+        }
+    }
+
+    /// `C[rows × width] (+)= A-panel · B-panel` over `depth` with 1 vector(s) of 16 columns
+    /// per row (width ≤ 16); B-panel rows are 48 floats apart. Full 8×16 tiles go straight to `C`.
+    @inline(__always)
+    static func kernel16(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                        ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+        var acc = (V(), V(), V(), V(), V(), V(), V(), V())
+        var pa = a, pb = b
+        for _ in 0 ..< depth {
+            let b0 = UnsafeRawPointer(pb).load(fromByteOffset: 0, as: V.self)
+            var x: V
+            x = V(repeating: pa[0]); acc.0.addProduct(x, b0)
+            x = V(repeating: pa[1]); acc.1.addProduct(x, b0)
+            x = V(repeating: pa[2]); acc.2.addProduct(x, b0)
+            x = V(repeating: pa[3]); acc.3.addProduct(x, b0)
+            x = V(repeating: pa[4]); acc.4.addProduct(x, b0)
+            x = V(repeating: pa[5]); acc.5.addProduct(x, b0)
+            x = V(repeating: pa[6]); acc.6.addProduct(x, b0)
+            x = V(repeating: pa[7]); acc.7.addProduct(x, b0)
+            pa += 8
+            pb += 48
+        }
+        if rows == 8 && width == 16 {
+            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V) {
+                let r = UnsafeMutableRawPointer(p)
+                if accumulate {
+                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 0, as: V.self) + v0, toByteOffset: 0, as: V.self)
+                } else {
+                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
+                }
+            }
+        put(c + 0 * ldc, acc.0)
+        put(c + 1 * ldc, acc.1)
+        put(c + 2 * ldc, acc.2)
+        put(c + 3 * ldc, acc.3)
+        put(c + 4 * ldc, acc.4)
+        put(c + 5 * ldc, acc.5)
+        put(c + 6 * ldc, acc.6)
+        put(c + 7 * ldc, acc.7)
+            return
+        }
+        // an edge tile: through a local tile, then only the rows and columns that exist
+        let c0 = c, ldc0 = ldc
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 16) { t in
+            guard let tile = t.baseAddress else { return }
+            let ldc = 16
+            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V) {
+                let r = UnsafeMutableRawPointer(p)
+                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
+            }
+            let c = tile
+        put(c + 0 * ldc, acc.0)
+        put(c + 1 * ldc, acc.1)
+        put(c + 2 * ldc, acc.2)
+        put(c + 3 * ldc, acc.3)
+        put(c + 4 * ldc, acc.4)
+        put(c + 5 * ldc, acc.5)
+        put(c + 6 * ldc, acc.6)
+        put(c + 7 * ldc, acc.7)
+            for r in 0 ..< rows {
+                let src = tile + r * 16, dst = c0 + r * ldc0
                 if accumulate {
                     for j in 0 ..< width { dst[j] += src[j] }
                 } else {

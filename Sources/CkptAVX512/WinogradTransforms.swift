@@ -96,3 +96,4 @@ public enum WinogradInput4x4 {
         }
     }
 }
+

@@ -11,6 +11,12 @@ public enum Convolution {
         case none
         /// `max(0, ·)` on every element: a ReLU fused into the write-out.
         case relu
+
+        /// True for `.relu`.
+        var isReLU: Bool {
+            if case .relu = self { return true }
+            return false
+        }
     }
 
     /// `y = conv2d(x, weight, bias)` for `x` of shape `[N, C_in, H, W]`.
@@ -198,7 +204,7 @@ public enum Convolution {
     /// are cut into chunks of a few 48-column panels whose unfolded patches (≤ 512 KiB) stay in one
     /// core's L2 cache; each chunk is unfolded straight into panel layout, multiplied by the packed
     /// weight, and written out through the bias and ReLU. Chunks are dealt to the cores; when there
-    /// are fewer chunks than cores (small planes, one image), the output channels are split too.
+    /// are few chunks (small planes, one image), the output channels are split too.
     static func forwardPanels(
         _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
         outputSize: (Int, Int), relu: Bool
@@ -216,7 +222,9 @@ public enum Convolution {
         let chunks = (total + chunk - 1) / chunk
         let lanes = Gemm.threadCount
         let rowPanels = (coutG + 7) / 8
-        let splits = groups * chunks >= lanes ? 1 : min(lanes, rowPanels)
+        // few chunks (small planes at batch 1) would leave a core idle or unevenly loaded: each
+        // chunk's output channels are then split over the cores too (each unfolds the chunk itself)
+        let splits = groups * chunks >= 4 * lanes ? 1 : min(lanes, rowPanels)
         let jobs = groups * chunks * splits
         let panelFloats = kdim * chunk
         let laneFloats = (panelFloats + coutG * chunk + 15) / 16 * 16

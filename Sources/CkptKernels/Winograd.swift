@@ -26,9 +26,11 @@ public enum Winograd {
     /// True when Winograd is measured to beat im2col for this layer on an input plane of
     /// `height × width` (AVX-512 OpenBLAS, 2 cores): ≥256 channels on planes from ~10×10 to 28×28
     /// (5–17 % faster); narrower layers and larger planes lose to the transforms' memory traffic.
+    /// Never with the microkernel: its implicit GEMM beat F(2×2) there (ResNet-34's 64-channel
+    /// layers: 117 against 139 ms at batch 8), and F(4×4) takes the wide layers.
     public static func isFaster(_ g: Conv2dGeometry, height: Int, width: Int) -> Bool {
-        isApplicable(g) && g.inputChannels >= 256 && g.outputChannels >= 256 && height * width >= 100
-            && height * width <= 28 * 28
+        !Microkernel.isEnabled && isApplicable(g) && g.inputChannels >= 256 && g.outputChannels >= 256
+            && height * width >= 100 && height * width <= 28 * 28
     }
 
     /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight.
@@ -137,6 +139,29 @@ public enum Winograd {
         return DenseTensor(uncheckedShape: [n, cout, oh, ow], values: out)
     }
 
+    /// `Y = Aᵀ·M·A` for the tile whose 16 values lie `planeStride` apart from `p`, plus `beta` and
+    /// the ReLU, written at (`row`, `column`) where it lies inside the output plane `dst`.
+    @inline(__always)
+    static func storeTile(_ p: UnsafePointer<Float>, planeStride: Int, beta: Float, relu: Bool,
+                          into dst: UnsafeMutablePointer<Float>, row oy: Int, column ox: Int, outputHeight oh: Int, outputWidth ow: Int) {
+        func row(_ i: Int) -> SIMD4<Float> {
+            let q = p + 4 * i * planeStride
+            return SIMD4(q[0], q[planeStride], q[2 * planeStride], q[3 * planeStride])
+        }
+        let q0 = row(0), q1 = row(1), q2 = row(2), q3 = row(3)
+        let s0 = q0 + q1 + q2, s1 = q1 - q2 - q3
+        var y00 = s0[0] + s0[1] + s0[2] + beta, y01 = s0[1] - s0[2] - s0[3] + beta
+        var y10 = s1[0] + s1[1] + s1[2] + beta, y11 = s1[1] - s1[2] - s1[3] + beta
+        if relu { y00 = max(y00, 0); y01 = max(y01, 0); y10 = max(y10, 0); y11 = max(y11, 0) }
+        let r0 = dst + oy * ow + ox
+        r0[0] = y00
+        if ox + 1 < ow { r0[1] = y01 }
+        if oy + 1 < oh {
+            r0[ow] = y10
+            if ox + 1 < ow { r0[ow + 1] = y11 }
+        }
+    }
+
     /// `V[ξ][c][t] = (Bᵀ·d·B)[ξ]` for the 4×4 input patch `d` of each tile `t` in the band.
     private static func inputTransform(
         _ x: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int, padding: (Int, Int),
@@ -191,23 +216,8 @@ public enum Winograd {
             for ty in tileRows {
                 for tx in 0 ..< tilesW {
                     let t = (ty - tileRows.lowerBound) * tilesW + tx
-                    func row(_ i: Int) -> SIMD4<Float> {
-                        let p = src + t + 4 * i * planeStride
-                        return SIMD4(p[0], p[planeStride], p[2 * planeStride], p[3 * planeStride])
-                    }
-                    let q0 = row(0), q1 = row(1), q2 = row(2), q3 = row(3)
-                    let s0 = q0 + q1 + q2, s1 = q1 - q2 - q3
-                    var y00 = s0[0] + s0[1] + s0[2] + beta, y01 = s0[1] - s0[2] - s0[3] + beta
-                    var y10 = s1[0] + s1[1] + s1[2] + beta, y11 = s1[1] - s1[2] - s1[3] + beta
-                    if relu { y00 = max(y00, 0); y01 = max(y01, 0); y10 = max(y10, 0); y11 = max(y11, 0) }
-                    let oy = ty * 2, ox = tx * 2
-                    let r0 = dst + oy * ow + ox
-                    r0[0] = y00
-                    if ox + 1 < ow { r0[1] = y01 }
-                    if oy + 1 < oh {
-                        r0[ow] = y10
-                        if ox + 1 < ow { r0[ow + 1] = y11 }
-                    }
+                    storeTile(src + t, planeStride: planeStride, beta: beta, relu: relu, into: dst, row: ty * 2, column: tx * 2,
+                              outputHeight: oh, outputWidth: ow)
                 }
             }
         }

@@ -89,25 +89,9 @@ public enum Winograd4x4 {
             throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(cout)]", got: b.shape)
         }
         let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
-        let ph = g.padding.height, pw = g.padding.width
         let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4
-        // tile rows of all images are numbered together: row r is image r / tilesH
-        let totalRows = n * tilesH
-        let geometry = TileGeometry(channels: c, height: h, width: w, padding: (ph, pw), tilesH: tilesH, tilesW: tilesW,
-                                    outputHeight: oh, outputWidth: ow)
-        let budgetRows = max(1, min(totalRows, Convolution.columnBudget / max(36 * max(c, cout) * tilesW, 1)))
-        // Both cores on separate bands (single-threaded GEMMs, each core's V and M in its own cache)
-        // when there are enough tiles to split; else one band at a time with threaded GEMMs.
-        let workers = Gemm.threadCount
-        let splitRows = (totalRows + workers - 1) / workers
-        let bandParallel = workers > 1 && totalRows >= workers && min(budgetRows, splitRows) * tilesW >= 32
-        let bandRows = bandParallel ? min(budgetRows, splitRows) : budgetRows
-        let bandCount = (totalRows + bandRows - 1) / bandRows
-        let lanes = bandParallel ? min(workers, bandCount) : 1
-        // with the microkernel, V is written straight in its panel layout (tiles padded to whole panels)
-        let panelWidth: Int? = transformed.packed == nil ? nil : Microkernel.panelWidth
-        let bandCapacity = panelWidth.map { (bandRows * tilesW + $0 - 1) / $0 * $0 } ?? bandRows * tilesW
-        let laneFloats = 36 * (c + cout) * bandCapacity
+        let geometry = TileGeometry(channels: c, height: h, width: w, padding: (g.padding.height, g.padding.width),
+                                    tilesH: tilesH, tilesW: tilesW, outputHeight: oh, outputWidth: ow)
         var out = [Float].uninitialized(n * cout * oh * ow)
         let biasValues = bias?.values
         let relu: Bool
@@ -115,61 +99,29 @@ public enum Winograd4x4 {
         case .none: relu = false
         case .relu: relu = true
         }
-
+        let panelWidth: Int? = transformed.packed == nil ? nil : Microkernel.panelWidth
         input.values.withUnsafeBufferPointer { xb in
             transformed.values.withUnsafeBufferPointer { ub in
-                withUnsafeTemporaryAllocation(byteCount: lanes * laneFloats * 4, alignment: 64) { sb in
-                    out.withUnsafeMutableBufferPointer { yb in
-                        guard let x = xb.baseAddress, let y = yb.baseAddress,
-                              let sp = sb.baseAddress?.bindMemory(to: Float.self, capacity: lanes * laneFloats) else { return }
-                        // nil when the packed copy is the only one
-                        let u = ub.baseAddress
-                        let box = UncheckedSendable((x, u, sp, y))
-                        func band(_ b: Int, lane: Int, threaded: Bool) {
-                            let (x, u, sp, y) = box.value
-                            let vp = sp + lane * laneFloats
-                            let r0 = b * bandRows, r1 = min(totalRows, r0 + bandRows)
-                            let tiles = (r1 - r0) * tilesW
-                            // V[ξ] is C_in × tiles, row-major or in panels of tiles; M[ξ] is C_out × tiles
-                            let vStride = panelWidth.map { c * ((tiles + $0 - 1) / $0 * $0) } ?? c * tiles
-                            let mp = vp + 36 * vStride
-                            inputTransform(x, geometry, rows: r0 ..< r1, into: vp, stride: tiles, xiStride: vStride,
-                                           panelWidth: panelWidth, threaded: threaded)
-                            func gemm(_ xi: Int) {
-                                if let packed = transformed.packed {
-                                    Microkernel.multiply(packed, group: xi, panels: vp + xi * vStride, n: tiles,
-                                                         c: mp + xi * cout * tiles, ldc: tiles)
-                                    return
-                                }
-                                guard let u else { return }
-                                Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c,
-                                              b: vp + xi * c * tiles, ldb: tiles,
-                                              c: mp + xi * cout * tiles, ldc: tiles)
-                            }
-                            if threaded && workers > 1 {
-                                // few tiles make thin GEMMs that OpenBLAS splits poorly: deal out the 36 instead
-                                Gemm.withThreadCount(1) {
-                                    parallelFor(workers) { lane in
-                                        for xi in Swift.stride(from: lane, to: 36, by: workers) { gemm(xi) }
-                                    }
-                                }
-                            } else {
-                                for xi in 0 ..< 36 { gemm(xi) }
-                            }
-                            outputTransform(mp, geometry, outputChannels: cout, stride: tiles, rows: r0 ..< r1,
-                                            bias: biasValues, relu: relu, into: y, threaded: threaded)
+                out.withUnsafeMutableBufferPointer { yb in
+                    guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                    // nil when the packed copy is the only one
+                    let u = ub.baseAddress
+                    WinogradDriver.run(images: n, inputChannels: c, outputChannels: cout, tilesH: tilesH, tilesW: tilesW,
+                                       points: 36, panelWidth: panelWidth, input: { rows, v, tiles, vStride, threaded in
+                        inputTransform(x, geometry, rows: rows, into: v, stride: tiles, xiStride: vStride,
+                                       panelWidth: panelWidth, threaded: threaded)
+                    }, gemm: { xi, v, vStride, m, tiles in
+                        if let packed = transformed.packed {
+                            Microkernel.multiply(packed, group: xi, panels: v + xi * vStride, n: tiles,
+                                                 c: m + xi * cout * tiles, ldc: tiles)
+                        } else if let u {
+                            Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c, b: v + xi * vStride, ldb: tiles,
+                                          c: m + xi * cout * tiles, ldc: tiles)
                         }
-                        if lanes > 1 {
-                            Gemm.withThreadCount(1) {
-                                parallelFor(lanes) { lane in
-                                    var b = lane
-                                    while b < bandCount { band(b, lane: lane, threaded: false); b += lanes }
-                                }
-                            }
-                        } else {
-                            for b in 0 ..< bandCount { band(b, lane: 0, threaded: true) }
-                        }
-                    }
+                    }, output: { m, tiles, rows, threaded in
+                        outputTransform(m, geometry, outputChannels: cout, stride: tiles, rows: rows,
+                                        bias: biasValues, relu: relu, into: y, threaded: threaded)
+                    })
                 }
             }
         }

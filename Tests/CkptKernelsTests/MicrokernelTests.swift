@@ -46,24 +46,30 @@ final class MicrokernelTests: XCTestCase {
         }
     }
 
-    func testWinograd4x4OnMicrokernelEqualsOpenBLAS() throws {
+    func testWinogradOnMicrokernelEqualsOpenBLAS() throws {
         try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
         defer { Microkernel.isEnabled = true }
         var rng = SplitMix64(seed: 0x4a4)
         func random(_ shape: [Int], scale: Float) throws -> DenseTensor {
             try DenseTensor(shape: shape, values: (0 ..< shape.reduce(1, *)).map { _ in scale * rng.nextSigned() })
         }
-        for (n, c, cout, h, w) in [(2, 136, 132, 14, 13), (1, 128, 200, 9, 30)] {
-            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: 1)
+        for (n, c, cout, h, w, p) in [(2, 136, 132, 14, 13, 1), (1, 128, 200, 9, 30, 1), (3, 40, 36, 17, 11, 0), (1, 64, 64, 56, 56, 1)] {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
             let x = try random([n, c, h, w], scale: 1)
             let wt = try random(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
+            let b = try random([cout], scale: 0.1)
             Microkernel.isEnabled = false
-            let reference = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: nil, geometry: g)
+            let reference = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu)
+            let reference4 = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: b, geometry: g, epilogue: .relu)
             Microkernel.isEnabled = true
-            let y = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: nil, geometry: g)
-            var worst: Float = 0
-            for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
-            XCTAssertLessThanOrEqual(worst, 2e-5)
+            let y4 = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: b, geometry: g, epilogue: .relu)
+            let direct = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu)
+            for (y, r, name) in [(y4, reference4, "F(4x4)"), (direct, reference, "implicit GEMM")] {
+                XCTAssertEqual(y.shape, r.shape)
+                var worst: Float = 0
+                for (a, e) in zip(y.values, r.values) { worst = max(worst, abs(a - e)) }
+                XCTAssertLessThanOrEqual(worst, 2e-5, "\(name) case \((n, c, cout, h, w, p))")
+            }
         }
     }
 }
