@@ -97,3 +97,89 @@ public enum WinogradInput4x4 {
     }
 }
 
+
+/// The output transform of F(4×4, 3×3) (`Y = Aᵀ·M·A` per tile, plus bias and ReLU), 16 tiles per
+/// vector: the 36 values of 16 consecutive tiles are contiguous in `M`, so they load as 36 vectors;
+/// the 16 results per tile go through a staging block to each tile's 4×4 place in the output.
+public enum WinogradOutput4x4 {
+    typealias V16 = SIMD16<Float>
+
+    /// `Aᵀ·m` along one axis for six values.
+    @inline(__always)
+    static func at(_ m0: V16, _ m1: V16, _ m2: V16, _ m3: V16, _ m4: V16, _ m5: V16) -> (V16, V16, V16, V16) {
+        let a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4
+        return (m0 + a + c, b + 2 * d, a + 4 * c, b + 8 * d + m5)
+    }
+
+    /// Output channel `channel` of the band's tile rows `rows` (numbered through the batch) from
+    /// `M[ξ]` (`C_out × tiles`, row-major, `M[ξ]` at `m + ξ·C_out·tiles`) into `y` (NCHW, the
+    /// whole batch), where each 4×4 tile lies inside the `outputHeight × outputWidth` plane.
+    public static func transform(
+        m: UnsafePointer<Float>, outputChannels cout: Int, tiles: Int, channel o: Int, rows: Range<Int>,
+        tilesH: Int, tilesW: Int, outputHeight oh: Int, outputWidth ow: Int, bias beta: Float, relu: Bool,
+        into y: UnsafeMutablePointer<Float>
+    ) {
+        let planeStride = cout * tiles
+        let src = m + o * tiles
+        withUnsafeTemporaryAllocation(byteCount: 16 * 16 * 4, alignment: 64) { raw in
+            guard let stage = raw.baseAddress?.bindMemory(to: Float.self, capacity: 256) else { return }
+            var t0 = 0
+            while t0 < tiles {
+                let count = min(16, tiles - t0)
+                @inline(__always) func load(_ xi: Int) -> V16 {
+                    let p = src + xi * planeStride + t0
+                    if count == 16 { return UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
+                    var v = V16()
+                    for l in 0 ..< count { v[l] = p[l] }
+                    return v
+                }
+                // along i for each column j: s[a][j]
+                var s = (V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(),
+                         V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16(), V16())
+                withUnsafeMutableBytes(of: &s) { sb in
+                    let sv = sb.baseAddress!.assumingMemoryBound(to: V16.self)
+                    for j in 0 ..< 6 {
+                        let (a0, a1, a2, a3) = at(load(j), load(6 + j), load(12 + j), load(18 + j), load(24 + j), load(30 + j))
+                        sv[j] = a0; sv[6 + j] = a1; sv[12 + j] = a2; sv[18 + j] = a3
+                    }
+                    // along j for each row a, then bias and ReLU, into the staging block [a·4 + b][lane]
+                    for a in 0 ..< 4 {
+                        let r = sv + 6 * a
+                        var (y0, y1, y2, y3) = at(r[0], r[1], r[2], r[3], r[4], r[5])
+                        y0 += beta; y1 += beta; y2 += beta; y3 += beta
+                        if relu {
+                            let z = V16()
+                            y0 = y0.replacing(with: z, where: y0 .< z); y1 = y1.replacing(with: z, where: y1 .< z)
+                            y2 = y2.replacing(with: z, where: y2 .< z); y3 = y3.replacing(with: z, where: y3 .< z)
+                        }
+                        let st = UnsafeMutableRawPointer(stage + a * 64)
+                        st.storeBytes(of: y0, as: V16.self)
+                        st.storeBytes(of: y1, toByteOffset: 64, as: V16.self)
+                        st.storeBytes(of: y2, toByteOffset: 128, as: V16.self)
+                        st.storeBytes(of: y3, toByteOffset: 192, as: V16.self)
+                    }
+                }
+                // each tile's 4×4 block to its place
+                var gr = rows.lowerBound + t0 / tilesW, tx = t0 % tilesW
+                for l in 0 ..< count {
+                    let img = gr / tilesH, ty = gr % tilesH
+                    let dst = y + (img * cout + o) * oh * ow
+                    let oy = ty * 4, ox = tx * 4
+                    let cols = min(4, ow - ox)
+                    for a in 0 ..< min(4, oh - oy) {
+                        let q = dst + (oy + a) * ow + ox
+                        let p = stage + a * 64 + l
+                        if cols == 4 {
+                            q[0] = p[0]; q[1] = p[16]; q[2] = p[32]; q[3] = p[48]
+                        } else {
+                            for b in 0 ..< cols { q[b] = p[16 * b] }
+                        }
+                    }
+                    tx += 1
+                    if tx == tilesW { tx = 0; gr += 1 }
+                }
+                t0 += 16
+            }
+        }
+    }
+}

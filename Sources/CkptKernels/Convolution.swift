@@ -247,9 +247,9 @@ public enum Convolution {
                             let grp = job / (splits * chunks)
                             let i0 = chunkIndex * chunk, i1 = min(total, i0 + chunk)
                             let p0 = split * rowPanels / splits, p1 = (split + 1) * rowPanels / splits
-                            Im2col.unfoldPanels(input: x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
-                                                height: h, width: w, geometry: g, outputHeight: oh, outputWidth: ow,
-                                                pixels: i0 ..< i1, panelWidth: panelWidth, into: panels)
+                            Microkernel.unfold(x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
+                                               height: h, width: w, geometry: g, outputHeight: oh, outputWidth: ow,
+                                               pixels: i0 ..< i1, into: panels)
                             Microkernel.multiply(packed, group: grp, panels: panels, n: i1 - i0, c: product, ldc: chunk,
                                                  rowPanels: p0 ..< p1)
                             // out[img, grp·coutG + o, q] = relu?(product[o, i − i0] + bias), run by run within one image

@@ -91,6 +91,26 @@ public enum Microkernel {
                                    into: v, xiStride: xiStride)
     }
 
+    /// The im2col matrix of output pixels `pixels` (numbered through the batch) in panel layout
+    /// (`PanelUnfold`): what `multiply(_:group:panels:n:c:ldc:rowPanels:)` takes as `B`.
+    static func unfold(_ x: UnsafePointer<Float>, imageStride: Int, channels: Int, height: Int, width: Int,
+                       geometry g: Conv2dGeometry, outputHeight: Int, outputWidth: Int, pixels: Range<Int>,
+                       into panels: UnsafeMutablePointer<Float>) {
+        PanelUnfold.unfold(input: x, imageStride: imageStride, channels: channels, height: height, width: width,
+                           kernel: (g.kernelSize.height, g.kernelSize.width), stride: (g.stride.height, g.stride.width),
+                           padding: (g.padding.height, g.padding.width), dilation: (g.dilation.height, g.dilation.width),
+                           outputHeight: outputHeight, outputWidth: outputWidth, pixels: pixels, into: panels)
+    }
+
+    /// Winograd F(4×4, 3×3)'s output transform of one output channel of a band (`WinogradOutput4x4`).
+    static func winograd4x4Output(_ m: UnsafePointer<Float>, outputChannels: Int, tiles: Int, channel: Int, rows: Range<Int>,
+                                  tilesH: Int, tilesW: Int, outputHeight: Int, outputWidth: Int, bias: Float, relu: Bool,
+                                  into y: UnsafeMutablePointer<Float>) {
+        WinogradOutput4x4.transform(m: m, outputChannels: outputChannels, tiles: tiles, channel: channel, rows: rows,
+                                    tilesH: tilesH, tilesW: tilesW, outputHeight: outputHeight, outputWidth: outputWidth,
+                                    bias: bias, relu: relu, into: y)
+    }
+
     /// `multiply` split over the cores (unless the caller already runs one product per core):
     /// by columns of `B` in whole 48-column panels when there are enough, else by 8-row panels.
     static func multiplyThreaded(_ w: PackedWeights, group: Int = 0, b: UnsafePointer<Float>, ldb: Int, n: Int,

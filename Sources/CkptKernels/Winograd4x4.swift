@@ -213,6 +213,14 @@ public enum Winograd4x4 {
     ) {
         let box = UncheckedSendable((m, y))
         let oh = geo.outputHeight, ow = geo.outputWidth
+        if Microkernel.isEnabled {
+            parallelFor(cout, minimumWork: threaded ? 2 : Int.max) { o in
+                Microkernel.winograd4x4Output(box.value.0, outputChannels: cout, tiles: stride, channel: o, rows: rows,
+                                              tilesH: geo.tilesH, tilesW: geo.tilesW, outputHeight: oh, outputWidth: ow,
+                                              bias: bias?[o] ?? 0, relu: relu, into: box.value.1)
+            }
+            return
+        }
         parallelFor(cout, minimumWork: threaded ? 2 : Int.max) { o in
             let src = box.value.0 + o * stride
             let planeStride = cout * stride

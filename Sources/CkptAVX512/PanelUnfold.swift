@@ -1,0 +1,98 @@
+// N images, C channels, H rows, W columns (NCHW).
+
+/// The im2col unfold of the implicit-GEMM convolution, written straight into `PackedGemm`'s panel
+/// layout, with vector copies (runs are short: at most one output row inside one 48-column panel).
+public enum PanelUnfold {
+    typealias V = SIMD16<Float>
+
+    /// The im2col matrix of a convolution for the output pixels `pixels` (numbered through the batch: pixel `i` is
+    /// pixel `i % (H_out·W_out)` of image `i / (H_out·W_out)`) as GEMM panels of `panelWidth`
+    /// columns: element `(r, j)` (`j` counted from the range's start) at
+    /// `(j / panelWidth)·rows·panelWidth + r·panelWidth + j % panelWidth`, the layout `PackedGemm`
+    /// multiplies without another copy. `input` points at the group's first channel of image 0;
+    /// images lie `imageStride` floats apart. Lanes past the range's end are left as they are.
+    public static func unfold(
+        input: UnsafePointer<Float>, imageStride: Int, channels: Int, height h: Int, width w: Int,
+        kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int),
+        outputHeight oh: Int, outputWidth ow: Int, pixels: Range<Int>, into panels: UnsafeMutablePointer<Float>
+    ) {
+        let panelWidth = PackedGemm.panelWidth
+        let (kh, kw) = kernel, (sh, sw) = stride, (ph, pw) = padding, (dh, dw) = dilation
+        let rows = channels * kh * kw
+        let panelStride = rows * panelWidth
+        let plane = oh * ow
+        // The runs of pixels lying in one image, one output row and one panel are the same for
+        // every matrix row: find them once.
+        struct Run { var destination: Int, count: Int, image: Int, y: Int, x: Int }
+        withUnsafeTemporaryAllocation(of: Run.self, capacity: max(1, pixels.count)) { buffer in
+            guard let runs = buffer.baseAddress else { return }
+            var runCount = 0
+            var i = pixels.lowerBound
+            while i < pixels.upperBound {
+                let img = i / plane, q = i % plane
+                let y = q / ow, x = q % ow
+                let local = i - pixels.lowerBound
+                let lane = local % panelWidth
+                let count = min(panelWidth - lane, ow - x, pixels.upperBound - i)
+                (runs + runCount).initialize(to: Run(destination: (local / panelWidth) * panelStride + lane, count: count,
+                                                     image: img * imageStride, y: y, x: x))
+                runCount += 1
+                i += count
+            }
+            for r in 0 ..< rows {
+                let c = r / (kh * kw)
+                let ki = (r / kw) % kh
+                let kj = r % kw
+                let x0 = kj &* dw &- pw
+                let rowBase = panels + r &* panelWidth
+                for run in UnsafeBufferPointer(start: runs, count: runCount) {
+                    let dst = rowBase + run.destination
+                    let count = run.count
+                    let iy = run.y &* sh &- ph &+ ki &* dh
+                    if iy < 0 || iy >= h {
+                        zero(dst, count)
+                        continue
+                    }
+                    let srow = input + (run.image &+ (c &* h &+ iy) &* w)
+                    if sw == 1 {
+                        // columns ix = x0 + x ..< x0 + x + count: zero outside the image, copied inside
+                        let start = x0 &+ run.x
+                        let lo = max(0, min(count, -start))
+                        let hi = max(lo, min(count, w &- start))
+                        if lo > 0 { zero(dst, lo) }
+                        if hi > lo { copy(srow + (start &+ lo), dst + lo, hi &- lo) }
+                        if count > hi { zero(dst + hi, count &- hi) }
+                    } else {
+                        var ix = run.x &* sw &+ x0
+                        for k in 0 ..< count {
+                            dst[k] = (ix >= 0 && ix < w) ? srow[ix] : 0
+                            ix &+= sw
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `count` (≤ 48) floats from `src` to `dst`.
+    @inline(__always)
+    static func copy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+        var k = 0
+        while k &+ 16 <= count {
+            UnsafeMutableRawPointer(dst + k).storeBytes(of: UnsafeRawPointer(src + k).loadUnaligned(as: V.self), as: V.self)
+            k &+= 16
+        }
+        while k < count { dst[k] = src[k]; k &+= 1 }
+    }
+
+    /// `count` zeros at `dst`.
+    @inline(__always)
+    static func zero(_ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+        var k = 0
+        while k &+ 16 <= count {
+            UnsafeMutableRawPointer(dst + k).storeBytes(of: V(), as: V.self)
+            k &+= 16
+        }
+        while k < count { dst[k] = 0; k &+= 1 }
+    }
+}
