@@ -15,7 +15,9 @@ struct BenchForward: ParsableCommand {
         discussion: """
             Weights are initialised as torchvision initialises them, inputs are uniform in [-1, 1). One \
             warm-up pass, then --iterations timed passes: ms_per_batch is the best of them and \
-            median_ms_per_batch their median. GFLOP/s counts 2 flops per mult-add of `ckpt summary`. \
+            median_ms_per_batch their median. GFLOP/s counts 2 flops per multiply-add performed (`ckpt summary`'s \
+            mult-adds, except that transposed convolutions count the multiplications they do rather than \
+            torchinfo's larger figure). \
             peak_rss_bytes is the process's maximum resident set (getrusage), model and buffers included.
             """)
 
@@ -52,7 +54,7 @@ struct BenchForward: ParsableCommand {
             let model = try Zoo.make(entry.name, numClasses: options.numClasses, seed: 0, initialize: true)
             let inputs = entry.randomInputs(batch: batch, size: size, seed: 1)
             // mult-adds grow linearly with the batch: trace one image, not the whole batch
-            let multAdds = try model.summarize(inputShapes: entry.inputShapes(batch: 1, size: size)).multAdds * batch
+            let multAdds = try model.summarize(inputShapes: entry.inputShapes(batch: 1, size: size)).arithmeticMultAdds * batch
             _ = try model.evaluate(inputs, checkFinite: false)
             var times: [Double] = []
             var bestProfile: [ForwardContext.ProfileEntry] = []

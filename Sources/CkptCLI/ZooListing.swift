@@ -26,33 +26,14 @@ struct ZooListing: ParsableCommand {
         var sharedGroups: Int
     }
 
-    /// Listings filled from concurrent builds, one slot per zoo entry.
-    private final class Slots: @unchecked Sendable {
-        let lock = NSLock()
-        var listings: [Listing?]
-        var error: Error?
-        init(_ n: Int) { listings = Array(repeating: nil, count: n) }
-    }
-
     func run() throws {
         try CLI.run {
-            // zero weights: only shapes are needed, so skip torchvision's initialisation; building
-            // still writes every zero, so build on every core
-            let entries = Zoo.entries
-            let slots = Slots(entries.count)
-            DispatchQueue.concurrentPerform(iterations: entries.count) { i in
-                let e = entries[i]
-                do {
-                    let m = try Zoo.make(e.name, initialize: false)
-                    let l = Listing(entry: e, parameters: m.parameterCount,
-                                    stateDictEntries: m.namedParameters().count, sharedGroups: m.sharedKeyGroups().count)
-                    slots.lock.withLock { slots.listings[i] = l }
-                } catch {
-                    slots.lock.withLock { slots.error = error }
-                }
+            // keys and shapes only: no weight is allocated
+            let listings = try Zoo.entries.map { e in
+                let spec = try Zoo.specification(e.name)
+                return Listing(entry: e, parameters: spec.parameterCount, stateDictEntries: spec.parameterSpecs.count,
+                               sharedGroups: spec.sharedKeyGroups.count)
             }
-            if let e = slots.error { throw e }
-            let listings = slots.listings.compactMap { $0 }
             if json {
                 CLI.printJSON(.array(listings.map { l in
                     .object([

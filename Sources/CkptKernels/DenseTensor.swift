@@ -30,6 +30,13 @@ public struct DenseTensor: Sendable, Equatable {
         self.values = [Float](repeating: value, count: dims.reduce(1, *))
     }
 
+    /// A shape with no values, for specification-only models (`Zoo.specification`) that are
+    /// listed and thrown away: no kernel may ever see one.
+    package init(placeholderShape shape: [Int]) {
+        self.shape = shape.map { max($0, 0) }
+        self.values = []
+    }
+
     /// Builds the tensor without checking; callers inside the module have computed `shape`.
     init(uncheckedShape shape: [Int], values: [Float]) {
         self.shape = shape

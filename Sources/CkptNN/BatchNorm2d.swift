@@ -61,8 +61,8 @@ public final class BatchNorm2d: Module {
                                        epilogue: relu ? .relu : .none)
     }
 
+    /// torchinfo's count: the affine parameters once per image, `N · 2C`.
     public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {
-        // torchinfo counts the affine parameters once per batch
-        2 * (inputShape.count > 1 ? inputShape[1] : 0)
+        (inputShape.first ?? 0) * 2 * (inputShape.count > 1 ? inputShape[1] : 0)
     }
 }

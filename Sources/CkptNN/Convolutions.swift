@@ -106,9 +106,11 @@ public final class Conv2d: Module {
         return try compute(input, weight: folded.weight, bias: folded.bias, key: key, relu: relu)
     }
 
+    /// torchinfo's count: every weight element once per output pixel of the batch, every bias
+    /// element likewise (`N·H_out·W_out · (weight.numel() + bias.numel())`).
     public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {
-        let perOutput = geometry.inputChannels / geometry.groups * geometry.kernelSize.height * geometry.kernelSize.width
-        return outputShape.reduce(1, *) * perOutput
+        let pixels = outputShape.count == 4 ? outputShape[0] * outputShape[2] * outputShape[3] : 0
+        return pixels * (weight.value.shape.reduce(1, *) + (bias?.value.shape.reduce(1, *) ?? 0))
     }
 }
 
@@ -144,9 +146,16 @@ public final class ConvTranspose2d: Module {
         try TransposedConvolution.forward(input, weight: weight.value, bias: bias?.value, geometry: geometry)
     }
 
+    /// torchinfo's count, as for `Conv2d`: `N·H_out·W_out · (weight.numel() + bias.numel())`. It
+    /// exceeds the multiplications done (each input meets each tap once, `N·C_in·H·W·C_out/g·kH·kW`)
+    /// by the stride squared; ckpt reports torchinfo's number so the two summaries agree.
     public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {
-        // every input element meets every tap of its group's output channels
-        inputShape.reduce(1, *) * (geometry.outputChannels / geometry.groups)
-            * geometry.kernelSize.height * geometry.kernelSize.width
+        let pixels = outputShape.count == 4 ? outputShape[0] * outputShape[2] * outputShape[3] : 0
+        return pixels * (weight.value.shape.reduce(1, *) + (bias?.value.shape.reduce(1, *) ?? 0))
+    }
+
+    /// Each input element meets each tap of its group's output channels once.
+    public override func arithmeticMultAdds(inputShape: [Int], outputShape: [Int]) -> Int {
+        inputShape.reduce(1, *) * (geometry.outputChannels / geometry.groups) * geometry.kernelSize.height * geometry.kernelSize.width
     }
 }

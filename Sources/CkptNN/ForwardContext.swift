@@ -23,8 +23,10 @@ public final class ForwardContext {
         public var parameterCount: Int
         /// Elements of own parameters that are trainable.
         public var trainableParameterCount: Int
-        /// Multiply-adds the call performed (torchinfo's "Mult-Adds").
+        /// Multiply-adds of the call as torchinfo counts them ("Mult-Adds").
         public var multAdds: Int
+        /// Multiply-adds the call actually performed.
+        public var arithmeticMultAdds: Int
         /// True for a module with no children.
         public var isLeaf: Bool
         /// Identity of the module object, equal across the names of a shared module.
@@ -113,6 +115,7 @@ public final class ForwardContext {
                 parameterCount: own.reduce(0) { $0 + ($1.parameter.role == .parameter ? $1.parameter.value.count : 0) },
                 trainableParameterCount: own.reduce(0) { $0 + ($1.parameter.requiresGrad ? $1.parameter.value.count : 0) },
                 multAdds: module.multAdds(inputShape: input, outputShape: output.shape),
+                arithmeticMultAdds: module.arithmeticMultAdds(inputShape: input, outputShape: output.shape),
                 isLeaf: module.children.isEmpty, moduleIdentity: ObjectIdentifier(module)))
         }
     }

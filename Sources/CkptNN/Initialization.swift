@@ -15,6 +15,17 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return g
     }
 
+    /// True for a generator whose initialisers return shapes without values (`specOnly`).
+    package private(set) var isSpecOnly = false
+
+    /// A generator for specification-only models: weights get their shapes and no memory, so the
+    /// model only answers questions about keys, shapes and sharing, and must never run.
+    package static var specOnly: SeededGenerator {
+        var g = shapeOnly
+        g.isSpecOnly = true
+        return g
+    }
+
     /// A generator whose whole stream is fixed by `seed`.
     public init(seed: UInt64) {
         var x = seed
@@ -98,6 +109,7 @@ public enum Initialization {
 
     /// Normal samples with mean 0 and standard deviation `std` (`normal_(0, std)`).
     public static func normal(_ shape: [Int], std: Float, using rng: inout SeededGenerator) -> DenseTensor {
+        if rng.isSpecOnly { return DenseTensor(placeholderShape: shape) }
         var t = DenseTensor(shape: shape)
         if rng.isShapeOnly { return t }
         for i in 0 ..< t.count { t.values[i] = rng.normal(std: std) }
@@ -106,6 +118,7 @@ public enum Initialization {
 
     /// Uniform samples in `[-bound, bound)` (`uniform_(-bound, bound)`).
     public static func uniform(_ shape: [Int], bound: Float, using rng: inout SeededGenerator) -> DenseTensor {
+        if rng.isSpecOnly { return DenseTensor(placeholderShape: shape) }
         var t = DenseTensor(shape: shape)
         if rng.isShapeOnly { return t }
         for i in 0 ..< t.count { t.values[i] = rng.uniform(-bound, bound) }

@@ -36,8 +36,10 @@ public struct ModelSummary: Sendable {
     public var trainableParameters: Int
     /// Total minus trainable.
     public var nonTrainableParameters: Int { totalParameters - trainableParameters }
-    /// Σ multiply-adds over leaf calls.
+    /// Σ multiply-adds over leaf calls, as torchinfo counts them.
     public var multAdds: Int
+    /// Σ multiply-adds the leaf calls actually perform (for throughput).
+    public var arithmeticMultAdds: Int
     /// Input shapes, batch included.
     public var inputShapes: [[Int]]
     /// Bytes of the float32 inputs.
@@ -90,7 +92,9 @@ extension Module {
         let leafOutputs = rows.filter(\.isLeaf).reduce(0) { $0 + $1.outputShape.reduce(1, *) }
         return ModelSummary(
             rows: rows, totalParameters: total, trainableParameters: trainable,
-            multAdds: rows.reduce(0) { $0 + $1.multAdds }, inputShapes: inputShapes,
+            multAdds: rows.reduce(0) { $0 + $1.multAdds },
+            arithmeticMultAdds: (context.trace ?? []).reduce(0) { $0 + ($1.isLeaf ? $1.arithmeticMultAdds : 0) },
+            inputShapes: inputShapes,
             inputBytes: inputShapes.reduce(0) { $0 + 4 * $1.reduce(1, *) },
             forwardBackwardBytes: 8 * leafOutputs, parameterBytes: 4 * total,
             sharedKeyGroups: sharedKeyGroups())

@@ -116,8 +116,15 @@ open class Module {
         return n
     }
 
-    /// Multiply-adds of one call with these shapes; layers that compute override it.
+    /// Multiply-adds of one call with these shapes as torchinfo counts them ("Mult-Adds");
+    /// layers that compute override it.
     open func multAdds(inputShape: [Int], outputShape: [Int]) -> Int { 0 }
+
+    /// Multiply-adds one call actually performs (throughput figures): `multAdds` except where
+    /// torchinfo's convention counts otherwise (transposed convolution).
+    open func arithmeticMultAdds(inputShape: [Int], outputShape: [Int]) -> Int {
+        multAdds(inputShape: inputShape, outputShape: outputShape)
+    }
 
     /// The module's computation on one input. Composite modules call children through `run`.
     /// - Throws: `NNError` naming the layer that failed.

@@ -106,7 +106,8 @@ public final class Linear: Module {
         try FullyConnected.forward(input, weight: weight.value, bias: bias?.value)
     }
 
+    /// torchinfo's count: `N · (weight.numel() + bias.numel())`.
     public override func multAdds(inputShape: [Int], outputShape: [Int]) -> Int {
-        outputShape.reduce(1, *) * (weight.value.shape.last ?? 0)
+        (outputShape.first ?? 0) * (weight.value.shape.reduce(1, *) + (bias?.value.shape.reduce(1, *) ?? 0))
     }
 }

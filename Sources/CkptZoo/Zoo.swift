@@ -103,6 +103,36 @@ public enum Zoo {
     }
 }
 
+/// What a zoo model holds, without its weights: `Zoo.specification`.
+public struct ModelSpecification: Sendable {
+    /// Every state-dict entry in order (`model.state_dict()` keys, shapes, dtypes).
+    public var parameterSpecs: [ParameterSpec]
+    /// Elements of distinct parameters (`sum(p.numel() for p in model.parameters())`).
+    public var parameterCount: Int
+    /// Groups of keys naming one shared tensor (SegNet's repeated triples).
+    public var sharedKeyGroups: [[String]]
+}
+
+extension Zoo {
+    /// The keys, shapes and sharing of `name` without allocating its weights (instant even for
+    /// VGG's 140 M parameters).
+    /// - Throws: as `make`.
+    public static func specification(_ name: String, numClasses: Int? = nil) throws -> ModelSpecification {
+        let e = try entry(named: name)
+        let n = numClasses ?? e.defaultClassCount
+        guard n >= 1 else { throw ZooError.invalidClassCount(n) }
+        var rng = SeededGenerator.specOnly
+        let model = e.build(n, true, &rng)
+        var seen = Set<ObjectIdentifier>()
+        var count = 0
+        for (_, p) in model.namedParameters() where p.role == .parameter && seen.insert(ObjectIdentifier(p)).inserted {
+            count += p.value.shape.reduce(1, *)
+        }
+        return ModelSpecification(parameterSpecs: model.parameterSpecs(), parameterCount: count,
+                                  sharedKeyGroups: model.sharedKeyGroups())
+    }
+}
+
 extension Zoo.Entry {
     /// Input shapes for a batch of `batch`, with the spatial size replaced by `size × size` when given
     /// (`ckpt bench --batch B --size S`).

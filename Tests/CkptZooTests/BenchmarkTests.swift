@@ -30,7 +30,7 @@ final class BenchmarkTests: XCTestCase {
                 best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
             }
             let s = try model.summarize(inputShapes: entry.inputShapes(batch: batch, size: size))
-            let gflops = 2 * Double(s.multAdds) / (best / 1e3) / 1e9
+            let gflops = 2 * Double(s.arithmeticMultAdds) / (best / 1e3) / 1e9
             print(String(format: "bench %@ batch %d: %.1f ms/batch, %.2f img/s, %.1f GFLOP/s", name, batch, best,
                          Double(batch) / (best / 1e3), gflops))
         }
