@@ -106,23 +106,24 @@ public enum PackedGemm {
             for i in firstRow ..< m { (c + i * ldc).update(repeating: 0, count: n) }
             return
         }
-        var n0 = 0
-        while n0 < n {
-            let width = min(48, n - n0)
-            let panel = b + n0 * k
-            var k0 = 0
-            while k0 < k {
-                let depth = min(a.blockDepth, k - k0)
-                let blockA = a.storage + k0 * a.paddedRows
-                var m0 = firstRow
-                while m0 < m {
-                    kernel(depth, blockA + m0 * depth, panel + k0 * 48, c + m0 * ldc + n0, ldc: ldc,
-                           accumulate: k0 > 0, rows: min(8, m - m0), width: width)
-                    m0 += 8
+        // Each 8-row block of A is loaded once and run against every panel of B: A (a layer's
+        // weights, often megabytes) streams through once, while B's current depth block (at most
+        // a few hundred KiB for the callers' chunks) stays in L2.
+        var k0 = 0
+        while k0 < k {
+            let depth = min(a.blockDepth, k - k0)
+            let blockA = a.storage + k0 * a.paddedRows
+            var m0 = firstRow
+            while m0 < m {
+                var n0 = 0
+                while n0 < n {
+                    kernel(depth, blockA + m0 * depth, b + n0 * k + k0 * 48, c + m0 * ldc + n0, ldc: ldc,
+                           accumulate: k0 > 0, rows: min(8, m - m0), width: min(48, n - n0))
+                    n0 += 48
                 }
-                k0 += depth
+                m0 += 8
             }
-            n0 += 48
+            k0 += depth
         }
     }
 

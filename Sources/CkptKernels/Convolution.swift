@@ -201,8 +201,8 @@ public enum Convolution {
     }
 
     /// The convolution on the microkernel as an implicit GEMM: the output pixels of the whole batch
-    /// are cut into chunks of a few 48-column panels whose unfolded patches (≤ 512 KiB) stay in one
-    /// core's L2 cache; each chunk is unfolded straight into panel layout, multiplied by the packed
+    /// are cut into chunks of up to eight 48-column panels (≤ 2 MiB unfolded; one depth block of
+    /// them stays in a core's L2 cache); each chunk is unfolded straight into panel layout, multiplied by the packed
     /// weight, and written out through the bias and ReLU. Chunks are dealt to the cores; when there
     /// are few chunks (small planes, one image), the output channels are split too.
     static func forwardPanels(
@@ -217,10 +217,15 @@ public enum Convolution {
         let plane = oh * ow
         let total = n * plane
         let panelWidth = Microkernel.panelWidth
-        let chunkPanels = max(1, min(8, (512 << 10) / max(1, kdim * panelWidth * 4), (total + panelWidth - 1) / panelWidth))
+        let lanes = Gemm.threadCount
+        // as few chunks as the size limit allows, their count a multiple of the cores (even load)
+        let totalPanels = (total + panelWidth - 1) / panelWidth
+        let largest = max(1, min(8, (2 << 20) / max(1, kdim * panelWidth * 4)))
+        var chunkCount = (totalPanels + largest - 1) / largest
+        if chunkCount >= lanes { chunkCount = (chunkCount + lanes - 1) / lanes * lanes }
+        let chunkPanels = max(1, (totalPanels + chunkCount - 1) / chunkCount)
         let chunk = chunkPanels * panelWidth
         let chunks = (total + chunk - 1) / chunk
-        let lanes = Gemm.threadCount
         let rowPanels = (coutG + 7) / 8
         // few chunks (small planes at batch 1) would leave a core idle or unevenly loaded: each
         // chunk's output channels are then split over the cores too (each unfolds the chunk itself)
