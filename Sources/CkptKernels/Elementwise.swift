@@ -27,11 +27,22 @@ public enum Elementwise {
             throw KernelError.shapeMismatch(operation: "add", operand: "second operand", expected: "\(a.shape)", got: b.shape)
         }
         var out = consume a
+        let relu = epilogue.isReLU
         out.values.withUnsafeMutableBufferPointer { o in
             b.values.withUnsafeBufferPointer { q in
-                switch epilogue {
-                case .none: for i in o.indices { o[i] += q[i] }
-                case .relu: for i in o.indices { o[i] = max(o[i] + q[i], 0) }
+                guard let op = o.baseAddress, let qp = q.baseAddress else { return }
+                let box = UncheckedSendable((op, qp))
+                // slices of 64 Ki floats over the cores: a residual add is bound by memory traffic
+                let slice = 1 << 16
+                let count = o.count
+                parallelFor((count + slice - 1) / slice) { part in
+                    let (o, q) = box.value
+                    let i0 = part * slice, i1 = min(count, i0 + slice)
+                    if relu {
+                        for i in i0 ..< i1 { o[i] = max(o[i] + q[i], 0) }
+                    } else {
+                        for i in i0 ..< i1 { o[i] += q[i] }
+                    }
                 }
             }
         }
