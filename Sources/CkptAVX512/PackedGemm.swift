@@ -161,7 +161,8 @@ public enum PackedGemm {
     }
 
     /// `C[rows × width] (+)= A-panel · B-panel` over `depth` with 3 vector(s) of 16 columns
-    /// per row (width ≤ 48); B-panel rows are 48 floats apart. Full 8×48 tiles go straight to `C`.
+    /// per row (width ≤ 48); B-panel rows are 48 floats apart. Full 8×48 tiles go straight to
+    /// `C`; edge tiles through a local tile and `copyOut`.
     @inline(__always)
     static func kernel48(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                         ldc: Int, accumulate: Bool, rows: Int, width: Int) {
@@ -183,62 +184,46 @@ public enum PackedGemm {
             pa += 8
             pb += 48
         }
-        if rows == 8 && width == 48 {
-            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V) {
-                let r = UnsafeMutableRawPointer(p)
-                if accumulate {
+        @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V, add: Bool) {
+            let r = UnsafeMutableRawPointer(p)
+            if add {
                 r.storeBytes(of: r.loadUnaligned(fromByteOffset: 0, as: V.self) + v0, toByteOffset: 0, as: V.self)
                 r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: V.self) + v1, toByteOffset: 64, as: V.self)
                 r.storeBytes(of: r.loadUnaligned(fromByteOffset: 128, as: V.self) + v2, toByteOffset: 128, as: V.self)
-                } else {
+            } else {
                 r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
                 r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
                 r.storeBytes(of: v2, toByteOffset: 128, as: V.self)
-                }
             }
-        put(c + 0 * ldc, acc.0, acc.1, acc.2)
-        put(c + 1 * ldc, acc.3, acc.4, acc.5)
-        put(c + 2 * ldc, acc.6, acc.7, acc.8)
-        put(c + 3 * ldc, acc.9, acc.10, acc.11)
-        put(c + 4 * ldc, acc.12, acc.13, acc.14)
-        put(c + 5 * ldc, acc.15, acc.16, acc.17)
-        put(c + 6 * ldc, acc.18, acc.19, acc.20)
-        put(c + 7 * ldc, acc.21, acc.22, acc.23)
+        }
+        if rows == 8 && width == 48 {
+            put(c + 0 * ldc, acc.0, acc.1, acc.2, add: accumulate)
+            put(c + 1 * ldc, acc.3, acc.4, acc.5, add: accumulate)
+            put(c + 2 * ldc, acc.6, acc.7, acc.8, add: accumulate)
+            put(c + 3 * ldc, acc.9, acc.10, acc.11, add: accumulate)
+            put(c + 4 * ldc, acc.12, acc.13, acc.14, add: accumulate)
+            put(c + 5 * ldc, acc.15, acc.16, acc.17, add: accumulate)
+            put(c + 6 * ldc, acc.18, acc.19, acc.20, add: accumulate)
+            put(c + 7 * ldc, acc.21, acc.22, acc.23, add: accumulate)
             return
         }
-        // an edge tile: through a local tile, then only the rows and columns that exist
-        let c0 = c, ldc0 = ldc
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 48) { t in
             guard let tile = t.baseAddress else { return }
-            let ldc = 48
-            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V) {
-                let r = UnsafeMutableRawPointer(p)
-                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
-                r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
-                r.storeBytes(of: v2, toByteOffset: 128, as: V.self)
-            }
-            let c = tile
-        put(c + 0 * ldc, acc.0, acc.1, acc.2)
-        put(c + 1 * ldc, acc.3, acc.4, acc.5)
-        put(c + 2 * ldc, acc.6, acc.7, acc.8)
-        put(c + 3 * ldc, acc.9, acc.10, acc.11)
-        put(c + 4 * ldc, acc.12, acc.13, acc.14)
-        put(c + 5 * ldc, acc.15, acc.16, acc.17)
-        put(c + 6 * ldc, acc.18, acc.19, acc.20)
-        put(c + 7 * ldc, acc.21, acc.22, acc.23)
-            for r in 0 ..< rows {
-                let src = tile + r * 48, dst = c0 + r * ldc0
-                if accumulate {
-                    for j in 0 ..< width { dst[j] += src[j] }
-                } else {
-                    dst.update(from: src, count: width)
-                }
-            }
+            put(tile + 0 * 48, acc.0, acc.1, acc.2, add: false)
+            put(tile + 1 * 48, acc.3, acc.4, acc.5, add: false)
+            put(tile + 2 * 48, acc.6, acc.7, acc.8, add: false)
+            put(tile + 3 * 48, acc.9, acc.10, acc.11, add: false)
+            put(tile + 4 * 48, acc.12, acc.13, acc.14, add: false)
+            put(tile + 5 * 48, acc.15, acc.16, acc.17, add: false)
+            put(tile + 6 * 48, acc.18, acc.19, acc.20, add: false)
+            put(tile + 7 * 48, acc.21, acc.22, acc.23, add: false)
+            copyOut(tile, tileWidth: 48, rows: rows, width: width, to: c, ldc: ldc, accumulate: accumulate)
         }
     }
 
     /// `C[rows × width] (+)= A-panel · B-panel` over `depth` with 2 vector(s) of 16 columns
-    /// per row (width ≤ 32); B-panel rows are 48 floats apart. Full 8×32 tiles go straight to `C`.
+    /// per row (width ≤ 32); B-panel rows are 48 floats apart. Full 8×32 tiles go straight to
+    /// `C`; edge tiles through a local tile and `copyOut`.
     @inline(__always)
     static func kernel32(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                         ldc: Int, accumulate: Bool, rows: Int, width: Int) {
@@ -259,59 +244,44 @@ public enum PackedGemm {
             pa += 8
             pb += 48
         }
-        if rows == 8 && width == 32 {
-            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V) {
-                let r = UnsafeMutableRawPointer(p)
-                if accumulate {
+        @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, add: Bool) {
+            let r = UnsafeMutableRawPointer(p)
+            if add {
                 r.storeBytes(of: r.loadUnaligned(fromByteOffset: 0, as: V.self) + v0, toByteOffset: 0, as: V.self)
                 r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: V.self) + v1, toByteOffset: 64, as: V.self)
-                } else {
+            } else {
                 r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
                 r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
-                }
             }
-        put(c + 0 * ldc, acc.0, acc.1)
-        put(c + 1 * ldc, acc.2, acc.3)
-        put(c + 2 * ldc, acc.4, acc.5)
-        put(c + 3 * ldc, acc.6, acc.7)
-        put(c + 4 * ldc, acc.8, acc.9)
-        put(c + 5 * ldc, acc.10, acc.11)
-        put(c + 6 * ldc, acc.12, acc.13)
-        put(c + 7 * ldc, acc.14, acc.15)
+        }
+        if rows == 8 && width == 32 {
+            put(c + 0 * ldc, acc.0, acc.1, add: accumulate)
+            put(c + 1 * ldc, acc.2, acc.3, add: accumulate)
+            put(c + 2 * ldc, acc.4, acc.5, add: accumulate)
+            put(c + 3 * ldc, acc.6, acc.7, add: accumulate)
+            put(c + 4 * ldc, acc.8, acc.9, add: accumulate)
+            put(c + 5 * ldc, acc.10, acc.11, add: accumulate)
+            put(c + 6 * ldc, acc.12, acc.13, add: accumulate)
+            put(c + 7 * ldc, acc.14, acc.15, add: accumulate)
             return
         }
-        // an edge tile: through a local tile, then only the rows and columns that exist
-        let c0 = c, ldc0 = ldc
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 32) { t in
             guard let tile = t.baseAddress else { return }
-            let ldc = 32
-            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V) {
-                let r = UnsafeMutableRawPointer(p)
-                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
-                r.storeBytes(of: v1, toByteOffset: 64, as: V.self)
-            }
-            let c = tile
-        put(c + 0 * ldc, acc.0, acc.1)
-        put(c + 1 * ldc, acc.2, acc.3)
-        put(c + 2 * ldc, acc.4, acc.5)
-        put(c + 3 * ldc, acc.6, acc.7)
-        put(c + 4 * ldc, acc.8, acc.9)
-        put(c + 5 * ldc, acc.10, acc.11)
-        put(c + 6 * ldc, acc.12, acc.13)
-        put(c + 7 * ldc, acc.14, acc.15)
-            for r in 0 ..< rows {
-                let src = tile + r * 32, dst = c0 + r * ldc0
-                if accumulate {
-                    for j in 0 ..< width { dst[j] += src[j] }
-                } else {
-                    dst.update(from: src, count: width)
-                }
-            }
+            put(tile + 0 * 32, acc.0, acc.1, add: false)
+            put(tile + 1 * 32, acc.2, acc.3, add: false)
+            put(tile + 2 * 32, acc.4, acc.5, add: false)
+            put(tile + 3 * 32, acc.6, acc.7, add: false)
+            put(tile + 4 * 32, acc.8, acc.9, add: false)
+            put(tile + 5 * 32, acc.10, acc.11, add: false)
+            put(tile + 6 * 32, acc.12, acc.13, add: false)
+            put(tile + 7 * 32, acc.14, acc.15, add: false)
+            copyOut(tile, tileWidth: 32, rows: rows, width: width, to: c, ldc: ldc, accumulate: accumulate)
         }
     }
 
     /// `C[rows × width] (+)= A-panel · B-panel` over `depth` with 1 vector(s) of 16 columns
-    /// per row (width ≤ 16); B-panel rows are 48 floats apart. Full 8×16 tiles go straight to `C`.
+    /// per row (width ≤ 16); B-panel rows are 48 floats apart. Full 8×16 tiles go straight to
+    /// `C`; edge tiles through a local tile and `copyOut`.
     @inline(__always)
     static func kernel16(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                         ldc: Int, accumulate: Bool, rows: Int, width: Int) {
@@ -331,50 +301,49 @@ public enum PackedGemm {
             pa += 8
             pb += 48
         }
-        if rows == 8 && width == 16 {
-            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V) {
-                let r = UnsafeMutableRawPointer(p)
-                if accumulate {
+        @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, add: Bool) {
+            let r = UnsafeMutableRawPointer(p)
+            if add {
                 r.storeBytes(of: r.loadUnaligned(fromByteOffset: 0, as: V.self) + v0, toByteOffset: 0, as: V.self)
-                } else {
+            } else {
                 r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
-                }
             }
-        put(c + 0 * ldc, acc.0)
-        put(c + 1 * ldc, acc.1)
-        put(c + 2 * ldc, acc.2)
-        put(c + 3 * ldc, acc.3)
-        put(c + 4 * ldc, acc.4)
-        put(c + 5 * ldc, acc.5)
-        put(c + 6 * ldc, acc.6)
-        put(c + 7 * ldc, acc.7)
+        }
+        if rows == 8 && width == 16 {
+            put(c + 0 * ldc, acc.0, add: accumulate)
+            put(c + 1 * ldc, acc.1, add: accumulate)
+            put(c + 2 * ldc, acc.2, add: accumulate)
+            put(c + 3 * ldc, acc.3, add: accumulate)
+            put(c + 4 * ldc, acc.4, add: accumulate)
+            put(c + 5 * ldc, acc.5, add: accumulate)
+            put(c + 6 * ldc, acc.6, add: accumulate)
+            put(c + 7 * ldc, acc.7, add: accumulate)
             return
         }
-        // an edge tile: through a local tile, then only the rows and columns that exist
-        let c0 = c, ldc0 = ldc
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 16) { t in
             guard let tile = t.baseAddress else { return }
-            let ldc = 16
-            @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V) {
-                let r = UnsafeMutableRawPointer(p)
-                r.storeBytes(of: v0, toByteOffset: 0, as: V.self)
-            }
-            let c = tile
-        put(c + 0 * ldc, acc.0)
-        put(c + 1 * ldc, acc.1)
-        put(c + 2 * ldc, acc.2)
-        put(c + 3 * ldc, acc.3)
-        put(c + 4 * ldc, acc.4)
-        put(c + 5 * ldc, acc.5)
-        put(c + 6 * ldc, acc.6)
-        put(c + 7 * ldc, acc.7)
-            for r in 0 ..< rows {
-                let src = tile + r * 16, dst = c0 + r * ldc0
-                if accumulate {
-                    for j in 0 ..< width { dst[j] += src[j] }
-                } else {
-                    dst.update(from: src, count: width)
-                }
+            put(tile + 0 * 16, acc.0, add: false)
+            put(tile + 1 * 16, acc.1, add: false)
+            put(tile + 2 * 16, acc.2, add: false)
+            put(tile + 3 * 16, acc.3, add: false)
+            put(tile + 4 * 16, acc.4, add: false)
+            put(tile + 5 * 16, acc.5, add: false)
+            put(tile + 6 * 16, acc.6, add: false)
+            put(tile + 7 * 16, acc.7, add: false)
+            copyOut(tile, tileWidth: 16, rows: rows, width: width, to: c, ldc: ldc, accumulate: accumulate)
+        }
+    }
+
+    /// The `rows × width` corner of an edge tile (row stride `tileWidth`) into `C`, added or stored.
+    @inline(__always)
+    static func copyOut(_ tile: UnsafePointer<Float>, tileWidth: Int, rows: Int, width: Int,
+                        to c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        for r in 0 ..< rows {
+            let src = tile + r * tileWidth, dst = c + r * ldc
+            if accumulate {
+                for j in 0 ..< width { dst[j] += src[j] }
+            } else {
+                dst.update(from: src, count: width)
             }
         }
     }

@@ -28,15 +28,12 @@ final class Winograd4x4Tests: XCTestCase {
         // inputs uniform in ±1 and weights scaled by 1/sqrt(fan_in) keep outputs O(1)
         let atol: Float = 2e-5, rtol: Float = 1e-4
         var rng = SplitMix64(seed: 0x5eed)
-        func random(_ shape: [Int], scale: Float) throws -> DenseTensor {
-            try DenseTensor(shape: shape, values: (0 ..< shape.reduce(1, *)).map { _ in scale * rng.nextSigned() })
-        }
         for (n, c, cout, h, w, p) in [(1, 3, 4, 5, 7, 1), (2, 8, 5, 6, 6, 1), (1, 4, 4, 9, 4, 0), (1, 2, 3, 3, 3, 2),
                                       (3, 16, 8, 7, 7, 1), (1, 64, 64, 30, 29, 1), (2, 128, 64, 14, 14, 1)] {
             let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
-            let x = try random([n, c, h, w], scale: 1)
-            let wt = try random(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
-            let b = try random([cout], scale: 0.1)
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
+            let b = try rng.tensor([cout], scale: 0.1)
             for epilogue in [Convolution.Epilogue.none, .relu] {
                 let reference = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: epilogue)
                 let y = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: b,
@@ -106,4 +103,11 @@ struct SplitMix64 {
     }
     /// Uniform in [-1, 1).
     mutating func nextSigned() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
+
+    /// A tensor of `shape` with elements uniform in `[-scale, scale)`.
+    mutating func tensor(_ shape: [Int], scale: Float) throws -> DenseTensor {
+        var values = [Float](repeating: 0, count: shape.reduce(1, *))
+        for i in values.indices { values[i] = scale * nextSigned() }
+        return try DenseTensor(shape: shape, values: values)
+    }
 }

@@ -12,9 +12,6 @@ final class MicrokernelTests: XCTestCase {
         try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
         defer { Microkernel.isEnabled = true }
         var rng = SplitMix64(seed: 0xa512)
-        func random(_ shape: [Int], scale: Float) throws -> DenseTensor {
-            try DenseTensor(shape: shape, values: (0 ..< shape.reduce(1, *)).map { _ in scale * rng.nextSigned() })
-        }
         // (n, c_in, c_out, h, w, kernel, stride, padding, groups)
         let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Int)] = [
             (1, 3, 5, 9, 11, 3, 1, 1, 1),       // 5 output rows: one partial 8-row panel
@@ -28,9 +25,9 @@ final class MicrokernelTests: XCTestCase {
         ]
         for (n, c, cout, h, w, k, s, p, groups) in cases {
             let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: k, stride: s, padding: p, groups: groups)
-            let x = try random([n, c, h, w], scale: 1)
-            let wt = try random(g.convolutionWeightShape, scale: 1 / Float(k * k * c / groups).squareRoot())
-            let b = try random([cout], scale: 0.1)
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(k * k * c / groups).squareRoot())
+            let b = try rng.tensor([cout], scale: 0.1)
             Microkernel.isEnabled = false
             let reference = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu)
             Microkernel.isEnabled = true
@@ -50,14 +47,11 @@ final class MicrokernelTests: XCTestCase {
         try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
         defer { Microkernel.isEnabled = true }
         var rng = SplitMix64(seed: 0x4a4)
-        func random(_ shape: [Int], scale: Float) throws -> DenseTensor {
-            try DenseTensor(shape: shape, values: (0 ..< shape.reduce(1, *)).map { _ in scale * rng.nextSigned() })
-        }
         for (n, c, cout, h, w, p) in [(2, 136, 132, 14, 13, 1), (1, 128, 200, 9, 30, 1), (3, 40, 36, 17, 11, 0), (1, 64, 64, 56, 56, 1)] {
             let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
-            let x = try random([n, c, h, w], scale: 1)
-            let wt = try random(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
-            let b = try random([cout], scale: 0.1)
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
+            let b = try rng.tensor([cout], scale: 0.1)
             Microkernel.isEnabled = false
             let reference = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu)
             let reference4 = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: b, geometry: g, epilogue: .relu)
