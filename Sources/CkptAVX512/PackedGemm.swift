@@ -57,14 +57,7 @@ public enum PackedGemm {
     public static func multiply(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int,
                                 c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil) {
         let k = a.columns
-        let panelRange = panels ?? 0 ..< (a.rows + 7) / 8
-        let firstRow = panelRange.lowerBound * 8
-        let m = min(a.rows, panelRange.upperBound * 8)
-        if m <= firstRow || n == 0 { return }
-        if k == 0 {
-            for i in firstRow ..< m { (c + i * ldc).update(repeating: 0, count: n) }
-            return
-        }
+        guard let (firstRow, m) = rowsToCompute(a, panels: panels, columns: n, c: c, ldc: ldc) else { return }
         withUnsafeTemporaryAllocation(byteCount: a.blockDepth * 48 * 4, alignment: 64) { raw in
             guard let base = raw.baseAddress else { return }
             let panel = base.bindMemory(to: Float.self, capacity: a.blockDepth * 48)
@@ -89,6 +82,22 @@ public enum PackedGemm {
         }
     }
 
+    /// The rows `firstRow ..< end` of `A` and `C` that `panels` selects, or nil when nothing is
+    /// left to multiply (no rows or columns, or an empty depth, whose product is zeros: written here).
+    @inline(__always)
+    static func rowsToCompute(_ a: PackedMatrix, panels: Range<Int>?, columns n: Int,
+                              c: UnsafeMutablePointer<Float>, ldc: Int) -> (firstRow: Int, end: Int)? {
+        let panelRange = panels ?? 0 ..< (a.rows + 7) / 8
+        let firstRow = panelRange.lowerBound * 8
+        let end = min(a.rows, panelRange.upperBound * 8)
+        if end <= firstRow || n == 0 { return nil }
+        if a.columns == 0 {
+            for i in firstRow ..< end { (c + i * ldc).update(repeating: 0, count: n) }
+            return nil
+        }
+        return (firstRow, end)
+    }
+
     /// Columns of `B` per panel.
     public static let panelWidth = 48
 
@@ -98,14 +107,7 @@ public enum PackedGemm {
     public static func multiply(_ a: PackedMatrix, panelsOfB b: UnsafePointer<Float>, columns n: Int,
                                 c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil) {
         let k = a.columns
-        let panelRange = panels ?? 0 ..< (a.rows + 7) / 8
-        let firstRow = panelRange.lowerBound * 8
-        let m = min(a.rows, panelRange.upperBound * 8)
-        if m <= firstRow || n == 0 { return }
-        if k == 0 {
-            for i in firstRow ..< m { (c + i * ldc).update(repeating: 0, count: n) }
-            return
-        }
+        guard let (firstRow, m) = rowsToCompute(a, panels: panels, columns: n, c: c, ldc: ldc) else { return }
         // Each 8-row block of A is loaded once and run against every panel of B: A (a layer's
         // weights, often megabytes) streams through once, while B's current depth block (at most
         // a few hundred KiB for the callers' chunks) stays in L2.
