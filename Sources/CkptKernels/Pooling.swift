@@ -68,9 +68,13 @@ public enum Pooling {
                         return
                     }
                     if g.dilation == 1 {
-                        withUnsafeTemporaryAllocation(of: Float.self, capacity: w) { row in
+                        // the row's max sits at scratch[1...w]; one slot before and 33 after hold −inf
+                        // (the implicit padding), so the 3×3/2 pass below can load whole vectors
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: w + 34) { row in
                             guard let r = row.baseAddress else { return }
-                            separableMax(src, height: h, width: w, geometry: g, into: dst, outputHeight: oh, outputWidth: ow, scratch: r)
+                            r.initialize(repeating: -.infinity, count: w + 34)
+                            separableMax(src, height: h, width: w, geometry: g, into: dst, outputHeight: oh, outputWidth: ow,
+                                         scratch: r + 1)
                         }
                         return
                     }
@@ -132,7 +136,19 @@ public enum Pooling {
                 r += 1
             }
             let out = dst + oy * ow
-            for ox in 0 ..< ow {
+            var first = 0
+            if k == 3 && g.stride == 2 && g.padding == 1 {
+                // ResNet's stem pool: output ox takes columns 2·ox − 1 … 2·ox + 1; sixteen at a time
+                // from the even and odd lanes of two 32-float loads (scratch[−1] and past w are −inf)
+                while first + 16 <= ow {
+                    let a = UnsafeRawPointer(scratch + 2 * first - 1).loadUnaligned(as: SIMD32<Float>.self)
+                    let b = UnsafeRawPointer(scratch + 2 * first + 1).loadUnaligned(as: SIMD32<Float>.self)
+                    let m = pickLarger16(pickLarger16(a.evenHalf, a.oddHalf), b.evenHalf)
+                    UnsafeMutableRawPointer(out + first).storeBytes(of: m, as: SIMD16<Float>.self)
+                    first += 16
+                }
+            }
+            for ox in first ..< ow {
                 let x0 = ox * g.stride - g.padding
                 let c0 = max(0, x0), c1 = min(w, x0 + k)
                 var m = scratch[c0]
@@ -145,6 +161,11 @@ public enum Pooling {
 
     /// `b` where `b > a` or `b` is NaN, else `a`: NaN wins from either side, as in torch.
     @inline(__always) private static func pickLarger(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        a.replacing(with: b, where: (b .> a) .| (b .!= b))
+    }
+
+    /// `pickLarger` on 16 lanes.
+    @inline(__always) private static func pickLarger16(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
         a.replacing(with: b, where: (b .> a) .| (b .!= b))
     }
 
