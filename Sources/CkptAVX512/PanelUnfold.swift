@@ -64,9 +64,20 @@ public enum PanelUnfold {
                         if count > hi { zero(dst + hi, count &- hi) }
                     } else {
                         var ix = run.x &* sw &+ x0
-                        for k in 0 ..< count {
+                        var k = 0
+                        if sw == 2 {
+                            // sixteen columns 2 apart are the even lanes of one 32-float load
+                            while k &+ 16 <= count && ix >= 0 && ix &+ 32 <= w {
+                                let v = UnsafeRawPointer(srow + ix).loadUnaligned(as: SIMD32<Float>.self)
+                                UnsafeMutableRawPointer(dst + k).storeBytes(of: v.evenHalf, as: V.self)
+                                k &+= 16
+                                ix &+= 32
+                            }
+                        }
+                        while k < count {
                             dst[k] = (ix >= 0 && ix < w) ? srow[ix] : 0
                             ix &+= sw
+                            k &+= 1
                         }
                     }
                 }
@@ -74,7 +85,7 @@ public enum PanelUnfold {
         }
     }
 
-    /// `count` (≤ 48) floats from `src` to `dst`.
+    /// `count` (≤ 48) floats from `src` to `dst`: 16-, 8- and 4-float moves, then at most 3 singles.
     @inline(__always)
     static func copy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
         var k = 0
@@ -82,16 +93,34 @@ public enum PanelUnfold {
             UnsafeMutableRawPointer(dst + k).storeBytes(of: UnsafeRawPointer(src + k).loadUnaligned(as: V.self), as: V.self)
             k &+= 16
         }
+        if k &+ 8 <= count {
+            UnsafeMutableRawPointer(dst + k).storeBytes(of: UnsafeRawPointer(src + k).loadUnaligned(as: SIMD8<Float>.self),
+                                                        as: SIMD8<Float>.self)
+            k &+= 8
+        }
+        if k &+ 4 <= count {
+            UnsafeMutableRawPointer(dst + k).storeBytes(of: UnsafeRawPointer(src + k).loadUnaligned(as: SIMD4<Float>.self),
+                                                        as: SIMD4<Float>.self)
+            k &+= 4
+        }
         while k < count { dst[k] = src[k]; k &+= 1 }
     }
 
-    /// `count` zeros at `dst`.
+    /// `count` zeros at `dst`, in the same steps as `copy`.
     @inline(__always)
     static func zero(_ dst: UnsafeMutablePointer<Float>, _ count: Int) {
         var k = 0
         while k &+ 16 <= count {
             UnsafeMutableRawPointer(dst + k).storeBytes(of: V(), as: V.self)
             k &+= 16
+        }
+        if k &+ 8 <= count {
+            UnsafeMutableRawPointer(dst + k).storeBytes(of: SIMD8<Float>(), as: SIMD8<Float>.self)
+            k &+= 8
+        }
+        if k &+ 4 <= count {
+            UnsafeMutableRawPointer(dst + k).storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self)
+            k &+= 4
         }
         while k < count { dst[k] = 0; k &+= 1 }
     }

@@ -21,6 +21,8 @@ final class MicrokernelTests: XCTestCase {
             (1, 64, 512, 7, 7, 3, 1, 1, 1),     // wide and short: split by rows of panels
             (2, 16, 40, 12, 12, 1, 1, 0, 1),    // pointwise
             (1, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2 (ResNet's stem)
+            (1, 3, 16, 70, 70, 7, 2, 3, 1),     // … wide enough for the 16-column stride-2 gather
+            (2, 8, 16, 64, 65, 3, 2, 1, 1),     // 3×3 stride 2 over two images
             (2, 16, 24, 10, 10, 3, 2, 1, 4),    // grouped, strided
         ]
         for (n, c, cout, h, w, k, s, p, groups) in cases {
