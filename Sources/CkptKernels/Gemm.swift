@@ -27,13 +27,10 @@ public enum Gemm {
         // One row of A (a batch-1 linear layer): a matrix-vector product, bound by reading B once,
         // with B's rows (columns of the result) split over our threads
         if m == 1 && !transposeA && n >= 256 && n * k >= 1 << 18 {
-            let lanes = splitting ? workers : 1
-            let chunk = ((n + lanes - 1) / lanes + 15) / 16 * 16
-            let parts = (n + chunk - 1) / chunk
             let box = UncheckedSendable((a, b, c))
-            parallelFor(parts) { part in
+            parallelRanges(n, lanes: splitting ? workers : 1, multiple: 16) { range in
                 let (a, b, c) = box.value
-                let j0 = part * chunk, j1 = min(n, j0 + chunk)
+                let j0 = range.lowerBound, j1 = range.upperBound
                 if transposeB {
                     // B is n×k: y[j] = Σ B[j, i] a[i]
                     cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(j1 - j0), blasint(k), alpha,
@@ -52,13 +49,10 @@ public enum Gemm {
         if splitting && workers > 1 && m * n * k >= 1 << 21 {
             // wide products by columns (A is packed by each lane), thin ones by rows of A and C
             let byColumns = n >= 64 * workers || m < 32 * workers
-            let extent = byColumns ? n : m
-            let chunk = ((extent + workers - 1) / workers + 15) / 16 * 16
-            let parts = (extent + chunk - 1) / chunk
             let box = UncheckedSendable((a, b, c))
-            parallelFor(parts) { part in
+            parallelRanges(byColumns ? n : m, lanes: workers, multiple: 16) { range in
                 let (a, b, c) = box.value
-                let i0 = part * chunk, i1 = min(extent, i0 + chunk)
+                let i0 = range.lowerBound, i1 = range.upperBound
                 if byColumns {
                     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                                 blasint(m), blasint(i1 - i0), blasint(k), alpha,

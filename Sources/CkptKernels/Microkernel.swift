@@ -124,20 +124,15 @@ public enum Microkernel {
         }
         let box = UncheckedSendable((b, c))
         if n >= 48 * 2 * workers || panels < 2 * workers {
-            let chunk = ((n + workers - 1) / workers + 47) / 48 * 48
-            let parts = (n + chunk - 1) / chunk
-            parallelFor(parts) { part in
+            parallelRanges(n, lanes: workers, multiple: 48) { columns in
                 let (b, c) = box.value
-                let j0 = part * chunk, j1 = min(n, j0 + chunk)
-                PackedGemm.multiply(matrix, b: b + j0, ldb: ldb, columns: j1 - j0, c: c + j0, ldc: ldc)
+                PackedGemm.multiply(matrix, b: b + columns.lowerBound, ldb: ldb, columns: columns.count,
+                                    c: c + columns.lowerBound, ldc: ldc)
             }
         } else {
-            let chunk = (panels + workers - 1) / workers
-            let parts = (panels + chunk - 1) / chunk
-            parallelFor(parts) { part in
+            parallelRanges(panels, lanes: workers) { rowPanels in
                 let (b, c) = box.value
-                let p0 = part * chunk, p1 = min(panels, p0 + chunk)
-                PackedGemm.multiply(matrix, b: b, ldb: ldb, columns: n, c: c, ldc: ldc, panels: p0 ..< p1)
+                PackedGemm.multiply(matrix, b: b, ldb: ldb, columns: n, c: c, ldc: ldc, panels: rowPanels)
             }
         }
     }

@@ -14,6 +14,17 @@ func parallelFor(_ count: Int, minimumWork: Int = 2, _ body: (Int) -> Void) {
     }
 }
 
+/// Runs `body` on consecutive ranges covering `0..<extent`, one per lane (at most `lanes`), each a
+/// multiple of `multiple` long but the last, across the cores.
+func parallelRanges(_ extent: Int, lanes: Int, multiple: Int = 1, _ body: (Range<Int>) -> Void) {
+    guard extent > 0 else { return }
+    let chunk = max(1, ((extent + lanes - 1) / max(lanes, 1) + multiple - 1) / multiple * multiple)
+    parallelFor((extent + chunk - 1) / chunk) { part in
+        let i0 = part * chunk
+        body(i0 ..< min(extent, i0 + chunk))
+    }
+}
+
 /// Wraps a value that is shared across threads by construction (disjoint writes), so the
 /// compiler lets it into a concurrent closure.
 struct UncheckedSendable<Value>: @unchecked Sendable {

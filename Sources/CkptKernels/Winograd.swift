@@ -33,40 +33,52 @@ public enum Winograd {
             && height * width >= 100 && height * width <= 28 * 28
     }
 
-    /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight.
+    /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight,
+    /// computed in double precision.
     /// - Throws: `KernelError.shapeMismatch` for any other weight shape.
     public static func transform(weight: DenseTensor) throws -> WinogradWeights {
         guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
             throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
         }
+        let u = transformedWeights(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
         let cout = weight.shape[0], cin = weight.shape[1]
-        let pairs = cout * cin
-        var u = [Float].uninitialized(16 * pairs)
+        return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin)
+    }
+
+    /// `U[ξ] = (G·g·Gᵀ)[ξ]` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight
+    /// (shape checked by the caller), computed in double precision: α² matrices `[C_out, C_in]`,
+    /// `ξ`-major, for the α×3 matrix `G` given row-major. Shared by F(2×2) and F(4×4).
+    static func transformedWeights(_ weight: DenseTensor, g: [Double]) -> [Float] {
+        let alpha = g.count / 3
+        let pairs = weight.shape[0] * weight.shape[1]
+        var u = [Float].uninitialized(alpha * alpha * pairs)
         weight.values.withUnsafeBufferPointer { wb in
             u.withUnsafeMutableBufferPointer { ub in
-                guard let w = wb.baseAddress, let out = ub.baseAddress else { return }
-                for p in 0 ..< pairs {
-                    let g = w + p * 9
-                    // rows of G·g
-                    var r = [Float](repeating: 0, count: 12)
-                    for j in 0 ..< 3 {
-                        let a = g[j], b = g[3 + j], c = g[6 + j]
-                        r[j] = a
-                        r[3 + j] = 0.5 * (a + b + c)
-                        r[6 + j] = 0.5 * (a - b + c)
-                        r[9 + j] = c
-                    }
-                    for i in 0 ..< 4 {
-                        let a = r[3 * i], b = r[3 * i + 1], c = r[3 * i + 2]
-                        out[(4 * i + 0) * pairs + p] = a
-                        out[(4 * i + 1) * pairs + p] = 0.5 * (a + b + c)
-                        out[(4 * i + 2) * pairs + p] = 0.5 * (a - b + c)
-                        out[(4 * i + 3) * pairs + p] = c
+                g.withUnsafeBufferPointer { gb in
+                    withUnsafeTemporaryAllocation(of: Double.self, capacity: 3 * alpha) { rb in
+                        guard let w = wb.baseAddress, let out = ub.baseAddress, let gm = gb.baseAddress,
+                              let r = rb.baseAddress else { return }
+                        for p in 0 ..< pairs {
+                            let k = w + p * 9
+                            // r = G·k (α×3), then U = r·Gᵀ (α×α)
+                            for i in 0 ..< alpha {
+                                for j in 0 ..< 3 {
+                                    r[3 * i + j] = gm[3 * i] * Double(k[j]) + gm[3 * i + 1] * Double(k[3 + j])
+                                        + gm[3 * i + 2] * Double(k[6 + j])
+                                }
+                            }
+                            for i in 0 ..< alpha {
+                                for j in 0 ..< alpha {
+                                    let v = r[3 * i] * gm[3 * j] + r[3 * i + 1] * gm[3 * j + 1] + r[3 * i + 2] * gm[3 * j + 2]
+                                    out[(alpha * i + j) * pairs + p] = Float(v)
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
-        return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin)
+        return u
     }
 
     /// `conv2d(x, weight, bias, padding=padding)` for the weight `transformed` came from.

@@ -38,32 +38,9 @@ public enum Winograd4x4 {
         guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
             throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
         }
+        let u = Winograd.transformedWeights(weight, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                                                        1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
         let cout = weight.shape[0], cin = weight.shape[1]
-        let pairs = cout * cin
-        let gm: [[Double]] = [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
-                              [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]
-        var u = [Float].uninitialized(36 * pairs)
-        weight.values.withUnsafeBufferPointer { wb in
-            u.withUnsafeMutableBufferPointer { ub in
-                guard let w = wb.baseAddress, let out = ub.baseAddress else { return }
-                for p in 0 ..< pairs {
-                    let g = w + p * 9
-                    // G·g: 6×3
-                    var r = [Double](repeating: 0, count: 18)
-                    for i in 0 ..< 6 {
-                        for j in 0 ..< 3 {
-                            r[3 * i + j] = gm[i][0] * Double(g[j]) + gm[i][1] * Double(g[3 + j]) + gm[i][2] * Double(g[6 + j])
-                        }
-                    }
-                    for i in 0 ..< 6 {
-                        for j in 0 ..< 6 {
-                            let v = r[3 * i] * gm[j][0] + r[3 * i + 1] * gm[j][1] + r[3 * i + 2] * gm[j][2]
-                            out[(6 * i + j) * pairs + p] = Float(v)
-                        }
-                    }
-                }
-            }
-        }
         let packed = Microkernel.pack(u, groups: 36, rows: cout, columns: cin)
         return Winograd4x4Weights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
     }

@@ -111,7 +111,7 @@ open class Module {
         var seen = Set<ObjectIdentifier>()
         var n = 0
         for (_, p) in namedParameters() where p.role == .parameter && seen.insert(ObjectIdentifier(p)).inserted {
-            n += p.value.count
+            n += p.value.shape.reduce(1, *)  // by shape: specification-only models hold no values
         }
         return n
     }

@@ -123,12 +123,7 @@ extension Zoo {
         guard n >= 1 else { throw ZooError.invalidClassCount(n) }
         var rng = SeededGenerator.specOnly
         let model = e.build(n, true, &rng)
-        var seen = Set<ObjectIdentifier>()
-        var count = 0
-        for (_, p) in model.namedParameters() where p.role == .parameter && seen.insert(ObjectIdentifier(p)).inserted {
-            count += p.value.shape.reduce(1, *)
-        }
-        return ModelSpecification(parameterSpecs: model.parameterSpecs(), parameterCount: count,
+        return ModelSpecification(parameterSpecs: model.parameterSpecs(), parameterCount: model.parameterCount,
                                   sharedKeyGroups: model.sharedKeyGroups())
     }
 }
