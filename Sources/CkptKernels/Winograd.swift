@@ -45,6 +45,24 @@ public enum Winograd {
         return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin)
     }
 
+    /// The shapes of a Winograd forward, `(N, C_in, H, W, C_out, H_out, W_out)`, after checking the
+    /// geometry, the input against the transformed weights' channels, and the bias.
+    /// - Throws: `KernelError` naming what does not fit.
+    static func checkedShapes(_ input: DenseTensor, inputChannels: Int, outputChannels cout: Int, bias: DenseTensor?,
+                              geometry g: Conv2dGeometry) throws -> (Int, Int, Int, Int, Int, Int, Int) {
+        let op = "winograd"
+        guard isApplicable(g) else { throw KernelError.invalidArgument(operation: op, message: "needs a 3×3 stride-1 ungrouped convolution") }
+        let (n, c, h, w) = try input.nchw(for: op)
+        guard c == inputChannels, g.inputChannels == c, g.outputChannels == cout else {
+            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(inputChannels), H, W]", got: input.shape)
+        }
+        if let b = bias, b.shape != [cout] {
+            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(cout)]", got: b.shape)
+        }
+        let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        return (n, c, h, w, cout, oh, ow)
+    }
+
     /// `U[ξ] = (G·g·Gᵀ)[ξ]` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight
     /// (shape checked by the caller), computed in double precision: α² matrices `[C_out, C_in]`,
     /// `ξ`-major, for the α×3 matrix `G` given row-major. Shared by F(2×2) and F(4×4).
@@ -91,17 +109,8 @@ public enum Winograd {
         _ input: DenseTensor, weights transformed: WinogradWeights, bias: DenseTensor?,
         geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none
     ) throws -> DenseTensor {
-        let op = "winograd"
-        guard isApplicable(g) else { throw KernelError.invalidArgument(operation: op, message: "needs a 3×3 stride-1 ungrouped convolution") }
-        let (n, c, h, w) = try input.nchw(for: op)
-        guard c == transformed.inputChannels, g.inputChannels == c, g.outputChannels == transformed.outputChannels else {
-            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(transformed.inputChannels), H, W]", got: input.shape)
-        }
-        let cout = transformed.outputChannels
-        if let b = bias, b.shape != [cout] {
-            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(cout)]", got: b.shape)
-        }
-        let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        let (n, c, h, w, cout, oh, ow) = try Winograd.checkedShapes(input, inputChannels: transformed.inputChannels,
+                                                                    outputChannels: transformed.outputChannels, bias: bias, geometry: g)
         let ph = g.padding.height, pw = g.padding.width
         let tilesH = (oh + 1) / 2, tilesW = (ow + 1) / 2
         // a band of tile rows at a time keeps V and M in cache

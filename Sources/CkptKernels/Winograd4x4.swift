@@ -55,17 +55,8 @@ public enum Winograd4x4 {
         _ input: DenseTensor, weights transformed: Winograd4x4Weights, bias: DenseTensor?,
         geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none
     ) throws -> DenseTensor {
-        let op = "winograd"
-        guard Winograd.isApplicable(g) else { throw KernelError.invalidArgument(operation: op, message: "needs a 3×3 stride-1 ungrouped convolution") }
-        let (n, c, h, w) = try input.nchw(for: op)
-        guard c == transformed.inputChannels, g.inputChannels == c, g.outputChannels == transformed.outputChannels else {
-            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(transformed.inputChannels), H, W]", got: input.shape)
-        }
-        let cout = transformed.outputChannels
-        if let b = bias, b.shape != [cout] {
-            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(cout)]", got: b.shape)
-        }
-        let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        let (n, c, h, w, cout, oh, ow) = try Winograd.checkedShapes(input, inputChannels: transformed.inputChannels,
+                                                                    outputChannels: transformed.outputChannels, bias: bias, geometry: g)
         let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4
         let geometry = TileGeometry(channels: c, height: h, width: w, padding: (g.padding.height, g.padding.width),
                                     tilesH: tilesH, tilesW: tilesW, outputHeight: oh, outputWidth: ow)
