@@ -18,16 +18,18 @@ let package = Package(
         .target(name: "CkptTensor"),
         .target(name: "CkptFormat", dependencies: ["CkptTensor", "CZip"]),
         .target(name: "CkptSurgery", dependencies: ["CkptTensor"]),
-        // the GEMM microkernel, compiled for AVX-512 and always optimised (debug test builds too);
-        // CkptKernels calls into it only on CPUs that report avx512f
+        // the GEMM microkernel and SHA-256 block function, compiled for AVX-512 and the SHA extensions
+        // and always optimised (debug test builds too); called only on CPUs that report avx512f / sha_ni
         .target(name: "CkptAVX512", swiftSettings: [
-            .unsafeFlags(["-Xcc", "-mavx512f", "-Xcc", "-mfma", "-O", "-enforce-exclusivity=unchecked"]),
+            .unsafeFlags(["-Xcc", "-mavx512f", "-Xcc", "-mfma", "-Xcc", "-msha", "-Xcc", "-mssse3", "-O", "-enforce-exclusivity=unchecked"]),
         ]),
         .target(name: "CkptKernels", dependencies: ["CkptTensor", "COpenBLAS", "CkptAVX512"]),
         .target(name: "CkptNN", dependencies: ["CkptTensor", "CkptKernels"]),
-        .target(name: "CkptZoo", dependencies: ["CkptNN"]),
+        .target(name: "CkptZoo", dependencies: ["CkptNN", "CkptTensor"]),
+        // what needs models on top of surgery: transplant proofs (training arrives here too)
+        .target(name: "CkptTrain", dependencies: ["CkptTensor", "CkptKernels", "CkptNN", "CkptZoo", "CkptSurgery"]),
         .target(name: "CkptCLI", dependencies: [
-            "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels",
+            "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels", "CkptTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ckpt", dependencies: ["CkptCLI"]),
@@ -38,6 +40,7 @@ let package = Package(
         .testTarget(name: "CkptCLITests", dependencies: ["CkptFormat", "CkptTensor"], exclude: ["Snapshots"]),
         .testTarget(name: "CkptSurgeryTests", dependencies: ["CkptSurgery", "CkptTensor"]),
         .testTarget(name: "CkptKernelsTests", dependencies: ["CkptKernels", "CkptTensor"]),
+        .testTarget(name: "CkptTrainTests", dependencies: ["CkptTrain", "CkptZoo", "CkptNN", "CkptSurgery", "CkptTensor", "CkptFormat"]),
         .testTarget(name: "CkptZooTests", dependencies: ["CkptZoo", "CkptNN", "CkptKernels", "CkptTensor", "CkptFormat"]),
     ]
 )

@@ -28,7 +28,7 @@ struct Diff: ParsableCommand {
     private func tensors(_ c: Checkpoint) -> [(path: String, tensor: Tensor)] {
         guard stateDict else { return c.tensors }
         let located = KeyAnalysis.locateStateDict(c)
-        return zip(located.unwrappedKeys, located.entries).map { ($0, $1.tensor) }
+        return located.stateDict.map { ($0.key, $0.tensor) }
     }
 
     @OptionGroup var read: ReadOptions

@@ -50,21 +50,32 @@ struct Forward: ParsableCommand {
         try CLI.run {
             let entry = try options.entry()
             let located = KeyAnalysis.locateStateDict(try CLI.load(weights, read))
-            let (model, classes, keyed) = try Forward.build(entry, numClasses: options.numClasses, fitting: located)
-            var stateDict = keyed
+            let (model, classes, stateDict) = try Forward.build(entry, numClasses: options.numClasses, fitting: located)
             if let layer, !model.layerPaths.contains(layer) {
                 throw NNError.unknownLayer(name: layer, available: model.layerPaths)
             }
-            stateDict += try Forward.defaultCounters(model, missingFrom: stateDict)
+            let plan = try ModelFitting.loadPlan(stateDict, into: model.parameterSpecs())
+            if !plan.isExact {
+                if !nonStrict {
+                    for line in ModelFitting.problems(plan, includingPartialModules: false) { CLI.printError("\(weights) does not fit \(entry.name): \(line)") }
+                    throw ExitCode(2)
+                }
+                for line in ModelFitting.problems(plan, includingPartialModules: true) {
+                    CLI.printError("warning: \(weights) does not fit \(entry.name): \(line) (--non-strict: kept)")
+                }
+            }
+            // what the plan takes: copied tensors, and zero counters for older batch norms
+            var taken = StateDict()
+            for e in plan.entries {
+                if case let .copy(from) = e.action, let t = stateDict[from] { taken[e.spec.key] = t }
+                if e.action == .fill { taken[e.spec.key] = try Tensor(dtype: .int64, shape: e.spec.shape, bytes: [UInt8](repeating: 0, count: 8 * e.spec.elementCount)) }
+            }
             let report: LoadReport
             do {
-                report = try model.load(stateDict: stateDict, strictness: nonStrict ? .lenient : .strict)
+                report = try model.load(stateDict: taken, strictness: nonStrict ? .lenient : .strict)
             } catch NNError.load(let report) {
-                for line in Forward.problems(report) { CLI.printError("\(weights) does not fit \(entry.name): \(line)") }
+                CLI.printError("\(weights) does not fit \(entry.name): \(report.problemSummary)")
                 throw ExitCode(2)
-            }
-            if !report.isExact {
-                for line in Forward.problems(report) { CLI.printError("warning: \(weights) does not fit \(entry.name): \(line) (--non-strict: kept)") }
             }
 
             let file = try CLI.load(input, read)
@@ -88,11 +99,14 @@ struct Forward: ParsableCommand {
                     ("model", .string(entry.name)), ("num_classes", .int(classes)), ("weights", .string(weights)),
                     ("state_dict_root", .string(located.rootPath)),
                     ("wrapper_prefix", located.wrapperPrefix.map { .string($0) } ?? .null),
-                    ("loaded", .int(report.loaded.count)), ("missing", .array(report.missing.map { .string($0.key) })),
-                    ("unexpected", .array(report.unexpected.map { .string($0.key) })),
-                    ("mismatched", .array(report.mismatched.map { .object([
-                        ("key", .string($0.key)), ("model", .array($0.expected.map { .int($0) })), ("checkpoint", .array($0.got.map { .int($0) })),
-                    ]) })),
+                    ("loaded", .int(report.loaded.count)), ("missing", .array(plan.missing.map { .string($0.spec.key) })),
+                    ("unexpected", .array(plan.unused.map { .string($0.key) })),
+                    ("mismatched", .array(plan.mismatched.map { e in
+                        var got: [Int] = []
+                        if case let .mismatch(_, s) = e.action { got = s }
+                        return .object([("key", .string(e.spec.key)), ("model", .array(e.spec.shape.map { .int($0) })), ("checkpoint", .array(got.map { .int($0) }))])
+                    })),
+                    ("not_loaded", .array(plan.reinitialized.map { .string($0.spec.key) })),
                     ("input", .string(input)), ("input_shapes", .array(inputs.map { .array($0.shape.map { .int($0) }) })),
                     ("layer", layer.map { .string($0) } ?? .null),
                     ("output", .string(output)), ("output_format", .string(format.rawValue)),
@@ -102,72 +116,21 @@ struct Forward: ParsableCommand {
             } else {
                 var source = "\(report.loaded.count) tensors from \(weights)"
                 if !located.rootPath.isEmpty { source += " [\(located.rootPath)]" }
-                if let p = located.wrapperPrefix, stateDict.first?.key != located.entries.first?.key { source += " without '\(p)'" }
+                if let p = located.wrapperPrefix, stateDict.first?.key != located.raw.first?.key { source += " without '\(p)'" }
                 print("wrote \(output) (\(format.rawValue)): y \(CLI.shape(y.shape)), \(entry.name) \(what) (\(classes) classes, \(source)) in \(String(format: "%.3f", seconds)) s")
             }
         }
     }
 
-    /// The model with zero weights, ready to load: `numClasses` outputs when given, else the zoo's
-    /// default when its shapes fit the state dict, else the width the state dict's classifier has
-    /// (class-dependent keys are those whose shape changes with the class count). Also the state
-    /// dict keyed for the model: without the wrapper prefix unless the model's own keys carry it
-    /// (smallcnn's `model.`).
+    /// The model with zero weights, ready to load, and the state dict keyed for it: `numClasses`
+    /// outputs when given, else the class count the weights' head has, else the zoo's default.
     /// - Throws: `ZooError` only for an unknown model or a bad class count.
     static func build(_ entry: Zoo.Entry, numClasses: Int?, fitting located: LocatedStateDict) throws
-        -> (model: Module, classes: Int, stateDict: [(key: String, tensor: Tensor)]) {
-        let n = numClasses ?? entry.defaultClassCount
-        let model = try Zoo.make(entry.name, numClasses: n, initialize: false)
-        let specs = model.parameterSpecs()
-        let keys = Set(specs.map(\.key))
-        let raw = located.entries.map { (key: $0.key, tensor: $0.tensor) }
-        let unwrapped = zip(located.unwrappedKeys, located.entries).map { (key: $0, tensor: $1.tensor) }
-        let stateDict = raw.filter { keys.contains($0.key) }.count > unwrapped.filter { keys.contains($0.key) }.count ? raw : unwrapped
-        guard numClasses == nil else { return (model, n, stateDict) }
-        let given = Dictionary(stateDict.map { ($0.key, $0.tensor.shape) }, uniquingKeysWith: { a, _ in a })
-        if specs.allSatisfy({ spec in given[spec.key].map { $0 == spec.shape } ?? true }) { return (model, n, stateDict) }
-        // zero-weight build of another width, for shapes only
-        let other = try Zoo.make(entry.name, numClasses: n + 1, initialize: false).parameterSpecs()
-        for (a, b) in zip(specs, other) where a.shape != b.shape && a.key == b.key && a.shape.count == b.shape.count {
-            guard let dim = zip(a.shape, b.shape).enumerated().first(where: { $1.0 != $1.1 })?.offset,
-                  let got = given[a.key], got.count == a.shape.count, got[dim] >= 1, got[dim] != n else { continue }
-            // the other dimensions must agree, or this is not a classifier of another width
-            if got.enumerated().allSatisfy({ i, s in i == dim || s == a.shape[i] }) {
-                return (try Zoo.make(entry.name, numClasses: got[dim], initialize: false), got[dim], stateDict)
-            }
-        }
-        return (model, n, stateDict)
-    }
-
-    /// Zero `num_batches_tracked` counters for batch norms whose checkpoint lacks them, as
-    /// BatchNorm's `_load_from_state_dict` adds them for state dicts saved before torch 0.4.1.
-    static func defaultCounters(_ model: Module, missingFrom stateDict: [(key: String, tensor: Tensor)]) throws -> [(key: String, tensor: Tensor)] {
-        let present = Set(stateDict.map(\.key))
-        let prefixes = Set(stateDict.map { $0.key.split(separator: ".").dropLast().joined(separator: ".") })
-        return try model.parameterSpecs().filter { spec in
-            guard spec.key.hasSuffix("num_batches_tracked"), !present.contains(spec.key) else { return false }
-            // only for a batch norm whose other entries are there
-            return prefixes.contains(spec.key.split(separator: ".").dropLast().joined(separator: "."))
-        }.map { ($0.key, try Tensor(dtype: .int64, shape: $0.shape, bytes: [UInt8](repeating: 0, count: 8 * $0.elementCount))) }
-    }
-
-    /// One line per kind of problem: shape mismatches with both shapes, missing, unexpected, unreadable keys.
-    static func problems(_ report: LoadReport) -> [String] {
-        func list(_ items: [String]) -> String {
-            items.prefix(6).joined(separator: ", ") + (items.count > 6 ? ", … (\(items.count) in all)" : "")
-        }
-        var lines: [String] = []
-        if !report.mismatched.isEmpty {
-            lines.append("\(CLI.grouped(report.mismatched.count)) shape mismatch\(report.mismatched.count == 1 ? "" : "es"): "
-                + list(report.mismatched.map { "\($0.key) model \(CLI.shape($0.expected)) checkpoint \(CLI.shape($0.got))" }))
-        }
-        if !report.missing.isEmpty { lines.append("\(CLI.plural(report.missing.count, "missing key")): " + list(report.missing.map(\.key))) }
-        if !report.unexpected.isEmpty {
-            lines.append("\(CLI.plural(report.unexpected.count, "unexpected key")): " + list(report.unexpected.map { "\($0.key) \(CLI.shape($0.shape))" }))
-        }
-        if !report.unreadable.isEmpty {
-            lines.append("\(CLI.plural(report.unreadable.count, "unreadable tensor")): " + list(report.unreadable.map { "\($0.key) (\($0.dtype.rawValue))" }))
-        }
-        return lines
+        -> (model: Module, classes: Int, stateDict: StateDict) {
+        let defaultSpecs = try Zoo.specification(entry.name).parameterSpecs
+        let stateDict = ModelFitting.stateDict(located, for: defaultSpecs.map(\.key))
+        let head = Set(try Zoo.headKeys(entry.name))
+        let n = numClasses ?? ModelFitting.classCount(head: defaultSpecs.filter { head.contains($0.key) }, in: stateDict) ?? entry.defaultClassCount
+        return (try Zoo.make(entry.name, numClasses: n, initialize: false), n, stateDict)
     }
 }

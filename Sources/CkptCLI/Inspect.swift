@@ -81,8 +81,7 @@ struct InspectReport {
         }
         progress.finish()
         self.rows = rows
-        let keyed = zip(located.unwrappedKeys, located.entries).map { ($0, $1.tensor.shape) }
-        architecture = KeyAnalysis.guessArchitecture(keyed)
+        architecture = KeyAnalysis.guessArchitecture(located.stateDict.shapes)
         var leaves: [(String, Value)] = []
         Checkpoint.walk(ckpt.root, path: "") { p, v in
             switch v {
@@ -141,7 +140,7 @@ struct InspectReport {
         if info.format == .tar || info.format == .torchscript { loadable += " (torch refuses \(info.format.rawValue) files with weights_only=True)" }
         out.append("weights_only  \(loadable)")
         var sd = located.rootPath.isEmpty ? "(root)" : "'\(located.rootPath)'"
-        if located.isPickledModule { sd += ", a whole pickled nn.Module (\(located.entries.count) state_dict tensors; `ckpt convert --salvage` writes them as a state dict)" }
+        if located.isPickledModule { sd += ", a whole pickled nn.Module (\(located.raw.count) state_dict tensors; `ckpt convert --salvage` writes them as a state dict)" }
         if let w = located.wrapperPrefix { sd += ", wrapper prefix '\(w)'" }
         out.append("state dict    \(sd)")
         out.append("architecture  " + (architecture.map { "torchvision " + $0.summary } ?? "unknown"))

@@ -19,23 +19,7 @@ public struct PackedWeights: @unchecked Sendable {
 /// its arithmetic. Only on CPUs that report AVX-512F; everything else stays on OpenBLAS.
 public enum Microkernel {
     /// True when this CPU can run the kernel (`avx512f` in `/proc/cpuinfo`'s flags).
-    public static let isSupported: Bool = {
-        #if os(Linux) && arch(x86_64)
-        guard let f = fopen("/proc/cpuinfo", "r") else { return false }
-        defer { fclose(f) }
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, f) > 0 {
-            guard let l = line else { break }
-            let text = String(cString: l)
-            if text.hasPrefix("flags") { return text.split(separator: " ").contains { $0.hasPrefix("avx512f") } }
-        }
-        return false
-        #else
-        return false
-        #endif
-    }()
+    public static let isSupported: Bool = CPUFeatures.flags.contains("avx512f")
 
     /// False to route every product through OpenBLAS (tests compare the two paths); written only
     /// between forward passes.

@@ -3,7 +3,7 @@ import Dispatch
 /// Runs `body(i)` for `i` in `0..<count` across the machine's cores; returns when all are done.
 ///
 /// Small counts run inline: spawning work costs more than a few microseconds of compute.
-func parallelFor(_ count: Int, minimumWork: Int = 2, _ body: (Int) -> Void) {
+package func parallelFor(_ count: Int, minimumWork: Int = 2, _ body: (Int) -> Void) {
     if count < minimumWork {
         for i in 0 ..< count { body(i) }
         return
@@ -27,7 +27,7 @@ func parallelRanges(_ extent: Int, lanes: Int, multiple: Int = 1, _ body: (Range
 
 /// Wraps a value that is shared across threads by construction (disjoint writes), so the
 /// compiler lets it into a concurrent closure.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
+package struct UncheckedSendable<Value>: @unchecked Sendable {
+    package let value: Value
+    package init(_ value: Value) { self.value = value }
 }

@@ -115,8 +115,15 @@ extension Module {
     /// The state dict in PyTorch's `state_dict()` order, float32 parameters and int64 counters;
     /// shared parameters appear under each of their keys.
     /// - Throws: `TensorError` only for impossible shapes.
-    public func stateDict() throws -> [(key: String, tensor: Tensor)] {
-        try namedParameters().map { ($0.key, try $0.parameter.exportedTensor()) }
+    public func stateDict() throws -> StateDict {
+        StateDict(try namedParameters().map { ($0.key, try $0.parameter.exportedTensor()) })
+    }
+
+    /// Loads an array of entries; see `load(stateDict:strictness:)`.
+    /// - Throws: as `load(stateDict:strictness:)`.
+    @discardableResult
+    public func load(stateDict: [(key: String, tensor: Tensor)], strictness: LoadStrictness = .strict) throws -> LoadReport {
+        try load(stateDict: StateDict(stateDict), strictness: strictness)
     }
 
     /// Loads `stateDict` into the model (`load_state_dict`), checking everything before changing
@@ -128,21 +135,18 @@ extension Module {
     /// - Throws: `NNError.load(report)` when the report violates `strictness`; `TensorError`
     ///   when a storage cannot be read.
     @discardableResult
-    public func load(stateDict: [(key: String, tensor: Tensor)], strictness: LoadStrictness = .strict) throws -> LoadReport {
+    public func load(stateDict: StateDict, strictness: LoadStrictness = .strict) throws -> LoadReport {
         let entries = namedParameters()
         var byKey: [String: Parameter] = [:]
         for (k, p) in entries { byKey[k] = p }
-        var given: [String: Tensor] = [:]
-        for (k, t) in stateDict { given[k] = t }
 
         var report = LoadReport()
         report.sharedGroups = sharedKeyGroups()
-        for (k, p) in entries where given[k] == nil {
+        for (k, p) in entries where !stateDict.contains(k) {
             report.missing.append(ParameterSpec(key: k, shape: p.value.shape, dtype: p.dtype, role: p.role))
         }
-        var seen = Set<String>()
         var plan: [(key: String, tensor: Tensor, parameter: Parameter)] = []
-        for (k, t) in stateDict where seen.insert(k).inserted {
+        for (k, t) in stateDict {
             guard let p = byKey[k] else {
                 report.unexpected.append(.init(key: k, shape: t.shape))
                 continue

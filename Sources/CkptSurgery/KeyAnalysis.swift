@@ -8,17 +8,25 @@ public struct LocatedStateDict: Sendable {
     /// Prefix every key carries that `load_state_dict` would not expect (`module.`, `_orig_mod.`).
     public var wrapperPrefix: String?
     /// Keys without the root path, in file order (wrapper prefix still on).
-    public var entries: [(key: String, tensor: Tensor)]
+    public var raw: StateDict
     /// True when the state dict was rebuilt from a whole pickled `nn.Module`.
     public var isPickledModule = false
 
-    /// The keys with the wrapper prefix removed.
-    public var unwrappedKeys: [String] {
-        entries.map { e in
-            if let p = wrapperPrefix, e.key.hasPrefix(p) { return String(e.key.dropFirst(p.count)) }
-            return e.key
-        }
+    /// A located state dict.
+    public init(rootPath: String, wrapperPrefix: String?, raw: StateDict, isPickledModule: Bool = false) {
+        self.rootPath = rootPath
+        self.wrapperPrefix = wrapperPrefix
+        self.raw = raw
+        self.isPickledModule = isPickledModule
     }
+
+    /// The state dict as `load_state_dict` wants it: the wrapper prefix removed.
+    public var stateDict: StateDict {
+        wrapperPrefix.map { raw.removingPrefix($0) } ?? raw
+    }
+
+    /// The keys with the wrapper prefix removed.
+    public var unwrappedKeys: [String] { stateDict.keys }
 }
 
 /// What the keys say about the architecture (`torchvision resnet34, 1000 classes, 3 input channels`).
@@ -44,7 +52,7 @@ public struct ArchitectureGuess: Sendable, Equatable {
 public enum KeyAnalysis {
     /// Names under which training scripts nest the model's state dict, most likely first.
     public static let stateDictNames = ["state_dict", "model_state_dict", "model", "net", "network",
-                                        "model_state", "weights", "params", "module", "ema", "model_ema"]
+                                        "model_state", "weights", "params", "module", "ema", "model_ema", "state_dict_ema"]
 
     /// Names of checkpoint entries that hold tensors but are not the model's state dict.
     public static let notStateDictNames: Set<String> = ["optimizer", "optimizer_state_dict", "optim", "scheduler",
@@ -67,7 +75,7 @@ public enum KeyAnalysis {
         for _ in 0 ..< 4 {
             if let sd = Salvage.moduleStateDict(node) {
                 // a whole pickled nn.Module: its state_dict() keys
-                return LocatedStateDict(rootPath: path, wrapperPrefix: nil, entries: sd, isPickledModule: true)
+                return LocatedStateDict(rootPath: path, wrapperPrefix: nil, raw: StateDict(sd), isPickledModule: true)
             }
             guard let d = node.dictValue else { break }
             if d.items.contains(where: { $0.value.tensorValue != nil }) { break }
@@ -95,7 +103,21 @@ public enum KeyAnalysis {
         }
         let keys = entries.map(\.key)
         let prefix = wrapperPrefixes.first { p in !keys.isEmpty && keys.allSatisfy { $0.hasPrefix(p) } }
-        return LocatedStateDict(rootPath: path, wrapperPrefix: prefix, entries: entries, isPickledModule: false)
+        return LocatedStateDict(rootPath: path, wrapperPrefix: prefix, raw: StateDict(entries), isPickledModule: false)
+    }
+
+    /// The state dict at the dotted path `key` of `checkpoint` (`--key model`), or nil when no
+    /// tensors sit there.
+    public static func locateStateDict(_ checkpoint: Checkpoint, at key: String) -> LocatedStateDict? {
+        var entries: [(key: String, tensor: Tensor)] = []
+        let prefix = key + "."
+        for (p, t) in checkpoint.tensors where p == key || p.hasPrefix(prefix) {
+            entries.append((p == key ? "" : String(p.dropFirst(prefix.count)), t))
+        }
+        guard !entries.isEmpty else { return nil }
+        let keys = entries.map(\.key)
+        let wrapper = wrapperPrefixes.first { p in keys.allSatisfy { $0.hasPrefix(p) } }
+        return LocatedStateDict(rootPath: key, wrapperPrefix: wrapper, raw: StateDict(entries))
     }
 
     private static func tensorCount(_ v: Value) -> Int {

@@ -78,8 +78,13 @@ public struct Tensor: Sendable {
 
     /// A contiguous float32 tensor holding `values`.
     public init(float32 values: [Float], shape: [Int]) throws {
-        let bytes = values.withUnsafeBytes { Array($0) }
-        try self.init(dtype: .float32, shape: shape, bytes: bytes)
+        // one copy, straight into the storage's region
+        let region = values.withUnsafeBytes { ByteRegion(copying: $0) }
+        guard let n = Checked.product(shape), n == values.count else {
+            throw TensorError.badView("\(values.count) floats do not hold shape \(shape)")
+        }
+        let storage = Storage(key: "0", dtype: .float32, slice: ByteSlice(region: region))
+        try self.init(storage: storage, dtype: .float32, shape: shape, strides: Tensor.contiguousStrides(shape), storageOffset: 0)
     }
 
     /// Row-major strides for `shape` (`torch.empty(shape).stride()`).

@@ -4,7 +4,7 @@ import CkptNN
 /// The weight initialisation torchvision's model constructors apply after building the layers.
 enum TorchvisionInitialization {
     /// How the constructor initialises `nn.Linear` layers.
-    enum LinearRule {
+    enum LinearRule: Sendable {
         /// `normal_(0, 0.01)`, bias 0 (VGG).
         case normal(std: Float)
         /// PyTorch's default (`kaiming_uniform_(a=√5)`, uniform bias): ResNet's `fc`, AlexNet.

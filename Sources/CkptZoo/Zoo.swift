@@ -1,5 +1,6 @@
 import CkptKernels
 import CkptNN
+import CkptTensor
 
 /// Errors raised by the zoo.
 public enum ZooError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -33,18 +34,54 @@ public enum Zoo {
         public var defaultInputShapes: [[Int]]
         /// Family, for listings (`vgg`, `resnet`, …).
         public var family: String
+        /// How the constructor initialises weights (for re-initialising single modules).
+        var initialization: InitializationStyle
+        /// How the model is built from another zoo model's parts, as transplant rules
+        /// (`features.3:7=enc1`), and the model they take from; nil when it is not.
+        public var recipe: Recipe?
         let build: @Sendable (Int, Bool, inout SeededGenerator) -> Module
+
+        init(name: String, defaultClassCount: Int, defaultInputShapes: [[Int]], family: String,
+             initialization: InitializationStyle, recipe: Recipe? = nil,
+             build: @escaping @Sendable (Int, Bool, inout SeededGenerator) -> Module) {
+            self.name = name
+            self.defaultClassCount = defaultClassCount
+            self.defaultInputShapes = defaultInputShapes
+            self.family = family
+            self.initialization = initialization
+            self.recipe = recipe
+            self.build = build
+        }
+    }
+
+    /// A model built from another's parts: `segnet`'s encoder is vgg19_bn's `features[3:7]` … `[40:]`.
+    public struct Recipe: Sendable {
+        /// The zoo model the parts come from.
+        public var source: String
+        /// `--map` values (`features.3:7=enc1`), in order.
+        public var maps: [String]
+    }
+
+    /// How a model's constructor initialises its weights.
+    enum InitializationStyle: Sendable {
+        /// torchvision's loop: convolutions kaiming-normal (fan_out) with zero bias, batch norm
+        /// 1 and 0, linears per the rule (VGG, ResNet, SegNet).
+        case torchvision(linear: TorchvisionInitialization.LinearRule)
+        /// PyTorch's layer defaults only (AlexNet, the seed's small CNN).
+        case pytorchDefault
     }
 
     private static func vgg(_ name: String, _ cfg: String, bn: Bool) -> Entry {
-        Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "vgg") { n, _, rng in
+        Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "vgg",
+              initialization: .torchvision(linear: .normal(std: 0.01))) { n, _, rng in
             VGG(configuration: VGG.configurations[cfg] ?? [], batchNorm: bn, numClasses: n, rng: &rng)
         }
     }
 
     private static func resnet(_ name: String, _ c: ResNet.Configuration) -> Entry {
         Entry(name: name, defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]],
-              family: c.groups > 1 ? "resnext" : (c.widthPerGroup > 64 ? "wide_resnet" : "resnet")) { n, _, rng in
+              family: c.groups > 1 ? "resnext" : (c.widthPerGroup > 64 ? "wide_resnet" : "resnet"),
+              initialization: .torchvision(linear: .keepDefault)) { n, _, rng in
             ResNet(c, numClasses: n, rng: &rng)
         }
     }
@@ -61,13 +98,18 @@ public enum Zoo {
         resnet("resnext50_32x4d", .init(block: .bottleneck, layers: [3, 4, 6, 3], groups: 32, widthPerGroup: 4)),
         resnet("resnext101_32x8d", .init(block: .bottleneck, layers: [3, 4, 23, 3], groups: 32, widthPerGroup: 8)),
         resnet("wide_resnet50_2", .init(block: .bottleneck, layers: [3, 4, 6, 3], widthPerGroup: 128)),
-        Entry(name: "alexnet", defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "alexnet") { n, _, rng in
+        Entry(name: "alexnet", defaultClassCount: 1000, defaultInputShapes: [[3, 224, 224]], family: "alexnet",
+              initialization: .pytorchDefault) { n, _, rng in
             AlexNet(numClasses: n, rng: &rng)
         },
-        Entry(name: "smallcnn", defaultClassCount: 10, defaultInputShapes: [[3, 32, 32]], family: "smallcnn") { n, _, rng in
+        Entry(name: "smallcnn", defaultClassCount: 10, defaultInputShapes: [[3, 32, 32]], family: "smallcnn",
+              initialization: .pytorchDefault) { n, _, rng in
             SmallCNN(numClasses: n, rng: &rng)
         },
-        Entry(name: "segnet", defaultClassCount: 2, defaultInputShapes: [[1, 160, 160], [1, 160, 160]], family: "segnet") { n, shared, rng in
+        Entry(name: "segnet", defaultClassCount: 2, defaultInputShapes: [[1, 160, 160], [1, 160, 160]], family: "segnet",
+              initialization: .torchvision(linear: .keepDefault),
+              recipe: Recipe(source: "vgg19_bn", maps: ["features.3:7=enc1", "features.7:14=enc2", "features.14:27=enc3",
+                                                         "features.27:40=enc4", "features.40:=enc5"])) { n, shared, rng in
             SegNet(numClasses: n, sharesRepeatedLayers: shared, rng: &rng)
         },
     ]

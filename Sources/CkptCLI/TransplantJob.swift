@@ -1,0 +1,286 @@
+import ArgumentParser
+import CkptFormat
+import CkptKernels
+import CkptSurgery
+import CkptTensor
+import CkptTrain
+import CkptZoo
+import Foundation
+
+/// The target of a transplant: a zoo model or a template state dict.
+enum TransplantTarget {
+    case zoo(name: String, numClasses: Int)
+    case template(path: String)
+
+    var name: String {
+        switch self {
+        case let .zoo(name, n): return "\(name) (\(n) classes)"
+        case let .template(path): return "template \(path)"
+        }
+    }
+}
+
+/// One transplant, from reading the source to writing the output: the command's glue over
+/// `Planner`, `MatchPlan.apply`, `Zoo.initialValues` and `TransplantProof`.
+struct TransplantJob {
+    var located: LocatedStateDict
+    var sourceArchitecture: ArchitectureGuess?
+    var sourceModel: String?
+    var target: TransplantTarget
+    var specs: [ParameterSpec]
+    var options: TransplantOptions
+    var rules: [TransplantRule]
+    var proposals: [TransplantRule]
+    var plan: MatchPlan
+
+    /// Reads the source and the target and makes the plan.
+    /// - Throws: `FormatError`, `SurgeryError`, `ZooError`, `ValidationError` for bad input.
+    static func prepare(_ c: Transplant) throws -> TransplantJob {
+        let checkpoint = try CLI.load(c.source, c.read)
+        let located: LocatedStateDict
+        if let key = c.key {
+            guard let l = KeyAnalysis.locateStateDict(checkpoint, at: key) else {
+                throw SurgeryError(.emptySource, "\(c.source): no tensors under '\(key)'")
+            }
+            located = l
+        } else {
+            located = KeyAnalysis.locateStateDict(checkpoint)
+        }
+        let sourceState = located.stateDict
+        guard !sourceState.isEmpty else {
+            throw SurgeryError(.emptySource, "\(c.source): no tensors" + (located.rootPath.isEmpty ? "" : " under '\(located.rootPath)'"))
+        }
+        let guess = KeyAnalysis.guessArchitecture(sourceState.shapes)
+        var sourceModel = c.fromModel
+        if let m = sourceModel {
+            _ = try Zoo.entry(named: m)
+        } else if let g = guess, Zoo.names.contains(g.name) {
+            sourceModel = g.name
+        }
+
+        // the target
+        var options = TransplantOptions()
+        options.inputChannelMode = InputChannelMode(rawValue: c.inChannelsMode) ?? .automatic
+        let target: TransplantTarget
+        var specs: [ParameterSpec]
+        var recipeNote: String?
+        if let entry = try? Zoo.entry(named: c.into) {
+            let n = try c.numClasses ?? inferClasses(entry.name, from: sourceState) ?? entry.defaultClassCount
+            target = .zoo(name: entry.name, numClasses: n)
+            specs = try Zoo.specification(entry.name, numClasses: n).parameterSpecs
+            options.headKeys = Set(try Zoo.headKeys(entry.name, numClasses: n))
+            if let recipe = entry.recipe, !c.noRecipe {
+                if let s = sourceModel, s != recipe.source {
+                    recipeNote = "recipe \(entry.name) <- \(recipe.source) not applied: the source is \(s)"
+                } else {
+                    options.recipe = try recipe.maps.map { try TransplantRule.map($0, origin: .recipe(entry.name)) }
+                }
+            }
+        } else if FileManager.default.fileExists(atPath: c.into) {
+            guard c.numClasses == nil else {
+                throw ValidationError("--num-classes: a template's shapes are fixed by the template \(c.into)")
+            }
+            let t = KeyAnalysis.locateStateDict(try CLI.load(c.into, c.read)).stateDict
+            guard !t.isEmpty else { throw SurgeryError(.emptySource, "\(c.into): the template holds no tensors") }
+            target = .template(path: c.into)
+            specs = t.map { ParameterSpec(key: $0.key, shape: $0.tensor.shape, dtype: $0.tensor.dtype,
+                                          role: KeyAnalysis.isBuffer($0.key) ? .buffer : .parameter) }
+            options.headKeys = Set(TemplateInitialization.headKeys(specs))
+        } else {
+            throw ZooError.unknownModel(name: c.into, available: Zoo.names + ["(or a path to a state-dict file)"])
+        }
+        options.replaceHead = c.numClasses != nil
+        options.inputConvolutionKey = specs.first { $0.shape.count == 4 }?.key
+        if let channels = c.inChannels, let k = options.inputConvolutionKey, let i = specs.firstIndex(where: { $0.key == k }) {
+            if case .template = target, specs[i].shape[1] != channels {
+                throw ValidationError("--in-channels \(channels): the template's first convolution \(k) takes \(specs[i].shape[1])")
+            }
+            specs[i].shape[1] = channels
+        }
+        if c.keepClasses.count == 2 {
+            let old = try readLabels(c.keepClasses[0])
+            let new = try readLabels(c.keepClasses[1])
+            options.keepClasses = (old, new)
+            options.replaceHead = true
+        }
+
+        var rules = try c.maps.map { try TransplantRule.map($0) }
+        rules += try c.renames.map { try TransplantRule.rename($0) }
+        rules += try c.drops.map { try TransplantRule.drop($0) }
+        var proposals: [TransplantRule] = []
+        if c.auto {
+            proposals = AutoMapper.propose(source: sourceState.shapes, target: specs, existing: rules + options.recipe)
+            rules = proposals + rules
+        }
+        var plan = try Planner.plan(source: sourceState.shapes, target: specs, rules: rules, options: options)
+        if let n = recipeNote { plan.notes.insert(n, at: 0) }
+        if case .template = target { plan.notes.append("template target: fresh values use PyTorch's layer defaults") }
+        return TransplantJob(located: located, sourceArchitecture: guess, sourceModel: sourceModel, target: target, specs: specs,
+                             options: options, rules: rules, proposals: proposals, plan: plan)
+    }
+
+    /// The class count the source's head has for `model`'s head keys, when it fits them.
+    static func inferClasses(_ model: String, from source: StateDict) throws -> Int? {
+        let specs = try Zoo.specification(model).parameterSpecs
+        let heads = Set(try Zoo.headKeys(model))
+        return ModelFitting.classCount(head: specs.filter { heads.contains($0.key) }, in: source)
+    }
+
+    static func readLabels(_ path: String) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw FormatError(.io, file: path, "cannot read the label list")
+        }
+        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Applies the plan, proves it, checks the gates, writes the output and the plan file.
+    func run(_ c: Transplant) throws {
+        let out = c.outputPath
+        if c.auto, !c.json {
+            print("--auto proposes:" + (proposals.isEmpty ? " nothing (keys already match, or no block has a match)" : ""))
+            for r in proposals { print("  \(r.flag)    # confidence \(String(format: "%.2f", confidence(r)))") }
+        }
+        if c.dryRun {
+            if c.json { CLI.printJSON(report(c, checks: [], casts: [], output: nil)) } else { printPlan(c, checks: [], casts: [], written: nil) }
+            try gates(c)
+            return
+        }
+        if !c.force, FileManager.default.fileExists(atPath: out) {
+            throw ValidationError("\(out) exists; pass --force to overwrite it")
+        }
+        try gates(c)
+
+        // the provenance hash reads the whole source: on the other core while the rest runs
+        let digest = DigestTask(path: c.source)
+        var clock = Date()
+        func lap(_ name: String) {
+            let now = Date()
+            if ProcessInfo.processInfo.environment["CKPT_TIMING"] != nil {
+                FileHandle.standardError.write(Data(String(format: "%@ %.3f s\n", name, now.timeIntervalSince(clock)).utf8))
+            }
+            clock = now
+        }
+        let needed = plan.entries.filter(\.needsInitialValue).map(\.spec)
+        var initial: [String: Tensor] = [:]
+        switch target {
+        case let .zoo(name, n):
+            initial = try Zoo.initialValues(name, numClasses: n, seed: c.seed, keys: needed.map(\.key))
+            // a first conv widened by --in-channels is not the zoo's shape: PyTorch's conv default
+            for spec in needed where initial[spec.key]?.shape != spec.shape {
+                initial[spec.key] = try TemplateInitialization.values(for: [spec], among: specs, seed: c.seed)[spec.key]
+            }
+        case .template:
+            initial = try TemplateInitialization.values(for: needed, among: specs, seed: c.seed)
+        }
+        lap("initial values")
+        let (state, casts) = try plan.apply(source: located.stateDict, initialValues: initial,
+                                            dtype: OutputDType(rawValue: c.dtype) ?? .keep)
+
+        lap("apply")
+        var checks: [BlockCheck] = []
+        if !c.noVerify, let from = sourceModel, case let .zoo(name, n) = target {
+            let classes = try sourceArchitecture?.numClasses ?? Zoo.entry(named: from).defaultClassCount
+            checks = try TransplantProof.verify(plan: plan, source: located.stateDict, sourceModel: from, sourceClasses: classes,
+                                                output: state, targetModel: name, targetClasses: n, seed: c.seed)
+        }
+        lap("proof")
+        let failed = checks.filter { !$0.passes(tolerance: TransplantProof.tolerance) }
+
+        if failed.isEmpty {
+            let root = Value.dict(PyDict(items: state.map { (.string($0.key), .tensor($0.tensor)) }, kind: .orderedDict))
+            let progress = Progress("writing \(out)", total: 1)
+            try CheckpointWriter.write(Checkpoint(root: root, info: FormatInfo(format: .zip)), to: out, forbidding: [c.source] + templatePath) {
+                progress.update($0 * 100 / max($1, 1))
+            }
+            progress.finish()
+            lap("write")
+            var provenance = report(c, checks: checks, casts: casts, output: out)
+            if case var .object(members) = provenance {
+                members.insert(("source_sha256", .string(try digest.wait())), at: 1)
+                provenance = .object(members)
+            }
+            let planFile = try AtomicFileWriter(destination: out + ".plan.json", forbidding: [c.source])
+            do {
+                try planFile.write(Array((provenance.serialized(pretty: true) + "\n").utf8))
+                try planFile.commit()
+            } catch {
+                planFile.abort()
+                throw error
+            }
+            lap("hash and plan file")
+        }
+        if c.json {
+            CLI.printJSON(report(c, checks: checks, casts: casts, output: failed.isEmpty ? out : nil))
+        } else {
+            printPlan(c, checks: checks, casts: casts, written: failed.isEmpty ? out : nil)
+        }
+        if let f = failed.first {
+            CLI.printError("\(c.source): transplanted block \(f.block) differs from \(f.source) by \(f.maxAbsDiff.map { String(format: "%.3g", $0) } ?? "?") (> \(TransplantProof.tolerance)); nothing written (--no-verify skips the proof)")
+            throw ExitCode(1)
+        }
+    }
+
+    var templatePath: [String] {
+        if case let .template(p) = target { return [p] }
+        return []
+    }
+
+    /// `--strict` and `--require-coverage`: exit 1 before anything is written.
+    func gates(_ c: Transplant) throws {
+        if c.strict, let first = plan.unrequested.first {
+            CLI.printError("\(c.source): --strict: \(CLI.plural(plan.unrequested.count, "target tensor")) not transplanted, first \(first.spec.key) (\(Self.actionText(first.action)))")
+            throw ExitCode(1)
+        }
+        for gate in c.requireCoverage {
+            let parts = gate.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let pct = Double(parts[1].replacingOccurrences(of: "%", with: "")), (0 ... 100).contains(pct) else {
+                throw ValidationError("--require-coverage '\(gate)': expected PREFIX=PCT% (enc=100%)")
+            }
+            guard let cov = plan.coverage(ofPrefix: parts[0]) else {
+                throw ValidationError("--require-coverage '\(gate)': no target key starts with '\(parts[0])'; blocks: \(plan.coverage.map(\.block).joined(separator: ", "))")
+            }
+            if cov.fraction * 100 + 1e-9 < pct {
+                CLI.printError("\(c.source): --require-coverage \(gate): \(parts[0]) is covered \(String(format: "%.1f", cov.fraction * 100))% (\(cov.coveredTensors) of \(cov.tensors) tensors)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    func confidence(_ r: TransplantRule) -> Double {
+        if case let .auto(c) = r.origin { return c }
+        return 1
+    }
+
+    static func actionText(_ a: MatchPlan.Action) -> String {
+        switch a {
+        case let .copy(from): return "copied from \(from)"
+        case let .adapt(from, how): return "adapted from \(from): \(how.text)"
+        case .fill: return "filled with 0 (absent from the source, as torch fills it)"
+        case let .reinitialize(r): return "re-initialised: \(r.text)"
+        case .missing: return "missing from the source (fresh value)"
+        case let .mismatch(from, shape): return "mismatched: source \(from) is \(CLI.shape(shape)) (fresh value)"
+        }
+    }
+}
+
+/// SHA-256 of a file computed on a background thread (the SHA extensions where the CPU has them).
+final class DigestTask: @unchecked Sendable {
+    private var result: Result<String, Error>?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(path: String) {
+        Thread.detachNewThread { [self] in
+            result = Result { try SHA256.hexDigest(ofFile: path, blocks: CPUFeatures.sha256Blocks) }
+            done.signal()
+        }
+    }
+
+    /// The hex digest, once computed.
+    /// - Throws: `FormatError` when the file could not be read.
+    func wait() throws -> String {
+        done.wait()
+        done.signal()
+        guard let r = result else { throw FormatError(.io, file: "", "digest missing") }
+        return try r.get()
+    }
+}

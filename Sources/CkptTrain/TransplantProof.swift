@@ -1,0 +1,221 @@
+import CkptKernels
+import CkptNN
+import CkptSurgery
+import CkptTensor
+import CkptZoo
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// One transplanted block run beside the source module it came from.
+public struct BlockCheck: Sendable, Hashable {
+    /// The target block (`enc1`).
+    public var block: String
+    /// The source it came from, as PyTorch would index it (`features[3:7]`, `layer1`).
+    public var source: String
+    /// Largest |target − source| over the outputs; nil when the block was not run.
+    public var maxAbsDiff: Double?
+    /// Input shape the two were run on.
+    public var inputShape: [Int]
+    /// How the inputs were made, or why the block was not run.
+    public var note: String?
+    /// True when the block was run and its outputs agree within `tolerance`.
+    public func passes(tolerance: Double) -> Bool { maxAbsDiff.map { $0 <= tolerance } ?? true }
+}
+
+/// Proof that a transplant landed: every transplanted block and the source slice it came from
+/// run in eval mode on the same seeded inputs, and the largest output difference is reported.
+///
+/// Needs both architectures from the zoo; the models are built unallocated and only the blocks
+/// being compared are loaded, one block at a time, so memory stays near one block's weights.
+public enum TransplantProof {
+    /// Largest difference a block may show (`ckpt transplant` fails above it unless `--no-verify`).
+    public static let tolerance = 1e-5
+
+    /// Checks every block a map rule wrote, and every top-level block copied whole by name.
+    /// - Parameters:
+    ///   - plan: the applied plan.
+    ///   - source: the source state dict (wrapper prefix removed) and its zoo model and class count.
+    ///   - output: the written state dict and the target's zoo model and class count.
+    /// - Throws: `NNError` / `KernelError` when a block cannot run (a bug, not a mismatch).
+    public static func verify(plan: MatchPlan, source: StateDict, sourceModel: String, sourceClasses: Int,
+                              output: StateDict, targetModel: String, targetClasses: Int, seed: UInt64 = 0) throws -> [BlockCheck] {
+        var checks: [BlockCheck] = []
+        var byBlock: [String: [MatchPlan.Entry]] = [:]
+        for e in plan.entries { byBlock[MatchPlan.block(of: e.spec.key), default: []].append(e) }
+        var ruled = Set<String>()
+        for rule in plan.rules {
+            guard let block = rule.targetBlock else { continue }
+            ruled.insert(MatchPlan.block(of: block))
+            let entries = plan.entries.filter { $0.spec.key.hasPrefix(block + ".") }
+            let description: String
+            let sourcePaths: (container: String, range: Range<Int>?)
+            switch rule.action {
+            case let .slice(container, start, end, _):
+                let c = container ?? Planner.firstNumberedContainer(source.keys) ?? ""
+                let upper = end ?? Int.max
+                description = "\(c)[\(start):\(end.map(String.init) ?? "")]"
+                sourcePaths = (c, start ..< upper)
+            case let .move(from, _):
+                description = from
+                sourcePaths = (from, nil)
+            default: continue
+            }
+            if let bad = entries.first(where: { !$0.isCovered }) {
+                checks.append(BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [],
+                                         note: "not run: \(bad.spec.key) was not transplanted"))
+                continue
+            }
+            checks.append(try compare(block: block, description: description, sourcePaths: sourcePaths, plan: plan,
+                                      source: source, sourceModel: sourceModel, sourceClasses: sourceClasses,
+                                      output: output, targetModel: targetModel, targetClasses: targetClasses, seed: seed))
+        }
+        // blocks taken whole under their own names
+        for c in plan.coverage where !ruled.contains(c.block) && c.tensors > 0 {
+            let entries = byBlock[c.block] ?? []
+            guard entries.allSatisfy({ e in if case let .copy(from) = e.action { return from == e.spec.key } else { return e.action == .fill } }),
+                  entries.contains(where: { $0.spec.role == .parameter }) else { continue }
+            checks.append(try compare(block: c.block, description: c.block, sourcePaths: (c.block, nil), plan: plan,
+                                      source: source, sourceModel: sourceModel, sourceClasses: sourceClasses,
+                                      output: output, targetModel: targetModel, targetClasses: targetClasses, seed: seed))
+        }
+        return checks
+    }
+
+    /// Loads one block on each side and runs both on the same input.
+    static func compare(block: String, description: String, sourcePaths: (container: String, range: Range<Int>?), plan: MatchPlan,
+                        source: StateDict, sourceModel: String, sourceClasses: Int,
+                        output: StateDict, targetModel: String, targetClasses: Int, seed: UInt64) throws -> BlockCheck {
+        let sourceRoot = try Zoo.makeUnallocated(sourceModel, numClasses: sourceClasses)
+        let targetRoot = try Zoo.makeUnallocated(targetModel, numClasses: targetClasses)
+        guard let targetBlock = targetRoot.submodule(at: block) else {
+            return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: \(targetModel) has no module \(block)")
+        }
+        // the source side: a module, or the renumbered slice of a container's children
+        let sourceBlock: Module
+        if let range = sourcePaths.range {
+            guard let container = sourceRoot.submodule(at: sourcePaths.container) else {
+                return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: \(sourceModel) has no module \(sourcePaths.container)")
+            }
+            let children = container.children.filter { Int($0.name).map { range.contains($0) } ?? false }
+            sourceBlock = Sequential(children.map(\.module))
+            try load(sourceBlock, from: source, renaming: { key in
+                let prefix = sourcePaths.container.isEmpty ? "" : sourcePaths.container + "."
+                guard key.hasPrefix(prefix) else { return nil }
+                let tail = key.dropFirst(prefix.count)
+                guard let dot = tail.firstIndex(of: "."), let i = Int(tail[..<dot]), range.contains(i) else { return nil }
+                return "\(i - range.lowerBound)." + tail[tail.index(after: dot)...]
+            })
+        } else {
+            guard let m = sourceRoot.submodule(at: sourcePaths.container) else {
+                return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: \(sourceModel) has no module \(sourcePaths.container)")
+            }
+            sourceBlock = m
+            let prefix = sourcePaths.container + "."
+            try load(sourceBlock, from: source, renaming: { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : nil })
+        }
+        let targetPrefix = block + "."
+        try load(targetBlock, from: output, renaming: { $0.hasPrefix(targetPrefix) ? String($0.dropFirst(targetPrefix.count)) : nil })
+
+        // inputs: channels from each side's first layer; an adapted input conv gets inputs whose
+        // channels make the two computations equal
+        guard let (sourceShape, _) = inputShape(of: sourceBlock), let (targetShape, _) = inputShape(of: targetBlock) else {
+            return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: no convolution, batch norm or linear layer")
+        }
+        var rng = SeededGenerator(seed: seed ^ 0x5EED)
+        let x = Initialization.uniform(sourceShape, bound: 1, using: &rng)
+        var xs = x
+        var xt = x
+        var note: String?
+        if sourceShape != targetShape {
+            let adaptation = plan.entries.lazy.compactMap { e -> MatchPlan.Adaptation? in
+                guard e.spec.key.hasPrefix(targetPrefix), case let .adapt(_, a) = e.action, case .inputChannels = a else { return nil }
+                return a
+            }.first
+            guard case let .inputChannels(from, to, mode)? = adaptation, sourceShape.count == 4,
+                  let inputs = channelInputs(x, from: from, to: to, mode: mode) else {
+                return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: targetShape,
+                                  note: "not run: input shapes \(sourceShape) and \(targetShape) differ")
+            }
+            (xs, xt) = inputs.pair
+            note = inputs.note
+        }
+        // one call per block: Winograd's weight transform would cost more than the convolution
+        for m in [sourceBlock, targetBlock] {
+            for (_, c) in m.namedModules() { (c as? Conv2d)?.algorithm = .im2col }
+        }
+        let ys = try sourceBlock.evaluate([xs])
+        let yt = try targetBlock.evaluate([xt])
+        guard ys.shape == yt.shape else {
+            return BlockCheck(block: block, source: description, maxAbsDiff: .infinity, inputShape: xt.shape,
+                              note: "output shapes differ: \(ys.shape) and \(yt.shape)")
+        }
+        var worst = 0.0
+        for (a, b) in zip(ys.values, yt.values) {
+            let d = Double(abs(a - b))
+            if d > worst || d.isNaN { worst = d.isNaN ? .infinity : d }
+        }
+        return BlockCheck(block: block, source: description, maxAbsDiff: worst, inputShape: xt.shape, note: note)
+    }
+
+    /// Inputs on which a convolution adapted from `from` to `to` channels by `mode` computes what
+    /// the source computed: channels all equal (`sum`), or tiled (`repeat` to a multiple), or
+    /// zero-padded (`zero`). nil when no input makes them equal (`mean`, `repeat` to a non-multiple).
+    static func channelInputs(_ x: DenseTensor, from: Int, to: Int, mode: InputChannelMode) -> (pair: (DenseTensor, DenseTensor), note: String)? {
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let plane = h * w
+        func make(_ channels: Int, _ value: (Int, Int, Int) -> Float) -> DenseTensor {
+            var t = DenseTensor(shape: [n, channels, h, w])
+            for i in 0 ..< n { for c in 0 ..< channels { for p in 0 ..< plane { t.values[(i * channels + c) * plane + p] = value(i, c, p) } } }
+            return t
+        }
+        func at(_ i: Int, _ c: Int, _ p: Int) -> Float { x.values[(i * from + c) * plane + p] }
+        switch mode {
+        case .sum:
+            // every channel equal to the source input's channel 0
+            return ((make(from) { i, _, p in at(i, 0, p) }, make(to) { i, _, p in at(i, 0, p) }), "inputs with all channels equal")
+        case .repeat where to % from == 0:
+            return ((x, make(to) { i, c, p in at(i, c % from, p) }), "target input repeats the source's \(from) channels")
+        case .zero:
+            let kept = min(from, to)
+            return ((make(from) { i, c, p in c < kept ? at(i, c, p) : 0 }, make(to) { i, c, p in c < kept ? at(i, c, p) : 0 }),
+                    "channels past \(kept) zero")
+        default:
+            return nil
+        }
+    }
+
+    /// The input shape a block takes, from its first layer with weights: `[2, C, S, S]` for a
+    /// convolution or batch norm, with `S` just large enough for the block's poolings and strides
+    /// (small: the proof is about weights, not speed), `[2, F]` for a linear layer.
+    static func inputShape(of block: Module) -> ([Int], Module)? {
+        let halvings = block.namedModules().filter { _, m in
+            if m is MaxPool2d { return true }
+            if let c = m as? Conv2d { return c.geometry.stride.height > 1 }
+            return false
+        }.count
+        let s = min(128, max(8, 2 << halvings))
+        for (_, m) in block.namedModules() {
+            switch m {
+            case let c as Conv2d: return ([2, c.geometry.inputChannels, s, s], m)
+            case let bn as BatchNorm2d: return ([2, bn.weight.value.shape[0], s, s], m)
+            case let l as Linear: return ([2, l.weight.value.shape[1]], m)
+            case let t as ConvTranspose2d: return ([2, t.weight.value.shape[0], s, s], m)
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// Loads `module` strictly from the keys of `stateDict` that `renaming` maps to its own keys.
+    static func load(_ module: Module, from stateDict: StateDict, renaming: (String) -> String?) throws {
+        var own = StateDict()
+        for (k, t) in stateDict { if let r = renaming(k) { own[r] = t } }
+        // a batch norm from before torch 0.4.1 has no num_batches_tracked; eval never reads it
+        let report = try module.load(stateDict: own, strictness: .allowMissing)
+        if let m = report.missing.first(where: { !$0.key.hasSuffix("num_batches_tracked") }) {
+            var strict = report
+            strict.missing = [m]
+            throw NNError.load(strict)
+        }
+    }
+}
