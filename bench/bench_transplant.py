@@ -132,7 +132,7 @@ def main():
     if torch_ok:
         print(f"python seed surgery  {res['python_s']:7.2f} s  peak RSS {res['python_peak_rss_mib']:7.0f} MiB  "
               f"output {res['python_output_bytes'] / 1e6:6.1f} MB")
-        print(f"ratio: ckpt {res['speedup']:.1f}x faster, {res['rss_ratio']:.1f}x less peak RSS; outputs: {res['outputs']}")
+        print(f"ratio python/ckpt: wall {res['speedup']:.2f}x, peak RSS {res['rss_ratio']:.2f}x; outputs: {res['outputs']}")
     print(json.dumps(res))
 
 

@@ -52,6 +52,7 @@ enum PlanReport {
                 .object([("block", .string(c.block)), ("source", .string(c.source)),
                          ("max_abs_diff", c.maxAbsDiff.map { .double($0) } ?? .null),
                          ("input_shape", shape(c.inputShape)), ("note", c.note.map { .string($0) } ?? .null),
+                         ("max_abs_diff_after_cast", c.maxAbsDiffAfterCast.map { .double($0) } ?? .null),
                          ("passed", .bool(c.passes(tolerance: TransplantProof.tolerance)))])
             })),
         ]
@@ -130,7 +131,8 @@ enum PlanReport {
             for c in checks {
                 let diff = c.maxAbsDiff.map { "max|Δ| " + ($0 == 0 ? "0" : String(format: "%.3g", $0)) } ?? "not run"
                 let verdict = c.maxAbsDiff == nil ? "" : (c.passes(tolerance: TransplantProof.tolerance) ? "" : "  FAILED (> 1e-5)")
-                out.append("  \(c.block) ← \(c.source): \(diff)\(verdict)" + (c.note.map { "  (\($0))" } ?? ""))
+                let cast = c.maxAbsDiffAfterCast.map { String(format: "; after the cast %.3g", $0) } ?? ""
+                out.append("  \(c.block) ← \(c.source): \(diff)\(cast)\(verdict)" + (c.note.map { "  (\($0))" } ?? ""))
             }
         }
         return out.joined(separator: "\n")
@@ -169,7 +171,7 @@ extension TransplantJob {
             print("wrote \(w) (\(CheckpointWriter.format(forPath: w).rawValue)) and \(w).plan.json")
         } else if c.dryRun {
             print("")
-            print("dry run: nothing written")
+            print("dry run: nothing written (would write \(c.outputPath))")
         }
     }
 }

@@ -56,7 +56,7 @@ struct Transplant: ParsableCommand {
     @Option(name: .long, help: "How the first conv is adapted: auto (timm: sum to 1, else repeat scaled), sum, mean, repeat, zero, random.")
     var inChannelsMode: String = "auto"
 
-    @Option(name: .long, help: "Floating dtype written: keep (default), float32, float16, bfloat16. Lossy casts are reported.")
+    @Option(name: .long, help: "Floating dtype written: keep, float32, float16, bfloat16. Lossy casts are reported.")
     var dtype: String = "keep"
 
     @Flag(name: .long, help: "Propose --map rules by aligning the source's modules with the target's blocks, and use them.")

@@ -64,8 +64,9 @@ struct TransplantJob {
         let target: TransplantTarget
         var specs: [ParameterSpec]
         var recipeNote: String?
+        let labels = c.keepClasses.count == 2 ? (try readLabels(c.keepClasses[0]), try readLabels(c.keepClasses[1])) : nil
         if let entry = try? Zoo.entry(named: c.into) {
-            let n = try c.numClasses ?? inferClasses(entry.name, from: sourceState) ?? entry.defaultClassCount
+            let n = try c.numClasses ?? labels?.1.count ?? inferClasses(entry.name, from: sourceState) ?? entry.defaultClassCount
             target = .zoo(name: entry.name, numClasses: n)
             specs = try Zoo.specification(entry.name, numClasses: n).parameterSpecs
             options.headKeys = Set(try Zoo.headKeys(entry.name, numClasses: n))
@@ -97,9 +98,7 @@ struct TransplantJob {
             }
             specs[i].shape[1] = channels
         }
-        if c.keepClasses.count == 2 {
-            let old = try readLabels(c.keepClasses[0])
-            let new = try readLabels(c.keepClasses[1])
+        if let (old, new) = labels {
             options.keepClasses = (old, new)
             options.replaceHead = true
         }
@@ -173,15 +172,25 @@ struct TransplantJob {
             initial = try TemplateInitialization.values(for: needed, among: specs, seed: c.seed)
         }
         lap("initial values")
-        let (state, casts) = try plan.apply(source: located.stateDict, initialValues: initial,
-                                            dtype: OutputDType(rawValue: c.dtype) ?? .keep)
+        // the proof runs on the transplant as taken from the source; a cast the user asked for is
+        // a separate, reported step whose effect on the activations is shown beside it
+        let dtype = OutputDType(rawValue: c.dtype) ?? .keep
+        let (uncast, _) = try plan.apply(source: located.stateDict, initialValues: initial, dtype: .keep)
+        let (state, casts) = dtype == .keep ? (uncast, []) : try plan.apply(source: located.stateDict, initialValues: initial, dtype: dtype)
 
         lap("apply")
         var checks: [BlockCheck] = []
         if !c.noVerify, let from = sourceModel, case let .zoo(name, n) = target {
             let classes = try sourceArchitecture?.numClasses ?? Zoo.entry(named: from).defaultClassCount
             checks = try TransplantProof.verify(plan: plan, source: located.stateDict, sourceModel: from, sourceClasses: classes,
-                                                output: state, targetModel: name, targetClasses: n, seed: c.seed)
+                                                output: uncast, targetModel: name, targetClasses: n, seed: c.seed)
+            if casts.contains(where: \.isLossy) {
+                let after = try TransplantProof.verify(plan: plan, source: located.stateDict, sourceModel: from, sourceClasses: classes,
+                                                       output: state, targetModel: name, targetClasses: n, seed: c.seed)
+                for (i, a) in after.enumerated() where i < checks.count && checks[i].block == a.block {
+                    checks[i].maxAbsDiffAfterCast = a.maxAbsDiff
+                }
+            }
         }
         lap("proof")
         let failed = checks.filter { !$0.passes(tolerance: TransplantProof.tolerance) }

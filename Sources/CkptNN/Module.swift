@@ -42,6 +42,14 @@ open class Module {
         return child
     }
 
+    /// Puts `child` where the child `name` was (same name, same position); false when there is none.
+    @discardableResult
+    public func replaceChild(named name: String, with child: Module) -> Bool {
+        guard let i = children.firstIndex(where: { $0.name == name }) else { return false }
+        children[i].module = child
+        return true
+    }
+
     /// The child registered under `name`, or nil.
     public func child(named name: String) -> Module? {
         children.first { $0.name == name }?.module

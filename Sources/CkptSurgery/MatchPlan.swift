@@ -112,6 +112,9 @@ public struct MatchPlan: Sendable {
         public var shape: [Int]
         /// Why it is not used.
         public var reason: String
+
+        /// The reason of a key the target does not have (`load_state_dict`'s "unexpected").
+        public static let noSuchKey = "the target has no key of that name"
     }
 
     /// Coverage of one top-level block of the target.

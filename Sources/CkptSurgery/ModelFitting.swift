@@ -51,7 +51,7 @@ public enum ModelFitting {
             }))
         }
         if !plan.missing.isEmpty { lines.append(count(plan.missing.count, "missing key") + ": " + list(plan.missing.map(\.spec.key))) }
-        let unexpected = plan.unused.filter { $0.reason.hasPrefix("the target has no key") }
+        let unexpected = plan.unused.filter { $0.reason == MatchPlan.Unused.noSuchKey }
         if !unexpected.isEmpty {
             lines.append(count(unexpected.count, "unexpected key") + ": " + list(unexpected.map { "\($0.key) \(shape($0.shape))" }))
         }

@@ -58,6 +58,7 @@ public enum Planner {
             }
         }
 
+        try checkOverlaps(maps, source: source)
         // which map takes each source key, and the key it becomes
         var mapped: [ExactKey: (key: String, rule: TransplantRule)] = [:]
         for r in maps {
@@ -101,7 +102,7 @@ public enum Planner {
                 }
             }
             guard targetKeys.contains(ExactKey(key)) else {
-                let why = applied.isEmpty ? "the target has no key \(key)" : "\(key) (by \(applied.map(\.text).joined(separator: ", "))) is not a target key"
+                let why = applied.isEmpty ? MatchPlan.Unused.noSuchKey : "\(key) (by \(applied.map(\.text).joined(separator: ", "))) is not a target key"
                 unused.append(.init(key: k, shape: shape, reason: why))
                 continue
             }
@@ -127,7 +128,7 @@ public enum Planner {
         }
 
         var entries: [MatchPlan.Entry] = []
-        var usedSources = Set<ExactKey>()
+        var candidate: [ExactKey: String] = [:]
         for spec in target {
             let k = ExactKey(spec.key)
             let chosen: (source: String, rules: [TransplantRule])? = explicit[k] ?? identity[k].map { ($0, []) }
@@ -136,7 +137,7 @@ public enum Planner {
                 entries.append(.init(spec: spec, action: options.replaceHead && options.headKeys.contains(spec.key) ? .reinitialize(.head) : .missing))
                 continue
             }
-            usedSources.insert(ExactKey(src))
+            candidate[k] = src
             let action: MatchPlan.Action
             if options.headKeys.contains(spec.key), let rows = keptRows {
                 guard let d0 = shape.first, let t0 = spec.shape.first, shape.dropFirst() == spec.shape.dropFirst() else {
@@ -175,17 +176,17 @@ public enum Planner {
             makeAtomic(&entries)
         }
 
-        // sources whose target took something else, or whose module was re-initialised
-        let taken = Set(entries.filter(\.isCovered).compactMap { $0.sourceKey.map(ExactKey.init) })
-        for (k, shape) in source where usedSources.contains(ExactKey(k)) && !taken.contains(ExactKey(k)) {
-            let entry = entries.first { $0.sourceKey == k }
+        // sources whose target did not take them: another shape, a new head, a module re-initialised whole
+        for e in entries where !e.isCovered {
+            guard let src = candidate[ExactKey(e.spec.key)], let shape = sourceShapes[ExactKey(src)] else { continue }
             let why: String
-            switch entry?.action {
-            case let .mismatch(_, s)?: why = "shape \(s) does not fit \(entry?.spec.key ?? "") \(entry?.spec.shape ?? [])"
-            case let .reinitialize(r)?: why = r.text
+            switch e.action {
+            case let .mismatch(_, s): why = "shape \(s) does not fit \(e.spec.key) \(e.spec.shape)"
+            case .reinitialize(.head): why = "replaced by the new head \(e.spec.key) \(e.spec.shape)"
+            case let .reinitialize(r): why = "\(e.spec.key): \(r.text)"
             default: why = "not taken"
             }
-            unused.append(.init(key: k, shape: shape, reason: why))
+            unused.append(.init(key: src, shape: shape, reason: why))
         }
         // identity candidates shadowed by a rule writing the same target key
         for (tk, src) in identity where explicit[tk] != nil {
@@ -216,6 +217,46 @@ public enum Planner {
                 entries[i].action = .reinitialize(.atomic(module: module.string, because: why))
             }
         }
+    }
+
+    /// Two maps whose source ranges or modules overlap (even where only layers without weights
+    /// overlap, as `3:7` and `5:14` do at ReLU and pooling) are an error.
+    /// - Throws: `SurgeryError.conflict` naming both rules.
+    static func checkOverlaps(_ maps: [TransplantRule], source: [(key: String, shape: [Int])]) throws {
+        let first = firstNumberedContainer(source.map(\.key))
+        func span(_ r: TransplantRule) -> (container: String, range: Range<Int>?)? {
+            switch r.action {
+            case let .slice(c, a, b, _):
+                guard let container = c ?? first else { return nil }
+                return (container, a ..< (b ?? Int.max))
+            case let .move(s, _): return (s, nil)
+            default: return nil
+            }
+        }
+        for (i, a) in maps.enumerated() {
+            guard let sa = span(a) else { continue }
+            for b in maps[(i + 1)...] {
+                guard let sb = span(b) else { continue }
+                let clash: Bool
+                switch (sa.range, sb.range) {
+                case let (ra?, rb?): clash = sa.container == sb.container && ra.overlaps(rb)
+                case (nil, nil): clash = sa.container == sb.container || sa.container.hasPrefix(sb.container + ".") || sb.container.hasPrefix(sa.container + ".")
+                case let (ra?, nil): clash = covers(sa.container, ra, sb.container)
+                case let (nil, rb?): clash = covers(sb.container, rb, sa.container)
+                }
+                if clash { throw SurgeryError(.conflict, "overlapping maps: \(a.text) and \(b.text) take the same source layers") }
+            }
+        }
+    }
+
+    /// True when module `path` is, or lies inside, a child of `container` within `range`, or contains the container.
+    static func covers(_ container: String, _ range: Range<Int>, _ path: String) -> Bool {
+        let prefix = container.isEmpty ? "" : container + "."
+        if !container.isEmpty, container == path || container.hasPrefix(path + ".") { return true }
+        guard path.hasPrefix(prefix) else { return false }
+        let tail = path.dropFirst(prefix.count)
+        guard let i = Int(tail.prefix { $0 != "." }) else { return false }
+        return range.contains(i)
     }
 
     /// The source keys a map rule takes, each with the key it becomes.

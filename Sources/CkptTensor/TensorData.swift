@@ -209,13 +209,11 @@ extension Tensor {
             throw TensorError.unsupportedDType(dtype, "cannot be read as float32")
         }
         if dtype == .float32 {
-            return try withContiguousBytes { raw in
-                var out = [Float](repeating: 0, count: elementCount)
-                out.withUnsafeMutableBytes { o in
-                    if let d = o.baseAddress, let s = raw.baseAddress { memcpy(d, s, raw.count) }
-                }
-                return out
-            }
+            // straight from the file when mapped: the mapping is not faulted in (resident memory
+            // holds the copy only)
+            var out = [Float](repeating: 0, count: elementCount)
+            try out.withUnsafeMutableBytes { try copyContiguousBytes(into: $0) }
+            return out
         }
         return try doubles().map { Float($0) }
     }

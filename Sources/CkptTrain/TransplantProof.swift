@@ -18,6 +18,8 @@ public struct BlockCheck: Sendable, Hashable {
     public var inputShape: [Int]
     /// How the inputs were made, or why the block was not run.
     public var note: String?
+    /// The difference once the output is cast as asked (`--dtype`), when that cast rounds.
+    public var maxAbsDiffAfterCast: Double?
     /// True when the block was run and its outputs agree within `tolerance`.
     public func passes(tolerance: Double) -> Bool { maxAbsDiff.map { $0 <= tolerance } ?? true }
 }
@@ -72,7 +74,12 @@ public enum TransplantProof {
         // blocks taken whole under their own names
         for c in plan.coverage where !ruled.contains(c.block) && c.tensors > 0 {
             let entries = byBlock[c.block] ?? []
-            guard entries.allSatisfy({ e in if case let .copy(from) = e.action { return from == e.spec.key } else { return e.action == .fill } }),
+            guard entries.allSatisfy({ e in
+                switch e.action {
+                case let .copy(from), let .adapt(from, .inputChannels): return from == e.spec.key
+                default: return e.action == .fill
+                }
+            }),
                   entries.contains(where: { $0.spec.role == .parameter }) else { continue }
             checks.append(try compare(block: c.block, description: c.block, sourcePaths: (c.block, nil), plan: plan,
                                       source: source, sourceModel: sourceModel, sourceClasses: sourceClasses,
@@ -85,44 +92,61 @@ public enum TransplantProof {
     static func compare(block: String, description: String, sourcePaths: (container: String, range: Range<Int>?), plan: MatchPlan,
                         source: StateDict, sourceModel: String, sourceClasses: Int,
                         output: StateDict, targetModel: String, targetClasses: Int, seed: UInt64) throws -> BlockCheck {
-        let sourceRoot = try Zoo.makeUnallocated(sourceModel, numClasses: sourceClasses)
         let targetRoot = try Zoo.makeUnallocated(targetModel, numClasses: targetClasses)
-        guard let targetBlock = targetRoot.submodule(at: block) else {
+        guard var targetBlock = targetRoot.submodule(at: block) else {
             return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: \(targetModel) has no module \(block)")
         }
-        // the source side: a module, or the renumbered slice of a container's children
-        let sourceBlock: Module
+        // a first convolution adapted to other input channels than the zoo's (--in-channels):
+        // the same layer with that many inputs
+        for e in plan.entries where e.spec.key.hasPrefix(block + ".") {
+            guard case let .adapt(_, .inputChannels(_, to, _)) = e.action else { continue }
+            let path = String(StateDict.modulePath(of: e.spec.key).dropFirst(block.count)).drop { $0 == "." }
+            guard let conv = targetBlock.submodule(at: String(path)) as? Conv2d, conv.geometry.inputChannels != to else { continue }
+            let g = conv.geometry
+            var rng = SeededGenerator.specOnly
+            let wider = Conv2d(to, g.outputChannels, kernelSize: g.kernelSize.height, stride: g.stride.height, padding: g.padding.height,
+                               dilation: g.dilation.height, groups: g.groups, bias: conv.bias != nil, rng: &rng)
+            if path.isEmpty {
+                targetBlock = wider
+            } else {
+                let parent = targetBlock.submodule(at: StateDict.modulePath(of: String(path)))
+                parent?.replaceChild(named: StateDict.leafName(of: String(path)), with: wider)
+            }
+        }
+        // the source side: a module, or the renumbered slice of a container's children, unloaded
+        let sourceRoot = try Zoo.makeUnallocated(sourceModel, numClasses: sourceClasses)
+        var sourceBlock: Module?
+        let sourceKey: (String) -> String?
         if let range = sourcePaths.range {
             guard let container = sourceRoot.submodule(at: sourcePaths.container) else {
                 return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: \(sourceModel) has no module \(sourcePaths.container)")
             }
             let children = container.children.filter { Int($0.name).map { range.contains($0) } ?? false }
             sourceBlock = Sequential(children.map(\.module))
-            try load(sourceBlock, from: source, renaming: { key in
-                let prefix = sourcePaths.container.isEmpty ? "" : sourcePaths.container + "."
+            let prefix = sourcePaths.container.isEmpty ? "" : sourcePaths.container + "."
+            sourceKey = { key in
                 guard key.hasPrefix(prefix) else { return nil }
                 let tail = key.dropFirst(prefix.count)
                 guard let dot = tail.firstIndex(of: "."), let i = Int(tail[..<dot]), range.contains(i) else { return nil }
                 return "\(i - range.lowerBound)." + tail[tail.index(after: dot)...]
-            })
+            }
         } else {
             guard let m = sourceRoot.submodule(at: sourcePaths.container) else {
                 return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: \(sourceModel) has no module \(sourcePaths.container)")
             }
             sourceBlock = m
             let prefix = sourcePaths.container + "."
-            try load(sourceBlock, from: source, renaming: { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : nil })
+            sourceKey = { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : nil }
         }
         let targetPrefix = block + "."
-        try load(targetBlock, from: output, renaming: { $0.hasPrefix(targetPrefix) ? String($0.dropFirst(targetPrefix.count)) : nil })
 
         // inputs: channels from each side's first layer; an adapted input conv gets inputs whose
         // channels make the two computations equal
-        guard let (sourceShape, _) = inputShape(of: sourceBlock), let (targetShape, _) = inputShape(of: targetBlock) else {
+        guard let sb = sourceBlock, let (sourceShape, _) = inputShape(of: sb), let (targetShape, _) = inputShape(of: targetBlock) else {
             return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: [], note: "not run: no convolution, batch norm or linear layer")
         }
         var rng = SeededGenerator(seed: seed ^ 0x5EED)
-        let x = Initialization.uniform(sourceShape, bound: 1, using: &rng)
+        let x = Initialization.uniform(targetShape, bound: 1, using: &rng)
         var xs = x
         var xt = x
         var note: String?
@@ -132,6 +156,7 @@ public enum TransplantProof {
                 return a
             }.first
             guard case let .inputChannels(from, to, mode)? = adaptation, sourceShape.count == 4,
+                  from == sourceShape[1], to == targetShape[1],
                   let inputs = channelInputs(x, from: from, to: to, mode: mode) else {
                 return BlockCheck(block: block, source: description, maxAbsDiff: nil, inputShape: targetShape,
                                   note: "not run: input shapes \(sourceShape) and \(targetShape) differ")
@@ -139,12 +164,18 @@ public enum TransplantProof {
             (xs, xt) = inputs.pair
             note = inputs.note
         }
-        // one call per block: Winograd's weight transform would cost more than the convolution
-        for m in [sourceBlock, targetBlock] {
+        // one side at a time, so memory holds one block's weights; unfused, im2col: one call per
+        // block, where Winograd's weight transform and batch-norm folding would cost more than the
+        // convolution, and both sides take the same path
+        func run(_ m: Module, _ x: DenseTensor) throws -> DenseTensor {
             for (_, c) in m.namedModules() { (c as? Conv2d)?.algorithm = .im2col }
+            return try m.evaluate([x], fuse: false)
         }
-        let ys = try sourceBlock.evaluate([xs])
-        let yt = try targetBlock.evaluate([xt])
+        try load(sb, from: source, renaming: sourceKey)
+        let ys = try run(sb, xs)
+        sourceBlock = nil
+        try load(targetBlock, from: output, renaming: { $0.hasPrefix(targetPrefix) ? String($0.dropFirst(targetPrefix.count)) : nil })
+        let yt = try run(targetBlock, xt)
         guard ys.shape == yt.shape else {
             return BlockCheck(block: block, source: description, maxAbsDiff: .infinity, inputShape: xt.shape,
                               note: "output shapes differ: \(ys.shape) and \(yt.shape)")
@@ -158,30 +189,35 @@ public enum TransplantProof {
     }
 
     /// Inputs on which a convolution adapted from `from` to `to` channels by `mode` computes what
-    /// the source computed: channels all equal (`sum`), or tiled (`repeat` to a multiple), or
-    /// zero-padded (`zero`). nil when no input makes them equal (`mean`, `repeat` to a non-multiple).
-    static func channelInputs(_ x: DenseTensor, from: Int, to: Int, mode: InputChannelMode) -> (pair: (DenseTensor, DenseTensor), note: String)? {
-        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+    /// the source computed. Every mode makes the adapted weight `W' = W·A` for a `from × to`
+    /// matrix `A`, so the target on `x'` equals the source on `A·x'`: for `repeat`,
+    /// `x_c = (from/to)·Σ_{j ≡ c} x'_j` (channels that repeat the source's, folded back); for `sum`,
+    /// every source channel is the mean of the target's; for `mean`, their sum over `from`; for
+    /// `zero`, the shared channels and zero elsewhere.
+    static func channelInputs(_ xt: DenseTensor, from: Int, to: Int, mode: InputChannelMode) -> (pair: (DenseTensor, DenseTensor), note: String)? {
+        let (n, h, w) = (xt.shape[0], xt.shape[2], xt.shape[3])
         let plane = h * w
-        func make(_ channels: Int, _ value: (Int, Int, Int) -> Float) -> DenseTensor {
-            var t = DenseTensor(shape: [n, channels, h, w])
-            for i in 0 ..< n { for c in 0 ..< channels { for p in 0 ..< plane { t.values[(i * channels + c) * plane + p] = value(i, c, p) } } }
-            return t
+        func a(_ c: Int, _ j: Int) -> Float {
+            switch mode {
+            case .repeat: return j % from == c ? Float(from) / Float(to) : 0
+            case .sum: return 1 / Float(to)
+            case .mean: return 1 / Float(from)
+            case .zero: return c == j ? 1 : 0
+            case .automatic, .random: return .nan
+            }
         }
-        func at(_ i: Int, _ c: Int, _ p: Int) -> Float { x.values[(i * from + c) * plane + p] }
-        switch mode {
-        case .sum:
-            // every channel equal to the source input's channel 0
-            return ((make(from) { i, _, p in at(i, 0, p) }, make(to) { i, _, p in at(i, 0, p) }), "inputs with all channels equal")
-        case .repeat where to % from == 0:
-            return ((x, make(to) { i, c, p in at(i, c % from, p) }), "target input repeats the source's \(from) channels")
-        case .zero:
-            let kept = min(from, to)
-            return ((make(from) { i, c, p in c < kept ? at(i, c, p) : 0 }, make(to) { i, c, p in c < kept ? at(i, c, p) : 0 }),
-                    "channels past \(kept) zero")
-        default:
-            return nil
+        if mode == .automatic || mode == .random { return nil }
+        var xs = DenseTensor(shape: [n, from, h, w])
+        for i in 0 ..< n {
+            for c in 0 ..< from {
+                for j in 0 ..< to {
+                    let f = a(c, j)
+                    guard f != 0 else { continue }
+                    for p in 0 ..< plane { xs.values[(i * from + c) * plane + p] += f * xt.values[(i * to + j) * plane + p] }
+                }
+            }
         }
+        return ((xs, xt), "source input folded from the target's \(to) channels as the \(mode.rawValue) rule spreads them")
     }
 
     /// The input shape a block takes, from its first layer with weights: `[2, C, S, S]` for a

@@ -152,4 +152,12 @@ final class CLITests: XCTestCase {
     func testHelpIsAContract() throws {
         try assertSnapshot(try ckpt("--help"), "help")
     }
+
+    func testEverySubcommandsHelpIsAContract() throws {
+        for sub in ["inspect", "convert", "diff", "scan", "transplant", "zoo", "summary", "forward"] {
+            try assertSnapshot(try ckpt("help", sub), "help-\(sub)")
+        }
+        try assertSnapshot(try ckpt("help", "bench", "read"), "help-bench-read")
+        try assertSnapshot(try ckpt("help", "bench", "forward"), "help-bench-forward")
+    }
 }

@@ -74,7 +74,7 @@ final class LoadReportTests: XCTestCase {
 
         // a checkpoint saved from the shared network holds equal values: no conflict
         let exported = try model.stateDict()
-        state = exported
+        state = exported.entries
         XCTAssertTrue(try model.load(stateDict: state).sharedConflicts.isEmpty)
     }
 
