@@ -20,10 +20,22 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product ckpt --static-swift-stdlib
 
-# The main job on shipped fixtures: inspect, convert (to safetensors, to fp16, back), diff, scan;
-# then the model zoo: list, summary, and a forward pass checked against torch's output.
+# The main job: transplants (a shipped smallcnn training checkpoint to a new label set; the card's
+# vgg19_bn -> SegNet graft on freshly initialised weights), each with its plan and proof; then
+# inspect, convert, diff, scan, and the model zoo with a forward pass checked against torch's output.
 demo: build
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo "== ckpt transplant: a float16 DataParallel smallcnn checkpoint to 5 classes, keeping the rows of cat, dog, horse, bird"
+	@$(CKPT) transplant fixtures/demo/smallcnn_checkpoint.pth --into smallcnn \
+		--keep-classes fixtures/demo/cifar10_classes.txt fixtures/demo/pets_classes.txt --dtype float32 -o $(DEMO)/pets.pth
+	@echo; echo "== ckpt init vgg19_bn   (575 MB of freshly initialised weights: the source of the next graft)"
+	@$(CKPT) init vgg19_bn -o $(DEMO)/vgg19_bn.pth
+	@echo; echo "== ckpt transplant vgg19_bn.pth --into segnet --map 3:7=enc1   (the seed's SegNet: its recipe fills enc2..enc5)"
+	@$(CKPT) transplant $(DEMO)/vgg19_bn.pth --into segnet --map 3:7=enc1 --require-coverage enc=100% -o $(DEMO)/segnet.pth
+	@echo; echo "== ckpt inspect $(DEMO)/segnet.pth | head"
+	@$(CKPT) inspect $(DEMO)/segnet.pth | head -12
+	@rm -f $(DEMO)/vgg19_bn.pth
+	@echo
 	@echo "== ckpt inspect fixtures/valid/checkpoint.pth   (a nested training checkpoint)"
 	@$(CKPT) inspect fixtures/valid/checkpoint.pth | head -30
 	@echo; echo "== ckpt inspect --tree fixtures/valid/legacy_cnn.pth   (torch 1.5 legacy format)"
@@ -56,6 +68,7 @@ test: deps
 bench: build
 	python3 bench/bench_io.py --ckpt $(CKPT)
 	python3 bench/bench_forward.py --ckpt $(CKPT)
+	python3 bench/bench_transplant.py --ckpt $(CKPT)
 
 # libFuzzer over the readers (Swift's -sanitize=fuzzer,address), seeded by the committed corpus.
 fuzz-build: deps

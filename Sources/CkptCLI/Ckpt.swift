@@ -7,7 +7,7 @@ public struct Ckpt: ParsableCommand {
         abstract: "Inspect, convert, diff, scan and transplant PyTorch checkpoints without running Python.",
         discussion: "A checkpoint is a pickle; ckpt interprets it as data and never runs code from it.",
         version: "0.1.0",
-        subcommands: [Inspect.self, Convert.self, Diff.self, Scan.self, Transplant.self, ZooListing.self, Summary.self, Forward.self, Bench.self]
+        subcommands: [Inspect.self, Convert.self, Diff.self, Scan.self, Transplant.self, Init.self, ZooListing.self, Summary.self, Forward.self, Bench.self]
     )
     public init() {}
 }

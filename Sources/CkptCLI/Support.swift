@@ -35,6 +35,19 @@ enum CLI {
         }
     }
 
+    /// Makes every allocation of 1 MiB and more a mapping of its own, returned to the system when
+    /// freed. glibc otherwise raises that threshold after the first large free, and blocks the
+    /// proof frees one after another stay resident (peak memory is part of transplant's contract).
+    static func returnLargeAllocations() {
+        #if canImport(Glibc)
+        // mallopt is in <malloc.h>, which the Glibc module does not export; M_MMAP_THRESHOLD is -3
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        if let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+            _ = unsafeBitCast(f, to: Mallopt.self)(-3, 1 << 20)
+        }
+        #endif
+    }
+
     /// Reads a checkpoint, mapping I/O errors to one line.
     static func load(_ path: String, _ options: ReadOptions) throws -> Checkpoint {
         try CheckpointReader.read(path: path, options: options.unpickle)

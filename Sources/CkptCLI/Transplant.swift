@@ -109,6 +109,7 @@ struct Transplant: ParsableCommand {
     }
 
     func run() throws {
+        CLI.returnLargeAllocations()
         try CLI.run {
             let job = try TransplantJob.prepare(self)
             try job.run(self)

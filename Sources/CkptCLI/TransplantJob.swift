@@ -26,6 +26,8 @@ struct TransplantJob {
     var located: LocatedStateDict
     var sourceArchitecture: ArchitectureGuess?
     var sourceModel: String?
+    /// The class count of the source's head, when known.
+    var sourceClasses: Int?
     var target: TransplantTarget
     var specs: [ParameterSpec]
     var options: TransplantOptions
@@ -52,6 +54,7 @@ struct TransplantJob {
         }
         let guess = KeyAnalysis.guessArchitecture(sourceState.shapes)
         var sourceModel = c.fromModel
+        var sourceClasses = guess?.numClasses
         if let m = sourceModel {
             _ = try Zoo.entry(named: m)
         } else if let g = guess, Zoo.names.contains(g.name) {
@@ -90,6 +93,21 @@ struct TransplantJob {
         } else {
             throw ZooError.unknownModel(name: c.into, available: Zoo.names + ["(or a path to a state-dict file)"])
         }
+        // a source the guess does not name, whose keys all sit in a zoo target as they are (the
+        // seed's small CNN, a fine-tuned copy of the target): the same architecture
+        if sourceModel == nil, case let .zoo(name, _) = target {
+            let heads = Set(try Zoo.headKeys(name))
+            let defaults = try Zoo.specification(name).parameterSpecs
+            let fallback = try Zoo.entry(named: name).defaultClassCount
+            if let n = ModelFitting.classCount(head: defaults.filter { heads.contains($0.key) }, in: sourceState) ?? Optional(fallback),
+               let own = try? Zoo.specification(name, numClasses: n).parameterSpecs {
+                let shapes = Dictionary(own.map { ($0.key, $0.shape) }, uniquingKeysWith: { a, _ in a })
+                if sourceState.allSatisfy({ shapes[$0.key] == $0.tensor.shape }) {
+                    sourceModel = name
+                    sourceClasses = n
+                }
+            }
+        }
         options.replaceHead = c.numClasses != nil
         options.inputConvolutionKey = specs.first { $0.shape.count == 4 }?.key
         if let channels = c.inChannels, let k = options.inputConvolutionKey, let i = specs.firstIndex(where: { $0.key == k }) {
@@ -114,7 +132,7 @@ struct TransplantJob {
         var plan = try Planner.plan(source: sourceState.shapes, target: specs, rules: rules, options: options)
         if let n = recipeNote { plan.notes.insert(n, at: 0) }
         if case .template = target { plan.notes.append("template target: fresh values use PyTorch's layer defaults") }
-        return TransplantJob(located: located, sourceArchitecture: guess, sourceModel: sourceModel, target: target, specs: specs,
+        return TransplantJob(located: located, sourceArchitecture: guess, sourceModel: sourceModel, sourceClasses: sourceClasses, target: target, specs: specs,
                              options: options, rules: rules, proposals: proposals, plan: plan)
     }
 
@@ -159,43 +177,49 @@ struct TransplantJob {
             }
             clock = now
         }
-        let needed = plan.entries.filter(\.needsInitialValue).map(\.spec)
-        var initial: [String: Tensor] = [:]
-        switch target {
-        case let .zoo(name, n):
-            initial = try Zoo.initialValues(name, numClasses: n, seed: c.seed, keys: needed.map(\.key))
-            // a first conv widened by --in-channels is not the zoo's shape: PyTorch's conv default
-            for spec in needed where initial[spec.key]?.shape != spec.shape {
-                initial[spec.key] = try TemplateInitialization.values(for: [spec], among: specs, seed: c.seed)[spec.key]
-            }
-        case .template:
-            initial = try TemplateInitialization.values(for: needed, among: specs, seed: c.seed)
-        }
-        lap("initial values")
-        // the proof runs on the transplant as taken from the source; a cast the user asked for is
-        // a separate, reported step whose effect on the activations is shown beside it
+        // the proof first, on the transplant as taken from the source (no fresh value made yet, so
+        // memory holds one block at a time); a cast the user asked for is a separate, reported
+        // step whose effect on the activations is shown beside it
         let dtype = OutputDType(rawValue: c.dtype) ?? .keep
-        let (uncast, _) = try plan.apply(source: located.stateDict, initialValues: initial, dtype: .keep)
-        let (state, casts) = dtype == .keep ? (uncast, []) : try plan.apply(source: located.stateDict, initialValues: initial, dtype: dtype)
-
-        lap("apply")
         var checks: [BlockCheck] = []
         if !c.noVerify, let from = sourceModel, case let .zoo(name, n) = target {
-            let classes = try sourceArchitecture?.numClasses ?? Zoo.entry(named: from).defaultClassCount
+            let classes = try sourceClasses ?? Zoo.entry(named: from).defaultClassCount
+            let (taken, takenCasts) = try plan.apply(source: located.stateDict, initialValues: [:], dtype: .keep, takenOnly: true)
             checks = try TransplantProof.verify(plan: plan, source: located.stateDict, sourceModel: from, sourceClasses: classes,
-                                                output: uncast, targetModel: name, targetClasses: n, seed: c.seed)
-            if casts.contains(where: \.isLossy) {
-                let after = try TransplantProof.verify(plan: plan, source: located.stateDict, sourceModel: from, sourceClasses: classes,
-                                                       output: state, targetModel: name, targetClasses: n, seed: c.seed)
-                for (i, a) in after.enumerated() where i < checks.count && checks[i].block == a.block {
-                    checks[i].maxAbsDiffAfterCast = a.maxAbsDiff
+                                                output: taken, targetModel: name, targetClasses: n, seed: c.seed)
+            if dtype != .keep {
+                let (cast, casts) = try plan.apply(source: located.stateDict, initialValues: [:], dtype: dtype, takenOnly: true)
+                if casts.contains(where: \.isLossy) {
+                    let after = try TransplantProof.verify(plan: plan, source: located.stateDict, sourceModel: from, sourceClasses: classes,
+                                                           output: cast, targetModel: name, targetClasses: n, seed: c.seed)
+                    for (i, a) in after.enumerated() where i < checks.count && checks[i].block == a.block {
+                        checks[i].maxAbsDiffAfterCast = a.maxAbsDiff
+                    }
                 }
             }
+            _ = takenCasts
         }
         lap("proof")
         let failed = checks.filter { !$0.passes(tolerance: TransplantProof.tolerance) }
 
+        var casts: [CastReport] = []
         if failed.isEmpty {
+            let needed = plan.entries.filter(\.needsInitialValue).map(\.spec)
+            var initial: [String: Tensor] = [:]
+            switch target {
+            case let .zoo(name, n):
+                initial = try Zoo.initialValues(name, numClasses: n, seed: c.seed, keys: needed.map(\.key))
+                // a first conv widened by --in-channels is not the zoo's shape: PyTorch's conv default
+                for spec in needed where initial[spec.key]?.shape != spec.shape {
+                    initial[spec.key] = try TemplateInitialization.values(for: [spec], among: specs, seed: c.seed)[spec.key]
+                }
+            case .template:
+                initial = try TemplateInitialization.values(for: needed, among: specs, seed: c.seed)
+            }
+            lap("initial values")
+            let (state, reports) = try plan.apply(source: located.stateDict, initialValues: initial, dtype: dtype)
+            casts = reports
+            lap("apply")
             let root = Value.dict(PyDict(items: state.map { (.string($0.key), .tensor($0.tensor)) }, kind: .orderedDict))
             let progress = Progress("writing \(out)", total: 1)
             try CheckpointWriter.write(Checkpoint(root: root, info: FormatInfo(format: .zip)), to: out, forbidding: [c.source] + templatePath) {

@@ -35,11 +35,13 @@ extension MatchPlan {
     /// The target's state dict: every target key in order, copied tensors referencing the source's
     /// storage (no copy), adapted ones computed, the rest from `initialValues`, cast as `dtype` says.
     ///
-    /// `initialValues` must hold a tensor for every entry whose `needsInitialValue` is true.
+    /// `initialValues` must hold a tensor for every entry whose `needsInitialValue` is true, unless
+    /// `takenOnly` is set: then only the tensors taken from the source without fresh values are
+    /// returned (what the activation proof needs, before any fresh value is made).
     /// Tensors are written as `state_dict()` gives them: plain tensors, never `nn.Parameter`s.
     /// - Throws: `SurgeryError.mismatch` for a missing initial value, `TensorError` when a source
     ///   tensor cannot be read.
-    public func apply(source: StateDict, initialValues: [String: Tensor], dtype: OutputDType) throws
+    public func apply(source: StateDict, initialValues: [String: Tensor], dtype: OutputDType, takenOnly: Bool = false) throws
         -> (stateDict: StateDict, casts: [CastReport]) {
         var out = StateDict()
         var casts: [CastReport] = []
@@ -53,7 +55,7 @@ extension MatchPlan {
             guard let t = source[key] else { throw SurgeryError(.mismatch, "source key \(key) vanished") }
             return t
         }
-        for e in entries {
+        for e in entries where !takenOnly || (e.isCovered && !e.needsInitialValue) {
             var t: Tensor
             var target: DType? = dtype.dtype
             switch e.action {

@@ -281,9 +281,9 @@ extension Storage {
     /// - Throws: storage load errors, or what `body` throws.
     public func forEachLittleEndianChunk(chunk: Int = 1 << 24, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let s = try slice()
-        if s.region.fileDescriptor >= 0, s.count > chunk {
-            // read through a reused buffer: the mapping is never faulted, so resident memory
-            // stays at one chunk however large the storage
+        if s.region.fileDescriptor >= 0, s.count >= 1 << 16 {
+            // read through a buffer: the mapping is never faulted, so resident memory stays at
+            // one chunk however large the storage, and however many storages are written
             try s.forEachChunk(chunk: chunk, elementSize: dtype.itemSize) { buffer in
                 if byteOrder == .big, let d = UnsafeMutableRawPointer(mutating: buffer.baseAddress) {
                     Tensor.swapBytes(d, count: buffer.count / dtype.itemSize, dtype: dtype)

@@ -71,19 +71,36 @@ public enum TransplantProof {
                                       source: source, sourceModel: sourceModel, sourceClasses: sourceClasses,
                                       output: output, targetModel: targetModel, targetClasses: targetClasses, seed: seed))
         }
-        // blocks taken whole under their own names
-        for c in plan.coverage where !ruled.contains(c.block) && c.tensors > 0 {
-            let entries = byBlock[c.block] ?? []
-            guard entries.allSatisfy({ e in
+        // blocks taken whole under their own names; a block taken in part (a classifier whose head
+        // is new) is checked child by child, one level down
+        func takenWhole(_ entries: [MatchPlan.Entry]) -> Bool {
+            entries.contains { $0.spec.role == .parameter } && entries.allSatisfy { e in
                 switch e.action {
                 case let .copy(from), let .adapt(from, .inputChannels): return from == e.spec.key
                 default: return e.action == .fill
                 }
-            }),
-                  entries.contains(where: { $0.spec.role == .parameter }) else { continue }
-            checks.append(try compare(block: c.block, description: c.block, sourcePaths: (c.block, nil), plan: plan,
-                                      source: source, sourceModel: sourceModel, sourceClasses: sourceClasses,
-                                      output: output, targetModel: targetModel, targetClasses: targetClasses, seed: seed))
+            }
+        }
+        for c in plan.coverage where !ruled.contains(c.block) && c.coveredTensors > 0 {
+            let entries = byBlock[c.block] ?? []
+            var paths: [String] = []
+            if takenWhole(entries) {
+                paths = [c.block]
+            } else {
+                var children: [String] = []
+                for e in entries {
+                    let rest = e.spec.key.dropFirst(c.block.count + 1)
+                    guard let dot = rest.firstIndex(of: ".") else { continue }
+                    let child = c.block + "." + rest[..<dot]
+                    if children.last != child && !children.contains(child) { children.append(child) }
+                }
+                paths = children.filter { child in takenWhole(entries.filter { $0.spec.key.hasPrefix(child + ".") }) }
+            }
+            for path in paths {
+                checks.append(try compare(block: path, description: path, sourcePaths: (path, nil), plan: plan,
+                                          source: source, sourceModel: sourceModel, sourceClasses: sourceClasses,
+                                          output: output, targetModel: targetModel, targetClasses: targetClasses, seed: seed))
+            }
         }
         return checks
     }
