@@ -57,10 +57,10 @@ struct Forward: ParsableCommand {
             let plan = try ModelFitting.loadPlan(stateDict, into: model.parameterSpecs())
             if !plan.isExact {
                 if !nonStrict {
-                    for line in ModelFitting.problems(plan, includingPartialModules: false) { CLI.printError("\(weights) does not fit \(entry.name): \(line)") }
+                    for line in PlanReport.loadProblems(plan, includingPartialModules: false) { CLI.printError("\(weights) does not fit \(entry.name): \(line)") }
                     throw ExitCode(2)
                 }
-                for line in ModelFitting.problems(plan, includingPartialModules: true) {
+                for line in PlanReport.loadProblems(plan, includingPartialModules: true) {
                     CLI.printError("warning: \(weights) does not fit \(entry.name): \(line) (--non-strict: kept)")
                 }
             }

@@ -1,4 +1,5 @@
 internal import CkptAVX512
+import CkptTensor
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,6 +32,8 @@ public enum CPUFeatures {
     /// (the portable one is used).
     public static var sha256Blocks: (@Sendable (UnsafeMutablePointer<UInt32>, UnsafeRawPointer, Int) -> Void)? {
         guard flags.contains("sha_ni"), flags.contains("ssse3") else { return nil }
-        return { @Sendable h, data, count in SHA256Extensions.compress(h, data, count) }
+        return { @Sendable h, data, count in
+            SHA256RoundConstants.k.withUnsafeBufferPointer { SHA256Extensions.compress(h, data, count, k: $0.baseAddress!) }
+        }
     }
 }

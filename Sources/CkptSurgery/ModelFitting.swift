@@ -31,37 +31,4 @@ public enum ModelFitting {
     public static func loadPlan(_ source: StateDict, into target: [ParameterSpec]) throws -> MatchPlan {
         try Planner.plan(source: source.shapes, target: target, rules: [])
     }
-
-    /// One line per kind of problem in a load plan: shape mismatches with both shapes, missing
-    /// keys, unexpected keys, and (when `partial` is set) modules skipped because they did not fit whole.
-    public static func problems(_ plan: MatchPlan, includingPartialModules partial: Bool) -> [String] {
-        func list(_ items: [String]) -> String {
-            items.prefix(6).joined(separator: ", ") + (items.count > 6 ? ", … (\(items.count) in all)" : "")
-        }
-        func count(_ n: Int, _ noun: String, _ plural: String? = nil) -> String {
-            "\(n) " + (n == 1 ? noun : plural ?? noun + "s")
-        }
-        func shape(_ s: [Int]) -> String { "[" + s.map(String.init).joined(separator: ", ") + "]" }
-        var lines: [String] = []
-        let mismatched = plan.mismatched
-        if !mismatched.isEmpty {
-            lines.append(count(mismatched.count, "shape mismatch", "shape mismatches") + ": " + list(mismatched.map { e in
-                if case let .mismatch(_, s) = e.action { return "\(e.spec.key) model \(shape(e.spec.shape)) checkpoint \(shape(s))" }
-                return e.spec.key
-            }))
-        }
-        if !plan.missing.isEmpty { lines.append(count(plan.missing.count, "missing key") + ": " + list(plan.missing.map(\.spec.key))) }
-        let unexpected = plan.unused.filter { $0.reason == MatchPlan.Unused.noSuchKey }
-        if !unexpected.isEmpty {
-            lines.append(count(unexpected.count, "unexpected key") + ": " + list(unexpected.map { "\($0.key) \(shape($0.shape))" }))
-        }
-        let skipped = plan.reinitialized
-        if partial, !skipped.isEmpty {
-            lines.append(count(skipped.count, "tensor") + " of modules that do not fit whole not loaded: " + list(skipped.map { e in
-                if case let .reinitialize(r) = e.action { return "\(e.spec.key) (\(r.text))" }
-                return e.spec.key
-            }))
-        }
-        return lines
-    }
 }

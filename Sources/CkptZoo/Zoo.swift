@@ -160,14 +160,11 @@ extension Zoo {
     /// VGG's 140 M parameters).
     /// - Throws: as `make`.
     public static func specification(_ name: String, numClasses: Int? = nil) throws -> ModelSpecification {
-        let e = try entry(named: name)
-        let n = numClasses ?? e.defaultClassCount
-        guard n >= 1 else { throw ZooError.invalidClassCount(n) }
-        var rng = SeededGenerator.specOnly
-        let model = e.build(n, true, &rng)
+        let model = try makeUnallocated(name, numClasses: numClasses)
         return ModelSpecification(parameterSpecs: model.parameterSpecs(), parameterCount: model.parameterCount,
                                   sharedKeyGroups: model.sharedKeyGroups())
     }
+
 }
 
 extension Zoo.Entry {
