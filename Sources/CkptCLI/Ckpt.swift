@@ -1,13 +1,33 @@
 import ArgumentParser
+import CkptZoo
+import Foundation
 
 /// The `ckpt` command: PyTorch checkpoint surgery without Python.
 public struct Ckpt: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ckpt",
         abstract: "Inspect, convert, diff, scan and transplant PyTorch checkpoints without running Python.",
-        discussion: "A checkpoint is a pickle; ckpt interprets it as data and never runs code from it.",
+        discussion: """
+            A checkpoint is a pickle; ckpt interprets it as data and never runs code from it.
+
+            Exit status, every command: 0 done / clean / equal; 1 different (diff), references code or \
+            malformed (scan), a gate not met (transplant --strict, --require-coverage, a failed proof); 2 a \
+            file that cannot be used (missing, malformed, refused, does not fit the model); 64 a usage error.
+            """,
         version: "0.1.0",
         subcommands: [Inspect.self, Convert.self, Diff.self, Scan.self, Transplant.self, Init.self, ZooListing.self, Summary.self, Forward.self, Bench.self]
     )
     public init() {}
+
+    /// Runs the command line; a mistyped subcommand gets the closest name suggested (exit 64).
+    public static func runMain() {
+        let args = Array(CommandLine.arguments.dropFirst())
+        let names = configuration.subcommands.map { $0._commandName } + ["help"]
+        if let first = args.first, !first.hasPrefix("-"), !names.contains(first) {
+            let hint = Zoo.closestName(to: first, in: names).map { " did you mean '\($0)'?" } ?? ""
+            CLI.printError("unknown subcommand '\(first)';\(hint) subcommands: \(names.dropLast().joined(separator: ", "))")
+            Foundation.exit(64)
+        }
+        main(args)
+    }
 }

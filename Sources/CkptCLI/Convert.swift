@@ -12,7 +12,11 @@ struct Convert: ParsableCommand {
             torch.load(weights_only=True); nested structure, shared storages and _metadata are kept. A \
             .safetensors output flattens to dotted names and stores each tensor as its own contiguous copy. \
             --dtype casts floating tensors only (float64/32/16, bfloat16), rounding as torch's .half() / \
-            .bfloat16() / .float() do. OUT is written to a temporary file and renamed into place.
+            .bfloat16() / .float() do. --state-dict (or --key PATH) writes only the model's state dict, found as \
+            forward finds it (state_dict, model, model_state_dict, state_dict_ema, Lightning's state_dict without \
+            its model. prefix) with module. / _orig_mod. removed, so load_state_dict(strict=True) takes the output; \
+            what was dropped is listed. Storages saved on a GPU are written as CPU storages. OUT is written to a \
+            temporary file and renamed into place.
             """)
 
     @Argument(help: "Input checkpoint.")
@@ -23,6 +27,12 @@ struct Convert: ParsableCommand {
 
     @Option(name: .long, help: "Cast floating tensors to float16, bfloat16 or float32.")
     var dtype: String?
+
+    @Flag(name: .long, help: "Write only the model's state dict (wrapper prefixes removed), not the whole checkpoint.")
+    var stateDict = false
+
+    @Option(name: .long, help: "Write only the state dict at this dotted path (model, state_dict, ema).")
+    var key: String?
 
     @Flag(name: .long, help: "Print a JSON report.")
     var json = false
@@ -50,6 +60,26 @@ struct Convert: ParsableCommand {
             if ckpt.info.format == .torchscript {
                 // a TorchScript module's weights, keyed as its state_dict() keys them
                 ckpt.root = .dict(PyDict(items: ckpt.tensors.map { (.string($0.path), .tensor($0.tensor)) }, kind: .orderedDict))
+            }
+            // only the model's weights: what load_state_dict(strict=True) wants, the rest reported
+            var kept: (root: String, prefix: String?, dropped: [String])?
+            if stateDict || key != nil {
+                let located: LocatedStateDict
+                if let key {
+                    guard let l = KeyAnalysis.locateStateDict(ckpt, at: key) else {
+                        throw FormatError(.corrupt, file: input, member: key, "no tensors under '\(key)'")
+                    }
+                    located = l
+                } else {
+                    located = KeyAnalysis.locateStateDict(ckpt)
+                }
+                guard !located.raw.isEmpty else { throw FormatError(.corrupt, file: input, "no state dict with tensors found") }
+                let dropped = (ckpt.root.dictValue?.items ?? []).compactMap { $0.key.stringValue }
+                    .filter { $0 != located.rootPath && !located.rootPath.hasPrefix($0 + ".") }
+                kept = (located.rootPath, located.wrapperPrefix, dropped)
+                let metadata = located.rootPath.isEmpty ? ckpt.root.dictValue?.attributes ?? [] : []
+                ckpt.root = .dict(PyDict(items: located.stateDict.map { (.string($0.key), .tensor($0.tensor)) }, kind: .orderedDict,
+                                         attributes: located.wrapperPrefix == nil ? metadata : []))
             }
             // inert objects cannot be written to a weights_only file: turn them into plain data
             let (plain, notes) = Salvage.dataOnly(ckpt.root)
@@ -81,11 +111,18 @@ struct Convert: ParsableCommand {
                     ("tensors", .int(total)), ("cast", .int(cast)),
                     ("dtype", targetDType.map { .string($0.rawValue) } ?? .null),
                     ("replaced_objects", .array(notes.map { .string($0) })),
+                    ("state_dict_root", kept.map { .string($0.root) } ?? .null),
+                    ("wrapper_prefix_removed", kept?.prefix.map { .string($0) } ?? .null),
+                    ("dropped", .array((kept?.dropped ?? []).map { .string($0) })),
                 ]))
             } else {
                 var line = "wrote \(output) (\(format.rawValue)): \(CLI.plural(total, "tensor")) from \(ckpt.info.format.rawValue) \(input)"
                 if let t = targetDType { line += ", \(cast) cast to \(t.rawValue)" }
                 print(line)
+                if let k = kept {
+                    print("kept: the state dict at " + (k.root.isEmpty ? "the root" : "'\(k.root)'") + (k.prefix.map { " without '\($0)'" } ?? ""))
+                    if !k.dropped.isEmpty { print("dropped: " + k.dropped.joined(separator: ", ")) }
+                }
                 for n in notes.prefix(20) { print("note: \(n)") }
                 if notes.count > 20 { print("note: ... \(notes.count - 20) more objects replaced") }
             }

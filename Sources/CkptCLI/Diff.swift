@@ -7,7 +7,12 @@ import CkptTensor
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare two checkpoints: keys only in one, dtype/shape changes, max |a-b| per common tensor.",
-        discussion: "Exit status is 0 when equal, 1 when different, 2 on error, like diff(1). Tensors are compared by dotted path; values compare bit for bit unless --atol is given.")
+        discussion: """
+            Exit status is 0 when equal, 1 when different, 2 on error, like diff(1). Tensors are compared by dotted path, \
+            bit for bit unless --atol or --rtol is given: then a tensor is equal when every element has \
+            |a - b| <= atol + rtol * |b| (torch.allclose's rule; a tolerance not given is 0; NaN equals NaN). Other \
+            values (epoch, learning rate, architecture name, config) are compared too, exactly; --tensors-only skips them.
+            """)
 
     @Argument(help: "First checkpoint.")
     var a: String
@@ -15,8 +20,14 @@ struct Diff: ParsableCommand {
     @Argument(help: "Second checkpoint.")
     var b: String
 
-    @Option(name: .long, help: "Treat tensors whose max |a-b| is at most this as equal.")
+    @Option(name: .long, help: "Absolute tolerance: |a-b| <= atol + rtol*|b| element by element counts as equal.")
     var atol: Double?
+
+    @Option(name: .long, help: "Relative tolerance (torch.allclose's rtol), with --atol or alone.")
+    var rtol: Double?
+
+    @Flag(name: .long, help: "Compare tensors only, not the other values (epoch, lr, config).")
+    var tensorsOnly = false
 
     @Flag(name: .long, help: "Compare only the model state dicts, found inside nested checkpoints, with wrapper prefixes (module., _orig_mod.) removed.")
     var stateDict = false
@@ -33,11 +44,35 @@ struct Diff: ParsableCommand {
 
     @OptionGroup var read: ReadOptions
 
+    /// Every non-tensor leaf by dotted path, as an exact text (floats by their bits' shortest form).
+    static func values(_ c: Checkpoint) -> [(path: String, text: String)] {
+        var out: [(String, String)] = []
+        Checkpoint.walk(c.root, path: "") { p, v in
+            switch v {
+            case let .float(f): out.append((p, f.isNaN ? "nan" : "\(f)"))
+            case .none, .bool, .int, .bigInt, .complex, .string, .bytes, .dtype, .device, .global, .reference:
+                if case let .string(s) = v { out.append((p, "'" + s + "'")) } else { out.append((p, CLI.literal(v))) }
+            case let .object(o): out.append((p, "<\(o.global)>"))
+            default: break
+            }
+        }
+        return out
+    }
+
     func run() throws {
         var different = false
         try CLI.run {
             let ca = try CLI.load(a, read), cb = try CLI.load(b, read)
             let ta = tensors(ca), tb = tensors(cb)
+            // the other values: only in one, or changed
+            var valueChanges: [(path: String, a: String?, b: String?)] = []
+            if !tensorsOnly && !stateDict {
+                let va = Diff.values(ca), vb = Diff.values(cb)
+                let mb = Dictionary(vb.map { ($0.path, $0.text) }, uniquingKeysWith: { x, _ in x })
+                let ma = Dictionary(va.map { ($0.path, $0.text) }, uniquingKeysWith: { x, _ in x })
+                for (p, t) in va where mb[p] != t { valueChanges.append((p, t, mb[p])) }
+                for (p, t) in vb where ma[p] == nil { valueChanges.append((p, nil, t)) }
+            }
             var mapB: [String: Tensor] = [:]
             for (p, t) in tb { mapB[p] = t }
             let keysA = Set(ta.map(\.path))
@@ -54,7 +89,8 @@ struct Diff: ParsableCommand {
                     guard x.shape == y.shape, x.dtype.isComplex == y.dtype.isComplex else { continue }
                 }
                 do {
-                    rows.append((p, try TensorDifference.compare(x, y)))
+                    let tolerance = atol != nil || rtol != nil ? (rtol: rtol ?? 0, atol: atol ?? 0) : nil
+                    rows.append((p, try TensorDifference.compare(x, y, tolerance: tolerance)))
                 } catch {
                     throw FormatError(.corrupt, file: "\(a) / \(b)", member: p, "\(error)")
                 }
@@ -64,11 +100,11 @@ struct Diff: ParsableCommand {
             progress.finish()
             func equal(_ d: TensorDifference) -> Bool {
                 if d.identical { return true }
-                guard let tol = atol, d.nanMismatches == 0, !d.maxAbsolute.isNaN else { return false }
-                return d.maxAbsolute <= tol
+                guard atol != nil || rtol != nil, d.nanMismatches == 0, !d.maxAbsolute.isNaN else { return false }
+                return d.outsideTolerance == 0
             }
             let differing = rows.filter { !equal($0.diff) }
-            different = !onlyA.isEmpty || !onlyB.isEmpty || !changed.isEmpty || !differing.isEmpty
+            different = !onlyA.isEmpty || !onlyB.isEmpty || !changed.isEmpty || !differing.isEmpty || !valueChanges.isEmpty
             if json {
                 CLI.printJSON(.object([
                     ("a", .string(a)), ("b", .string(b)), ("equal", .bool(!different)),
@@ -77,13 +113,23 @@ struct Diff: ParsableCommand {
                     ("tensors", .array(rows.map { r in .object([
                         ("name", .string(r.name)), ("equal", .bool(equal(r.diff))), ("identical", .bool(r.diff.identical)),
                         ("max_abs_diff", .double(r.diff.maxAbsolute)), ("differing_elements", .int(r.diff.differingElements)),
-                        ("nan_mismatches", .int(r.diff.nanMismatches)),
+                        ("nan_mismatches", .int(r.diff.nanMismatches)), ("outside_tolerance", .int(r.diff.outsideTolerance)),
                     ]) })),
+                    ("values", .array(valueChanges.map { .object([("path", .string($0.path)), ("a", $0.a.map { .string($0) } ?? .null),
+                                                                  ("b", $0.b.map { .string($0) } ?? .null)]) })),
                 ]))
             } else {
                 for k in onlyA { print("only in \(a): \(k)") }
                 for k in onlyB { print("only in \(b): \(k)") }
                 for (k, c) in changed { print("changed: \(k): \(c)") }
+                for v in valueChanges {
+                    switch (v.a, v.b) {
+                    case let (x?, y?): print("value: \(v.path.isEmpty ? "(root)" : v.path): \(x) -> \(y)")
+                    case let (x?, nil): print("value only in \(a): \(v.path) = \(x)")
+                    case let (nil, y?): print("value only in \(b): \(v.path) = \(y)")
+                    default: break
+                    }
+                }
                 if !differing.isEmpty {
                     print(CLI.table(["key", "max |a-b|", "differing", "nan mismatches"],
                                     differing.map { [$0.name, CLI.number($0.diff.maxAbsolute), CLI.grouped($0.diff.differingElements), String($0.diff.nanMismatches)] },
@@ -92,7 +138,9 @@ struct Diff: ParsableCommand {
                 let same = rows.count - differing.count
                 print(different
                     ? "different: \(onlyA.count) only in A, \(onlyB.count) only in B, \(changed.count) changed, \(differing.count) of \(rows.count) common tensors differ"
-                    : "equal: \(same) tensors" + (atol != nil ? " (within atol \(atol!))" : " (bit-identical)"))
+                        + (valueChanges.isEmpty ? "" : ", \(CLI.plural(valueChanges.count, "other value")) differ")
+                    : "equal: \(same) tensors" + (atol != nil || rtol != nil ? " (within atol \(atol ?? 0), rtol \(rtol ?? 0))" : " (bit-identical)")
+                        + (tensorsOnly || stateDict ? "" : ", other values equal"))
             }
         }
         if different { throw ExitCode(1) }

@@ -85,14 +85,60 @@ struct InspectReport {
         var leaves: [(String, Value)] = []
         Checkpoint.walk(ckpt.root, path: "") { p, v in
             switch v {
-            case .none, .bool, .int, .bigInt, .float, .complex, .string, .bytes, .dtype, .device, .global:
+            case .none, .bool, .int, .bigInt, .float, .complex, .string, .bytes, .dtype, .device, .global, .reference:
                 if leaves.count < 10_000 { leaves.append((p, v)) }
             case let .object(o):
                 if leaves.count < 10_000 { leaves.append((p, .global(o.global))) }
             default: break
             }
         }
-        nonTensors = leaves
+        // top-level scalars first (epoch, best_acc1, arch, lr), then the rest in file order
+        nonTensors = leaves.filter { !$0.0.contains(".") } + leaves.filter { $0.0.contains(".") }
+    }
+
+    /// Devices the storages were saved on, with how many storages each (`cuda:0`: 12).
+    var devices: [(device: String, storages: Int)] {
+        var seen = Set<ObjectIdentifier>()
+        var counts: [String: Int] = [:]
+        var order: [String] = []
+        for r in rows where seen.insert(ObjectIdentifier(r.tensor.storage)).inserted {
+            let d = r.tensor.storage.location.isEmpty ? "cpu" : r.tensor.storage.location
+            if counts[d] == nil { order.append(d) }
+            counts[d, default: 0] += 1
+        }
+        return order.map { ($0, counts[$0] ?? 0) }
+    }
+
+    /// The PyTorch Lightning version, when this is a Lightning checkpoint.
+    var lightningVersion: String? { KeyAnalysis.lightningVersion(checkpoint) }
+
+    /// The other values for people: runs of numbered siblings (`param_groups.0.params.0 … .160`)
+    /// folded into one line each.
+    var foldedValues: [(path: String, text: String)] {
+        var out: [(String, String)] = []
+        var i = 0
+        while i < nonTensors.count {
+            let (p, v) = nonTensors[i]
+            let parent = StateDict.modulePath(of: p)
+            if !parent.isEmpty, StateDict.leafName(of: p) == "0" {
+                var j = i
+                var items: [String] = []
+                while j < nonTensors.count, StateDict.modulePath(of: nonTensors[j].path) == parent,
+                      StateDict.leafName(of: nonTensors[j].path) == String(items.count) {
+                    items.append(CLI.literal(nonTensors[j].value))
+                    j += 1
+                }
+                if items.count > 3 {
+                    let shown = items.count > 8 ? items.prefix(6).joined(separator: ", ") + ", …, " + (items.last ?? "") : items.joined(separator: ", ")
+                    out.append((parent, "[\(shown)] (\(items.count) items)"))
+                    i = j
+                    continue
+                }
+            }
+            out.append((p, CLI.literal(v)))
+            i += 1
+        }
+        return out
     }
 
     private var info: FormatInfo { checkpoint.info }
@@ -143,6 +189,14 @@ struct InspectReport {
         if located.isPickledModule { sd += ", a whole pickled nn.Module (\(located.raw.count) state_dict tensors; `ckpt convert --salvage` writes them as a state dict)" }
         if let w = located.wrapperPrefix { sd += ", wrapper prefix '\(w)'" }
         out.append("state dict    \(sd)")
+        if let v = lightningVersion {
+            out.append("checkpoint    PyTorch Lightning" + (v.isEmpty ? "" : " \(v)") + " (model weights in 'state_dict'; optimizer, loops, callbacks beside them)")
+        }
+        let devs = devices
+        if devs.contains(where: { $0.device != "cpu" }) {
+            out.append("saved on      " + devs.map { "\($0.device) (\(CLI.plural($0.storages, "storage")))" }.joined(separator: ", ")
+                + "; torch needs map_location='cpu' to load it without that GPU (ckpt reads it as CPU data)")
+        }
         out.append("architecture  " + (architecture.map { "torchvision " + $0.summary } ?? "unknown"))
         if !info.metadata.isEmpty {
             out.append("metadata      " + info.metadata.map { "\($0.key)=\($0.value.count > 60 ? String($0.value.prefix(57)) + "..." : $0.value)" }.joined(separator: ", "))
@@ -151,6 +205,14 @@ struct InspectReport {
         out.append("")
         if tree {
             out.append(ModuleTree(rows.map { ($0.name, $0.tensor.elementCount) }).render())
+            if rows.contains(where: { $0.stats != nil }) {
+                out.append("")
+                out.append(CLI.table(["key", "min", "max", "mean", "std", "nan", "inf", "zero"], rows.compactMap { r -> [String]? in
+                    guard let s = r.stats else { return nil }
+                    return [r.name.isEmpty ? "(root)" : r.name, s.min.map(CLI.number) ?? "-", s.max.map(CLI.number) ?? "-", s.mean.map(CLI.number) ?? "-",
+                            s.std.map(CLI.number) ?? "-", String(s.nanCount), String(s.infCount), String(s.zeroCount)]
+                }, right: [1, 2, 3, 4, 5, 6, 7]))
+            }
         } else {
             var header = ["key", "dtype", "shape", "elements", "bytes", "kind"]
             if rows.contains(where: { !$0.sharedWith.isEmpty }) { header.append("shared-with") }
@@ -182,8 +244,9 @@ struct InspectReport {
         if !nonTensors.isEmpty {
             out.append("")
             out.append("other values")
-            for (p, v) in nonTensors.prefix(40) { out.append("  \(p.isEmpty ? "(root)" : p) = \(CLI.literal(v))") }
-            if nonTensors.count > 40 { out.append("  ... \(nonTensors.count - 40) more (see --json)") }
+            let folded = foldedValues
+            for (p, v) in folded.prefix(40) { out.append("  \(p.isEmpty ? "(root)" : p) = \(v)") }
+            if folded.count > 40 { out.append("  ... \(folded.count - 40) more (see --json)") }
         }
         return out.joined(separator: "\n")
     }
@@ -198,7 +261,7 @@ struct InspectReport {
                 ("storage_offset", .int(t.storageOffset)), ("storage_key", .string(t.storage.key)),
                 ("elements", .int(t.elementCount)), ("bytes", .int(t.byteCount)), ("kind", .string(r.kind)),
                 ("contiguous", .bool(t.isContiguous)), ("requires_grad", .bool(t.requiresGrad)),
-                ("is_parameter", .bool(t.isParameter)),
+                ("is_parameter", .bool(t.isParameter)), ("device", .string(t.storage.location.isEmpty ? "cpu" : t.storage.location)),
                 ("shared_with", .array(r.sharedWith.map { .string($0) })),
             ]
             if t.isConjugated { o.append(("conj", .bool(true))) }
@@ -231,6 +294,8 @@ struct InspectReport {
             ("state_dict_root", .string(located.rootPath)),
             ("wrapper_prefix", located.wrapperPrefix.map(JSONValue.string) ?? .null),
             ("pickled_module", .bool(located.isPickledModule)),
+            ("lightning_version", lightningVersion.map(JSONValue.string) ?? .null),
+            ("devices", .object(devices.map { ($0.device, .int($0.storages)) })),
             ("architecture", architecture.map { a in .object([
                 ("name", .string(a.name)), ("num_classes", a.numClasses.map(JSONValue.int) ?? .null),
                 ("input_channels", a.inputChannels.map(JSONValue.int) ?? .null),

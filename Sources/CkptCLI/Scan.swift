@@ -6,7 +6,7 @@ import CkptTensor
 struct Scan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List every global each file's pickles reference and give a verdict: tensor data only, references code, or malformed.",
-        discussion: "No tensor data is read and nothing is imported or run. Exit status is 0 when every file holds tensor data only, 1 when any file references code or is malformed.")
+        discussion: "No tensor data is read and nothing is imported or run. Exit status is 0 when every file holds tensor data only, 1 when any file references code or is malformed, 2 when a file cannot be read at all (missing, unreadable: said on stderr; the other files are still scanned).")
 
     @Argument(help: "Files to scan.")
     var files: [String]
@@ -18,6 +18,7 @@ struct Scan: ParsableCommand {
         case tensorDataOnly = "tensor data only"
         case referencesCode = "references code"
         case malformed
+        case unreadable = "cannot be read"
     }
 
     struct Result {
@@ -42,6 +43,8 @@ struct Scan: ParsableCommand {
                 r.detail = "TorchScript archive: holds a program (code/), which ckpt never runs"
             }
             return r
+        } catch let e as FormatError where e.kind == .io {
+            return Result(file: path, format: nil, verdict: .unreadable, detail: e.description)
         } catch let e as FormatError {
             return Result(file: path, format: nil, verdict: e.kind == .refused ? .referencesCode : .malformed, detail: e.description)
         } catch {
@@ -61,6 +64,10 @@ struct Scan: ParsableCommand {
             ]) }))
         } else {
             for r in results {
+                if r.verdict == .unreadable {
+                    CLI.printError(r.detail ?? "\(r.file): cannot be read")
+                    continue
+                }
                 print("\(r.file): \(r.verdict.rawValue)" + (r.format.map { " (\($0))" } ?? ""))
                 for g in r.globals {
                     print("  \(Allowlist.contains(g) ? "ok  " : "CODE") \(g)")
@@ -68,6 +75,7 @@ struct Scan: ParsableCommand {
                 if let d = r.detail { print("  \(d)") }
             }
         }
+        if results.contains(where: { $0.verdict == .unreadable }) { throw ExitCode(2) }
         if results.contains(where: { $0.verdict != .tensorDataOnly }) { throw ExitCode(1) }
     }
 }

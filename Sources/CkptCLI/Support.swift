@@ -129,6 +129,7 @@ enum CLI {
         case let .set(a): return "{\(a.count) items}"
         case let .dict(d): return "{\(d.items.count) items}"
         case .tensor: return "<tensor>"
+        case let .reference(p): return "<reference cycle to \(p.isEmpty ? "(root)" : p)>"
         }
     }
 

@@ -35,7 +35,9 @@ public enum Safetensors {
     }()
 
     /// True when the file could be safetensors by section 0 rule 5: u64 N at 0 with
-    /// 2 ≤ N ≤ 100,000,000, byte 8 is `{`, and 8+N ≤ file size. `bytes` is the whole file.
+    /// 2 ≤ N ≤ 100,000,000, the header's first byte that is not JSON whitespace is `{` (the
+    /// reference implementation parses the header with serde_json, which skips leading
+    /// whitespace), and 8+N ≤ file size. `bytes` is the whole file.
     public static func looksLikeSafetensors(_ bytes: UnsafeRawBufferPointer) -> Bool {
         looksLikeSafetensors(prefix: bytes, fileSize: bytes.count)
     }
@@ -44,9 +46,13 @@ public enum Safetensors {
     public static func looksLikeSafetensors(prefix: UnsafeRawBufferPointer, fileSize: Int) -> Bool {
         guard prefix.count >= 9 else { return false }
         let n = readU64LE(prefix)
-        guard n >= 2, n <= UInt64(maxHeaderLength) else { return false }
-        return prefix[8] == UInt8(ascii: "{") && 8 + Int(n) <= fileSize
+        guard n >= 2, n <= UInt64(maxHeaderLength), 8 + Int(n) <= fileSize else { return false }
+        var i = 8
+        while i < min(prefix.count, 8 + Int(n)), isJSONWhitespace(prefix[i]) { i += 1 }
+        return i < prefix.count && prefix[i] == UInt8(ascii: "{")
     }
+
+    static func isJSONWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
 
     /// Reads a safetensors file held in `region` (usually an mmap of the whole file). Tensors are
     /// zero-copy: each has a storage of its own whose bytes are a slice of `region`.
@@ -77,9 +83,11 @@ public enum Safetensors {
         guard dataStart <= size else {
             throw headerError(.truncated, 0, "header length \(n) needs \(dataStart) bytes, file has \(size)")
         }
-        guard n > 0, all[8] == UInt8(ascii: "{") else {
-            let got = n == 0 ? "an empty header" : describeByte(all[8])
-            throw headerError(.corrupt, 8, "header must be a json object starting with '{', got \(got)")
+        var first = 8
+        while first < dataStart, isJSONWhitespace(all[first]) { first += 1 }
+        guard first < dataStart, all[first] == UInt8(ascii: "{") else {
+            let got = first >= dataStart ? (n == 0 ? "an empty header" : "only whitespace") : describeByte(all[first])
+            throw headerError(.corrupt, first, "header must be a json object starting with '{', got \(got)")
         }
         let headerBytes = UnsafeRawBufferPointer(rebasing: all[8 ..< dataStart])
         let members: [(key: String, keyOffset: Int, value: JSONValue)]
@@ -96,13 +104,15 @@ public enum Safetensors {
         var entries: [Entry] = []
         entries.reserveCapacity(members.count)
         var metadata: [(key: String, value: String)] = []
-        var seen: [String: Int] = [:]
+        // names compared by their Unicode scalars, as Python and serde compare them (not by
+        // Swift's canonical equivalence: `café` in NFC and NFD are two names)
+        var seen: [ExactKey: Int] = [:]
         for (index, m) in members.enumerated() {
-            if let first = seen[m.key] {
+            if let first = seen[ExactKey(m.key)] {
                 throw FormatError(.corrupt, file: file, member: memberName(m.key), offset: m.keyOffset,
                                   "duplicate tensor name \(JSONValue.quoted(m.key, limit: 200)) in header (first at offset 0x\(String(first, radix: 16)))")
             }
-            seen[m.key] = m.keyOffset
+            seen[ExactKey(m.key)] = m.keyOffset
             if m.key == "__metadata__" {
                 metadata = try parseMetadata(m.value, offset: m.keyOffset, file: file)
             } else {

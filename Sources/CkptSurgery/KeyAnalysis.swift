@@ -67,9 +67,30 @@ public enum KeyAnalysis {
         key.hasSuffix("running_mean") || key.hasSuffix("running_var") || key.hasSuffix("num_batches_tracked")
     }
 
+    /// The PyTorch Lightning version a Lightning checkpoint names (`pytorch-lightning_version`),
+    /// `""` for a Lightning-shaped checkpoint without it, nil for any other.
+    public static func lightningVersion(_ checkpoint: Checkpoint) -> String? {
+        guard let d = checkpoint.root.dictValue else { return nil }
+        if case let .string(v)? = d["pytorch-lightning_version"] { return v }
+        let keys = Set(d.items.compactMap { $0.key.stringValue })
+        if keys.contains("state_dict"), keys.contains("loops") || keys.contains("optimizer_states") { return "" }
+        return nil
+    }
+
     /// Finds the state dict inside `checkpoint`: the root itself when its values are tensors,
-    /// else the nested dict with the most tensors (a known name wins ties).
+    /// else the nested dict with the most tensors (a known name wins ties). In a Lightning
+    /// checkpoint, a `model.` every key carries (a LightningModule's `self.model`) counts as a
+    /// wrapper prefix.
     public static func locateStateDict(_ checkpoint: Checkpoint) -> LocatedStateDict {
+        var located = locateNested(checkpoint)
+        if located.wrapperPrefix == nil, lightningVersion(checkpoint) != nil, located.rootPath == "state_dict",
+           !located.raw.isEmpty, located.raw.allSatisfy({ $0.key.hasPrefix("model.") }) {
+            located.wrapperPrefix = "model."
+        }
+        return located
+    }
+
+    private static func locateNested(_ checkpoint: Checkpoint) -> LocatedStateDict {
         var path = ""
         var node = checkpoint.root
         for _ in 0 ..< 4 {

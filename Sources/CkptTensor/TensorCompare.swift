@@ -9,12 +9,14 @@ public struct TensorDifference: Sendable, Equatable {
     public var nanMismatches: Int
     /// Elements that differ at all.
     public var differingElements: Int
+    /// Elements outside `|a − b| ≤ atol + rtol·|b|` for the tolerance given to `compare` (0 without one).
+    public var outsideTolerance: Int = 0
 
     /// Compares `a` and `b`, which must have the same shape; different dtypes (float32 against
     /// its float16 cast, say) compare by value and are never `identical`.
     /// - Throws: `TensorError.badView` when the shapes differ or one side is complex and the other
     ///   is not; storage load errors.
-    public static func compare(_ a: Tensor, _ b: Tensor) throws -> TensorDifference {
+    public static func compare(_ a: Tensor, _ b: Tensor, tolerance: (rtol: Double, atol: Double)? = nil) throws -> TensorDifference {
         guard a.shape == b.shape else { throw TensorError.badView("shapes \(a.shape) and \(b.shape) differ") }
         guard a.dtype.isComplex == b.dtype.isComplex else { throw TensorError.badView("dtypes \(a.dtype.rawValue) and \(b.dtype.rawValue) differ") }
         return try a.withContiguousBytes { ra in
@@ -44,13 +46,15 @@ public struct TensorDifference: Sendable, Equatable {
                     for i in 0 ..< c {
                         let u = xa[i], v = xb[i]
                         if u.isNaN || v.isNaN {
-                            if u.isNaN != v.isNaN { r.nanMismatches += 1; r.differingElements += 1 }
+                            if u.isNaN != v.isNaN { r.nanMismatches += 1; r.differingElements += 1; r.outsideTolerance += 1 }
                             continue
                         }
                         if u != v {
                             r.differingElements += 1
                             let d = u == v ? 0 : abs(u - v)
                             if d > r.maxAbsolute || d.isNaN { r.maxAbsolute = d }
+                            // torch.allclose: |a - b| <= atol + rtol * |b| (infinities must match exactly)
+                            if let t = tolerance, !(d <= t.atol + t.rtol * abs(v)) || u.isInfinite || v.isInfinite { r.outsideTolerance += 1 }
                         }
                     }
                     start += c

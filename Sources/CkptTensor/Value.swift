@@ -110,6 +110,10 @@ public indirect enum Value: Sendable {
     /// A global referenced as a value (`torch.per_tensor_affine`, a class object).
     case global(QualifiedName)
     case object(OpaqueObject)
+    /// A reference back to the enclosing container at this dotted path (`''` for the root): the
+    /// pickle built a reference cycle (a dict that contains itself, OmegaConf's parent links),
+    /// which a tree cannot hold and a walk never follows.
+    case reference(String)
 
     /// The string when this is `.string`.
     public var stringValue: String? {
@@ -166,6 +170,7 @@ public indirect enum Value: Sendable {
         case .device: return "device"
         case let .global(g): return g.description
         case let .object(o): return o.global.description
+        case .reference: return "reference"
         }
     }
 

@@ -13,7 +13,8 @@ public enum ZooError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .unknownModel(name, available):
-            return "unknown model '\(name)'; the zoo has: \(available.joined(separator: ", "))"
+            let hint = Zoo.closestName(to: name, in: available).map { " did you mean '\($0)'?" } ?? ""
+            return "unknown model '\(name)';\(hint) the zoo has: \(available.joined(separator: ", "))"
         case let .invalidClassCount(n):
             return "num_classes must be positive, got \(n)"
         }
@@ -114,13 +115,35 @@ public enum Zoo {
         },
     ]
 
+    /// The name in `names` closest to `name` by edit distance, when it is close (a typo), else nil.
+    public static func closestName(to name: String, in names: [String]) -> String? {
+        let a = Array(name.lowercased())
+        func distance(_ other: String) -> Int {
+            let b = Array(other.lowercased())
+            var row = Array(0 ... b.count)
+            for i in 1 ... max(a.count, 1) where !a.isEmpty {
+                var previous = row[0]
+                row[0] = i
+                for j in 1 ... max(b.count, 1) where !b.isEmpty {
+                    let current = row[j]
+                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    previous = current
+                }
+            }
+            return row[b.count]
+        }
+        guard let best = names.min(by: { distance($0) < distance($1) }) else { return nil }
+        return distance(best) <= max(1, min(3, a.count / 3)) ? best : nil
+    }
+
     /// Registry names in listing order.
     public static var names: [String] { entries.map(\.name) }
 
     /// The entry named `name`.
     /// - Throws: `ZooError.unknownModel` listing the zoo.
     public static func entry(named name: String) throws -> Entry {
-        guard let e = entries.first(where: { $0.name == name }) else {
+        // model names match case-insensitively (ResNet34, VGG19_BN)
+        guard let e = entries.first(where: { $0.name == name }) ?? entries.first(where: { $0.name.lowercased() == name.lowercased() }) else {
             throw ZooError.unknownModel(name: name, available: names)
         }
         return e

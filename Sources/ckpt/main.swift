@@ -1,3 +1,3 @@
 import CkptCLI
 
-Ckpt.main()
+Ckpt.runMain()

@@ -274,7 +274,7 @@ final class ModelCommandTests: XCTestCase {
         let unknown = try ckpt("forward", "resnet19", "--weights", weights, "--input", path("nan.pth"), "-o", path("y.pth"))
         XCTAssertEqual(unknown.status, 2)
         XCTAssertEqual(unknown.stderrLines.count, 1)
-        XCTAssertTrue(unknown.stderr.hasPrefix("ckpt: unknown model 'resnet19'; the zoo has: vgg11, vgg13,"), unknown.stderr)
+        XCTAssertTrue(unknown.stderr.hasPrefix("ckpt: unknown model 'resnet19'; did you mean 'resnet18'? the zoo has: vgg11, vgg13,"), unknown.stderr)
         XCTAssertTrue(unknown.stderr.contains("resnet18, resnet34"))
         XCTAssertEqual(try ckpt("forward", "smallcnn", "--num-classes", "0", "--weights", weights, "--input", path("nan.pth"), "-o", path("y.pth")).status, 64)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("y.pth")))

@@ -275,7 +275,7 @@ final class TransplantCommandTests: XCTestCase {
             (["--into", "resnet18", "--map", "layer1=layer2", "--map", "layer1.0=layer3"], "ckpt: overlapping maps: layer1=layer2 and layer1.0=layer3 take the same source layers"),
             (["--into", "resnet18", "--map", "layer1.4:9=layer2"], "ckpt: --map layer1.4:9=layer2: slice out of range: layer1 has tensors at indices 0…1"),
             (["--into", "resnet18", "--key", "optimizer"], "ckpt: \(source): no tensors under 'optimizer'"),
-            (["--into", "resnet19"], "ckpt: unknown model 'resnet19'; the zoo has: vgg11, vgg13, vgg16, vgg19, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn, resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, alexnet, smallcnn, segnet, (or a path to a state-dict file)"),
+            (["--into", "resnet19"], "ckpt: unknown model 'resnet19'; did you mean 'resnet18'? the zoo has: vgg11, vgg13, vgg16, vgg19, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn, resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, alexnet, smallcnn, segnet, (or a path to a state-dict file)"),
             (["--into", "resnet18", "--rename", "([=x"], ""),
         ]
         for (args, expected) in cases {

@@ -29,7 +29,7 @@ final class KeyContractTests: XCTestCase {
 
     func testUnknownModelListsTheZoo() {
         XCTAssertThrowsError(try Zoo.make("resnet19")) { e in
-            XCTAssertTrue("\(e)".hasPrefix("unknown model 'resnet19'; the zoo has: vgg11, vgg13"), "\(e)")
+            XCTAssertTrue("\(e)".hasPrefix("unknown model 'resnet19'; did you mean 'resnet18'? the zoo has: vgg11, vgg13"), "\(e)")
         }
     }
 

@@ -192,6 +192,8 @@ struct Pickler {
             throw fail("'\(path)' holds an inert \(o.global) object, which a weights_only file cannot hold")
         case .storage:
             throw fail("'\(path)' holds a bare storage, which ckpt does not write")
+        case let .reference(to):
+            throw fail("'\(path)' refers back to '\(to)' (a reference cycle), which ckpt does not write; --state-dict writes the weights alone")
         }
     }
 

@@ -39,9 +39,12 @@ final class Unpickler {
         case legacyTensor(DType?)
     }
 
+    /// A dict key as Python compares it: strings by their code points (not Swift's canonical
+    /// equivalence), and `1`, `1.0` and `True` as one key.
     private enum KeyID: Hashable {
-        case string(String)
+        case string(ExactKey)
         case int(Int)
+        case float(UInt64)
         case bytes([UInt8])
     }
 
@@ -219,9 +222,13 @@ final class Unpickler {
 
     private func keyID(_ i: Int) -> KeyID? {
         switch nodes[i] {
-        case let .value(.string(s)): return .string(s)
+        case let .value(.string(s)): return .string(ExactKey(s))
         case let .value(.int(v)): return .int(v)
         case let .value(.bool(b)): return .int(b ? 1 : 0)
+        case let .value(.float(f)):
+            if f.isNaN { return nil }  // NaN equals no other key
+            if f.rounded() == f, abs(f) < 9.2e18 { return .int(Int(f)) }
+            return .float((f == 0 ? 0.0 : f).bitPattern)
         case let .value(.bytes(b)): return .bytes(b)
         default: return nil
         }
@@ -474,7 +481,15 @@ final class Unpickler {
         if Allowlist.contains(g) { return g }
         if !disallowed.contains(g) { disallowed.append(g) }
         guard options.salvage else {
-            throw fail(.refused, "global '\(g)' is not allowed (torch's weights_only loader refuses it too); use --salvage to keep it as an inert node")
+            var kind = ""
+            if g.module.hasPrefix("omegaconf") || (g.module == "typing" && g.name == "Any") {
+                kind = " (an OmegaConf/Hydra config, as Lightning saves hyper-parameters)"
+            } else if g.module.hasPrefix("torch.nn.modules") || g.module.hasPrefix("torchvision.models") {
+                kind = " (a whole pickled nn.Module, as torch.save(model) writes it)"
+            } else if g.module == "argparse" {
+                kind = " (argparse arguments saved beside the weights)"
+            }
+            throw fail(.refused, "global '\(g)' is not allowed\(kind) (torch's weights_only loader refuses it too); use --salvage to read the file with it kept as an inert node")
         }
         return g
     }
@@ -520,8 +535,12 @@ final class Unpickler {
                 default: throw fail(.corrupt, "\(g) argument is a \(typeName(first))")
                 }
                 for p in pairs {
-                    guard case let .tuple(kv) = nodes[p], kv.count == 2 else { throw fail(.corrupt, "\(g) item is not a pair") }
-                    try setItem(d, kv[0], kv[1])
+                    // any two-item iterable, as dict() takes it: tuples, and the two-element lists of
+                    // Python 2's OrderedDict.__reduce__
+                    switch nodes[p] {
+                    case let .tuple(kv) where kv.count == 2, let .list(kv) where kv.count == 2: try setItem(d, kv[0], kv[1])
+                    default: throw fail(.corrupt, "\(g) item is not a pair")
+                    }
                 }
             }
             let node = nodes[d]
@@ -608,37 +627,51 @@ final class Unpickler {
     private func value(of i: Int) throws -> Value {
         var budget = expansionBudget
         defer { expansionBudget = budget }
-        return try value(of: i, depth: 0, budget: &budget)
+        var ancestors: [Int: String] = [:]
+        return try value(of: i, depth: 0, budget: &budget, path: "", ancestors: &ancestors)
     }
 
-    private func value(of i: Int, depth: Int, budget: inout Int) throws -> Value {
+    /// Converts node `i` found at dotted `path`; a container met again inside itself becomes a
+    /// `.reference` to where it was first entered, as Python's objects refer to themselves.
+    private func value(of i: Int, depth: Int, budget: inout Int, path: String, ancestors: inout [Int: String]) throws -> Value {
         guard depth <= options.maxDepth else {
-            throw fail(.limit, "objects nested deeper than \(options.maxDepth) levels (or a reference cycle)")
+            throw fail(.limit, "objects nested deeper than \(options.maxDepth) levels")
         }
+        if let at = ancestors[i] { return .reference(at) }
         budget -= 1
         guard budget >= 0 else {
             throw fail(.limit, "object tree expands to more than \(options.maxExpandedValues) values (shared references)")
         }
+        func join(_ c: String) -> String { path.isEmpty ? c : path + "." + c }
+        func child(_ j: Int, _ at: String) throws -> Value {
+            try value(of: j, depth: depth + 1, budget: &budget, path: at, ancestors: &ancestors)
+        }
+        switch nodes[i] {
+        case .tuple, .list, .set, .dict, .object: ancestors[i] = path
+        default: break
+        }
+        defer { ancestors[i] = nil }
         switch nodes[i] {
         case let .value(v): return v
-        case let .tuple(a): return .tuple(try a.map { try value(of: $0, depth: depth + 1, budget: &budget) })
-        case let .list(a): return .list(try a.map { try value(of: $0, depth: depth + 1, budget: &budget) })
-        case let .set(a): return .set(try a.map { try value(of: $0, depth: depth + 1, budget: &budget) })
+        case let .tuple(a): return .tuple(try a.enumerated().map { try child($1, join(String($0))) })
+        case let .list(a): return .list(try a.enumerated().map { try child($1, join(String($0))) })
+        case let .set(a): return .set(try a.enumerated().map { try child($1, join(String($0))) })
         case let .dict(d):
             var items: [(key: Value, value: Value)] = []
             items.reserveCapacity(d.items.count)
             for (k, v) in d.items {
-                items.append((try value(of: k, depth: depth + 1, budget: &budget), try value(of: v, depth: depth + 1, budget: &budget)))
+                let key = try child(k, path)
+                items.append((key, try child(v, join(key.pathComponent))))
             }
             var attrs: [(name: String, value: Value)] = []
-            for (n, v) in d.attributes { attrs.append((n, try value(of: v, depth: depth + 1, budget: &budget))) }
+            for (n, v) in d.attributes { attrs.append((n, try child(v, path))) }
             return .dict(PyDict(items: items, kind: d.kind, attributes: attrs))
         case let .global(g):
             if g.module == "torch", let d = DType(rawValue: g.name) { return .dtype(d) }
             return .global(g)
         case let .object(o):
-            let args = try o.arguments.map { try value(of: $0, depth: depth + 1, budget: &budget) }
-            let state = try o.state.map { try value(of: $0, depth: depth + 1, budget: &budget) }
+            let args = try o.arguments.enumerated().map { try child($1, join("<arg\($0)>")) }
+            let state = try o.state.map { try child($0, path) }
             return .object(OpaqueObject(global: o.global, construction: o.construction, arguments: args, state: state))
         case .legacyTensor:
             throw fail(.corrupt, "legacy tensor object without its storage state")
