@@ -182,7 +182,9 @@ struct InspectReport {
         out.append("format        \(formatLine)")
         var loadable = info.isWeightsOnlyLoadable ? "yes" : "no"
         if !info.disallowedGlobals.isEmpty { loadable += " (references " + info.disallowedGlobals.map(\.description).joined(separator: ", ") + ")" }
-        if !info.opcodesRejectedByTorch.isEmpty { loadable += " (opcodes " + info.opcodesRejectedByTorch.joined(separator: ", ") + ")" }
+        if !info.opcodesRejectedByTorch.isEmpty {
+            loadable += " (" + info.opcodesRejectedByTorch.map { $0.contains(" ") ? $0 : "opcode \($0)" }.joined(separator: "; ") + ")"
+        }
         if info.format == .tar || info.format == .torchscript { loadable += " (torch refuses \(info.format.rawValue) files with weights_only=True)" }
         out.append("weights_only  \(loadable)")
         var sd = located.rootPath.isEmpty ? "(root)" : "'\(located.rootPath)'"

@@ -37,12 +37,17 @@ final class Unpickler {
         case object(ObjectNode)
         /// `torch.FloatTensor()` waiting for the BUILD that sets its storage (torch 0.x).
         case legacyTensor(DType?)
+        /// A Python 2 `str` that is not ASCII: decoded when the tree is built, as UTF-8 unless some
+        /// Python 2 str of the file is not UTF-8 (then every one as Latin-1, as torch reads such a
+        /// file only with `encoding='latin1'`).
+        case py2Text([UInt8])
     }
 
     /// A dict key as Python compares it: strings by their code points (not Swift's canonical
     /// equivalence), and `1`, `1.0` and `True` as one key.
     private enum KeyID: Hashable {
         case string(ExactKey)
+        case py2(ExactKey)
         case int(Int)
         case float(UInt64)
         case bytes([UInt8])
@@ -161,9 +166,31 @@ final class Unpickler {
     }
 
     /// Python 2 byte strings: utf-8 when valid, else latin-1 (torch loads with encoding utf-8).
-    private func py2String(_ b: UnsafeRawBufferPointer) -> String {
-        if let s = String(validating: b, as: UTF8.self) { return s }
-        return String(b.map { Character(Unicode.Scalar($0)) })
+    /// A Python 2 `str`: UTF-8 text as torch decodes it by default; anything else as Latin-1, which
+    /// torch reads only with `encoding='latin1'`, so the file is then marked as one torch's default
+    /// `torch.load` refuses.
+    /// A Python 2 `str` (SHORT_BINSTRING, BINSTRING): ASCII text at once; anything else kept as
+    /// bytes until the tree is built, when the file's decoding is known.
+    private func py2Node(_ b: UnsafeRawBufferPointer) -> Node {
+        if b.allSatisfy({ $0 < 0x80 }) { return .value(.string(String(decoding: b, as: UTF8.self))) }
+        if String(validating: b, as: UTF8.self) == nil, !py2Latin1 {
+            if py2DecodedAsUTF8 { py2Conflict = true }
+            py2Latin1 = true
+            rejectedOpcodes.append("Python 2 str that is not UTF-8 (every Python 2 str read as Latin-1, as torch.load(encoding='latin1') reads them)")
+        }
+        return .py2Text(Array(b))
+    }
+
+    /// True once a Python 2 str of the file is not UTF-8: all of them decode as Latin-1.
+    private var py2Latin1 = false
+    /// A non-ASCII Python 2 str was decoded as UTF-8 before the file turned out to need Latin-1.
+    private var py2DecodedAsUTF8 = false
+    private var py2Conflict = false
+
+    private func decodePy2(_ b: [UInt8]) -> String {
+        if py2Latin1 { return String(b.map { Character(Unicode.Scalar($0)) }) }
+        py2DecodedAsUTF8 = true
+        return String(decoding: b, as: UTF8.self)
     }
 
     // MARK: stack
@@ -217,12 +244,14 @@ final class Unpickler {
         case let .global(g): return g.description
         case let .object(o): return o.global.description
         case .legacyTensor: return "Tensor"
+        case .py2Text: return "str"
         }
     }
 
     private func keyID(_ i: Int) -> KeyID? {
         switch nodes[i] {
         case let .value(.string(s)): return .string(ExactKey(s))
+        case let .py2Text(b): return .py2(ExactKey(String(decoding: b, as: UTF8.self) + String(b.count)))
         case let .value(.int(v)): return .int(v)
         case let .value(.bool(b)): return .int(b ? 1 : 0)
         case let .value(.float(f)):
@@ -270,7 +299,11 @@ final class Unpickler {
     /// - Throws: `FormatError` naming the member and offset of the offending opcode.
     func run() throws -> Value {
         let root = try runToStop()
-        return try value(of: root)
+        let v = try value(of: root)
+        if py2Conflict {
+            throw fail(.unsupported, "Python 2 strings decode differently before and after a str that is not UTF-8 (torch.load reads this file with encoding='latin1' only)")
+        }
+        return v
     }
 
     private func runToStop() throws -> Int {
@@ -335,10 +368,10 @@ final class Unpickler {
             case .SHORT_BINUNICODE: try push(.value(.string(try utf8(try raw(Int(try u8()))))))
             case .BINUNICODE8: try push(.value(.string(try utf8(try raw(try length(UInt64.self))))))
             case .UNICODE: try push(.value(.string(try rawUnicodeEscape(try line()))))
-            case .SHORT_BINSTRING: try push(.value(.string(py2String(try raw(Int(try u8()))))))
+            case .SHORT_BINSTRING: try push(py2Node(try raw(Int(try u8()))))
             case .BINSTRING:
                 let n = try length(Int32.self)
-                try push(.value(.string(py2String(try raw(n)))))
+                try push(py2Node(try raw(n)))
             case .STRING:
                 try push(.value(.string(try quotedString(try line()))))
             case .SHORT_BINBYTES: try push(.value(.bytes(Array(try raw(Int(try u8()))))))
@@ -675,6 +708,8 @@ final class Unpickler {
             return .object(OpaqueObject(global: o.global, construction: o.construction, arguments: args, state: state))
         case .legacyTensor:
             throw fail(.corrupt, "legacy tensor object without its storage state")
+        case let .py2Text(b):
+            return .string(decodePy2(b))
         }
     }
 }

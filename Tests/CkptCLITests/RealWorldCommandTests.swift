@@ -1,0 +1,129 @@
+import CkptFormat
+import CkptTensor
+import Foundation
+import XCTest
+
+/// Files users meet every day (fixtures/realworld, written with real torch, omegaconf and
+/// Lightning by fixtures/realworld/generate.py): what the commands say about them.
+final class RealWorldCommandTests: XCTestCase {
+    func ckpt(_ args: String...) throws -> CkptRun { try RunCkpt.run(args) }
+    let files = "fixtures/realworld/files/"
+
+    func testLightningCheckpointIsRecognisedAndItsWeightsPulledOut() throws {
+        let r = try ckpt("inspect", files + "lightning_shaped.ckpt")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("state dict    'state_dict', wrapper prefix 'model.'"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("checkpoint    PyTorch Lightning"), r.stdout)
+        // top-level values first
+        let values = r.stdout.components(separatedBy: "other values\n").last ?? ""
+        XCTAssertTrue(values.hasPrefix("  epoch = "), values)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-rw-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("model.safetensors").path
+        let c = try ckpt("convert", files + "lightning_shaped.ckpt", out, "--state-dict")
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(c.stdout.contains("kept: the state dict at 'state_dict' without 'model.'"), c.stdout)
+        XCTAssertTrue(c.stdout.contains("dropped: epoch, global_step, pytorch-lightning_version, loops, callbacks, optimizer_states"), c.stdout)
+        let source = try CheckpointReader.read(path: RunCkpt.root.appendingPathComponent(files + "lightning_shaped.ckpt").path)
+        let expected = source.tensors.filter { $0.path.hasPrefix("state_dict.model.") }
+        let written = try CheckpointReader.read(path: out).tensors
+        XCTAssertEqual(Set(written.map(\.path)), Set(expected.map { String($0.path.dropFirst("state_dict.model.".count)) }))
+        let byName = Dictionary(uniqueKeysWithValues: written.map { ($0.path, $0.tensor) })
+        for (p, t) in expected {
+            XCTAssertEqual(try byName[String(p.dropFirst("state_dict.model.".count))]?.contiguousBytes(), try t.contiguousBytes(), p)
+        }
+        // --key picks a dict by path
+        let k = try ckpt("convert", files + "train_epoch10.pth", dir.appendingPathComponent("k.pth").path, "--key", "model", "--json")
+        XCTAssertEqual(k.status, 0, k.stderr)
+        XCTAssertEqual(try JSONValue.parse(k.stdout)["state_dict_root"], .string("model"))
+    }
+
+    func testOmegaConfHyperParametersAreRefusedWithAHintAndReadUnderSalvage() throws {
+        let r = try ckpt("inspect", files + "lightning_omegaconf.ckpt")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderrLines.count, 1)
+        XCTAssertTrue(r.stderr.contains("global 'omegaconf.dictconfig.DictConfig' is not allowed (an OmegaConf/Hydra config"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("--salvage"), r.stderr)
+        let s = try ckpt("inspect", "--salvage", "--json", files + "lightning_omegaconf.ckpt")
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let refs = try JSONValue.parse(s.stdout)["values"]?.arrayValue?.filter { $0["type"] == .string("reference") } ?? []
+        XCTAssertFalse(refs.isEmpty, "OmegaConf nodes point back at their parents")
+        let scan = try ckpt("scan", files + "lightning_omegaconf.ckpt")
+        XCTAssertEqual(scan.status, 1)
+        XCTAssertTrue(scan.stdout.contains("references code"), scan.stdout)
+        XCTAssertTrue(scan.stdout.contains("CODE omegaconf.dictconfig.DictConfig"), scan.stdout)
+    }
+
+    func testReferenceCyclesAreShownNotWalked() throws {
+        let r = try ckpt("inspect", files + "cycle_dict_self.pth")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("self = <reference cycle to (root)>"), r.stdout)
+        let nested = try ckpt("inspect", "--json", files + "cycle_nested.pth")
+        XCTAssertEqual(nested.status, 0, nested.stderr)
+        let refs = try JSONValue.parse(nested.stdout)["values"]?.arrayValue?.filter { $0["type"] == .string("reference") }
+        XCTAssertEqual(refs?.isEmpty, false)
+    }
+
+    func testGPUSavedStoragesSayWhereTheyWereSaved() throws {
+        let r = try ckpt("inspect", files + "gpu_cuda7.pth")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("saved on      cuda:7 ("), r.stdout)
+        XCTAssertTrue(r.stdout.contains("map_location"), r.stdout)
+        let j = try JSONValue.parse(try ckpt("inspect", "--json", files + "gpu_cuda0.pth").stdout)
+        XCTAssertEqual(j["tensors"]?.arrayValue?.first?["device"], .string("cuda:0"))
+    }
+
+    func testPython2FilesSayWhatTorchDoes() throws {
+        let latin1 = try ckpt("inspect", files + "py2_latin1.pth")
+        XCTAssertEqual(latin1.status, 0, latin1.stderr)
+        XCTAssertTrue(latin1.stdout.contains("weights_only  no (Python 2 str that is not UTF-8"), latin1.stdout)
+        let binstring = try ckpt("inspect", files + "py2_binstring.pth")
+        XCTAssertTrue(binstring.stdout.contains("weights_only  no (opcode BINSTRING)"), binstring.stdout)
+        XCTAssertEqual(try ckpt("inspect", files + "py2_torch041.pth").status, 0)
+    }
+
+    func testDiffComparesOtherValuesToo() throws {
+        let r = try ckpt("diff", files + "train_epoch10.pth", files + "train_epoch20.pth")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stdout.contains("value: epoch: 10 -> 20"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("value: lr: 0.1 -> 0.01"), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("0 of 15 common tensors differ, 7 other values differ\n"), r.stdout)
+        let tensors = try ckpt("diff", "--tensors-only", files + "train_epoch10.pth", files + "train_epoch20.pth")
+        XCTAssertEqual(tensors.status, 0, tensors.stdout)
+        XCTAssertEqual(tensors.stdout, "equal: 15 tensors (bit-identical)\n")
+    }
+
+    func testDiffRelativeToleranceFollowsAllclose() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-rtol-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func write(_ v: [Float], _ name: String) throws -> String {
+            let p = dir.appendingPathComponent(name).path
+            try CheckpointWriter.write(Checkpoint(root: .dict(PyDict(items: [(.string("w"), .tensor(try Tensor(float32: v, shape: [v.count])))])),
+                                                  info: FormatInfo(format: .zip)), to: p)
+            return p
+        }
+        let a = try write([1000, 0.001], "a.pth"), b = try write([1000.5, 0.001], "b.pth")
+        XCTAssertEqual(try ckpt("diff", a, b, "--rtol", "1e-3").status, 0)  // 0.5 <= 1e-3 * 1000.5
+        XCTAssertEqual(try ckpt("diff", a, b, "--rtol", "1e-4").status, 1)
+        XCTAssertEqual(try ckpt("diff", a, b, "--atol", "0.4").status, 1)
+        XCTAssertEqual(try ckpt("diff", a, b, "--atol", "0.4", "--rtol", "1e-4").status, 0)  // 0.5 <= 0.4 + 0.10005
+    }
+
+    func testExitCodesAndSuggestions() throws {
+        let scan = try ckpt("scan", "/nonexistent/x.pth", "fixtures/valid/cnn.pth")
+        XCTAssertEqual(scan.status, 2)
+        XCTAssertEqual(scan.stderrLines, ["ckpt: /nonexistent/x.pth: No such file or directory"])
+        XCTAssertTrue(scan.stdout.hasPrefix("fixtures/valid/cnn.pth: tensor data only"), scan.stdout)
+        let typo = try ckpt("inpsect", "fixtures/valid/cnn.pth")
+        XCTAssertEqual(typo.status, 64)
+        XCTAssertTrue(typo.stderr.hasPrefix("ckpt: unknown subcommand 'inpsect'; did you mean 'inspect'?"), typo.stderr)
+        let model = try ckpt("summary", "ResNet18")
+        XCTAssertEqual(model.status, 0, model.stderr)
+        let stats = try ckpt("inspect", "--tree", "--stats", "fixtures/valid/cnn.pth")
+        XCTAssertEqual(stats.status, 0, stats.stderr)
+        XCTAssertTrue(stats.stdout.contains("key") && stats.stdout.contains("mean") && stats.stdout.contains("std"), stats.stdout)
+    }
+}
