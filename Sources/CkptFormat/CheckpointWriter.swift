@@ -50,6 +50,7 @@ public enum CheckpointWriter {
     static func writeTorchZip(_ checkpoint: Checkpoint, to path: String, forbidding inputs: [String],
                               progress: ((Int, Int) -> Void)?, zip64Threshold: Int) throws {
         var pickler = Pickler(file: path)
+        pickler.prepare(checkpoint.root)
         try pickler.value(checkpoint.root, path: "")
         pickler.finish()
         let prefix = archivePrefix(forPath: path)

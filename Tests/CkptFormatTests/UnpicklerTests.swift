@@ -71,6 +71,24 @@ final class UnpicklerTests: XCTestCase {
         XCTAssertEqual(to, "")
     }
 
+    func testReferenceCyclesAreWrittenAsMemoReferences() throws {
+        // d = {'a': [1]}; d['a'].append(d['a']); d['self'] = d
+        let root = Value.dict(PyDict(items: [
+            (.string("a"), .list([.int(1), .reference("a")])), (.string("self"), .reference("")),
+        ]))
+        var p = Pickler(file: "t")
+        p.prepare(root)
+        try p.value(root, path: "")
+        p.finish()
+        let back = try p.out.withUnsafeBytes { try Unpickler(bytes: $0, file: "t", member: "m", options: UnpickleOptions(), persistentLoad: nil).run() }
+        let d = try XCTUnwrap(back.dictValue)
+        guard case let .list(a)? = d["a"], a.count == 2, case let .reference(inner) = a[1], case let .reference(outer)? = d["self"] else {
+            return XCTFail("cycles not rebuilt: \(back)")
+        }
+        XCTAssertEqual(inner, "a")
+        XCTAssertEqual(outer, "")
+    }
+
     func testPicklerOutputReadsBack() throws {
         let t = try Tensor(float32: [1, -2, 3.5, 0], shape: [2, 2])
         let root = Value.dict(PyDict(items: [

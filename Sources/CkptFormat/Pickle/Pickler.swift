@@ -10,9 +10,29 @@ struct Pickler {
     private(set) var storages: [Storage] = []
     private var keys: [ObjectIdentifier: String] = [:]
     private var memoized: [String: Int] = [:]
+    /// Paths of containers some `.reference` points back to: memoized when created, so the
+    /// reference is a memo GET and torch rebuilds the cycle.
+    private var referenced: Set<String> = []
     let file: String
 
     init(file: String) { self.file = file }
+
+    /// Notes which containers of `root` are referred back to (call before `value(root, path: "")`).
+    mutating func prepare(_ root: Value) {
+        Checkpoint.walk(root, path: "") { _, v in
+            if case let .reference(to) = v { referenced.insert(to) }
+        }
+    }
+
+    /// After a list or dict was created empty at `path`: memoizes it when a reference needs it.
+    private mutating func memoizeContainer(_ path: String) {
+        guard referenced.contains(path), memoized["c:" + path] == nil else { return }
+        let i = memoized.count
+        memoized["c:" + path] = i
+        if i < 256 { op(.BINPUT); out.append(UInt8(i)) } else { op(.LONG_BINPUT); u32(i) }
+    }
+
+    private static func join(_ path: String, _ child: String) -> String { path.isEmpty ? child : path + "." + child }
 
     private func fail(_ m: String) -> FormatError { FormatError(.unsupported, file: file, member: "data.pkl", m) }
 
@@ -74,14 +94,14 @@ struct Pickler {
     private mutating func tuple(_ items: [Value], path: String) throws {
         switch items.count {
         case 0: op(.EMPTY_TUPLE)
-        case 1: try value(items[0], path: path + ".0"); op(.TUPLE1)
-        case 2: try value(items[0], path: path + ".0"); try value(items[1], path: path + ".1"); op(.TUPLE2)
+        case 1: try value(items[0], path: Self.join(path, "0")); op(.TUPLE1)
+        case 2: try value(items[0], path: Self.join(path, "0")); try value(items[1], path: Self.join(path, "1")); op(.TUPLE2)
         case 3:
-            for (i, v) in items.enumerated() { try value(v, path: path + ".\(i)") }
+            for (i, v) in items.enumerated() { try value(v, path: Self.join(path, String(i))) }
             op(.TUPLE3)
         default:
             op(.MARK)
-            for (i, v) in items.enumerated() { try value(v, path: path + ".\(i)") }
+            for (i, v) in items.enumerated() { try value(v, path: Self.join(path, String(i))) }
             op(.TUPLE)
         }
     }
@@ -149,11 +169,12 @@ struct Pickler {
         case let .tuple(a): try tuple(a, path: path)
         case let .list(a):
             op(.EMPTY_LIST)
+            memoizeContainer(path)
             var i = 0
             while i < a.count {
                 let n = min(1000, a.count - i)
                 if n > 1 { op(.MARK) }
-                for (j, x) in a[i ..< i + n].enumerated() { try value(x, path: path + ".\(i + j)") }
+                for (j, x) in a[i ..< i + n].enumerated() { try value(x, path: Self.join(path, String(i + j))) }
                 op(n > 1 ? .APPENDS : .APPEND)
                 i += n
             }
@@ -171,6 +192,7 @@ struct Pickler {
                 op(.EMPTY_TUPLE)
                 op(.REDUCE)
             }
+            memoizeContainer(path)
             try items(d.items, path: path)
             if !d.attributes.isEmpty {
                 op(.EMPTY_DICT)
@@ -193,7 +215,11 @@ struct Pickler {
         case .storage:
             throw fail("'\(path)' holds a bare storage, which ckpt does not write")
         case let .reference(to):
-            throw fail("'\(path)' refers back to '\(to)' (a reference cycle), which ckpt does not write; --state-dict writes the weights alone")
+            // the container was memoized when it was created (prepare); a tuple cannot be
+            guard let i = memoized["c:" + to] else {
+                throw fail("'\(path)' refers back to '\(to)', which is not a list or dict ckpt can memoize")
+            }
+            if i < 256 { op(.BINGET); out.append(UInt8(i)) } else { op(.LONG_BINGET); u32(i) }
         }
     }
 
