@@ -68,21 +68,28 @@ struct Diff: ParsableCommand {
             var valueChanges: [(path: String, a: String?, b: String?)] = []
             if !tensorsOnly && !stateDict {
                 let va = Diff.values(ca), vb = Diff.values(cb)
-                let mb = Dictionary(vb.map { ($0.path, $0.text) }, uniquingKeysWith: { x, _ in x })
-                let ma = Dictionary(va.map { ($0.path, $0.text) }, uniquingKeysWith: { x, _ in x })
-                for (p, t) in va where mb[p] != t { valueChanges.append((p, t, mb[p])) }
-                for (p, t) in vb where ma[p] == nil { valueChanges.append((p, nil, t)) }
+                let mb = Dictionary(vb.map { (ExactKey($0.path), $0.text) }, uniquingKeysWith: { x, _ in x })
+                let ma = Dictionary(va.map { (ExactKey($0.path), $0.text) }, uniquingKeysWith: { x, _ in x })
+                for (p, t) in va where mb[ExactKey(p)] != t { valueChanges.append((p, t, mb[ExactKey(p)])) }
+                for (p, t) in vb where ma[ExactKey(p)] == nil { valueChanges.append((p, nil, t)) }
             }
-            var mapB: [String: Tensor] = [:]
-            for (p, t) in tb { mapB[p] = t }
-            let keysA = Set(ta.map(\.path))
-            let onlyA = ta.map(\.path).filter { mapB[$0] == nil }
-            let onlyB = tb.map(\.path).filter { !keysA.contains($0) }
+            var mapB: [ExactKey: Tensor] = [:]
+            for (p, t) in tb { mapB[ExactKey(p)] = t }
+            let keysA = Set(ta.map { ExactKey($0.path) })
+            let onlyA = ta.map(\.path).filter { mapB[ExactKey($0)] == nil }
+            let onlyB = tb.map(\.path).filter { !keysA.contains(ExactKey($0)) }
+            // two tensors of one file under one dotted path ({'a.b': x, 'a': {'b': y}}): never one hiding the other
+            for (file, list) in [(a, ta), (b, tb)] {
+                var seen = Set<ExactKey>()
+                if let dup = list.first(where: { !seen.insert(ExactKey($0.path)).inserted }) {
+                    throw FormatError(.corrupt, file: file, member: dup.path, "two tensors have the dotted path '\(dup.path)' ({'a.b': x, 'a': {'b': y}}); compare them with --json from inspect instead")
+                }
+            }
             var changed: [(String, String)] = []
             var rows: [(name: String, diff: TensorDifference)] = []
             let progress = Progress("comparing", total: ta.count)
             for (i, (p, x)) in ta.enumerated() {
-                guard let y = mapB[p] else { continue }
+                guard let y = mapB[ExactKey(p)] else { continue }
                 if x.dtype != y.dtype || x.shape != y.shape {
                     changed.append((p, "\(x.dtype.rawValue) \(CLI.shape(x.shape)) -> \(y.dtype.rawValue) \(CLI.shape(y.shape))"))
                     // a dtype change alone still compares by value (max |a-b| of a float16 cast)

@@ -2,6 +2,8 @@
 // CLI's `--json` output. Parsing never recurses deeper than `maxDepth`, rejects invalid UTF-8,
 // keeps object key order and number text, and reports byte offsets in every error.
 
+import CkptTensor
+
 /// A JSON number kept as its source text, so integers up to 2^64−1 (and beyond) stay exact.
 public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
     /// The number as written (`-12`, `3.5e-7`), always valid RFC 8259 number syntax.
@@ -176,8 +178,8 @@ public enum JSONValue: Sendable, Equatable {
             }
             return nil
         }
-        var seen = Set<String>()
-        for (i, m) in members.enumerated() where !seen.insert(m.key).inserted {
+        var seen = Set<ExactKey>()
+        for (i, m) in members.enumerated() where !seen.insert(ExactKey(m.key)).inserted {
             return (m.key, i)
         }
         return nil
@@ -523,7 +525,7 @@ private struct JSONParser {
     mutating func parseObjectBody(depth: Int, keyOffsets: inout [Int]?) throws -> [(key: String, value: JSONValue)] {
         pos += 1 // {
         var members: [(key: String, value: JSONValue)] = []
-        var seen = Set<String>() // filled only when duplicates are rejected
+        var seen = Set<ExactKey>() // filled only when duplicates are rejected
         skipWhitespace()
         if pos < bytes.count && bytes[pos] == UInt8(ascii: "}") {
             pos += 1
@@ -537,7 +539,7 @@ private struct JSONParser {
             }
             let keyOffset = pos
             let key = try parseString()
-            if options.rejectDuplicateKeys && !seen.insert(key).inserted {
+            if options.rejectDuplicateKeys && !seen.insert(ExactKey(key)).inserted {
                 throw error(.corrupt, at: keyOffset, "duplicate key \(JSONValue.quoted(key, limit: 200)) in json object")
             }
             skipWhitespace()

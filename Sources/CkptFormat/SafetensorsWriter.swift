@@ -96,14 +96,14 @@ public enum SafetensorsWriter {
     }
 
     private static func makePlan(_ tensors: [(name: String, tensor: Tensor)], metadata: [(String, String)], file: String) throws -> Plan {
-        var names = Set<String>()
+        var names = Set<ExactKey>()
         var items: [Item] = []
         items.reserveCapacity(tensors.count)
         for (name, tensor) in tensors {
             func fail(_ kind: FormatError.Kind, _ message: String) -> FormatError {
                 FormatError(kind, file: file, member: Safetensors.memberName(name), message)
             }
-            guard names.insert(name).inserted else {
+            guard names.insert(ExactKey(name)).inserted else {
                 throw fail(.refused, "duplicate tensor name \(JSONValue.quoted(name, limit: 200)): safetensors names must be unique")
             }
             guard name != "__metadata__" else {
@@ -123,8 +123,8 @@ public enum SafetensorsWriter {
             }
             items.append(Item(name: name, tensor: tensor, code: code, rank: rank, byteCount: bytes))
         }
-        var metaKeys = Set<String>()
-        for (k, _) in metadata where !metaKeys.insert(k).inserted {
+        var metaKeys = Set<ExactKey>()
+        for (k, _) in metadata where !metaKeys.insert(ExactKey(k)).inserted {
             throw FormatError(.refused, file: file, member: "header", "duplicate metadata key \(JSONValue.quoted(k, limit: 200))")
         }
 

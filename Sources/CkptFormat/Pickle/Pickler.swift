@@ -9,10 +9,10 @@ struct Pickler {
     /// Distinct storages in key order.
     private(set) var storages: [Storage] = []
     private var keys: [ObjectIdentifier: String] = [:]
-    private var memoized: [String: Int] = [:]
+    private var memoized: [ExactKey: Int] = [:]
     /// Paths of containers some `.reference` points back to: memoized when created, so the
     /// reference is a memo GET and torch rebuilds the cycle.
-    private var referenced: Set<String> = []
+    private var referenced: Set<ExactKey> = []
     let file: String
 
     init(file: String) { self.file = file }
@@ -20,15 +20,15 @@ struct Pickler {
     /// Notes which containers of `root` are referred back to (call before `value(root, path: "")`).
     mutating func prepare(_ root: Value) {
         Checkpoint.walk(root, path: "") { _, v in
-            if case let .reference(to) = v { referenced.insert(to) }
+            if case let .reference(to) = v { referenced.insert(ExactKey(to)) }
         }
     }
 
     /// After a list or dict was created empty at `path`: memoizes it when a reference needs it.
     private mutating func memoizeContainer(_ path: String) {
-        guard referenced.contains(path), memoized["c:" + path] == nil else { return }
+        guard referenced.contains(ExactKey(path)), memoized[ExactKey("c:" + path)] == nil else { return }
         let i = memoized.count
-        memoized["c:" + path] = i
+        memoized[ExactKey("c:" + path)] = i
         if i < 256 { op(.BINPUT); out.append(UInt8(i)) } else { op(.LONG_BINPUT); u32(i) }
     }
 
@@ -44,13 +44,13 @@ struct Pickler {
 
     /// Memoizes repeated strings and globals (as torch does), keeping files small.
     private mutating func memo(_ key: String, emit: (inout Pickler) -> Void) {
-        if let i = memoized[key] {
+        if let i = memoized[ExactKey(key)] {
             if i < 256 { op(.BINGET); out.append(UInt8(i)) } else { op(.LONG_BINGET); u32(i) }
             return
         }
         emit(&self)
         let i = memoized.count
-        memoized[key] = i
+        memoized[ExactKey(key)] = i
         if i < 256 { op(.BINPUT); out.append(UInt8(i)) } else { op(.LONG_BINPUT); u32(i) }
     }
 
@@ -216,7 +216,7 @@ struct Pickler {
             throw fail("'\(path)' holds a bare storage, which ckpt does not write")
         case let .reference(to):
             // the container was memoized when it was created (prepare); a tuple cannot be
-            guard let i = memoized["c:" + to] else {
+            guard let i = memoized[ExactKey("c:" + to)] else {
                 throw fail("'\(path)' refers back to '\(to)', which is not a list or dict ckpt can memoize")
             }
             if i < 256 { op(.BINGET); out.append(UInt8(i)) } else { op(.LONG_BINGET); u32(i) }

@@ -39,6 +39,8 @@ enum TorchRebuild {
             guard case var .tensor(t) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a tensor") }
             t.isParameter = true
             t.requiresGrad = args[1].intValue == 1
+            // torch applies the state with setattr (`_set_obj_state`): a `data` entry would replace the values
+            if n == 4 { try refuseTensorChangingState(args[3], g: g, c: c) }
             return .value(.tensor(t))
         case ("torch.nn.parameter", "Parameter"):
             guard args.count == 1 || args.count == 2 else { throw bad("expected 1 or 2 arguments, got \(args.count)") }
@@ -51,6 +53,7 @@ enum TorchRebuild {
             guard case let .global(fn) = args[0], Allowlist.contains(fn) else { throw bad("argument 1 is not an allowed rebuild function") }
             guard case let .tuple(inner) = args[2] else { throw bad("argument 3 is a \(args[2].typeName), expected a tuple") }
             let r = try call(fn, construction: .call, args: inner, context: c)
+            try refuseTensorChangingState(args[3], g: g, c: c)
             if case var .value(.tensor(t)) = r, case let .global(cls) = args[1], cls == QualifiedName("torch.nn.parameter", "Parameter") {
                 t.isParameter = true
                 return .value(.tensor(t))
@@ -109,6 +112,35 @@ enum TorchRebuild {
         }
         c.warn("\(g) kept as an opaque object: ckpt does not rebuild it")
         return .value(.object(OpaqueObject(global: g, construction: construction, arguments: args)))
+    }
+
+    /// Attributes torch's `_set_obj_state` would set on a rebuilt tensor that change what the
+    /// tensor is (its values, gradient or views): refused, since ckpt never applies state as code
+    /// and must never report a tensor other than the one torch returns. Other attributes (Python
+    /// extras on a subclass) change nothing ckpt reports.
+    static let tensorChangingAttributes: Set<String> = ["data", "grad", "real", "imag", "_base", "_cdata", "__dict__", "requires_grad"]
+
+    /// Throws when `state` (None, a dict, or a `(dict, slots)` tuple) sets a tensor-changing attribute.
+    static func refuseTensorChangingState(_ state: Value, g: QualifiedName, c: Unpickler) throws {
+        var dicts: [PyDict] = []
+        switch state {
+        case .none: return
+        case let .dict(d): dicts = [d]
+        case let .tuple(parts):
+            for p in parts { if case let .dict(d) = p { dicts.append(d) } else if case .none = p {} else {
+                throw c.rebuildError(.unsupported, "\(g): tensor state holds a \(p.typeName), which torch would apply to the tensor")
+            } }
+        default:
+            throw c.rebuildError(.unsupported, "\(g): tensor state is a \(state.typeName), which torch would apply to the tensor")
+        }
+        for d in dicts {
+            for (k, _) in d.items {
+                guard let name = k.stringValue else { throw c.rebuildError(.corrupt, "\(g): tensor state key is a \(k.typeName)") }
+                if tensorChangingAttributes.contains(name) {
+                    throw c.rebuildError(.unsupported, "\(g): tensor state sets '\(name)', which torch applies to the tensor (ckpt never applies state; refusing rather than reporting a different tensor)")
+                }
+            }
+        }
     }
 
     /// `tensor.set_(storage, offset, size, stride)` from a BUILD state (torch 0.x files).

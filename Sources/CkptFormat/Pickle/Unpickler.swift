@@ -324,7 +324,11 @@ final class Unpickler {
                 guard p <= 5 else { throw fail(.unsupported, "pickle protocol \(p) (ckpt reads 0 to 5)") }
                 proto = max(proto, p)
             case .FRAME:
-                _ = try le(UInt64.self)
+                // Python's unpickler reads the whole frame first: one that runs past the end fails there
+                let n = try le(UInt64.self)
+                guard n <= UInt64(bytes.count - pos) else {
+                    throw fail(.truncated, "FRAME of \(n) bytes runs past the end of the pickle (\(bytes.count - pos) left)")
+                }
             case .STOP:
                 let r = try pop()
                 endOffset = pos
@@ -613,10 +617,37 @@ final class Unpickler {
             nodes[target] = .value(.tensor(try TorchRebuild.setState(dtype: dtype, state: try value(of: stateIndex), context: self)))
         case let .value(.tensor(t)):
             let state = try value(of: stateIndex)
-            if case let .tuple(items) = state, items.count == 4, case .storage = items[0] {
+            switch state {
+            case let .tuple(items) where items.count == 4:
+                // legacy `set_(storage, offset, size, stride)`
+                guard case .storage = items[0] else { throw fail(.unsupported, "tensor BUILD state of 4 items whose first is a \(items[0].typeName), expected a storage") }
                 nodes[target] = .value(.tensor(try TorchRebuild.setState(dtype: t.dtype, state: state, context: self)))
+            case let .tuple(items) where items.count == 5 || items.count == 3:
+                // Tensor.__setstate__: (data, requires_grad, ..., hooks) — `self.data = state[0]` — or
+                // (requires_grad, _, hooks): applied as torch applies them
+                var result = t
+                if items.count == 5 {
+                    guard case var .tensor(data) = items[0] else {
+                        throw fail(.unsupported, "tensor BUILD state's data is a \(items[0].typeName), expected a tensor")
+                    }
+                    data.isParameter = t.isParameter
+                    result = data
+                }
+                let flag = items[items.count == 5 ? 3 : 0]
+                switch flag {
+                case let .bool(b): result.requiresGrad = b
+                case let .int(i): result.requiresGrad = i != 0
+                default: throw fail(.unsupported, "tensor BUILD state's requires_grad is a \(flag.typeName)")
+                }
+                nodes[target] = .value(.tensor(result))
+            case .none:
+                break
+            case .dict:
+                // Python attributes on a tensor; a `data` or `grad` entry would change the tensor itself
+                try TorchRebuild.refuseTensorChangingState(state, g: QualifiedName("torch", "Tensor.__setstate__"), c: self)
+            default:
+                throw fail(.unsupported, "tensor BUILD state is a \(state.typeName), which torch would apply to the tensor")
             }
-            // any other state (Parameter __dict__, python attributes) is kept out: never applied as code
         case var .object(o):
             o.state = stateIndex
             nodes[target] = .object(o)

@@ -3,7 +3,7 @@ import CkptTensor
 /// Byte ranges of storage records found after the pickles of a legacy or tar stream. Filled
 /// once the stream has been walked, before any storage loader runs.
 final class RecordIndex: @unchecked Sendable {
-    var ranges: [String: (offset: Int, count: Int)] = [:]
+    var ranges: [ExactKey: (offset: Int, count: Int)] = [:]
 }
 
 /// Runs one pickle that starts at `offset` of `region` and returns it with its end offset.
@@ -52,7 +52,7 @@ enum LegacyReader {
         let index = RecordIndex()
         let table = StorageTable(file: file, member: "main pickle", byteOrder: .little) { key, _, count in
             return {
-                guard let r = index.ranges[key] else {
+                guard let r = index.ranges[ExactKey(key)] else {
                     throw FormatError(.corrupt, file: file, member: "storage \(key)", "storage has no record in the stream")
                 }
                 guard r.count == count else {
@@ -61,7 +61,7 @@ enum LegacyReader {
                 return ByteSlice(region: region, offset: r.offset, count: r.count)
             }
         }
-        var views: [String: Storage] = [:]
+        var views: [ExactKey: Storage] = [:]
         let load: Unpickler.PersistentLoad = { pid in
             guard case let .tuple(t) = pid, t.count == 6, t[0].stringValue == "storage" else {
                 if case let .tuple(t) = pid, t.first?.stringValue == "module" {
@@ -83,12 +83,12 @@ enum LegacyReader {
                   off >= 0, vn >= 0, let end = Checked.add(off, vn), let endBytes = Checked.mul(end, d.itemSize), endBytes <= root.byteCount else {
                 throw FormatError(.corrupt, file: file, member: "main pickle", "storage view of \(key) is malformed or out of range")
             }
-            if let v = views[vk] { return .storage(v) }
+            if let v = views[ExactKey(vk)] { return .storage(v) }
             let v = Storage(key: vk, dtype: d, byteCount: vn * d.itemSize, byteOrder: .little, location: root.location) {
                 let s = try root.slice()
                 return ByteSlice(region: s.region, offset: s.offset + off * d.itemSize, count: vn * d.itemSize)
             }
-            views[vk] = v
+            views[ExactKey(vk)] = v
             return .storage(v)
         }
         let main = try runEmbeddedPickle(bytes, at: sys.end, file: file, member: "main pickle", options: options, persistentLoad: load)
@@ -99,7 +99,7 @@ enum LegacyReader {
         var o = keysPickle.end
         for kv in keyValues {
             guard let key = table.keyString(kv) else { throw FormatError(.corrupt, file: file, member: "storage keys", "key is a \(kv.typeName)") }
-            guard let s = table.storages[key] else {
+            guard let s = table.storages[ExactKey(key)] else {
                 throw FormatError(.corrupt, file: file, member: "storage \(key)", offset: o, "key list names a storage the pickle never used")
             }
             guard o <= bytes.count - 8 else { throw FormatError(.truncated, file: file, member: "storage \(key)", offset: o, "stream ends before the record size") }
@@ -113,10 +113,10 @@ enum LegacyReader {
             guard n <= bytes.count - o - 8 else {
                 throw FormatError(.truncated, file: file, member: "storage \(key)", offset: o, "record of \(n) bytes runs past the end of the file")
             }
-            index.ranges[key] = (o + 8, n)
+            index.ranges[ExactKey(key)] = (o + 8, n)
             o += 8 + n
         }
-        if let missing = table.order.first(where: { index.ranges[$0] == nil }) {
+        if let missing = table.order.first(where: { index.ranges[ExactKey($0)] == nil }) {
             throw FormatError(.corrupt, file: file, member: "storage \(missing)", "storage used by the pickle has no record")
         }
         if o != bytes.count { info.warnings.append("\(bytes.count - o) bytes after the last storage record") }

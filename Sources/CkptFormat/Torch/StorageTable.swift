@@ -11,7 +11,7 @@ final class StorageTable {
     let member: String
     let byteOrder: ByteOrder
     private let locate: Locate
-    private(set) var storages: [String: Storage] = [:]
+    private(set) var storages: [ExactKey: Storage] = [:]
     /// Keys in first-reference order.
     private(set) var order: [String] = []
 
@@ -30,8 +30,8 @@ final class StorageTable {
     /// `torch.storage.UntypedStorage` → uint8 bytes).
     func dtype(ofStorageClass v: Value) throws -> DType {
         guard case let .global(g) = v else {
-            if case let .dtype(d) = v { return d }
-            throw fail(.corrupt, "storage type is a \(v.typeName), expected a storage class")
+            // torch reads `storage_type.dtype`: a dtype in this place fails there, so ckpt refuses it too
+            throw fail(.corrupt, "storage type is a \(v.typeName), expected a storage class (torch.FloatStorage, torch.storage.UntypedStorage)")
         }
         if g == QualifiedName("torch.storage", "UntypedStorage") { return .uint8 }
         guard g.module == "torch" || g.module == "torch.cuda" else {
@@ -55,7 +55,7 @@ final class StorageTable {
         guard let bytes = Checked.mul(numel, dtype.itemSize) else {
             throw fail(.corrupt, "storage \(key): \(numel) elements of \(dtype.rawValue) overflow 64 bits")
         }
-        if let s = storages[key] {
+        if let s = storages[ExactKey(key)] {
             guard s.dtype == dtype || s.byteCount == 0 || bytes == 0 else {
                 throw fail(.corrupt, "storage \(key) is used as both \(s.dtype.rawValue) and \(dtype.rawValue)")
             }
@@ -66,7 +66,7 @@ final class StorageTable {
         }
         let loader = try locate(key, dtype, bytes)
         let s = Storage(key: key, dtype: dtype, byteCount: bytes, byteOrder: byteOrder, location: location, loader: loader)
-        storages[key] = s
+        storages[ExactKey(key)] = s
         order.append(key)
         return s
     }

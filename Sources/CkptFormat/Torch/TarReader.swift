@@ -11,8 +11,8 @@ enum TarReader {
     }
 
     /// Member name → byte range, walking 512-byte headers; pax and GNU long-name records are skipped.
-    static func members(_ b: UnsafeRawBufferPointer, file: String) throws -> [String: (offset: Int, count: Int)] {
-        var out: [String: (Int, Int)] = [:]
+    static func members(_ b: UnsafeRawBufferPointer, file: String) throws -> [ExactKey: (offset: Int, count: Int)] {
+        var out: [ExactKey: (Int, Int)] = [:]
         var o = 0
         var longName: String?
         while o + 512 <= b.count {
@@ -34,13 +34,21 @@ enum TarReader {
             case UInt8(ascii: "L"):
                 longName = String(decoding: b[data ..< data + size].prefix { $0 != 0 }, as: UTF8.self)
             case UInt8(ascii: "x"), UInt8(ascii: "g"):
-                break
-            case 0, UInt8(ascii: "0"):
+                // pax records can rename or resize the next member as Python's tarfile reads it:
+                // refused rather than read differently (torch's tar files predate pax)
+                throw FormatError(.refused, file: file, member: name, offset: o, "pax extended header in a torch tar file: it may rename or resize members as Python's tarfile reads them, so ckpt refuses it")
+            case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
+                // '7' (contiguous file) is a regular file to Python's tarfile
                 if let l = longName { name = l; longName = nil }
-                guard out[name] == nil else { throw FormatError(.refused, file: file, member: name, offset: o, "duplicate tar member") }
-                out[name] = (data, size)
-            default:
+                guard out[ExactKey(name)] == nil else { throw FormatError(.refused, file: file, member: name, offset: o, "duplicate tar member") }
+                out[ExactKey(name)] = (data, size)
+            case UInt8(ascii: "1"), UInt8(ascii: "2"), UInt8(ascii: "K"):
+                // tarfile.extractfile follows links to another member's data: ambiguous, refused
+                throw FormatError(.refused, file: file, member: longName ?? name, offset: o, "link member in a torch tar file (tarfile would read another member's data through it)")
+            case UInt8(ascii: "5"):
                 longName = nil
+            default:
+                throw FormatError(.refused, file: file, member: longName ?? name, offset: o, "tar member of type '\(String(UnicodeScalar(type)))' in a torch tar file")
             }
             o = data + min(padded, b.count - data)
         }
@@ -51,7 +59,7 @@ enum TarReader {
         let b = region.bytes
         let m = try members(b, file: file)
         func member(_ n: String) throws -> (offset: Int, count: Int) {
-            guard let r = m[n] else { throw FormatError(.corrupt, file: file, member: n, "tar checkpoint has no '\(n)' member") }
+            guard let r = m[ExactKey(n)] else { throw FormatError(.corrupt, file: file, member: n, "tar checkpoint has no '\(n)' member") }
             return r
         }
         var info = FormatInfo(format: .tar)
@@ -64,7 +72,7 @@ enum TarReader {
         let index = RecordIndex()
         let table = StorageTable(file: file, member: "storages", byteOrder: .little) { key, _, count in
             return {
-                guard let r = index.ranges[key], r.count == count else {
+                guard let r = index.ranges[ExactKey(key)], r.count == count else {
                     throw FormatError(.corrupt, file: file, member: "storages", "storage \(key) has no record of \(count) bytes")
                 }
                 return ByteSlice(region: region, offset: r.offset, count: r.count)
@@ -72,7 +80,7 @@ enum TarReader {
         }
         let sr = try member("storages")
         let sb = UnsafeRawBufferPointer(rebasing: b[sr.offset ..< sr.offset + sr.count])
-        var objects: [String: Value] = [:]
+        var objects: [ExactKey: Value] = [:]
         var p = try runEmbeddedPickle(sb, at: 0, file: file, member: "storages", options: options)
         guard case let .int(storageCount) = p.value, storageCount >= 0, storageCount <= sb.count / 8 else {
             throw FormatError(.corrupt, file: file, member: "storages", offset: 0, "storage count is not a small int")
@@ -90,19 +98,19 @@ enum TarReader {
             guard numel >= 0, let n = Checked.mul(numel, d.itemSize), n <= sb.count - o - 8 else {
                 throw FormatError(.truncated, file: file, member: "storages", offset: o, "storage \(key) of \(numel) elements runs past the member")
             }
-            index.ranges[key] = (sr.offset + o + 8, n)
-            objects[key] = .storage(try table.storage(key: key, dtype: d, numel: numel, location: t[1].stringValue ?? "cpu"))
+            index.ranges[ExactKey(key)] = (sr.offset + o + 8, n)
+            objects[ExactKey(key)] = .storage(try table.storage(key: key, dtype: d, numel: numel, location: t[1].stringValue ?? "cpu"))
             o += 8 + n
         }
         p = try runEmbeddedPickle(sb, at: o, file: file, member: "storages", options: options)
         for v in p.value.sequenceValue ?? [] {
             guard let t = v.sequenceValue, t.count == 4, let vk = table.keyString(t[0]), let rk = table.keyString(t[1]),
-                  case let .int(off) = t[2], case let .int(vn) = t[3], case let .storage(root)? = objects[rk],
+                  case let .int(off) = t[2], case let .int(vn) = t[3], case let .storage(root)? = objects[ExactKey(rk)],
                   off >= 0, vn >= 0, let end = Checked.add(off, vn), let eb = Checked.mul(end, root.dtype.itemSize), eb <= root.byteCount else {
                 throw FormatError(.corrupt, file: file, member: "storages", "storage view entry is malformed or out of range")
             }
             let size = root.dtype.itemSize
-            objects[vk] = .storage(Storage(key: vk, dtype: root.dtype, byteCount: vn * size, location: root.location) {
+            objects[ExactKey(vk)] = .storage(Storage(key: vk, dtype: root.dtype, byteCount: vn * size, location: root.location) {
                 let s = try root.slice()
                 return ByteSlice(region: s.region, offset: s.offset + off * size, count: vn * size)
             })
@@ -138,14 +146,14 @@ enum TarReader {
             }
             if case .none = t[1] {
                 let empty = Storage(key: key + ".empty", dtype: d, bytes: [])
-                objects[key] = .tensor(try Tensor(storage: empty, dtype: d, shape: shape.map { _ in 0 }, strides: strides.map { _ in 0 }, storageOffset: 0))
+                objects[ExactKey(key)] = .tensor(try Tensor(storage: empty, dtype: d, shape: shape.map { _ in 0 }, strides: strides.map { _ in 0 }, storageOffset: 0))
                 continue
             }
-            guard let sk = table.keyString(t[1]), case let .storage(s)? = objects[sk] else {
+            guard let sk = table.keyString(t[1]), case let .storage(s)? = objects[ExactKey(sk)] else {
                 throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key) names a missing storage")
             }
             do {
-                objects[key] = .tensor(try Tensor(storage: s, dtype: d, shape: shape, strides: strides, storageOffset: offset))
+                objects[ExactKey(key)] = .tensor(try Tensor(storage: s, dtype: d, shape: shape, strides: strides, storageOffset: offset))
             } catch {
                 throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key): \(error)")
             }
@@ -155,7 +163,7 @@ enum TarReader {
         let pr = try member("pickle")
         let pb = UnsafeRawBufferPointer(rebasing: b[pr.offset ..< pr.offset + pr.count])
         let main = try runEmbeddedPickle(pb, at: 0, file: file, member: "pickle", options: options) { pid in
-            if let key = table.keyString(pid), let obj = objects[key] { return obj }
+            if let key = table.keyString(pid), let obj = objects[ExactKey(key)] { return obj }
             if case let .tuple(t) = pid, t.count == 3 {
                 guard options.salvage else {
                     throw FormatError(.refused, file: file, member: "pickle", "the file is a whole pickled nn.Module (its class source is embedded); use --salvage to list its tensors")

@@ -39,7 +39,7 @@ public final class ZipArchive: @unchecked Sendable {
     public let region: ByteRegion
     /// Entries in central-directory order.
     public let entries: [ZipEntry]
-    private let byName: [String: Int]
+    private let byName: [ExactKey: Int]
 
     /// Largest record ckpt inflates into memory.
     public static let maxInflatedSize = 1 << 30
@@ -53,16 +53,16 @@ public final class ZipArchive: @unchecked Sendable {
         let p = ZipParser(bytes: b, file: file)
         let list = try p.parseAll()
         entries = list
-        var map: [String: Int] = [:]
+        var map: [ExactKey: Int] = [:]
         var lower: [String: String] = [:]
         for e in list where !e.isDirectory {
-            if map[e.name] != nil {
+            if map[ExactKey(e.name)] != nil {
                 throw FormatError(.refused, file: file, member: e.name, offset: e.localHeaderOffset, "duplicate entry name")
             }
             if let other = lower[e.name.lowercased()] {
                 throw FormatError(.refused, file: file, member: e.name, offset: e.localHeaderOffset, "entry name differs only in case from '\(other)'")
             }
-            map[e.name] = e.index
+            map[ExactKey(e.name)] = e.index
             lower[e.name.lowercased()] = e.name
         }
         byName = map
@@ -70,7 +70,7 @@ public final class ZipArchive: @unchecked Sendable {
 
     /// The entry named exactly `name`, if any (directory entries excluded).
     public func entry(named name: String) -> ZipEntry? {
-        byName[name].map { entries[$0] }
+        byName[ExactKey(name)].map { entries[$0] }
     }
 
     /// A record's bytes: a zero-copy slice for stored records, an inflated copy for deflated ones.
