@@ -39,14 +39,22 @@ public final class AtomicFileWriter {
         try AtomicFileWriter.checkNotAnInput(destination, inputs)
 
         var st = stat()
-        if stat(destination, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
-            throw FormatError(.io, file: destination, "is a directory, expected a file path to write")
+        if stat(destination, &st) == 0 {
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw FormatError(.io, file: destination, "is a directory, expected a file path to write")
+            case S_IFCHR, S_IFBLK: throw FormatError(.io, file: destination, "is a device; ckpt writes regular files only (it would replace the device node)")
+            case S_IFIFO: throw FormatError(.io, file: destination, "is a FIFO; ckpt writes regular files only")
+            case S_IFSOCK: throw FormatError(.io, file: destination, "is a socket; ckpt writes regular files only")
+            default: throw FormatError(.io, file: destination, "is not a regular file")
+            }
         }
         let (dir, name) = AtomicFileWriter.split(destination)
+        AtomicFileWriter.removeStaleTemporaries(dir: dir, name: name)
         var lastError: Int32 = 0
         var opened: (Int32, String)?
         for _ in 0 ..< 8 {
-            let candidate = dir + "/." + name + ".tmp-" + String(UInt64.random(in: 0 ... UInt64.max), radix: 16)
+            let candidate = dir + "/." + name + ".tmp-" + String(getpid()) + "-" + String(UInt64.random(in: 0 ... UInt64.max), radix: 16)
             let f = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if f >= 0 {
                 opened = (f, candidate)
@@ -60,6 +68,7 @@ public final class AtomicFileWriter {
         }
         self.fd = f
         self.temporaryPath = path
+        TemporaryFiles.register(path)
         // keep the permissions of a file being replaced
         if (st.st_mode & S_IFMT) == S_IFREG && stat(destination, &st) == 0 {
             _ = fchmod(f, st.st_mode & 0o7777)
@@ -106,6 +115,7 @@ public final class AtomicFileWriter {
             fd = -1
             guard close(f) == 0 else { throw ioError("close failed") }
             guard rename(temporaryPath, destination) == 0 else { throw ioError("cannot rename the temporary file over it") }
+            TemporaryFiles.unregister(temporaryPath)
         } catch {
             abort()
             throw error
@@ -128,9 +138,25 @@ public final class AtomicFileWriter {
         }
         if !finished {
             _ = unlink(temporaryPath)
+            TemporaryFiles.unregister(temporaryPath)
             finished = true
         }
         buffer = []
+    }
+
+    /// Removes `.<name>.tmp-<pid>-*` files in `dir` left by ckpt processes that no longer run
+    /// (killed before they could clean up).
+    static func removeStaleTemporaries(dir: String, name: String) {
+        guard let d = opendir(dir) else { return }
+        defer { closedir(d) }
+        let prefix = "." + name + ".tmp-"
+        while let e = readdir(d) {
+            let entry = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard entry.hasPrefix(prefix) else { continue }
+            let rest = entry.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { _ = unlink(dir + "/" + entry) }
+        }
     }
 
     private func flushBuffer() throws {
@@ -191,4 +217,65 @@ private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #else
     return Darwin.write(fd, p, n)
     #endif
+}
+
+/// Temporary files being written, removed when SIGINT, SIGTERM or SIGHUP ends the process.
+///
+/// The handler only calls `unlink` (async-signal-safe) on paths kept as C strings in a fixed table,
+/// then restores the default action and re-raises the signal.
+enum TemporaryFiles {
+    private static let capacity = 64
+    nonisolated(unsafe) private static var table: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
+        let t = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: capacity)
+        t.initialize(repeating: nil, count: capacity)
+        return t
+    }()
+    nonisolated(unsafe) private static var installed = false
+    private static let lock = NSLockish()
+
+    static func register(_ path: String) {
+        lock.locked {
+            if !installed {
+                installed = true
+                for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, temporaryFilesSignalHandler) }
+            }
+            for i in 0 ..< capacity where table[i] == nil {
+                table[i] = strdup(path)
+                return
+            }
+        }
+    }
+
+    static func unregister(_ path: String) {
+        lock.locked {
+            for i in 0 ..< capacity {
+                if let p = table[i], String(cString: p) == path {
+                    table[i] = nil
+                    free(p)
+                }
+            }
+        }
+    }
+
+    /// Called from the signal handler: unlinks every registered path.
+    static func removeAll() {
+        for i in 0 ..< capacity { if let p = table[i] { _ = unlink(p) } }
+    }
+}
+
+private func temporaryFilesSignalHandler(_ sig: Int32) {
+    TemporaryFiles.removeAll()
+    signal(sig, SIG_DFL)
+    raise(sig)
+}
+
+/// A pthread mutex (Foundation-free).
+final class NSLockish: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func locked<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return try body()
+    }
 }
