@@ -1,4 +1,6 @@
 import ArgumentParser
+import CkptFormat
+import CkptTensor
 import CkptZoo
 import Foundation
 
@@ -21,6 +23,9 @@ public struct Ckpt: ParsableCommand {
 
     /// Runs the command line; a mistyped subcommand gets the closest name suggested (exit 64).
     public static func runMain() {
+        // a mapped input truncated or rewritten underneath faults on its next read: one line,
+        // the temporary output removed, exit 2 (never a crash by signal)
+        signal(SIGBUS, inputChangedHandler)
         let args = Array(CommandLine.arguments.dropFirst())
         let names = configuration.subcommands.map { $0._commandName } + ["help"]
         if let first = args.first, !first.hasPrefix("-"), !names.contains(first) {
@@ -30,4 +35,10 @@ public struct Ckpt: ParsableCommand {
         }
         main(args)
     }
+}
+
+private func inputChangedHandler(_ sig: Int32) {
+    MappedFiles.writeNames(to: 2, prefix: "ckpt: ", suffix: ": the file changed while ckpt was reading it (truncated or rewritten underneath); nothing was written\n")
+    TemporaryFiles.removeAll()
+    _exit(2)
 }

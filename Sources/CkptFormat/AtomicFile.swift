@@ -223,7 +223,7 @@ private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
 ///
 /// The handler only calls `unlink` (async-signal-safe) on paths kept as C strings in a fixed table,
 /// then restores the default action and re-raises the signal.
-enum TemporaryFiles {
+public enum TemporaryFiles {
     private static let capacity = 64
     nonisolated(unsafe) private static var table: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
         let t = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: capacity)
@@ -257,8 +257,8 @@ enum TemporaryFiles {
         }
     }
 
-    /// Called from the signal handler: unlinks every registered path.
-    static func removeAll() {
+    /// Unlinks every temporary file still being written (async-signal-safe: `unlink` only).
+    public static func removeAll() {
         for i in 0 ..< capacity { if let p = table[i] { _ = unlink(p) } }
     }
 }

@@ -96,6 +96,7 @@ public final class ByteRegion: @unchecked Sendable {
         let region = ByteRegion(base: UnsafeRawPointer(m), count: size, ownership: .mapped)
         region.fileDescriptor = fd
         keep = true
+        MappedFiles.register(path)
         return region
     }
 
@@ -316,3 +317,40 @@ extension Storage {
         }
     }
 }
+
+/// Paths of the files this process has mapped, kept as C strings so a SIGBUS handler (a mapped
+/// file truncated underneath) can name them without allocating.
+public enum MappedFiles {
+    private static let capacity = 16
+    nonisolated(unsafe) private static var table: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
+        let t = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: capacity)
+        t.initialize(repeating: nil, count: capacity)
+        return t
+    }()
+    nonisolated(unsafe) private static var next = 0
+
+    static func register(_ path: String) {
+        objc_sync_free_lock.lock(); defer { objc_sync_free_lock.unlock() }
+        for i in 0 ..< capacity where table[i] != nil && String(cString: table[i]!) == path { return }
+        let i = next % capacity
+        if let old = table[i] { free(old) }
+        table[i] = strdup(path)
+        next += 1
+    }
+
+    /// Writes `prefix`, the mapped paths joined by ", ", and `suffix` to file descriptor `fd` using
+    /// only `write(2)`: safe inside a signal handler.
+    public static func writeNames(to fd: Int32, prefix: StaticString, suffix: StaticString) {
+        _ = write(fd, prefix.utf8Start, prefix.utf8CodeUnitCount)
+        var first = true
+        for i in 0 ..< capacity {
+            guard let p = table[i] else { continue }
+            if !first { _ = write(fd, ", ", 2) }
+            _ = write(fd, p, strlen(p))
+            first = false
+        }
+        _ = write(fd, suffix.utf8Start, suffix.utf8CodeUnitCount)
+    }
+}
+
+private let objc_sync_free_lock = NSLock()

@@ -17,7 +17,9 @@ enum TorchZipReader {
         if archive.entry(named: prefix + "/.data/extern_modules") != nil || archive.entries.contains(where: { $0.name.hasSuffix(".storage") && $0.name.contains("/.data/") }) {
             throw FormatError(.unsupported, file: file, member: prefix + "/.data", "torch.package archive (ckpt reads torch.save checkpoints and TorchScript weights)")
         }
-        let isScript = record("constants.pkl") != nil || archive.entries.contains { $0.name.hasPrefix(prefix + "/code/") }
+        // as torch decides (`_is_torchscript_zip`): a `constants.pkl` record, nothing else; a `code/`
+        // folder alone leaves the archive an ordinary checkpoint, read under the ordinary rules
+        let isScript = record("constants.pkl") != nil
         if isScript { info.format = .torchscript }
 
         let strays = archive.entries.filter { !$0.name.hasPrefix(prefix + "/") && !$0.isDirectory }
@@ -72,11 +74,24 @@ enum TorchZipReader {
         }
         let u = root.1
         info.record(u)
-        if isScript { info.disallowedGlobals = u.disallowed.filter { !$0.module.hasPrefix("__torch__") } }
-        if isScript, !options.salvage, let bad = info.disallowedGlobals.first(where: { !$0.module.hasPrefix("torch.jit") && !$0.module.hasPrefix("__torch__") }) {
-            throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive; use --salvage to keep it as an inert node")
+        if isScript { info.disallowedGlobals = u.disallowed.filter { !TorchZipReader.scriptTolerated($0) } }
+        if isScript, !options.salvage, let bad = info.disallowedGlobals.first {
+            throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive (its data.pkl needs only the module's own __torch__ classes and torch.jit._pickle's list builders); use --salvage to keep it as an inert node")
         }
         return Checkpoint(root: root.0, info: info)
+    }
+
+    /// Globals a TorchScript archive's `data.pkl` may name beyond torch's weights-only allowlist:
+    /// the module's own compiled classes (`__torch__.<module>.<Class>`, kept as inert objects and
+    /// never called) and torch.jit._pickle's container builders. Not `torch.jit.*` in general, and
+    /// not `__torch__.torch.*` (bound C++ classes and ops, which gadgets like
+    /// `unsupported_tensor_ops.execWrapper` live beside).
+    static func scriptTolerated(_ g: QualifiedName) -> Bool {
+        if g.module.hasPrefix("__torch__.") || g.module == "__torch__" {
+            return !g.module.hasPrefix("__torch__.torch")
+        }
+        return g.module == "torch.jit._pickle" && ["restore_type_tag", "build_intlist", "build_tensorlist", "build_doublelist",
+                                                   "build_boollist", "build_tensor_from_id", "build_complexlist"].contains(g.name)
     }
 
     /// The archive folder: the one `X/data.pkl` entry whose path has exactly one `/`.
