@@ -96,6 +96,15 @@ struct InspectReport {
         nonTensors = leaves.filter { !$0.0.contains(".") } + leaves.filter { $0.0.contains(".") }
     }
 
+    /// Dotted paths two tensors share (`{'a.b': x, 'a': {'b': y}}`, `{1: x, '1': y}`): both are
+    /// listed, and tools that key by path (safetensors, `diff`) refuse the file.
+    var collisionWarnings: [String] {
+        var seen = Set<ExactKey>()
+        var dups: [String] = []
+        for r in rows where !seen.insert(ExactKey(r.name)).inserted && !dups.contains(r.name) { dups.append(r.name) }
+        return dups.map { "two tensors have the dotted path '\($0)' (different keys that read alike); both are listed, safetensors output and diff refuse it" }
+    }
+
     /// Devices the storages were saved on, with how many storages each (`cuda:0`: 12).
     var devices: [(device: String, storages: Int)] {
         var seen = Set<ObjectIdentifier>()
@@ -203,7 +212,7 @@ struct InspectReport {
         if !info.metadata.isEmpty {
             out.append("metadata      " + info.metadata.map { "\($0.key)=\($0.value.count > 60 ? String($0.value.prefix(57)) + "..." : $0.value)" }.joined(separator: ", "))
         }
-        for w in info.warnings { out.append("warning       \(w)") }
+        for w in info.warnings + collisionWarnings { out.append("warning       \(w)") }
         out.append("")
         if tree {
             out.append(ModuleTree(rows.map { ($0.name, $0.tensor.elementCount) }).render())
@@ -292,7 +301,7 @@ struct InspectReport {
             ("globals", .array(info.globals.map { .string($0.description) })),
             ("disallowed_globals", .array(info.disallowedGlobals.map { .string($0.description) })),
             ("opcodes_rejected_by_torch", .array(info.opcodesRejectedByTorch.map { .string($0) })),
-            ("warnings", .array(info.warnings.map { .string($0) })),
+            ("warnings", .array((info.warnings + collisionWarnings).map { .string($0) })),
             ("state_dict_root", .string(located.rootPath)),
             ("wrapper_prefix", located.wrapperPrefix.map(JSONValue.string) ?? .null),
             ("pickled_module", .bool(located.isPickledModule)),

@@ -1,3 +1,5 @@
+import CkptFormat
+import CkptTensor
 import Foundation
 import XCTest
 
@@ -34,5 +36,43 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dead))
         XCTAssertTrue(FileManager.default.fileExists(atPath: live), "a live process's temporary file is kept")
+    }
+}
+
+/// A checkpoint truncated while ckpt reads it: one line and exit 2, or a finished run — never a
+/// death by signal, never a temporary file left behind.
+final class ShrinkingInputTests: XCTestCase {
+    func testTruncatedUnderneathEndsCleanly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-shrink-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // 64 tensors of 1 MiB: long enough to be cut while converting
+        let source = dir.appendingPathComponent("big.pth").path
+        var items: [(key: Value, value: Value)] = []
+        for i in 0 ..< 64 {
+            items.append((.string("w\(i)"), .tensor(try Tensor(float32: [Float](repeating: Float(i), count: 1 << 18), shape: [1 << 18]))))
+        }
+        try CheckpointWriter.write(Checkpoint(root: .dict(PyDict(items: items)), info: FormatInfo(format: .zip)), to: source)
+        for delay in [0.0, 0.02, 0.05] {
+            let copy = dir.appendingPathComponent("in.pth").path
+            try? FileManager.default.removeItem(atPath: copy)
+            try FileManager.default.copyItem(atPath: source, toPath: copy)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: RunCkpt.binary)
+            p.arguments = ["convert", copy, dir.appendingPathComponent("out.safetensors").path]
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = Pipe()
+            try p.run()
+            Thread.sleep(forTimeInterval: delay)
+            XCTAssertEqual(truncate(copy, 4096), 0)
+            p.waitUntilExit()
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            XCTAssertEqual(p.terminationReason, .exit, "killed by a signal: \(stderr)")
+            XCTAssertTrue([0, 2].contains(p.terminationStatus), stderr)
+            if p.terminationStatus == 2 { XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr) }
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp-") }
+            XCTAssertEqual(leftovers, [], "temporary files left after delay \(delay)")
+        }
     }
 }

@@ -39,8 +39,8 @@ enum TorchRebuild {
             guard case var .tensor(t) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a tensor") }
             t.isParameter = true
             t.requiresGrad = args[1].intValue == 1
-            // torch applies the state with setattr (`_set_obj_state`): a `data` entry would replace the values
-            if n == 4 { try refuseTensorChangingState(args[3], g: g, c: c) }
+            // torch applies the state with setattr (`_set_obj_state`): a `data` entry replaces the values
+            if n == 4 { t = try applyTensorState(args[3], to: t, g: g, c: c) }
             return .value(.tensor(t))
         case ("torch.nn.parameter", "Parameter"):
             guard args.count == 1 || args.count == 2 else { throw bad("expected 1 or 2 arguments, got \(args.count)") }
@@ -52,11 +52,10 @@ enum TorchRebuild {
             guard args.count == 4 else { throw bad("expected 4 arguments, got \(args.count)") }
             guard case let .global(fn) = args[0], Allowlist.contains(fn) else { throw bad("argument 1 is not an allowed rebuild function") }
             guard case let .tuple(inner) = args[2] else { throw bad("argument 3 is a \(args[2].typeName), expected a tuple") }
-            let r = try call(fn, construction: .call, args: inner, context: c)
-            try refuseTensorChangingState(args[3], g: g, c: c)
-            if case var .value(.tensor(t)) = r, case let .global(cls) = args[1], cls == QualifiedName("torch.nn.parameter", "Parameter") {
-                t.isParameter = true
-                return .value(.tensor(t))
+            var r = try call(fn, construction: .call, args: inner, context: c)
+            if case var .value(.tensor(t)) = r {
+                if case let .global(cls) = args[1], cls == QualifiedName("torch.nn.parameter", "Parameter") { t.isParameter = true }
+                r = .value(.tensor(try applyTensorState(args[3], to: t, g: g, c: c)))
             }
             return r
         case ("torch", "Size"):
@@ -114,33 +113,55 @@ enum TorchRebuild {
         return .value(.object(OpaqueObject(global: g, construction: construction, arguments: args)))
     }
 
-    /// Attributes torch's `_set_obj_state` would set on a rebuilt tensor that change what the
-    /// tensor is (its values, gradient or views): refused, since ckpt never applies state as code
-    /// and must never report a tensor other than the one torch returns. Other attributes (Python
-    /// extras on a subclass) change nothing ckpt reports.
-    static let tensorChangingAttributes: Set<String> = ["data", "grad", "real", "imag", "_base", "_cdata", "__dict__", "requires_grad"]
-
-    /// Throws when `state` (None, a dict, or a `(dict, slots)` tuple) sets a tensor-changing attribute.
-    static func refuseTensorChangingState(_ state: Value, g: QualifiedName, c: Unpickler) throws {
+    /// A rebuilt tensor after torch's `_set_obj_state(t, state)`: `state` is None, a dict, or a
+    /// `(dict, slots)` tuple applied with `setattr` in order. `data` replaces the values (a tensor
+    /// of the same kind, as torch's setter requires), `requires_grad` sets the flag; other
+    /// attributes (Python extras on a subclass, `grad`) change nothing ckpt reports. Anything torch
+    /// would fail on is refused.
+    static func applyTensorState(_ state: Value, to tensor: Tensor, g: QualifiedName, c: Unpickler) throws -> Tensor {
         var dicts: [PyDict] = []
         switch state {
-        case .none: return
+        case .none: return tensor
         case let .dict(d): dicts = [d]
-        case let .tuple(parts):
-            for p in parts { if case let .dict(d) = p { dicts.append(d) } else if case .none = p {} else {
-                throw c.rebuildError(.unsupported, "\(g): tensor state holds a \(p.typeName), which torch would apply to the tensor")
-            } }
+        case let .tuple(parts) where parts.count == 2:
+            for p in parts {
+                switch p {
+                case let .dict(d): dicts.append(d)
+                case .none: break
+                default: throw c.rebuildError(.unsupported, "\(g): tensor state holds a \(p.typeName), which torch would fail to apply")
+                }
+            }
         default:
-            throw c.rebuildError(.unsupported, "\(g): tensor state is a \(state.typeName), which torch would apply to the tensor")
+            throw c.rebuildError(.unsupported, "\(g): tensor state is a \(state.typeName), which torch would fail to apply")
         }
+        var t = tensor
         for d in dicts {
-            for (k, _) in d.items {
+            for (k, v) in d.items {
                 guard let name = k.stringValue else { throw c.rebuildError(.corrupt, "\(g): tensor state key is a \(k.typeName)") }
-                if tensorChangingAttributes.contains(name) {
-                    throw c.rebuildError(.unsupported, "\(g): tensor state sets '\(name)', which torch applies to the tensor (ckpt never applies state; refusing rather than reporting a different tensor)")
+                switch name {
+                case "data":
+                    guard case var .tensor(data) = v else {
+                        throw c.rebuildError(.unsupported, "\(g): tensor state sets 'data' to a \(v.typeName) (torch fails)")
+                    }
+                    if t.requiresGrad && !(data.dtype.isFloatingPoint || data.dtype.isComplex) {
+                        throw c.rebuildError(.unsupported, "\(g): tensor state sets 'data' to \(data.dtype.rawValue) on a tensor that requires grad (torch fails: must be floating point or complex)")
+                    }
+                    data.isParameter = t.isParameter
+                    data.requiresGrad = t.requiresGrad
+                    t = data
+                case "requires_grad":
+                    switch v {
+                    case let .bool(b): t.requiresGrad = b
+                    default: throw c.rebuildError(.unsupported, "\(g): tensor state sets 'requires_grad' to a \(v.typeName)")
+                    }
+                case "real", "imag", "_base", "_cdata", "__dict__", "shape", "dtype", "device":
+                    throw c.rebuildError(.unsupported, "\(g): tensor state sets '\(name)', which ckpt does not apply")
+                default:
+                    continue
                 }
             }
         }
+        return t
     }
 
     /// `tensor.set_(storage, offset, size, stride)` from a BUILD state (torch 0.x files).

@@ -50,6 +50,7 @@ final class Unpickler {
         case py2(ExactKey)
         case int(Int)
         case float(UInt64)
+        case node(Int)
         case bytes([UInt8])
     }
 
@@ -117,6 +118,17 @@ final class Unpickler {
         guard n >= 0, n <= bytes.count - pos else {
             throw fail(.truncated, "pickle ends inside an argument (needs \(n) bytes, \(bytes.count - pos) left)")
         }
+        try checkFrame(pos + n)
+    }
+
+    /// End of the current FRAME (protocol 4), 0 when none: Python's unframer fails a read that
+    /// starts inside a frame and runs past its end ("pickle exhausted before end of frame").
+    private var frameEnd = 0
+
+    private func checkFrame(_ end: Int) throws {
+        if pos < frameEnd, end > frameEnd {
+            throw fail(.corrupt, "an argument runs past the end of its FRAME (Python's unpickler stops there: pickle exhausted before end of frame)")
+        }
     }
 
     private func u8() throws -> UInt8 {
@@ -152,6 +164,7 @@ final class Unpickler {
         var end = pos
         while end < bytes.count, bytes[end] != 0x0A { end += 1 }
         guard end < bytes.count else { throw fail(.truncated, "pickle ends inside a text line") }
+        try checkFrame(end + 1)
         defer { pos = end + 1 }
         return Array(bytes[pos ..< end])
     }
@@ -255,7 +268,7 @@ final class Unpickler {
         case let .value(.int(v)): return .int(v)
         case let .value(.bool(b)): return .int(b ? 1 : 0)
         case let .value(.float(f)):
-            if f.isNaN { return nil }  // NaN equals no other key
+            if f.isNaN { return .node(i) }  // NaN equals no other key, but one object is one key
             if f.rounded() == f, abs(f) < 9.2e18 { return .int(Int(f)) }
             return .float((f == 0 ? 0.0 : f).bitPattern)
         case let .value(.bytes(b)): return .bytes(b)
@@ -325,10 +338,14 @@ final class Unpickler {
                 proto = max(proto, p)
             case .FRAME:
                 // Python's unpickler reads the whole frame first: one that runs past the end fails there
+                if pos - 1 < frameEnd {
+                    throw fail(.corrupt, "a FRAME begins before the end of the current one")
+                }
                 let n = try le(UInt64.self)
                 guard n <= UInt64(bytes.count - pos) else {
                     throw fail(.truncated, "FRAME of \(n) bytes runs past the end of the pickle (\(bytes.count - pos) left)")
                 }
+                frameEnd = pos + Int(n)
             case .STOP:
                 let r = try pop()
                 endOffset = pos
@@ -619,10 +636,14 @@ final class Unpickler {
             let state = try value(of: stateIndex)
             switch state {
             case let .tuple(items) where items.count == 4:
-                // legacy `set_(storage, offset, size, stride)`
+                // legacy `set_(storage, offset, size, stride)`; torch's set_ fails on a tensor that
+                // requires grad (an in-place operation on a leaf)
                 guard case .storage = items[0] else { throw fail(.unsupported, "tensor BUILD state of 4 items whose first is a \(items[0].typeName), expected a storage") }
-                nodes[target] = .value(.tensor(try TorchRebuild.setState(dtype: t.dtype, state: state, context: self)))
-            case let .tuple(items) where items.count == 5 || items.count == 3:
+                guard !t.requiresGrad else { throw fail(.unsupported, "tensor BUILD set_() on a tensor that requires grad (torch fails: a leaf variable used in an in-place operation)") }
+                var result = try TorchRebuild.setState(dtype: t.dtype, state: state, context: self)
+                result.isParameter = t.isParameter
+                nodes[target] = .value(.tensor(result))
+            case let .tuple(items) where (items.count == 5 || items.count == 3) && t.isParameter:
                 // Tensor.__setstate__: (data, requires_grad, ..., hooks) — `self.data = state[0]` — or
                 // (requires_grad, _, hooks): applied as torch applies them
                 var result = t
@@ -643,8 +664,8 @@ final class Unpickler {
             case .none:
                 break
             case .dict:
-                // Python attributes on a tensor; a `data` or `grad` entry would change the tensor itself
-                try TorchRebuild.refuseTensorChangingState(state, g: QualifiedName("torch", "Tensor.__setstate__"), c: self)
+                // Tensor.__setstate__ unpacks a tuple: a dict fails in torch
+                throw fail(.unsupported, "tensor BUILD state is a dict (torch's Tensor.__setstate__ expects a tuple and fails)")
             default:
                 throw fail(.unsupported, "tensor BUILD state is a \(state.typeName), which torch would apply to the tensor")
             }

@@ -38,6 +38,8 @@ final class StorageTable {
             throw fail(.corrupt, "storage type \(g) is not a torch storage class")
         }
         if let d = DType(storageClassName: g.name) { return d }
+        // a tensor class has a dtype too, and torch reads `storage_type.dtype`
+        if let d = DType(legacyTensorClassName: g.name) { return d }
         if g.name.hasPrefix("Q") && g.name.hasSuffix("Storage") {
             throw fail(.unsupported, "quantized storage \(g) (ckpt does not read quantized tensors)")
         }

@@ -75,6 +75,19 @@ enum TorchZipReader {
         let u = root.1
         info.record(u)
         if isScript { info.disallowedGlobals = u.disallowed.filter { !TorchZipReader.scriptTolerated($0) } }
+        if isScript {
+            // what torch.jit.load would fail on: a data.pkl that is not a scripted module, or a
+            // module class with no compiled code in the archive
+            guard case let .object(o) = root.0, o.global.module.hasPrefix("__torch__") else {
+                throw FormatError(.corrupt, file: file, member: pkl.name, "TorchScript archive whose data.pkl holds a \(root.0.typeName), not a scripted module (torch.jit.load fails on it)")
+            }
+            for g in u.globals where g.module.hasPrefix("__torch__") && !g.module.hasPrefix("__torch__.torch") {
+                let path = g.module.split(separator: ".").joined(separator: "/")
+                if archive.entry(named: prefix + "/code/" + path + ".py") == nil {
+                    throw FormatError(.corrupt, file: file, member: prefix + "/code/" + path + ".py", "TorchScript class \(g) has no compiled code in the archive (torch.jit.load fails on it)")
+                }
+            }
+        }
         if isScript, !options.salvage, let bad = info.disallowedGlobals.first {
             throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive (its data.pkl needs only the module's own __torch__ classes and torch.jit._pickle's list builders); use --salvage to keep it as an inert node")
         }

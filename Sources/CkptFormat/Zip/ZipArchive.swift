@@ -54,16 +54,16 @@ public final class ZipArchive: @unchecked Sendable {
         let list = try p.parseAll()
         entries = list
         var map: [ExactKey: Int] = [:]
-        var lower: [String: String] = [:]
+        var lower: [ExactKey: String] = [:]
         for e in list where !e.isDirectory {
             if map[ExactKey(e.name)] != nil {
                 throw FormatError(.refused, file: file, member: e.name, offset: e.localHeaderOffset, "duplicate entry name")
             }
-            if let other = lower[e.name.lowercased()] {
+            if let other = lower[ExactKey(e.name.lowercased())] {
                 throw FormatError(.refused, file: file, member: e.name, offset: e.localHeaderOffset, "entry name differs only in case from '\(other)'")
             }
             map[ExactKey(e.name)] = e.index
-            lower[e.name.lowercased()] = e.name
+            lower[ExactKey(e.name.lowercased())] = e.name
         }
         byName = map
     }
