@@ -712,51 +712,77 @@ final class Unpickler {
     private func value(of i: Int) throws -> Value {
         var budget = expansionBudget
         defer { expansionBudget = budget }
-        var ancestors: [Int: String] = [:]
-        return try value(of: i, depth: 0, budget: &budget, path: "", ancestors: &ancestors)
+        var trail = Trail()
+        return try value(of: i, depth: 0, budget: &budget, component: "", trail: &trail)
     }
 
-    /// Converts node `i` found at dotted `path`; a container met again inside itself becomes a
-    /// `.reference` to where it was first entered, as Python's objects refer to themselves.
-    private func value(of i: Int, depth: Int, budget: inout Int, path: String, ancestors: inout [Int: String]) throws -> Value {
+    /// The containers being converted, outermost first, with the path component each was found
+    /// under: a container met again inside itself is a reference cycle, and only then is its
+    /// dotted path spelled out (building every path eagerly costs the depth at every value).
+    private struct Trail {
+        var entries: [(node: Int, component: String)] = []
+
+        func path(upTo d: Int) -> String {
+            entries[0 ... d].map(\.component).filter { !$0.isEmpty }.joined(separator: ".")
+        }
+    }
+
+    /// For each node, its index in the current trail, or -1: an array (not a dictionary) so
+    /// checking every value of a large expansion stays cheap; always restored to -1 on the way out.
+    private var trailPosition: [Int32] = []
+
+    /// Converts node `i`, found under path `component` of its parent; a container met again
+    /// inside itself becomes a `.reference` to where it was first entered, as Python's objects
+    /// refer to themselves.
+    private func value(of i: Int, depth: Int, budget: inout Int, component: String, trail: inout Trail) throws -> Value {
         guard depth <= options.maxDepth else {
             throw fail(.limit, "objects nested deeper than \(options.maxDepth) levels")
         }
-        if let at = ancestors[i] { return .reference(at) }
+        if trailPosition.count < nodes.count { trailPosition += [Int32](repeating: -1, count: nodes.count - trailPosition.count) }
+        if trailPosition[i] >= 0 { return .reference(trail.path(upTo: Int(trailPosition[i]))) }
         budget -= 1
         guard budget >= 0 else {
             throw fail(.limit, "object tree expands to more than \(options.maxExpandedValues) values (shared references)")
         }
-        func join(_ c: String) -> String { path.isEmpty ? c : path + "." + c }
-        func child(_ j: Int, _ at: String) throws -> Value {
-            try value(of: j, depth: depth + 1, budget: &budget, path: at, ancestors: &ancestors)
+        func child(_ j: Int, _ c: String) throws -> Value {
+            try value(of: j, depth: depth + 1, budget: &budget, component: c, trail: &trail)
         }
+        var entered = false
         switch nodes[i] {
-        case .tuple, .list, .set, .dict, .object: ancestors[i] = path
-        default: break
+        case .tuple, .list, .set, .dict, .object:
+            trailPosition[i] = Int32(trail.entries.count)
+            trail.entries.append((i, component))
+            entered = true
+        default:
+            break
         }
-        defer { ancestors[i] = nil }
+        defer {
+            if entered {
+                trailPosition[i] = -1
+                trail.entries.removeLast()
+            }
+        }
         switch nodes[i] {
         case let .value(v): return v
-        case let .tuple(a): return .tuple(try a.enumerated().map { try child($1, join(String($0))) })
-        case let .list(a): return .list(try a.enumerated().map { try child($1, join(String($0))) })
-        case let .set(a): return .set(try a.enumerated().map { try child($1, join(String($0))) })
+        case let .tuple(a): return .tuple(try a.enumerated().map { try child($1, String($0)) })
+        case let .list(a): return .list(try a.enumerated().map { try child($1, String($0)) })
+        case let .set(a): return .set(try a.enumerated().map { try child($1, String($0)) })
         case let .dict(d):
             var items: [(key: Value, value: Value)] = []
             items.reserveCapacity(d.items.count)
             for (k, v) in d.items {
-                let key = try child(k, path)
-                items.append((key, try child(v, join(key.pathComponent))))
+                let key = try child(k, "")
+                items.append((key, try child(v, key.pathComponent)))
             }
             var attrs: [(name: String, value: Value)] = []
-            for (n, v) in d.attributes { attrs.append((n, try child(v, path))) }
+            for (n, v) in d.attributes { attrs.append((n, try child(v, ""))) }
             return .dict(PyDict(items: items, kind: d.kind, attributes: attrs))
         case let .global(g):
             if g.module == "torch", let d = DType(rawValue: g.name) { return .dtype(d) }
             return .global(g)
         case let .object(o):
-            let args = try o.arguments.enumerated().map { try child($1, join("<arg\($0)>")) }
-            let state = try o.state.map { try child($0, path) }
+            let args = try o.arguments.enumerated().map { try child($1, "<arg\($0)>") }
+            let state = try o.state.map { try child($0, "") }
             return .object(OpaqueObject(global: o.global, construction: o.construction, arguments: args, state: state))
         case .legacyTensor:
             throw fail(.corrupt, "legacy tensor object without its storage state")
