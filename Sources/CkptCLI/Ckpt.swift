@@ -37,8 +37,13 @@ public struct Ckpt: ParsableCommand {
     }
 }
 
+nonisolated(unsafe) private var inputChangedReported = false
+
 private func inputChangedHandler(_ sig: Int32) {
-    MappedFiles.writeNames(to: 2, prefix: "ckpt: ", suffix: ": the file changed while ckpt was reading it (truncated or rewritten underneath); nothing was written\n")
+    // both cores may fault at once: one line is enough
+    if inputChangedReported { while true { pause() } }
+    inputChangedReported = true
+    mappedFiles.writeNames(to: 2, prefix: "ckpt: ", suffix: ": the file changed while ckpt was reading it (truncated or rewritten underneath); nothing was written\n")
     TemporaryFiles.removeAll()
     _exit(2)
 }

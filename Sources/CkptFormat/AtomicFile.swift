@@ -1,3 +1,4 @@
+import CkptTensor
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -219,47 +220,29 @@ private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #endif
 }
 
-/// Temporary files being written, removed when SIGINT, SIGTERM or SIGHUP ends the process.
-///
-/// The handler only calls `unlink` (async-signal-safe) on paths kept as C strings in a fixed table,
-/// then restores the default action and re-raises the signal.
+/// Temporary files being written, removed when SIGINT, SIGTERM or SIGHUP ends the process: the
+/// handler only calls `unlink` (async-signal-safe) on the table's C strings, then restores the
+/// default action and re-raises the signal.
 public enum TemporaryFiles {
-    private static let capacity = 64
-    nonisolated(unsafe) private static var table: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
-        let t = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: capacity)
-        t.initialize(repeating: nil, count: capacity)
-        return t
-    }()
+    static let paths = SignalSafePaths(capacity: 64)
     nonisolated(unsafe) private static var installed = false
-    private static let lock = NSLockish()
+    private static let once = NSLockish()
 
     static func register(_ path: String) {
-        lock.locked {
+        once.locked {
             if !installed {
                 installed = true
                 for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, temporaryFilesSignalHandler) }
             }
-            for i in 0 ..< capacity where table[i] == nil {
-                table[i] = strdup(path)
-                return
-            }
         }
+        paths.insert(path)
     }
 
-    static func unregister(_ path: String) {
-        lock.locked {
-            for i in 0 ..< capacity {
-                if let p = table[i], String(cString: p) == path {
-                    table[i] = nil
-                    free(p)
-                }
-            }
-        }
-    }
+    static func unregister(_ path: String) { paths.remove(path) }
 
     /// Unlinks every temporary file still being written (async-signal-safe: `unlink` only).
     public static func removeAll() {
-        for i in 0 ..< capacity { if let p = table[i] { _ = unlink(p) } }
+        paths.forEach { _ = unlink($0) }
     }
 }
 

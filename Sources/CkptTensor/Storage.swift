@@ -96,7 +96,7 @@ public final class ByteRegion: @unchecked Sendable {
         let region = ByteRegion(base: UnsafeRawPointer(m), count: size, ownership: .mapped)
         region.fileDescriptor = fd
         keep = true
-        MappedFiles.register(path)
+        mappedFiles.insert(path)
         return region
     }
 
@@ -318,33 +318,53 @@ extension Storage {
     }
 }
 
-/// Paths of the files this process has mapped, kept as C strings so a SIGBUS handler (a mapped
-/// file truncated underneath) can name them without allocating.
-public enum MappedFiles {
-    private static let capacity = 16
-    nonisolated(unsafe) private static var table: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
-        let t = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: capacity)
-        t.initialize(repeating: nil, count: capacity)
-        return t
-    }()
-    nonisolated(unsafe) private static var next = 0
+/// A fixed table of paths kept as C strings, readable from a signal handler without allocating:
+/// the files this process has mapped (named when a truncated one faults) and the temporary files
+/// it is writing (removed when a signal ends it).
+public final class SignalSafePaths: @unchecked Sendable {
+    private let capacity: Int
+    private let table: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    private let lock = NSLock()
+    private var next = 0
 
-    static func register(_ path: String) {
-        objc_sync_free_lock.lock(); defer { objc_sync_free_lock.unlock() }
-        for i in 0 ..< capacity where table[i] != nil && String(cString: table[i]!) == path { return }
-        let i = next % capacity
+    /// A table of at most `capacity` paths; when full, the oldest is replaced.
+    public init(capacity: Int) {
+        self.capacity = capacity
+        table = .allocate(capacity: capacity)
+        table.initialize(repeating: nil, count: capacity)
+    }
+
+    /// Adds `path` (once).
+    public func insert(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        for i in 0 ..< capacity { if let p = table[i], String(cString: p) == path { return } }
+        let i = (0 ..< capacity).first { table[$0] == nil } ?? next % capacity
         if let old = table[i] { free(old) }
         table[i] = strdup(path)
         next += 1
     }
 
-    /// Writes `prefix`, the mapped paths joined by ", ", and `suffix` to file descriptor `fd` using
-    /// only `write(2)`: safe inside a signal handler.
-    public static func writeNames(to fd: Int32, prefix: StaticString, suffix: StaticString) {
+    /// Removes `path`.
+    public func remove(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        for i in 0 ..< capacity {
+            if let p = table[i], String(cString: p) == path {
+                table[i] = nil
+                free(p)
+            }
+        }
+    }
+
+    /// Calls `body` with each path's C string; takes no lock and allocates nothing (signal handlers).
+    public func forEach(_ body: (UnsafePointer<CChar>) -> Void) {
+        for i in 0 ..< capacity { if let p = table[i] { body(p) } }
+    }
+
+    /// Writes `prefix`, the paths joined by ", ", and `suffix` to `fd` with `write(2)` only.
+    public func writeNames(to fd: Int32, prefix: StaticString, suffix: StaticString) {
         _ = write(fd, prefix.utf8Start, prefix.utf8CodeUnitCount)
         var first = true
-        for i in 0 ..< capacity {
-            guard let p = table[i] else { continue }
+        forEach { p in
             if !first { _ = write(fd, ", ", 2) }
             _ = write(fd, p, strlen(p))
             first = false
@@ -353,4 +373,5 @@ public enum MappedFiles {
     }
 }
 
-private let objc_sync_free_lock = NSLock()
+/// The files this process has mapped (`ByteRegion.map`), for the message a SIGBUS handler writes.
+public let mappedFiles = SignalSafePaths(capacity: 16)

@@ -119,4 +119,33 @@ final class HostileFixtureTests: XCTestCase {
             XCTAssertThrowsError(try CheckpointReader.read(region: region, file: "cut"), "truncated at \(n)")
         }
     }
+
+    /// Every prefix of every valid fixture (fixtures/valid and fixtures/realworld/files, every
+    /// format) is refused with a format or tensor error, or reads to the end (a legacy stream cut
+    /// past its last record); never a crash or another kind of error.
+    func testEveryPrefixOfEveryFixtureIsRefusedCleanly() throws {
+        var files: [URL] = []
+        for folder in ["valid", "realworld/files"] {
+            let dir = GoldenFixtureTests.fixtures.appendingPathComponent(folder)
+            files += try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted().map { dir.appendingPathComponent($0) }
+        }
+        XCTAssertGreaterThan(files.count, 35)
+        for url in files {
+            let full = try [UInt8](Data(contentsOf: url))
+            let step = max(1, full.count / 400)  // about 400 cuts per file
+            for n in stride(from: 0, to: full.count, by: step) {
+                let region = ByteRegion(Array(full[0 ..< n]))
+                for salvage in [false, true] {
+                    do {
+                        let c = try CheckpointReader.read(region: region, file: "cut", options: UnpickleOptions(salvage: salvage))
+                        for (_, t) in c.tensors { _ = try t.contiguousBytes() }
+                    } catch is FormatError {
+                    } catch is TensorError {
+                    } catch {
+                        XCTFail("\(url.lastPathComponent) cut at \(n): \(type(of: error)) \(error)")
+                    }
+                }
+            }
+        }
+    }
 }
