@@ -71,6 +71,20 @@ final class UnpicklerTests: XCTestCase {
         XCTAssertEqual(to, "")
     }
 
+    func testAllocationBudgetIsATotalNotPerCall() throws {
+        // [bytearray(1 MiB)] * 100 as 100 separate calls: each under the per-call cap, 100 MiB together
+        var p: [UInt8] = [0x80, 0x02, 0x63] + Array("builtins\nbytearray\n".utf8) + [0x71, 0x00, 0x30, 0x28]
+        for _ in 0 ..< 100 { p += [0x68, 0x00, 0x4A, 0x00, 0x00, 0x10, 0x00, 0x85, 0x52] }
+        p += [0x6C, 0x2E]
+        XCTAssertThrowsError(try run(p)) { XCTAssertEqual(($0 as? FormatError)?.kind, .limit, "\($0)") }
+        // a few are fine
+        var q: [UInt8] = [0x80, 0x02, 0x63] + Array("builtins\nbytearray\n".utf8) + [0x71, 0x00, 0x30, 0x28]
+        for _ in 0 ..< 3 { q += [0x68, 0x00, 0x4A, 0x00, 0x00, 0x10, 0x00, 0x85, 0x52] }
+        q += [0x6C, 0x2E]
+        guard case let .list(items) = try run(q) else { return XCTFail("expected a list") }
+        XCTAssertEqual(items.count, 3)
+    }
+
     func testReferenceCyclesAreWrittenAsMemoReferences() throws {
         // d = {'a': [1]}; d['a'].append(d['a']); d['self'] = d
         let root = Value.dict(PyDict(items: [

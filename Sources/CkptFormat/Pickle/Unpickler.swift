@@ -194,6 +194,22 @@ final class Unpickler {
         return .py2Text(Array(b))
     }
 
+    private var seenGlobals = Set<QualifiedName>()
+    private var seenDisallowed = Set<QualifiedName>()
+
+    /// Bytes `bytearray(n)` calls may still allocate, over the whole pickle (a budget per call
+    /// would let many small calls ask for gigabytes).
+    private var allocationBudget = 64 << 20
+
+    /// Takes `n` bytes from the allocation budget.
+    /// - Throws: `.limit` when the pickle's calls together ask for more.
+    func chargeAllocation(_ n: Int, what: String) throws {
+        guard n >= 0, n <= allocationBudget else {
+            throw fail(.limit, "\(what) would allocate \(n) bytes, past the \(64 << 20)-byte total the pickle's calls may ask for")
+        }
+        allocationBudget -= n
+    }
+
     /// True once a Python 2 str of the file is not UTF-8: all of them decode as Latin-1.
     private var py2Latin1 = false
     /// A non-ASCII Python 2 str was decoded as UTF-8 before the file turned out to need Latin-1.
@@ -296,11 +312,11 @@ final class Unpickler {
             nodes[listIndex] = .value(.none)
             a.append(contentsOf: items)
             nodes[listIndex] = .list(a)
-        case let .object(o) where options.salvage:
+        case var .object(o) where options.salvage:
             // list subclasses outside the allowlist: keep the items as arguments
-            var o2 = o
-            o2.arguments.append(contentsOf: items)
-            nodes[listIndex] = .object(o2)
+            nodes[listIndex] = .value(.none)  // release the arena's copy: appending must not copy the array
+            o.arguments.append(contentsOf: items)
+            nodes[listIndex] = .object(o)
         default:
             throw fail(.corrupt, "append on a \(typeName(listIndex)), expected a list")
         }
@@ -428,6 +444,7 @@ final class Unpickler {
                 let items = try popMark()
                 let s = try top()
                 guard case var .set(a) = nodes[s] else { throw fail(.corrupt, "additems on a \(typeName(s)), expected a set") }
+                nodes[s] = .value(.none)  // release the arena's copy: appending must not copy the array
                 a.append(contentsOf: items)
                 nodes[s] = .set(a)
             case .FROZENSET: try push(.set(try popMark()))
@@ -531,9 +548,9 @@ final class Unpickler {
 
     private func resolve(_ raw: QualifiedName) throws -> QualifiedName {
         let g = Allowlist.python3Name(raw)
-        if !globals.contains(g) { globals.append(g) }
+        if seenGlobals.insert(g).inserted { globals.append(g) }
         if Allowlist.contains(g) { return g }
-        if !disallowed.contains(g) { disallowed.append(g) }
+        if seenDisallowed.insert(g).inserted { disallowed.append(g) }
         guard options.salvage else {
             var kind = ""
             if g.module.hasPrefix("omegaconf") || (g.module == "typing" && g.name == "Any") {
@@ -624,10 +641,18 @@ final class Unpickler {
             default: break
             }
             guard let s = stateDict else { throw fail(.corrupt, "build on a \(d.kind.rawValue) with a \(typeName(stateIndex)) state") }
+            // setattr in order, a later value of one name replacing the earlier (in place, no
+            // quadratic search: a position per name)
+            var position: [ExactKey: Int] = [:]
+            for (i, a) in d.attributes.enumerated() { position[ExactKey(a.name)] = i }
             for (k, v) in s.items {
                 guard case let .value(.string(name)) = nodes[k] else { throw fail(.corrupt, "attribute name is not a string") }
-                d.attributes.removeAll { $0.name == name }
-                d.attributes.append((name, v))
+                if let at = position[ExactKey(name)] {
+                    d.attributes[at].value = v
+                } else {
+                    position[ExactKey(name)] = d.attributes.count
+                    d.attributes.append((name, v))
+                }
             }
             nodes[target] = .dict(d)
         case let .legacyTensor(dtype):
