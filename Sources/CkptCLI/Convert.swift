@@ -2,6 +2,7 @@ import ArgumentParser
 import CkptFormat
 import CkptSurgery
 import CkptTensor
+import Foundation
 
 /// `ckpt convert IN OUT`: between torch zip, legacy, tar and safetensors, optionally casting.
 struct Convert: ParsableCommand {
@@ -33,6 +34,9 @@ struct Convert: ParsableCommand {
 
     @Option(name: .long, help: "Write only the state dict at this dotted path (model, state_dict, ema).")
     var key: String?
+
+    @Flag(name: .long, help: "Write a .safetensors output even when expanding views makes it far larger than the input.")
+    var allowExpand = false
 
     @Flag(name: .long, help: "Print a JSON report.")
     var json = false
@@ -98,6 +102,14 @@ struct Convert: ParsableCommand {
                 }
             }
             let total = ckpt.tensors.count
+            // safetensors stores every tensor whole: a small file of huge stride-0 views would expand
+            if CheckpointWriter.format(forPath: output) == .safetensors, !allowExpand {
+                let outBytes = ckpt.tensors.reduce(0) { $0 &+ $1.tensor.byteCount }
+                let inBytes = (try? FileManager.default.attributesOfItem(atPath: input)[.size] as? Int) ?? 0
+                if outBytes > 1 << 30, outBytes > 16 &* max(inBytes, 1) {
+                    throw FormatError(.limit, file: input, "a .safetensors output would be \(CLI.bytes(outBytes)) from \(CLI.bytes(inBytes)) of input (views expanded); pass --allow-expand to write it")
+                }
+            }
             let progress = Progress("writing \(output)", total: 100)
             try CheckpointWriter.write(ckpt, to: output, forbidding: [input]) { done, all in
                 progress.update(all == 0 ? 100 : done * 100 / max(all, 1))

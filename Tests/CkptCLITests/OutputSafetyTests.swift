@@ -24,6 +24,25 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertEqual(f.stderrLines, ["ckpt: \(fifo): is a FIFO; ckpt writes regular files only"])
     }
 
+    func testAHugeExpansionOfViewsIsRefusedUnlessAsked() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-expand-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // one float, viewed 300 million times (stride 0): 4 bytes in a .pth, 1.2 GB as safetensors
+        let storage = Storage(key: "0", dtype: .float32, bytes: [0, 0, 128, 63])
+        let view = try Tensor(storage: storage, dtype: .float32, shape: [300_000_000], strides: [0], storageOffset: 0)
+        let source = dir.appendingPathComponent("views.pth").path
+        try CheckpointWriter.write(Checkpoint(root: .dict(PyDict(items: [(.string("w"), .tensor(view))])), info: FormatInfo(format: .zip)), to: source)
+        let out = dir.appendingPathComponent("views.safetensors").path
+        let r = try RunCkpt.run(["convert", source, out])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderrLines.count, 1)
+        XCTAssertTrue(r.stderr.contains("pass --allow-expand to write it"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // to .pth the view stays a view
+        XCTAssertEqual(try RunCkpt.run(["convert", source, dir.appendingPathComponent("again.pth").path]).status, 0)
+    }
+
     func testStaleTemporaryFilesOfDeadRunsAreRemoved() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-stale-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
