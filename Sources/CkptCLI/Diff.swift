@@ -101,7 +101,12 @@ struct Diff: ParsableCommand {
                 } catch {
                     throw FormatError(.corrupt, file: "\(a) / \(b)", member: p, "\(error)")
                 }
-                x.storage.evict(); y.storage.evict()
+                // both files were read through their mappings: drop those pages again, so memory
+                // holds one pair of tensors at a time, not both files
+                for t in [x, y] {
+                    (try? t.storage.slice())?.releasePages()
+                    t.storage.evict()
+                }
                 progress.update(i + 1)
             }
             progress.finish()

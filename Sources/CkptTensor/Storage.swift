@@ -146,6 +146,19 @@ public struct ByteSlice: Sendable {
         #endif
     }
 
+    /// Drops the slice's pages of a mapped file from resident memory (a later read faults them in
+    /// again from the file): after a tensor was read through the mapping, so reading a whole file
+    /// that way does not leave it all resident. Does nothing for heap memory.
+    public func releasePages() {
+        #if os(Linux)
+        guard region.fileDescriptor >= 0, count > 0, let b = region.base else { return }
+        let page = 4096
+        let start = (Int(bitPattern: b) + offset) & ~(page - 1)
+        let end = Int(bitPattern: b) + offset + count
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 4 /* MADV_DONTNEED */)
+        #endif
+    }
+
     /// Copies bytes `[from, from + dst.count)` of the slice into `dst`: with `pread` from the
     /// file when the region maps one (no page faults on the mapping), else with memcpy.
     public func copy(from: Int = 0, into dst: UnsafeMutableRawBufferPointer) {
