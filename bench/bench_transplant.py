@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SURGERY = os.path.abspath(os.path.join(HERE, "..", "fixtures", "surgery"))
 sys.path.insert(0, HERE)
 from bench_io import have_torch, make_checkpoint  # noqa: E402
+from bench_forward import cpu_times  # noqa: E402
 
 # The Python side, run as `python3 -c PY_SURGERY SURGERY_DIR SOURCE OUT`.
 PY_SURGERY = """
@@ -33,16 +34,6 @@ seed_segnet.vgg19_bn_path = sys.argv[2]
 segnet = seed_segnet.SegNet(num_classes=2)
 torch.save(segnet.state_dict(), sys.argv[3])
 """
-
-
-def cpu_times():
-    """(steal, total) jiffies of all CPUs from /proc/stat, or (0, 0) where there is none."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return v[7] if len(v) > 7 else 0, sum(v)
-    except OSError:
-        return 0, 0
 
 
 def timed(cmd):
