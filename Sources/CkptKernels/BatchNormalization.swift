@@ -47,11 +47,7 @@ public enum BatchNormalization {
         let shape = input.shape
         // the input is consumed: written in place when the caller is done with it
         var out = consume input
-        let relu: Bool
-        switch epilogue {
-        case .none: relu = false
-        case .relu: relu = true
-        }
+        let relu = epilogue.isReLU
         out.values.withUnsafeMutableBufferPointer { vb in
             guard let v = vb.baseAddress else { return }
             let box = UncheckedSendable(v)

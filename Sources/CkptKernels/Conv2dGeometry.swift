@@ -45,6 +45,27 @@ public struct Conv2dGeometry: Sendable, Hashable {
         self.outputPadding = outputPadding
     }
 
+    /// Validates the geometry and the operands of a convolution (`transposed` false) or transposed
+    /// convolution (true): the one place every convolution kernel, forward and backward, checks them.
+    /// - Returns: the input's `(n, c, h, w)`.
+    /// - Throws: `KernelError` naming `operation` and the operand that does not fit.
+    func checkOperands(_ operation: String, input: DenseTensor, weight: DenseTensor, bias: DenseTensor?,
+                       transposed: Bool) throws -> (n: Int, c: Int, h: Int, w: Int) {
+        try validate(operation: operation)
+        let (n, c, h, w) = try input.nchw(for: operation)
+        guard c == inputChannels else {
+            throw KernelError.shapeMismatch(operation: operation, operand: "input", expected: "[N, \(inputChannels), H, W]", got: input.shape)
+        }
+        let expected = transposed ? transposedWeightShape : convolutionWeightShape
+        guard weight.shape == expected else {
+            throw KernelError.shapeMismatch(operation: operation, operand: "weight", expected: "\(expected)", got: weight.shape)
+        }
+        if let b = bias, b.shape != [outputChannels] {
+            throw KernelError.shapeMismatch(operation: operation, operand: "bias", expected: "[\(outputChannels)]", got: b.shape)
+        }
+        return (n, c, h, w)
+    }
+
     /// Checks that the numbers describe a convolution PyTorch would build.
     /// - Throws: `KernelError.invalidArgument` naming the bad setting.
     public func validate(operation: String) throws {

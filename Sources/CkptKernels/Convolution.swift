@@ -35,18 +35,7 @@ public enum Convolution {
         _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor?,
         geometry g: Conv2dGeometry, epilogue: Epilogue = .none, packed: PackedWeights? = nil
     ) throws -> DenseTensor {
-        let op = "conv2d"
-        try g.validate(operation: op)
-        let (n, c, h, w) = try input.nchw(for: op)
-        guard c == g.inputChannels else {
-            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(g.inputChannels), H, W]", got: input.shape)
-        }
-        guard weight.shape == g.convolutionWeightShape else {
-            throw KernelError.shapeMismatch(operation: op, operand: "weight", expected: "\(g.convolutionWeightShape)", got: weight.shape)
-        }
-        if let b = bias, b.shape != [g.outputChannels] {
-            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(g.outputChannels)]", got: b.shape)
-        }
+        let (n, c, h, w) = try g.checkOperands("conv2d", input: input, weight: weight, bias: bias, transposed: false)
         let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
         let groups = g.groups
         let cinG = c / groups, coutG = g.outputChannels / groups
@@ -58,11 +47,7 @@ public enum Convolution {
         var out = [Float].uninitialized(n * g.outputChannels * plane)
         let pointwise = g.isPointwise
         if let p = packed, !pointwise {
-            let relu: Bool
-            switch epilogue {
-            case .none: relu = false
-            case .relu: relu = true
-            }
+            let relu = epilogue.isReLU
             forwardPanels(input, packed: p, bias: bias?.values, output: &out, geometry: g, outputSize: (oh, ow), relu: relu)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
@@ -82,22 +67,14 @@ public enum Convolution {
         let split = (((oh + budgetRows - 1) / budgetRows + workers - 1) / workers) * workers
         let splitRows = (oh + split - 1) / split
         if workers > 1 && splitRows * ow >= 256 {
-            let relu: Bool
-            switch epilogue {
-            case .none: relu = false
-            case .relu: relu = true
-            }
+            let relu = epilogue.isReLU
             forwardBandParallel(input, weight: weight, packed: packed, bias: bias?.values, output: &out, geometry: g,
                                 outputSize: (oh, ow), bandRows: splitRows, lanes: workers, relu: relu)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
         let bandRows = budgetRows
         var columns = [Float].uninitialized(pointwise ? 0 : kdim * bandRows * ow)
-        let relu: Bool
-        switch epilogue {
-        case .none: relu = false
-        case .relu: relu = true
-        }
+        let relu = epilogue.isReLU
 
         input.values.withUnsafeBufferPointer { xb in
             weight.values.withUnsafeBufferPointer { wb in
@@ -379,11 +356,7 @@ public enum Convolution {
     static func applyBiasAndEpilogue(_ values: inout [Float], bias: [Float]?, channels: Int, plane: Int, epilogue: Epilogue) {
         if bias == nil, case .none = epilogue { return }
         let planes = plane == 0 ? 0 : values.count / plane
-        let relu: Bool
-        switch epilogue {
-        case .none: relu = false
-        case .relu: relu = true
-        }
+        let relu = epilogue.isReLU
         values.withUnsafeMutableBufferPointer { vb in
             guard let v = vb.baseAddress else { return }
             let box = UncheckedSendable(v)

@@ -62,31 +62,40 @@ enum Im2col {
     }
 
     /// Adds the column matrix back onto `channels` planes of `output` (each `h×w`), summing
-    /// overlapping taps: the adjoint of `unfold`, used by transposed convolution.
+    /// overlapping taps: the adjoint of `unfold`, used by transposed convolution and by the input
+    /// gradient of convolution. With `rows`, the matrix holds only those column-grid rows
+    /// (`rows.count·ow` columns), as `unfold` writes a band.
     static func fold(
         columns: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
         geometry g: Conv2dGeometry, columnHeight oh: Int, columnWidth ow: Int,
+        rows bandRows: Range<Int>? = nil, threaded: Bool = true,
         into output: UnsafeMutablePointer<Float>
     ) {
+        let band = bandRows ?? 0 ..< oh
         let kh = g.kernelSize.height, kw = g.kernelSize.width
         let sh = g.stride.height, sw = g.stride.width
         let ph = g.padding.height, pw = g.padding.width
         let dh = g.dilation.height, dw = g.dilation.width
-        let plane = oh * ow
+        let plane = band.count * ow
         // one channel per task: taps of a channel only ever land in that channel's plane
-        parallelFor(channels, minimumWork: 2) { c in
+        parallelFor(channels, minimumWork: threaded ? 2 : Int.max) { c in
             let dst = output + c * h * w
             for ki in 0 ..< kh {
                 for kj in 0 ..< kw {
                     let src = columns + ((c * kh + ki) * kw + kj) * plane
-                    for y in 0 ..< oh {
+                    let x0 = kj * dw - pw
+                    // columns x whose tap lands inside the row: lo ..< hi
+                    let lo = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw
+                    let hi = max(lo, min(ow, w - x0 <= 0 ? 0 : (w - x0 + sw - 1) / sw))
+                    for y in band {
                         let iy = y * sh - ph + ki * dh
                         if iy < 0 || iy >= h { continue }
-                        let drow = dst + iy * w
-                        let srow = src + y * ow
-                        for x in 0 ..< ow {
-                            let ix = x * sw - pw + kj * dw
-                            if ix >= 0 && ix < w { drow[ix] += srow[x] }
+                        let base = iy * w + x0  // ≥ 0 for every x in lo..<hi
+                        let srow = src + (y - band.lowerBound) * ow
+                        if sw == 1 {
+                            for x in lo ..< hi { dst[base + x] += srow[x] }
+                        } else {
+                            for x in lo ..< hi { dst[base + x * sw] += srow[x] }
                         }
                     }
                 }

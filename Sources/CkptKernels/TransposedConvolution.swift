@@ -17,18 +17,7 @@ public enum TransposedConvolution {
     public static func forward(
         _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor?, geometry g: Conv2dGeometry
     ) throws -> DenseTensor {
-        let op = "conv_transpose2d"
-        try g.validate(operation: op)
-        let (n, c, h, w) = try input.nchw(for: op)
-        guard c == g.inputChannels else {
-            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, \(g.inputChannels), H, W]", got: input.shape)
-        }
-        guard weight.shape == g.transposedWeightShape else {
-            throw KernelError.shapeMismatch(operation: op, operand: "weight", expected: "\(g.transposedWeightShape)", got: weight.shape)
-        }
-        if let b = bias, b.shape != [g.outputChannels] {
-            throw KernelError.shapeMismatch(operation: op, operand: "bias", expected: "[\(g.outputChannels)]", got: b.shape)
-        }
+        let (n, c, h, w) = try g.checkOperands("conv_transpose2d", input: input, weight: weight, bias: bias, transposed: true)
         let (oh, ow) = try g.transposedOutputSize(height: h, width: w)
         let groups = g.groups
         let cinG = c / groups, coutG = g.outputChannels / groups

@@ -120,11 +120,7 @@ public enum Winograd {
         var m = [Float].uninitialized(16 * cout * bandCapacity)
         var out = [Float].uninitialized(n * cout * oh * ow)
         let biasValues = bias?.values
-        let relu: Bool
-        switch epilogue {
-        case .none: relu = false
-        case .relu: relu = true
-        }
+        let relu = epilogue.isReLU
 
         input.values.withUnsafeBufferPointer { xb in
             transformed.values.withUnsafeBufferPointer { ub in

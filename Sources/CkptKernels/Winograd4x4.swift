@@ -62,11 +62,7 @@ public enum Winograd4x4 {
                                     tilesH: tilesH, tilesW: tilesW, outputHeight: oh, outputWidth: ow)
         var out = [Float].uninitialized(n * cout * oh * ow)
         let biasValues = bias?.values
-        let relu: Bool
-        switch epilogue {
-        case .none: relu = false
-        case .relu: relu = true
-        }
+        let relu = epilogue.isReLU
         let panelWidth: Int? = transformed.packed == nil ? nil : Microkernel.panelWidth
         input.values.withUnsafeBufferPointer { xb in
             transformed.values.withUnsafeBufferPointer { ub in

@@ -5,8 +5,11 @@ import CkptKernels
 /// Batch normalisation over the channels of an NCHW tensor, with PyTorch's parameters
 /// (`weight`, `bias`) and buffers (`running_mean`, `running_var`, `num_batches_tracked`).
 ///
-/// The forward uses the running statistics (eval mode); training-mode statistics arrive with
-/// the backward passes. PyTorch counterpart: `torch.nn.BatchNorm2d` (eps 1e-5, momentum 0.1).
+/// In eval mode, and when its affine parameters are frozen, it normalises with the running
+/// statistics and leaves them alone ("frozen batch norms run in eval mode"); in training mode
+/// with trainable parameters it uses the batch's statistics and updates the running ones
+/// (momentum, unbiased variance, `num_batches_tracked`). PyTorch counterpart: `torch.nn.BatchNorm2d`
+/// (eps 1e-5, momentum 0.1).
 public final class BatchNorm2d: Module {
     /// γ, `[C]`.
     public let weight: Parameter
@@ -49,8 +52,51 @@ public final class BatchNorm2d: Module {
                                       runningVariance: runningVariance.value, epsilon: epsilon)
     }
 
+    /// True when a forward normalises with the batch's statistics: training mode, parameters trainable.
+    public var usesBatchStatistics: Bool { isTraining && trainsOwnParameters }
+
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try forward(input, relu: false)
+        let flow = gradientFlow(context)
+        if usesBatchStatistics {
+            let (y, batch) = try BatchNormalization.trainingForward(input, weight: weight.value, bias: bias.value, epsilon: epsilon)
+            BatchNormalization.updateRunningStatistics(mean: &runningMean.value, variance: &runningVariance.value,
+                                                       batch: batch, momentum: momentum)
+            batchesTracked.value.values[0] += 1
+            if let flow {
+                save(flow.output ? .batchNorm(normalized: batch.normalized, inverseStandardDeviation: batch.inverseStandardDeviation,
+                                              batchStatistics: true) : .nothing, flow: flow, context: context)
+            }
+            return y
+        }
+        if let flow {
+            if flow.output {
+                // running statistics: x̂ only when γ trains (an eval-mode pass of a trainable norm)
+                let (normalized, invstd) = try BatchNormalization.evalNormalized(
+                    input, runningMean: runningMean.value, runningVariance: runningVariance.value, epsilon: epsilon)
+                save(.batchNorm(normalized: weight.requiresGrad ? normalized : nil, inverseStandardDeviation: invstd,
+                                batchStatistics: false), flow: flow, context: context)
+            } else {
+                save(.nothing, flow: flow, context: context)
+            }
+        }
+        return try forward(input, relu: false)
+    }
+
+    /// Adds `dγ`, `dβ` into trainable parameters and returns `dInput` when needed.
+    /// PyTorch counterpart: `native_batch_norm_backward`.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
+        guard case let .batchNorm(normalized, invstd, batchStatistics) = entry.saved else {
+            throw NNError.backwardOrder(path: context.currentPath, expected: "BatchNorm2d statistics", found: "\(entry.saved)")
+        }
+        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad && normalized != nil,
+                                  bias: bias.requiresGrad)
+        let g = try BatchNormalization.backward(dy, normalized: normalized ?? DenseTensor(shape: dy.shape), inverseStandardDeviation: invstd,
+                                                weight: weight.value, batchStatistics: batchStatistics, needs: needs)
+        if let dw = g.dWeight { try weight.accumulateGradient(dw) }
+        if let db = g.dBias { try bias.accumulateGradient(db) }
+        return g.dInput
     }
 
     /// `relu?(bn(x))` in one pass.

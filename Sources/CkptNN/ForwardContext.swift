@@ -61,14 +61,74 @@ public final class ForwardContext {
     /// Every timed call in order, when profiling.
     public private(set) var profile: [ProfileEntry]?
 
+    /// True for a training pass: every module call keeps what its backward needs on the tape.
+    public let isRecording: Bool
+    /// In a recording pass, whether the activation flowing now depends on something that trains
+    /// (a trainable parameter upstream, or an input that asked for its gradient). Modules read it
+    /// on entry and set it on exit; branching modules save and combine it.
+    public var flowNeedsGradient: Bool
+    /// What each module call of a recording pass kept, pushed by forwards and popped by backwards.
+    var tape: [TapeEntry] = []
+    /// Dropout masks for tests: given the dropout's path, its call number in this pass (from 0)
+    /// and the element count, the mask (0 or `1/(1−p)` per element); nil draws from `generator`.
+    public var dropoutMask: ((_ path: String, _ call: Int, _ count: Int) -> [Float])?
+    /// Draws dropout masks when `dropoutMask` is nil.
+    public var generator: SeededGenerator
+    var dropoutCalls = 0
+
     /// A context capturing `captureTarget` (nil for none), tracing when `tracing` is true,
     /// fusing layers when `fusing` is true and nothing needs their separate outputs.
     /// `profiling` times every leaf module (and fused kernel) without changing which kernels run.
-    public init(capturing captureTarget: String? = nil, tracing: Bool = false, fusing: Bool = true, profiling: Bool = false) {
+    /// `recording` makes a training pass whose `backward` can follow; `inputNeedsGradient` asks
+    /// for the gradient with respect to the model's inputs too.
+    public init(capturing captureTarget: String? = nil, tracing: Bool = false, fusing: Bool = true, profiling: Bool = false,
+                recording: Bool = false, inputNeedsGradient: Bool = false, seed: UInt64 = 0) {
         self.captureTarget = captureTarget
         self.allowsFusion = fusing
         self.trace = tracing ? [] : nil
         self.profile = profiling ? [] : nil
+        self.isRecording = recording
+        self.flowNeedsGradient = inputNeedsGradient
+        self.generator = SeededGenerator(seed: seed)
+    }
+
+    /// Entries still on the tape (0 once a backward has consumed the whole pass).
+    public var tapeCount: Int { tape.count }
+
+    /// Bytes of activations the tape holds (what a training pass keeps alive for its backward).
+    public var tapeBytes: Int { tape.reduce(0) { $0 + $1.saved.byteCount } }
+
+    func push(_ entry: TapeEntry) { tape.append(entry) }
+
+    /// The next dropout call's mask: 0 or `1/(1−p)` per element.
+    func nextDropoutMask(count: Int, probability p: Float) -> [Float] {
+        defer { dropoutCalls += 1 }
+        if let given = dropoutMask { return given(currentPath, dropoutCalls, count) }
+        let scale = 1 / (1 - p)
+        var mask = [Float](repeating: 0, count: count)
+        for i in 0 ..< count where Float.random(in: 0 ..< 1, using: &generator) >= p { mask[i] = scale }
+        return mask
+    }
+
+    /// Pops the entry `module` pushed; a mismatch means a backward does not mirror its forward.
+    func pop(for module: Module) throws -> TapeEntry {
+        guard let e = tape.popLast() else {
+            throw NNError.backwardOrder(path: currentPath, expected: module.typeName, found: "an empty tape")
+        }
+        guard e.module == ObjectIdentifier(module) else {
+            throw NNError.backwardOrder(path: currentPath, expected: module.typeName, found: "another module's entry")
+        }
+        return e
+    }
+
+    /// Runs `body`, recording its wall time under the current path when profiling (backward calls too).
+    func timedBackward(_ typeName: String, _ body: () throws -> DenseTensor?) rethrows -> DenseTensor? {
+        guard profile != nil else { return try body() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let y = try body()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        profile?.append(ProfileEntry(path: currentPath, typeName: typeName + " backward", outputShape: y?.shape ?? [], seconds: seconds))
+        return y
     }
 
     /// Runs `body`, recording its wall time under the current path when profiling.

@@ -147,6 +147,21 @@ open class Module {
         return try forward(inputs[0], context: context)
     }
 
+    /// The mirror of `forward` in a recording pass: given `∂L/∂output` (nil when no gradient flows
+    /// here), adds into the gradients of trainable parameters and returns `∂L/∂input`, or nil
+    /// when the input needs none. Pops exactly what the matching forward call pushed.
+    /// - Throws: `NNError.noBackward` for a module that cannot train; kernel errors.
+    open func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        throw NNError.noBackward(path: context.currentPath, type: typeName)
+    }
+
+    /// The backward of a call with several inputs: one gradient per input (nil where none is
+    /// needed); the default mirrors the one-input `forward`.
+    /// - Throws: as `backward(_:context:)`.
+    open func backward(inputs dOutput: DenseTensor?, context: ForwardContext) throws -> [DenseTensor?] {
+        [try backward(dOutput, context: context)]
+    }
+
     /// Runs `child` under `name`: tracks the path, captures and traces its output.
     /// - Throws: what the child throws; kernel errors come back naming the child's path.
     public func run(_ child: Module, named name: String, _ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
@@ -182,7 +197,10 @@ extension Module {
         relu: (module: ReLU, name: String)?, _ input: DenseTensor, context: ForwardContext
     ) throws -> DenseTensor {
         let names = [convName, bnName] + (relu.map { [$0.name] } ?? [])
-        if !isTraining && context.mayFuse(names) {
+        if !bn.usesBatchStatistics && mayRunFrozen([conv, bn], context: context) && context.mayFuse(names) {
+            conv.saveNothing(context)
+            bn.saveNothing(context)
+            relu?.module.saveNothing(context)
             context.enter(convName)
             defer { context.leave() }
             do {
@@ -210,6 +228,10 @@ extension Module {
             sum = try Elementwise.add(consume a, b, epilogue: fuse ? .relu : .none)
         } catch let e as KernelError {
             throw NNError.layer(path: context.currentPath, type: typeName, underlying: e)
+        }
+        if fuse, let flow = relu.gradientFlow(context) {
+            // the fused ReLU's entry, as its own forward would have pushed it
+            relu.save(flow.output ? .tensor(sum) : .nothing, flow: flow, context: context)
         }
         return fuse ? sum : try run(relu, named: reluName, sum, context: context)
     }

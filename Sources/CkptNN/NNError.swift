@@ -17,6 +17,11 @@ public enum NNError: Error, Sendable, CustomStringConvertible {
     case inputShape(name: String, expected: String, got: [Int])
     /// The inputs file holds no tensor named `name`; `available` lists what it holds.
     case missingInput(name: String, available: [String])
+    /// A backward at `path` found the tape out of step with the forward (a module whose backward
+    /// does not mirror its forward): an internal error, never a user's.
+    case backwardOrder(path: String, expected: String, found: String)
+    /// Module type `type` at `path` has no backward pass.
+    case noBackward(path: String, type: String)
 
     /// One lower-case line naming what, where, expected and got.
     public var description: String {
@@ -34,6 +39,10 @@ public enum NNError: Error, Sendable, CustomStringConvertible {
             return "input \(name) holds a non-finite value at element \(index)"
         case let .inputShape(name, expected, got):
             return "input \(name) has shape \(got), expected \(expected)"
+        case let .backwardOrder(path, expected, found):
+            return "\(path.isEmpty ? "<model>" : path): backward expected the tape entry of \(expected), found \(found) (internal error)"
+        case let .noBackward(path, type):
+            return "\(path.isEmpty ? "<model>" : path) (\(type)): this module cannot be trained (no backward pass)"
         case let .missingInput(name, available):
             return "inputs hold no tensor named '\(name)' (found: \(available.isEmpty ? "none" : available.joined(separator: ", ")))"
         }

@@ -5,8 +5,9 @@ import CkptKernels
 /// Children run in order, keyed `0`, `1`, `2`, … so parameter-free layers (ReLU, MaxPool) take
 /// an index: the gaps in `features.0`, `features.3` of VGG keys.
 ///
-/// In eval mode a `Conv2d` followed by a `BatchNorm2d` (and a `ReLU`) runs as one convolution
-/// with the batch norm folded in, unless a capture or trace needs the intermediate outputs.
+/// In eval mode (and for a frozen prefix of a training pass) a `Conv2d` followed by a
+/// `BatchNorm2d` (and a `ReLU`) runs as one convolution with the batch norm folded in, unless a
+/// capture or trace needs the intermediate outputs.
 /// PyTorch counterpart: `torch.nn.Sequential`.
 public final class Sequential: Module {
     /// Children keyed by their position.
@@ -30,11 +31,12 @@ public final class Sequential: Module {
         var i = 0
         while i < items.count {
             let (name, layer) = items[i]
-            if !isTraining, let conv = layer as? Conv2d, i + 1 < items.count,
-               let bn = items[i + 1].module as? BatchNorm2d {
+            if let conv = layer as? Conv2d, i + 1 < items.count,
+               let bn = items[i + 1].module as? BatchNorm2d, !bn.usesBatchStatistics, mayRunFrozen([conv, bn], context: context) {
                 let withReLU = i + 2 < items.count && items[i + 2].module is ReLU
                 let names = items[i ... (withReLU ? i + 2 : i + 1)].map(\.name)
                 if context.mayFuse(names) {
+                    for k in i ... (withReLU ? i + 2 : i + 1) { items[k].module.saveNothing(context) }
                     context.enter(name)
                     defer { context.leave() }
                     do {
@@ -49,8 +51,10 @@ public final class Sequential: Module {
                     continue
                 }
             }
-            if !isTraining, let conv = layer as? Conv2d, i + 1 < items.count, items[i + 1].module is ReLU,
-               context.mayFuse([name, items[i + 1].name]) {
+            if let conv = layer as? Conv2d, i + 1 < items.count, items[i + 1].module is ReLU,
+               mayRunFrozen([conv], context: context), context.mayFuse([name, items[i + 1].name]) {
+                conv.saveNothing(context)
+                items[i + 1].module.saveNothing(context)
                 context.enter(name)
                 defer { context.leave() }
                 do {
@@ -66,5 +70,12 @@ public final class Sequential: Module {
             i += 1
         }
         return x
+    }
+
+    /// The children's backwards in reverse order; once no gradient flows, the rest only pop.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        var g = dOutput
+        for (name, layer) in children.reversed() { g = try runBackward(layer, named: name, g, context: context) }
+        return g
     }
 }

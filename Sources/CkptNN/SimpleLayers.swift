@@ -9,12 +9,21 @@ public final class ReLU: Module {
     public override init() { super.init() }
     public override var typeName: String { "ReLU" }
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        Elementwise.relu(input)
+        let y = Elementwise.relu(input)
+        if let flow = gradientFlow(context) { save(flow.output ? .tensor(y) : .nothing, flow: flow, context: context) }
+        return y
+    }
+    /// `dy` where the output is positive (needs the output).
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.outputNeedsGradient, entry.inputNeedsGradient, let dy = dOutput, case let .tensor(y) = entry.saved else { return nil }
+        return try Elementwise.reluBackward(dy, output: y)
     }
 }
 
-/// Identity in eval mode; random zeroing in training arrives with the training issue.
-/// PyTorch counterpart: `torch.nn.Dropout`.
+/// Identity in eval mode; in training mode each element is zeroed with probability `p` and the
+/// rest scaled by `1/(1−p)`, the mask drawn from the context's seeded generator (or given by the
+/// context's `dropoutMask`, for tests). PyTorch counterpart: `torch.nn.Dropout`.
 public final class Dropout: Module {
     /// Probability of zeroing an element in training (`p`).
     public let probability: Float
@@ -24,7 +33,24 @@ public final class Dropout: Module {
         super.init()
     }
     public override var typeName: String { "Dropout" }
-    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor { input }
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        let flow = gradientFlow(context)
+        guard isTraining, probability > 0 else {
+            if let flow { save(.nothing, flow: flow, context: context) }
+            return input
+        }
+        let mask = context.nextDropoutMask(count: input.count, probability: probability)
+        let y = try namingErrors(context) { try Elementwise.multiply(input, mask: mask) }
+        if let flow { save(flow.output ? .mask(mask) : .nothing, flow: flow, context: context) }
+        return y
+    }
+    /// `dy · mask`, or `dy` when the forward was the identity.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.outputNeedsGradient, entry.inputNeedsGradient, let dy = dOutput else { return nil }
+        if case let .mask(mask) = entry.saved { return try Elementwise.multiply(dy, mask: mask) }
+        return dy
+    }
 }
 
 /// `[N, …]` → `[N, product of the rest]`. PyTorch counterpart: `torch.nn.Flatten`.
@@ -33,7 +59,14 @@ public final class Flatten: Module {
     public override init() { super.init() }
     public override var typeName: String { "Flatten" }
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try Elementwise.flatten(input)
+        if let flow = gradientFlow(context) { save(.shape(input.shape), flow: flow, context: context) }
+        return try Elementwise.flatten(input)
+    }
+    /// `dy` reshaped to the input's shape.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.inputNeedsGradient, let dy = dOutput, case let .shape(shape) = entry.saved else { return nil }
+        return try dy.reshaped(shape)
     }
 }
 
@@ -48,7 +81,19 @@ public final class MaxPool2d: Module {
     }
     public override var typeName: String { "MaxPool2d" }
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try Pooling.maxForward(input, geometry: geometry)
+        guard let flow = gradientFlow(context), flow.output else {
+            saveNothing(context)
+            return try Pooling.maxForward(input, geometry: geometry)
+        }
+        let (y, indices) = try Pooling.maxForwardWithIndices(input, geometry: geometry)
+        save(.maxPool(indices: indices, inputShape: input.shape), flow: flow, context: context)
+        return y
+    }
+    /// Each output gradient to the element that won its window.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.inputNeedsGradient, let dy = dOutput, case let .maxPool(indices, shape) = entry.saved else { return nil }
+        return try Pooling.maxBackward(dy, indices: indices, inputShape: shape)
     }
 }
 
@@ -63,7 +108,14 @@ public final class AvgPool2d: Module {
     }
     public override var typeName: String { "AvgPool2d" }
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try Pooling.averageForward(input, geometry: geometry)
+        if let flow = gradientFlow(context) { save(.shape(input.shape), flow: flow, context: context) }
+        return try Pooling.averageForward(input, geometry: geometry)
+    }
+    /// Each output gradient spread over its window with the forward's divisor.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.inputNeedsGradient, let dy = dOutput, case let .shape(shape) = entry.saved else { return nil }
+        return try Pooling.averageBackward(dy, inputShape: shape, geometry: geometry)
     }
 }
 
@@ -78,7 +130,14 @@ public final class AdaptiveAvgPool2d: Module {
     }
     public override var typeName: String { "AdaptiveAvgPool2d" }
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try Pooling.adaptiveAverageForward(input, outputHeight: outputSize.height, outputWidth: outputSize.width)
+        if let flow = gradientFlow(context) { save(.shape(input.shape), flow: flow, context: context) }
+        return try Pooling.adaptiveAverageForward(input, outputHeight: outputSize.height, outputWidth: outputSize.width)
+    }
+    /// Each output gradient spread evenly over its window.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.inputNeedsGradient, let dy = dOutput, case let .shape(shape) = entry.saved else { return nil }
+        return try Pooling.adaptiveAverageBackward(dy, inputShape: shape)
     }
 }
 
@@ -103,7 +162,28 @@ public final class Linear: Module {
     public override var typeName: String { "Linear" }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        try FullyConnected.forward(input, weight: weight.value, bias: bias?.value)
+        if let flow = gradientFlow(context) {
+            save(!flow.output ? .nothing : weight.requiresGrad ? .tensor(input) : .shape(input.shape), flow: flow, context: context)
+        }
+        return try FullyConnected.forward(input, weight: weight.value, bias: bias?.value)
+    }
+
+    /// Adds `dWeight`, `dBias` into trainable parameters and returns `dInput` when needed.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
+        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad, bias: bias?.requiresGrad ?? false)
+        let input: DenseTensor
+        switch entry.saved {
+        case let .tensor(x): input = x
+        // the weight is frozen: the kernel reads only the input's shape
+        case let .shape(shape) where !needs.weight: input = DenseTensor(placeholderShape: shape)
+        default: throw NNError.backwardOrder(path: context.currentPath, expected: "Linear input", found: "\(entry.saved)")
+        }
+        let g = try FullyConnected.backward(dy, input: input, weight: weight.value, needs: needs)
+        if let dw = g.dWeight { try weight.accumulateGradient(dw) }
+        if let db = g.dBias, let b = bias { try b.accumulateGradient(db) }
+        return g.dInput
     }
 
     /// torchinfo's count: `N · (weight.numel() + bias.numel())`.

@@ -39,8 +39,16 @@ public final class AlexNet: Module {
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         var x = try run(features, named: "features", input, context: context)
         x = try run(avgpool, named: "avgpool", x, context: context)
-        x = try Elementwise.flatten(x)
+        x = try flattenRecording(x, context: context)
         return try run(classifier, named: "classifier", x, context: context)
+    }
+
+    /// Mirrors `forward`.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        var g = try runBackward(classifier, named: "classifier", dOutput, context: context)
+        g = try unflattenGradient(g, context: context)
+        g = try runBackward(avgpool, named: "avgpool", g, context: context)
+        return try runBackward(features, named: "features", g, context: context)
     }
 }
 
@@ -66,5 +74,10 @@ public final class SmallCNN: Module {
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         try run(model, named: "model", input, context: context)
+    }
+
+    /// Mirrors `forward`.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        try runBackward(model, named: "model", dOutput, context: context)
     }
 }

@@ -97,7 +97,17 @@ public final class ResNet: Module {
         x = try run(maxpool, named: "maxpool", x, context: context)
         for (i, s) in stages.enumerated() { x = try run(s, named: "layer\(i + 1)", x, context: context) }
         x = try run(avgpool, named: "avgpool", x, context: context)
-        x = try Elementwise.flatten(x)
+        x = try flattenRecording(x, context: context)
         return try run(fc, named: "fc", x, context: context)
+    }
+
+    /// Mirrors `forward`.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        var g = try runBackward(fc, named: "fc", dOutput, context: context)
+        g = try unflattenGradient(g, context: context)
+        g = try runBackward(avgpool, named: "avgpool", g, context: context)
+        for (i, s) in stages.enumerated().reversed() { g = try runBackward(s, named: "layer\(i + 1)", g, context: context) }
+        g = try runBackward(maxpool, named: "maxpool", g, context: context)
+        return try backwardConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), g, context: context)
     }
 }

@@ -31,10 +31,26 @@ public final class BasicBlock: Module {
     public override var typeName: String { "BasicBlock" }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        let flowIn = context.flowNeedsGradient
         var out = try runConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), input, context: context)
         out = try runConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: nil, out, context: context)
+        let flowMain = context.flowNeedsGradient
+        context.flowNeedsGradient = flowIn
         let identity = try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input
-        return try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
+        context.flowNeedsGradient = context.flowNeedsGradient || flowMain
+        let y = try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
+        saveBranchPoint(inputNeedsGradient: flowIn, context: context)
+        return y
+    }
+
+    /// The tail ReLU, then the shortcut and the main path; their input gradients summed.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let inputNeeds = try popBranchPoint(context: context)
+        let g = try runBackward(relu, named: "relu", dOutput, context: context)
+        let shortcut = try downsample.map { try runBackward($0, named: "downsample", g, context: context) } ?? (inputNeeds ? g : nil)
+        var main = try backwardConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: nil, g, context: context)
+        main = try backwardConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), main, context: context)
+        return try sumGradients(main, shortcut, context: context)
     }
 }
 
@@ -74,10 +90,27 @@ public final class Bottleneck: Module {
     public override var typeName: String { "Bottleneck" }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        let flowIn = context.flowNeedsGradient
         var out = try runConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), input, context: context)
         out = try runConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: (relu, "relu"), out, context: context)
         out = try runConvolutionBatchNorm(conv3, named: "conv3", bn3, named: "bn3", relu: nil, out, context: context)
+        let flowMain = context.flowNeedsGradient
+        context.flowNeedsGradient = flowIn
         let identity = try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input
-        return try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
+        context.flowNeedsGradient = context.flowNeedsGradient || flowMain
+        let y = try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
+        saveBranchPoint(inputNeedsGradient: flowIn, context: context)
+        return y
+    }
+
+    /// The tail ReLU, then the shortcut and the main path; their input gradients summed.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        let inputNeeds = try popBranchPoint(context: context)
+        let g = try runBackward(relu, named: "relu", dOutput, context: context)
+        let shortcut = try downsample.map { try runBackward($0, named: "downsample", g, context: context) } ?? (inputNeeds ? g : nil)
+        var main = try backwardConvolutionBatchNorm(conv3, named: "conv3", bn3, named: "bn3", relu: nil, g, context: context)
+        main = try backwardConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: (relu, "relu"), main, context: context)
+        main = try backwardConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), main, context: context)
+        return try sumGradients(main, shortcut, context: context)
     }
 }

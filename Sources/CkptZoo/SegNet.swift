@@ -67,23 +67,45 @@ public final class SegNet: Module {
         for (name, x) in zip(inputNames, inputs) where x.rank != 4 || x.shape[1] != 1 {
             throw NNError.inputShape(name: name, expected: "[N, 1, H, W]", got: x.shape)
         }
-        var x = try Elementwise.concatenateChannels(inputs)
+        let flowIn = context.flowNeedsGradient
+        var x = try concatenateRecording(inputs, partFlows: [flowIn, flowIn], context: context)
         x = try run(input, named: "input", x, context: context)
-        var skips: [DenseTensor] = []
+        var skips: [(tensor: DenseTensor, flow: Bool)] = []
         for (i, e) in encoders.enumerated() {
             x = try run(e, named: "enc\(i + 1)", x, context: context)
-            skips.append(x)
+            skips.append((x, context.flowNeedsGradient))
         }
         x = try run(dec5, named: "dec5", x, context: context)
         for (i, d) in decoders.enumerated() {
             // dec4(cat(enc4, dec5)) … dec1(cat(enc1, dec2))
             let skip = skips[3 - i]
-            guard skip.shape.dropFirst(2) == x.shape.dropFirst(2) else {
+            guard skip.tensor.shape.dropFirst(2) == x.shape.dropFirst(2) else {
                 throw NNError.inputShape(name: inputNames[0], expected: "height and width divisible by 32", got: inputs[0].shape)
             }
-            x = try run(d, named: "dec\(4 - i)", try Elementwise.concatenateChannels([skip, x]), context: context)
+            x = try concatenateRecording([skip.tensor, x], partFlows: [skip.flow, context.flowNeedsGradient], context: context)
+            x = try run(d, named: "dec\(4 - i)", x, context: context)
         }
         return x
+    }
+
+    /// Mirrors `forward`: each decoder's input gradient splits into its skip's part and the part
+    /// for the stage below; an encoder's output gradient sums its skip's and its successor's.
+    public override func backward(inputs dOutput: DenseTensor?, context: ForwardContext) throws -> [DenseTensor?] {
+        var g = dOutput
+        var skipGradients = [DenseTensor?](repeating: nil, count: 4)
+        for (i, d) in decoders.enumerated().reversed() {
+            g = try runBackward(d, named: "dec\(4 - i)", g, context: context)
+            let parts = try splitGradient(g, context: context)
+            skipGradients[3 - i] = parts[0]
+            g = parts[1]
+        }
+        g = try runBackward(dec5, named: "dec5", g, context: context)
+        for (i, e) in encoders.enumerated().reversed() {
+            if i < 4 { g = try sumGradients(g, skipGradients[i], context: context) }
+            g = try runBackward(e, named: "enc\(i + 1)", g, context: context)
+        }
+        g = try runBackward(input, named: "input", g, context: context)
+        return try splitGradient(g, context: context)
     }
 }
 
@@ -110,5 +132,10 @@ public final class DecoderBlock: Module {
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         try run(decode, named: "decode", input, context: context)
+    }
+
+    /// Mirrors `forward`.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        try runBackward(decode, named: "decode", dOutput, context: context)
     }
 }

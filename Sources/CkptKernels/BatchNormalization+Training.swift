@@ -1,0 +1,188 @@
+// N images, C channels, H rows, W columns (NCHW); statistics are per channel over N·H·W values.
+
+/// What a training-mode batch norm keeps for its backward and for the running statistics.
+public struct BatchNormBatch: Sendable {
+    /// `x̂ = (x − mean) · invstd`, shaped as the input.
+    public var normalized: DenseTensor
+    /// `1 / sqrt(var + eps)` per channel (biased batch variance).
+    public var inverseStandardDeviation: [Float]
+    /// Batch mean per channel.
+    public var mean: [Float]
+    /// Unbiased batch variance per channel (`var · M / (M − 1)`), what the running variance takes.
+    public var unbiasedVariance: [Float]
+}
+
+extension BatchNormalization {
+    /// `y = γ·(x − mean_B)/sqrt(var_B + eps) + β` with the batch's own statistics (training mode).
+    ///
+    /// Returns the output and what the backward needs; the caller updates the running statistics
+    /// with `updateRunningStatistics`. PyTorch counterpart: `F.batch_norm(training=True)`.
+    /// - Throws: `KernelError` when the parameters do not have `C` entries, or when a channel has a
+    ///   single value (torch: "expected more than 1 value per channel when training").
+    public static func trainingForward(_ input: DenseTensor, weight: DenseTensor, bias: DenseTensor,
+                                       epsilon: Float) throws -> (output: DenseTensor, batch: BatchNormBatch) {
+        let op = "batch_norm"
+        guard input.rank >= 2 else {
+            throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, C, ...]", got: input.shape)
+        }
+        let n = input.shape[0], c = input.shape[1]
+        guard weight.count == c, bias.count == c else {
+            throw KernelError.shapeMismatch(operation: op, operand: "weight", expected: "[\(c)]", got: weight.shape)
+        }
+        let plane = input.shape.dropFirst(2).reduce(1, *)
+        let m = n * plane
+        guard m > 1 else {
+            throw KernelError.invalidArgument(operation: op, message: "expected more than 1 value per channel when training, got input size \(input.shape)")
+        }
+        var mean = [Float](repeating: 0, count: c)
+        var invstd = [Float](repeating: 0, count: c)
+        var unbiased = [Float](repeating: 0, count: c)
+        var normalized = [Float].uninitialized(input.count)
+        var out = [Float].uninitialized(input.count)
+        input.values.withUnsafeBufferPointer { xb in
+            normalized.withUnsafeMutableBufferPointer { nb in
+                out.withUnsafeMutableBufferPointer { yb in
+                    mean.withUnsafeMutableBufferPointer { mb in
+                        invstd.withUnsafeMutableBufferPointer { ib in
+                            unbiased.withUnsafeMutableBufferPointer { ub in
+                                guard let x = xb.baseAddress, let xh = nb.baseAddress, let y = yb.baseAddress,
+                                      let mp = mb.baseAddress, let ip = ib.baseAddress, let up = ub.baseAddress else { return }
+                                let box = UncheckedSendable((x, xh, y, mp, ip, up))
+                                parallelFor(c, minimumWork: 2) { ch in
+                                    let (x, xh, y, mp, ip, up) = box.value
+                                    // two passes in Double: the mean, then the centred sum of squares
+                                    var s = 0.0
+                                    for img in 0 ..< n {
+                                        let row = x + (img * c + ch) * plane
+                                        var part: Float = 0
+                                        for i in 0 ..< plane { part += row[i] }
+                                        s += Double(part)
+                                    }
+                                    let mu = s / Double(m)
+                                    let muF = Float(mu)
+                                    var q = 0.0
+                                    for img in 0 ..< n {
+                                        let row = x + (img * c + ch) * plane
+                                        var part: Float = 0
+                                        for i in 0 ..< plane { let d = row[i] - muF; part += d * d }
+                                        q += Double(part)
+                                    }
+                                    let variance = q / Double(m)
+                                    let inv = Float(1 / (variance + Double(epsilon)).squareRoot())
+                                    mp[ch] = muF
+                                    ip[ch] = inv
+                                    up[ch] = Float(q / Double(m - 1))
+                                    let gamma = weight.values[ch], beta = bias.values[ch]
+                                    for img in 0 ..< n {
+                                        let base = (img * c + ch) * plane
+                                        for i in 0 ..< plane {
+                                            let v = (x[base + i] - muF) * inv
+                                            xh[base + i] = v
+                                            y[base + i] = v * gamma + beta
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let batch = BatchNormBatch(normalized: DenseTensor(uncheckedShape: input.shape, values: normalized),
+                                   inverseStandardDeviation: invstd, mean: mean, unbiasedVariance: unbiased)
+        return (DenseTensor(uncheckedShape: input.shape, values: out), batch)
+    }
+
+    /// `running = (1 − momentum)·running + momentum·batch` for the mean and the unbiased variance,
+    /// as torch's batch norm updates its buffers in training mode.
+    public static func updateRunningStatistics(mean runningMean: inout DenseTensor, variance runningVariance: inout DenseTensor,
+                                               batch: BatchNormBatch, momentum: Float) {
+        for i in 0 ..< runningMean.count {
+            runningMean.values[i] = (1 - momentum) * runningMean.values[i] + momentum * batch.mean[i]
+            runningVariance.values[i] = (1 - momentum) * runningVariance.values[i] + momentum * batch.unbiasedVariance[i]
+        }
+    }
+
+    /// The gradients of a batch norm given `dOutput`: `dγ = Σ dy·x̂`, `dβ = Σ dy`, and
+    /// `dx = γ·invstd/M · (M·dy − dβ − x̂·dγ)` with batch statistics (training), or
+    /// `dx = γ·invstd·dy` when the statistics were the running ones (eval: pass their `x̂` and invstd).
+    /// - Throws: `KernelError.shapeMismatch` when the gradient's shape differs from `x̂`'s.
+    public static func backward(_ dOutput: DenseTensor, normalized: DenseTensor, inverseStandardDeviation invstd: [Float],
+                                weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds) throws -> LayerGradients {
+        guard dOutput.shape == normalized.shape, dOutput.rank >= 2 else {
+            throw KernelError.shapeMismatch(operation: "batch_norm backward", operand: "output gradient",
+                                            expected: "\(normalized.shape)", got: dOutput.shape)
+        }
+        let n = dOutput.shape[0], c = dOutput.shape[1]
+        let plane = dOutput.shape.dropFirst(2).reduce(1, *)
+        let m = Float(n * plane)
+        var dGamma = [Float](repeating: 0, count: c)
+        var dBeta = [Float](repeating: 0, count: c)
+        var dx = [Float].uninitialized(needs.input ? dOutput.count : 0)
+        dOutput.values.withUnsafeBufferPointer { gb in
+            normalized.values.withUnsafeBufferPointer { nb in
+                dx.withUnsafeMutableBufferPointer { xb in
+                    dGamma.withUnsafeMutableBufferPointer { dgb in
+                        dBeta.withUnsafeMutableBufferPointer { dbb in
+                            guard let gy = gb.baseAddress, let xh = nb.baseAddress, let dg = dgb.baseAddress,
+                                  let db = dbb.baseAddress else { return }
+                            let box = UncheckedSendable((gy, xh, xb.baseAddress, dg, db))
+                            parallelFor(c, minimumWork: 2) { ch in
+                                let (gy, xh, dxp, dg, db) = box.value
+                                var sg = 0.0, sb = 0.0
+                                for img in 0 ..< n {
+                                    let base = (img * c + ch) * plane
+                                    var pg: Float = 0, pb: Float = 0
+                                    for i in 0 ..< plane { pg += gy[base + i] * xh[base + i]; pb += gy[base + i] }
+                                    sg += Double(pg)
+                                    sb += Double(pb)
+                                }
+                                let gSum = Float(sg), bSum = Float(sb)
+                                dg[ch] = gSum
+                                db[ch] = bSum
+                                guard let dxp else { return }
+                                let k = weight.values[ch] * invstd[ch]
+                                if batchStatistics {
+                                    let meanB = bSum / m, meanG = gSum / m
+                                    for img in 0 ..< n {
+                                        let base = (img * c + ch) * plane
+                                        for i in 0 ..< plane { dxp[base + i] = k * (gy[base + i] - meanB - xh[base + i] * meanG) }
+                                    }
+                                } else {
+                                    for img in 0 ..< n {
+                                        let base = (img * c + ch) * plane
+                                        for i in 0 ..< plane { dxp[base + i] = k * gy[base + i] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var result = LayerGradients()
+        if needs.input { result.dInput = DenseTensor(uncheckedShape: dOutput.shape, values: dx) }
+        if needs.weight { result.dWeight = DenseTensor(uncheckedShape: [c], values: dGamma) }
+        if needs.bias { result.dBias = DenseTensor(uncheckedShape: [c], values: dBeta) }
+        return result
+    }
+
+    /// `x̂` and invstd of an eval-mode batch norm (running statistics), for its backward.
+    /// - Throws: `KernelError.shapeMismatch` when the statistics do not have `C` entries.
+    public static func evalNormalized(_ input: DenseTensor, runningMean: DenseTensor, runningVariance: DenseTensor,
+                                      epsilon: Float) throws -> (normalized: DenseTensor, inverseStandardDeviation: [Float]) {
+        guard input.rank >= 2, runningMean.count == input.shape[1], runningVariance.count == input.shape[1] else {
+            throw KernelError.shapeMismatch(operation: "batch_norm", operand: "running_mean", expected: "[C]", got: runningMean.shape)
+        }
+        let c = input.shape[1]
+        let plane = input.shape.dropFirst(2).reduce(1, *)
+        let invstd = runningVariance.values.map { 1 / ($0 + epsilon).squareRoot() }
+        var xh = input.values
+        for p in 0 ..< input.shape[0] * c {
+            let ch = p % c
+            let mu = runningMean.values[ch], k = invstd[ch]
+            for i in p * plane ..< (p + 1) * plane { xh[i] = (xh[i] - mu) * k }
+        }
+        return (DenseTensor(uncheckedShape: input.shape, values: xh), invstd)
+    }
+}

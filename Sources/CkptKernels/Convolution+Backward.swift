@@ -1,0 +1,254 @@
+// N images, C channels, H rows, W columns (NCHW); weights are [C_out, C_in/groups, kH, kW].
+
+/// Which gradients a backward pass must produce: nothing is computed that nobody needs (a frozen
+/// weight gets no `dWeight`, the first trainable layer computes no `dInput`).
+public struct GradientNeeds: Sendable, Equatable {
+    /// The gradient with respect to the layer's input.
+    public var input: Bool
+    /// The gradient with respect to the weight.
+    public var weight: Bool
+    /// The gradient with respect to the bias.
+    public var bias: Bool
+
+    /// The needs named.
+    public init(input: Bool, weight: Bool, bias: Bool) {
+        self.input = input
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// Every gradient.
+    public static let all = GradientNeeds(input: true, weight: true, bias: true)
+}
+
+/// The gradients of one convolution or linear call; nil where not asked for.
+public struct LayerGradients: Sendable {
+    /// `dInput`, shaped as the input.
+    public var dInput: DenseTensor?
+    /// `dWeight`, shaped as the weight.
+    public var dWeight: DenseTensor?
+    /// `dBias`, `[C_out]`.
+    public var dBias: DenseTensor?
+}
+
+extension Convolution {
+    /// The gradients of `y = conv2d(x, weight, bias)` given `dOutput = ∂L/∂y`.
+    ///
+    /// Mirrors `forward`: it needs the forward's input (for `dWeight`) and the weight (for
+    /// `dInput`). Per image and group, over bands of output rows whose column matrix stays in
+    /// cache: `dWeight += dY · unfold(x)ᵀ` and `dInput += fold(Wᵀ · dY)`; 1×1 stride-1 layers skip
+    /// the unfold. Images are dealt to the cores, each with its own `dWeight`, summed at the end.
+    /// Stride-1 layers get `dInput` as the forward convolution of `dY` with the flipped,
+    /// transposed weight, on the forward's fast paths.
+    /// PyTorch counterpart: `torch.ops.aten.convolution_backward`.
+    /// - Throws: `KernelError` when a shape does not fit the geometry.
+    public static func backward(
+        _ dOutput: DenseTensor, input: DenseTensor, weight: DenseTensor, geometry g: Conv2dGeometry,
+        needs: GradientNeeds
+    ) throws -> LayerGradients {
+        let op = "conv2d backward"
+        let (n, c, h, w) = try g.checkOperands(op, input: input, weight: weight, bias: nil, transposed: false)
+        let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        guard dOutput.shape == [n, g.outputChannels, oh, ow] else {
+            throw KernelError.shapeMismatch(operation: op, operand: "output gradient",
+                                            expected: "\([n, g.outputChannels, oh, ow])", got: dOutput.shape)
+        }
+        var result = LayerGradients()
+        if needs.bias { result.dBias = channelSums(dOutput) }
+        let flippedInput = needs.input && g.stride == (1, 1) && g.dilation == (1, 1) && !g.isPointwise
+            && g.padding.height < g.kernelSize.height && g.padding.width < g.kernelSize.width
+        if flippedInput {
+            result.dInput = try inputGradientByConvolution(dOutput, weight: weight, geometry: g, height: h, width: w)
+        }
+        let unfoldNeeds = GradientNeeds(input: needs.input && !flippedInput, weight: needs.weight, bias: false)
+        if unfoldNeeds.input || unfoldNeeds.weight {
+            let (dX, dW) = unfoldedBackward(dOutput, input: input, weight: weight, geometry: g, needs: unfoldNeeds,
+                                            sizes: (n, c, h, w), outputSize: (oh, ow))
+            if unfoldNeeds.input { result.dInput = dX }
+            if unfoldNeeds.weight { result.dWeight = dW }
+        }
+        return result
+    }
+
+    /// `Σ` over images and pixels of each channel of an NCHW gradient (a bias gradient), in Double.
+    static func channelSums(_ t: DenseTensor) -> DenseTensor {
+        let n = t.shape[0], c = t.shape[1]
+        let plane = t.shape.dropFirst(2).reduce(1, *)
+        var sums = [Double](repeating: 0, count: c)
+        t.values.withUnsafeBufferPointer { v in
+            guard let base = v.baseAddress else { return }
+            for img in 0 ..< n {
+                for ch in 0 ..< c {
+                    let row = base + (img * c + ch) * plane
+                    var s: Float = 0
+                    for i in 0 ..< plane { s += row[i] }
+                    sums[ch] += Double(s)
+                }
+            }
+        }
+        return DenseTensor(uncheckedShape: [c], values: sums.map { Float($0) })
+    }
+
+    /// `dInput` of a stride-1 convolution: `conv2d(dY, W')` with `W'[ci, co, i, j] = W[co, ci, kH−1−i, kW−1−j]`
+    /// per group and padding `k − 1 − p`, so it runs on the forward's packed and Winograd paths.
+    static func inputGradientByConvolution(_ dOutput: DenseTensor, weight: DenseTensor, geometry g: Conv2dGeometry,
+                                           height h: Int, width w: Int) throws -> DenseTensor {
+        let groups = g.groups
+        let cinG = g.inputChannels / groups, coutG = g.outputChannels / groups
+        let kh = g.kernelSize.height, kw = g.kernelSize.width
+        var flipped = [Float].uninitialized(weight.count)
+        weight.values.withUnsafeBufferPointer { src in
+            flipped.withUnsafeMutableBufferPointer { dst in
+                for grp in 0 ..< groups {
+                    for co in 0 ..< coutG {
+                        for ci in 0 ..< cinG {
+                            let s = ((grp * coutG + co) * cinG + ci) * kh * kw
+                            let d = ((grp * cinG + ci) * coutG + co) * kh * kw
+                            for k in 0 ..< kh * kw { dst[d + k] = src[s + kh * kw - 1 - k] }
+                        }
+                    }
+                }
+            }
+        }
+        let transposed = Conv2dGeometry(
+            inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
+            stride: (1, 1), padding: (kh - 1 - g.padding.height, kw - 1 - g.padding.width), dilation: (1, 1), groups: groups)
+        let weightT = DenseTensor(uncheckedShape: transposed.convolutionWeightShape, values: flipped)
+        var y: DenseTensor
+        if Winograd4x4.isFaster(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
+            y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.transform(weight: weightT), bias: nil,
+                                        geometry: transposed, epilogue: .none)
+        } else {
+            y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed)
+        }
+        // an input row or column the forward never reached (floor in the output size) gets zero
+        if y.shape[2] != h || y.shape[3] != w {
+            y = cropOrPad(y, height: h, width: w)
+        }
+        return y
+    }
+
+    /// The top-left `h×w` of each plane, zero-extended where `y` is smaller.
+    static func cropOrPad(_ y: DenseTensor, height h: Int, width w: Int) -> DenseTensor {
+        let (n, c, yh, yw) = (y.shape[0], y.shape[1], y.shape[2], y.shape[3])
+        var out = [Float](repeating: 0, count: n * c * h * w)
+        for p in 0 ..< n * c {
+            for r in 0 ..< min(h, yh) {
+                for x in 0 ..< min(w, yw) { out[(p * h + r) * w + x] = y.values[(p * yh + r) * yw + x] }
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, c, h, w], values: out)
+    }
+
+    /// `dInput` and `dWeight` by unfolding: bands of output rows per image and group.
+    static func unfoldedBackward(
+        _ dOutput: DenseTensor, input: DenseTensor, weight: DenseTensor, geometry g: Conv2dGeometry, needs: GradientNeeds,
+        sizes: (n: Int, c: Int, h: Int, w: Int), outputSize: (Int, Int)
+    ) -> (DenseTensor, DenseTensor) {
+        let (n, c, h, w) = sizes
+        let (oh, ow) = outputSize
+        let groups = g.groups
+        let cinG = c / groups, coutG = g.outputChannels / groups
+        let kdim = cinG * g.kernelSize.height * g.kernelSize.width
+        let plane = oh * ow
+        let pointwise = g.isPointwise
+        let bandRows = max(1, min(oh, columnBudget / max(kdim * ow, 1)))
+        let lanes = max(1, min(Gemm.threadCount, n))
+        let bandFloats = pointwise ? 0 : (kdim * bandRows * ow + 15) / 16 * 16
+        let weightCount = weight.count
+        var dX = [Float](repeating: 0, count: needs.input ? n * c * h * w : 0)
+        // one dWeight per lane, summed at the end
+        var dWs = [Float](repeating: 0, count: needs.weight ? lanes * weightCount : 0)
+        var scratch = [Float].uninitialized(max(16, lanes * bandFloats * 2))
+        let laneJob: (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>?,
+                      UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>) -> Void = { lane, x, dy, wt, dx, dw, s in
+            let col = s + lane * bandFloats * 2
+            let dcol = col + bandFloats
+            var img = lane
+            while img < n {
+                defer { img += lanes }
+                for grp in 0 ..< groups {
+                    let xg = x + (img * c + grp * cinG) * h * w
+                    let dyg = dy + (img * g.outputChannels + grp * coutG) * plane
+                    let wg = wt + grp * coutG * kdim
+                    var y0 = 0
+                    while y0 < oh {
+                        let y1 = min(oh, y0 + bandRows)
+                        let width = (y1 - y0) * ow
+                        let dyBand = dyg + y0 * ow
+                        if let dw {
+                            let b: UnsafePointer<Float>
+                            let ldb: Int
+                            if pointwise {
+                                b = xg + y0 * ow
+                                ldb = plane
+                            } else {
+                                Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g, outputHeight: oh,
+                                              outputWidth: ow, rows: y0 ..< y1, threaded: lanes == 1, into: col)
+                                b = UnsafePointer(col)
+                                ldb = width
+                            }
+                            // dW_g[coutG × kdim] += dY_band[coutG × width] · colᵀ[width × kdim]
+                            Gemm.multiply(transposeB: true, m: coutG, n: kdim, k: width, a: dyBand, lda: plane,
+                                          b: b, ldb: ldb, beta: 1, c: dw + grp * coutG * kdim, ldc: kdim)
+                        }
+                        if let dx {
+                            let dxg = dx + (img * c + grp * cinG) * h * w
+                            if pointwise {
+                                Gemm.multiply(transposeA: true, m: kdim, n: width, k: coutG, a: wg, lda: kdim,
+                                              b: dyBand, ldb: plane, c: dxg + y0 * ow, ldc: plane)
+                            } else {
+                                // dcol[kdim × width] = W_gᵀ · dY_band, then scattered back onto the input
+                                Gemm.multiply(transposeA: true, m: kdim, n: width, k: coutG, a: wg, lda: kdim,
+                                              b: dyBand, ldb: plane, c: dcol, ldc: width)
+                                Im2col.fold(columns: dcol, channels: cinG, height: h, width: w, geometry: g,
+                                            columnHeight: oh, columnWidth: ow, rows: y0 ..< y1, threaded: lanes == 1, into: dxg)
+                            }
+                        }
+                        y0 = y1
+                    }
+                }
+            }
+        }
+        // a placeholder input (frozen weight: only its shape is read) has no values
+        let inputValues = input.values.isEmpty ? [Float](repeating: 0, count: 1) : input.values
+        inputValues.withUnsafeBufferPointer { xb in
+            dOutput.values.withUnsafeBufferPointer { dyb in
+                weight.values.withUnsafeBufferPointer { wb in
+                    dX.withUnsafeMutableBufferPointer { dxb in
+                      dWs.withUnsafeMutableBufferPointer { dwb in
+                        scratch.withUnsafeMutableBufferPointer { sb in
+                            guard let x = xb.baseAddress, let dy = dyb.baseAddress, let wt = wb.baseAddress,
+                                  let s = sb.baseAddress else { return }
+                            let dx = dxb.baseAddress
+                            let dwPointers: [UnsafeMutablePointer<Float>?] = (0 ..< lanes).map { l in
+                                dwb.baseAddress.map { $0 + l * weightCount }
+                            }
+                            if lanes == 1 {
+                                laneJob(0, x, dy, wt, dx, dwPointers[0], s)
+                                return
+                            }
+                            let box = UncheckedSendable((x, dy, wt, dx, dwPointers, s))
+                            Gemm.withThreadCount(1) {
+                                parallelFor(lanes) { lane in
+                                    let (x, dy, wt, dx, dws, s) = box.value
+                                    laneJob(lane, x, dy, wt, dx, dws[lane], s)
+                                }
+                            }
+                        }
+                      }
+                    }
+                }
+            }
+        }
+        var dW: [Float] = []
+        if needs.weight {
+            dW = Array(dWs[0 ..< weightCount])
+            for l in 1 ..< lanes {
+                for i in 0 ..< weightCount { dW[i] += dWs[l * weightCount + i] }
+            }
+        }
+        return (DenseTensor(uncheckedShape: needs.input ? input.shape : [0], values: dX),
+                DenseTensor(uncheckedShape: needs.weight ? weight.shape : [0], values: dW))
+    }
+}

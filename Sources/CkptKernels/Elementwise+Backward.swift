@@ -1,0 +1,64 @@
+// N images, C channels, H rows, W columns (NCHW).
+
+extension Elementwise {
+    /// `dInput` of ReLU from its output: `dy` where `y > 0`, else 0 (torch's `threshold_backward`).
+    /// - Throws: `KernelError.shapeMismatch` when the shapes differ.
+    public static func reluBackward(_ dOutput: consuming DenseTensor, output: DenseTensor) throws -> DenseTensor {
+        guard dOutput.shape == output.shape else {
+            throw KernelError.shapeMismatch(operation: "relu backward", operand: "output gradient", expected: "\(output.shape)", got: dOutput.shape)
+        }
+        var dx = consume dOutput
+        dx.values.withUnsafeMutableBufferPointer { d in
+            output.values.withUnsafeBufferPointer { y in
+                guard let dp = d.baseAddress, let yp = y.baseAddress else { return }
+                let box = UncheckedSendable((dp, yp))
+                let count = d.count, slice = 1 << 16
+                parallelFor((count + slice - 1) / slice) { part in
+                    let (dp, yp) = box.value
+                    for i in part * slice ..< min(count, (part + 1) * slice) where !(yp[i] > 0) { dp[i] = 0 }
+                }
+            }
+        }
+        return dx
+    }
+
+    /// `x · mask` where the mask holds 0 or `1/(1 − p)` per element: dropout's forward and, with the
+    /// same mask, its backward. - Throws: `KernelError.shapeMismatch` when the counts differ.
+    public static func multiply(_ input: consuming DenseTensor, mask: [Float]) throws -> DenseTensor {
+        guard input.count == mask.count else {
+            throw KernelError.shapeMismatch(operation: "dropout", operand: "mask", expected: "\(input.count) elements", got: [mask.count])
+        }
+        var out = consume input
+        out.values.withUnsafeMutableBufferPointer { o in
+            mask.withUnsafeBufferPointer { m in
+                for i in 0 ..< o.count { o[i] *= m[i] }
+            }
+        }
+        return out
+    }
+
+    /// The inverse of `concatenateChannels`: `dOutput` cut along channels into parts of the given
+    /// channel counts. - Throws: `KernelError.shapeMismatch` when the counts do not add up.
+    public static func splitChannels(_ dOutput: DenseTensor, counts: [Int]) throws -> [DenseTensor] {
+        guard dOutput.rank >= 2, counts.reduce(0, +) == dOutput.shape[1] else {
+            throw KernelError.shapeMismatch(operation: "cat backward", operand: "output gradient",
+                                            expected: "\(counts.reduce(0, +)) channels", got: dOutput.shape)
+        }
+        let n = dOutput.shape[0], total = dOutput.shape[1]
+        let inner = dOutput.shape.dropFirst(2).reduce(1, *)
+        var parts: [DenseTensor] = []
+        var offset = 0
+        for k in counts {
+            var v = [Float].uninitialized(n * k * inner)
+            for img in 0 ..< n {
+                let src = (img * total + offset) * inner
+                for i in 0 ..< k * inner { v[img * k * inner + i] = dOutput.values[src + i] }
+            }
+            var shape = dOutput.shape
+            shape[1] = k
+            parts.append(DenseTensor(uncheckedShape: shape, values: v))
+            offset += k
+        }
+        return parts
+    }
+}
