@@ -220,9 +220,10 @@ extension Convolution {
                         scratch.withUnsafeMutableBufferPointer { sb in
                             guard let x = xb.baseAddress, let dy = dyb.baseAddress, let wt = wb.baseAddress,
                                   let s = sb.baseAddress else { return }
-                            let dx = dxb.baseAddress
+                            // an empty array's buffer may still have an address: go by the needs
+                            let dx = needs.input ? dxb.baseAddress : nil
                             let dwPointers: [UnsafeMutablePointer<Float>?] = (0 ..< lanes).map { l in
-                                dwb.baseAddress.map { $0 + l * weightCount }
+                                needs.weight ? dwb.baseAddress.map { $0 + l * weightCount } : nil
                             }
                             if lanes == 1 {
                                 laneJob(0, x, dy, wt, dx, dwPointers[0], s)
@@ -241,11 +242,13 @@ extension Convolution {
                 }
             }
         }
-        var dW: [Float] = []
-        if needs.weight {
-            dW = Array(dWs[0 ..< weightCount])
-            for l in 1 ..< lanes {
-                for i in 0 ..< weightCount { dW[i] += dWs[l * weightCount + i] }
+        var dW = [Float](repeating: 0, count: needs.weight ? weightCount : 0)
+        dW.withUnsafeMutableBufferPointer { d in
+            dWs.withUnsafeBufferPointer { s in
+                guard let dp = d.baseAddress, let sp = s.baseAddress else { return }
+                for l in 0 ..< lanes {
+                    for i in 0 ..< weightCount { dp[i] += sp[l * weightCount + i] }
+                }
             }
         }
         return (DenseTensor(uncheckedShape: needs.input ? input.shape : [0], values: dX),

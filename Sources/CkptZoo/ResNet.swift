@@ -106,7 +106,7 @@ public final class ResNet: Module {
         var g = try runBackward(fc, named: "fc", dOutput, context: context)
         g = try unflattenGradient(g, context: context)
         g = try runBackward(avgpool, named: "avgpool", g, context: context)
-        for (i, s) in stages.enumerated().reversed() { g = try runBackward(s, named: "layer\(i + 1)", g, context: context) }
+        for i in stages.indices.reversed() { g = try runBackward(stages[i], named: "layer\(i + 1)", g, context: context) }
         g = try runBackward(maxpool, named: "maxpool", g, context: context)
         return try backwardConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), g, context: context)
     }

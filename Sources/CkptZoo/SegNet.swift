@@ -93,16 +93,16 @@ public final class SegNet: Module {
     public override func backward(inputs dOutput: DenseTensor?, context: ForwardContext) throws -> [DenseTensor?] {
         var g = dOutput
         var skipGradients = [DenseTensor?](repeating: nil, count: 4)
-        for (i, d) in decoders.enumerated().reversed() {
-            g = try runBackward(d, named: "dec\(4 - i)", g, context: context)
+        for i in decoders.indices.reversed() {
+            g = try runBackward(decoders[i], named: "dec\(4 - i)", g, context: context)
             let parts = try splitGradient(g, context: context)
             skipGradients[3 - i] = parts[0]
             g = parts[1]
         }
         g = try runBackward(dec5, named: "dec5", g, context: context)
-        for (i, e) in encoders.enumerated().reversed() {
+        for i in encoders.indices.reversed() {
             if i < 4 { g = try sumGradients(g, skipGradients[i], context: context) }
-            g = try runBackward(e, named: "enc\(i + 1)", g, context: context)
+            g = try runBackward(encoders[i], named: "enc\(i + 1)", g, context: context)
         }
         g = try runBackward(input, named: "input", g, context: context)
         return try splitGradient(g, context: context)

@@ -1,0 +1,95 @@
+import CkptKernels
+import CkptNN
+import CkptTensor
+import CkptZoo
+import Foundation
+import XCTest
+@testable import CkptTrain
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// Readers for fixtures/train/models.json (written by fixtures/train/generate_models.py from torch)
+/// and the formulas it documents: weights, inputs, targets, dropout masks.
+enum TrainingGoldens {
+    static func url(_ name: String) -> URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("fixtures/train/\(name)")
+    }
+
+    static func json(_ name: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: url(name))
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    /// The case named `name` of models.json.
+    static func modelCase(_ name: String) throws -> [String: Any] {
+        let root = try json("models.json")
+        let cases = try XCTUnwrap(root["cases"] as? [[String: Any]])
+        return try XCTUnwrap(cases.first { $0["name"] as? String == name }, "no case \(name) in models.json")
+    }
+
+    /// Forward argument `a`: element i is `sin(0.7·i + 0.3 + a)`.
+    static func input(_ shape: [Int], argument a: Int) throws -> DenseTensor {
+        let n = shape.reduce(1, *)
+        return try DenseTensor(shape: shape, values: (0 ..< n).map { Float(sin(0.7 * Double($0) + 0.3 + Double(a))) })
+    }
+
+    /// Target j is `(7j + 3) mod classes`.
+    static func targets(count: Int, classes: Int) -> [Int] {
+        (0 ..< count).map { (7 * $0 + 3) % classes }
+    }
+
+    /// The d-th dropout call of step t keeps element i iff `(31i + 17d + 7t) mod 10 < 5`, scaled by 2.
+    static func dropoutMask(step t: Int) -> (String, Int, Int) -> [Float] {
+        { _, d, count in (0 ..< count).map { i in (31 * i + 17 * d + 7 * t) % 10 < 5 ? 2 : 0 } }
+    }
+
+    /// A golden tensor: shape, sum, max|x|, and every value or the values at `(j·1000003) mod n`.
+    struct Summary {
+        var shape: [Int]
+        var sum: Double
+        var absMax: Double
+        var values: [Float]?
+        var samples: [Float]?
+
+        init(_ any: Any?) throws {
+            let d = try XCTUnwrap(any as? [String: Any])
+            shape = try XCTUnwrap(d["shape"] as? [Int])
+            sum = try XCTUnwrap((d["sum"] as? NSNumber)?.doubleValue)
+            absMax = try XCTUnwrap((d["abs_max"] as? NSNumber)?.doubleValue)
+            values = (d["values"] as? [NSNumber])?.map { $0.floatValue }
+            samples = (d["samples"] as? [NSNumber])?.map { $0.floatValue }
+        }
+
+        /// Fails unless every stored value is within `rtol·max|x| + atol` (and the shape matches);
+        /// returns the largest difference relative to max|x|.
+        @discardableResult
+        func check(_ t: DenseTensor, rtol: Double = 1e-4, atol: Double = 1e-7, _ what: String,
+                   file: StaticString = #filePath, line: UInt = #line) -> Double {
+            XCTAssertEqual(t.shape, shape, "\(what): shape", file: file, line: line)
+            guard t.shape == shape else { return .infinity }
+            let n = t.count
+            var pairs: [(Float, Float)] = []
+            if let values {
+                pairs = zip(t.values, values).map { ($0, $1) }
+            } else if let samples {
+                pairs = samples.enumerated().map { j, v in (t.values[(j * 1_000_003) % n], v) }
+            }
+            let bound = rtol * absMax + atol
+            var worst = 0.0
+            for (k, (a, b)) in pairs.enumerated() {
+                let d = abs(Double(a) - Double(b))
+                worst = max(worst, d)
+                if !(d <= bound) {
+                    XCTFail("\(what): element \(k): \(a) vs torch \(b) (|Δ| \(d) > \(bound))", file: file, line: line)
+                    break
+                }
+            }
+            let total = t.values.reduce(0.0) { $0 + Double($1) }
+            // the sum of n values: allow each its share of the tolerance
+            XCTAssertEqual(total, sum, accuracy: bound * Double(max(n, 1)).squareRoot() * 4 + 1e-6,
+                           "\(what): sum", file: file, line: line)
+            return absMax > 0 ? worst / absMax : worst
+        }
+    }
+}
