@@ -69,6 +69,7 @@ bench: build
 	python3 bench/bench_io.py --ckpt $(CKPT)
 	python3 bench/bench_forward.py --ckpt $(CKPT)
 	python3 bench/bench_transplant.py --ckpt $(CKPT)
+	python3 bench/bench_train.py --ckpt $(CKPT)
 
 # libFuzzer over the readers (Swift's -sanitize=fuzzer,address), seeded by the committed corpus.
 fuzz-build: deps

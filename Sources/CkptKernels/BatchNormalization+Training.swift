@@ -32,7 +32,7 @@ extension BatchNormalization {
         let plane = input.shape.dropFirst(2).reduce(1, *)
         let m = n * plane
         guard m > 1 else {
-            throw KernelError.invalidArgument(operation: op, message: "expected more than 1 value per channel when training, got input size \(input.shape)")
+            throw KernelError.invalidArgument(operation: op, message: "expected more than 1 value per channel when training, got input size \(input.shape) (torch refuses it too: train on batches of 2 or more)")
         }
         var mean = [Float](repeating: 0, count: c)
         var invstd = [Float](repeating: 0, count: c)

@@ -24,8 +24,8 @@ enum TrainingGoldens {
     /// The case named `name` of models.json.
     static func modelCase(_ name: String) throws -> [String: Any] {
         let root = try json("models.json")
-        let cases = try XCTUnwrap(root["cases"] as? [[String: Any]])
-        return try XCTUnwrap(cases.first { $0["name"] as? String == name }, "no case \(name) in models.json")
+        let cases = try XCTUnwrap(root["cases"] as? [String: Any])
+        return try XCTUnwrap(cases[name] as? [String: Any], "no case \(name) in models.json")
     }
 
     /// Forward argument `a`: element i is `sin(0.7·i + 0.3 + a)`.

@@ -1,0 +1,80 @@
+import CkptKernels
+import CkptNN
+import CkptTensor
+import CkptZoo
+import Foundation
+import XCTest
+@testable import CkptTrain
+
+// N images, C channels, H rows, W columns (NCHW).
+
+/// One training step against torch (fixtures/train/models.json): the loss, the output, every
+/// trainable parameter's gradient and every batch-norm buffer after the step, each within 1e-4 of
+/// the tensor's largest magnitude; frozen prefixes get no gradient and keep their statistics.
+final class TrainingGoldenTests: XCTestCase {
+    /// The case's model with formula weights, its selection applied, in training mode.
+    static func prepare(_ golden: [String: Any]) throws -> (Module, [DenseTensor], [Int]) {
+        let name = try XCTUnwrap(golden["model"] as? String)
+        let classes = try XCTUnwrap(golden["num_classes"] as? Int)
+        let model = try Zoo.make(name, numClasses: classes, seed: 0, initialize: false)
+        _ = try model.load(stateDict: try TransplantProofTests.formula(model.parameterSpecs()))
+        let trainable = try XCTUnwrap(golden["trainable"] as? [String])
+        let allKeys = model.namedParameters().filter { $0.parameter.role == .parameter }.map(\.key)
+        try (Set(trainable) == Set(allKeys) ? TrainableSelection.all : .only(trainable)).apply(to: model)
+        model.setTraining(true)
+        let shapes = try XCTUnwrap(golden["input_shapes"] as? [[Int]])
+        let inputs = try shapes.enumerated().map { try TrainingGoldens.input($1, argument: $0) }
+        let count = shapes[0].count == 4 && name == "segnet" ? shapes[0][0] * shapes[0][2] * shapes[0][3] : shapes[0][0]
+        return (model, inputs, TrainingGoldens.targets(count: count, classes: classes))
+    }
+
+    func checkOneStep(_ caseName: String, inputGradients: Bool = false) throws {
+        let golden = try TrainingGoldens.modelCase(caseName)
+        let (model, inputs, targets) = try Self.prepare(golden)
+        let frozenBefore = model.namedParameters().filter { !$0.parameter.requiresGrad }.map { ($0.key, $0.parameter.value) }
+        let context = ForwardContext(recording: true, inputNeedsGradient: inputGradients)
+        context.dropoutMask = TrainingGoldens.dropoutMask(step: 0)
+        let y = try model.forward(inputs: inputs, context: context)
+        let (loss, dy) = try CrossEntropy().forwardBackward(y, targets: targets)
+        let dx = try model.backward(inputs: dy, context: context)
+        XCTAssertEqual(context.tapeCount, 0)
+        XCTAssertEqual(Double(loss.values[0]), try XCTUnwrap(golden["loss"] as? Double), accuracy: 1e-4 * max(1, abs(Double(loss.values[0]))),
+                       "\(caseName): loss")
+        try TrainingGoldens.Summary(golden["output"]).check(y, "\(caseName): output")
+        let params = Dictionary(model.namedParameters().map { ($0.key, $0.parameter) }, uniquingKeysWith: { a, _ in a })
+        let gradients = try XCTUnwrap(golden["gradients"] as? [String: Any])
+        var worst = (0.0, "")
+        for (key, summary) in gradients {
+            let p = try XCTUnwrap(params[key], key)
+            let g = try XCTUnwrap(p.gradient, "\(caseName): \(key) has no gradient")
+            let e = try TrainingGoldens.Summary(summary).check(g, "\(caseName): gradient of \(key)")
+            if e > worst.0 { worst = (e, key) }
+        }
+        XCTAssertEqual(gradients.count, params.values.filter(\.requiresGrad).count == 0 ? 0 : gradients.count)
+        for (key, p) in params where p.role == .parameter && gradients[key] == nil {
+            XCTAssertNil(p.gradient, "\(caseName): \(key) is frozen but got a gradient")
+        }
+        let buffers = try XCTUnwrap(golden["buffers"] as? [String: Any])
+        for (key, summary) in buffers {
+            try TrainingGoldens.Summary(summary).check(try XCTUnwrap(params[key], key).value, "\(caseName): buffer \(key)")
+        }
+        for (key, before) in frozenBefore where params[key]?.role == .parameter {
+            XCTAssertEqual(params[key]?.value, before, "\(caseName): frozen \(key) changed")
+        }
+        if inputGradients {
+            let expected = try XCTUnwrap(golden["input_gradients"] as? [Any])
+            XCTAssertEqual(dx.count, expected.count)
+            for (i, e) in expected.enumerated() {
+                try TrainingGoldens.Summary(e).check(try XCTUnwrap(dx[i]), "\(caseName): input gradient \(i)")
+            }
+        }
+        print("\(caseName): worst gradient difference \(worst.0) of max |g| (\(worst.1))")
+    }
+
+    func testSmallCNNStepEqualsTorch() throws { try checkOneStep("smallcnn") }
+    func testResNet18StepEqualsTorch() throws { try checkOneStep("resnet18", inputGradients: true) }
+    func testVGG11BNStepWithDropoutEqualsTorch() throws { try checkOneStep("vgg11_bn") }
+    func testSegNetStepWithSharedLayersEqualsTorch() throws { try checkOneStep("segnet", inputGradients: true) }
+    func testResNet18HeadOnlyStepEqualsTorch() throws { try checkOneStep("resnet18_head") }
+    func testResNet18Layer4StepEqualsTorch() throws { try checkOneStep("resnet18_layer4") }
+}
