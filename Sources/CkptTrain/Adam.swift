@@ -57,9 +57,10 @@ struct AdamRule {
     }
 
     /// One step over every parameter of `groups` that has a gradient.
-    /// - Throws: `OptimizerError.invalidHyperParameter`; nothing changes then.
+    /// - Throws: `OptimizerError.invalidHyperParameter` / `.stateMismatch`; nothing changes then.
     mutating func step(_ groups: [ParameterGroup]) throws {
         for (i, g) in groups.enumerated() { try validate(g, index: i, atStep: true) }
+        try checkStepShapes(groups, states: states, optimizer: name) { $0.expAvg.count }
         for group in groups {
             for entry in group.parameters {
                 guard let gradient = entry.parameter.gradient else { continue }
@@ -209,7 +210,8 @@ public final class Adam: Optimizer {
 
     /// One step over every parameter that has a gradient. Counterpart: `optimizer.step()`.
     /// - Throws: `OptimizerError.invalidHyperParameter` when a group was given invalid values
-    ///   after construction; no parameter is changed then.
+    ///   after construction, `.stateMismatch` when a parameter's value no longer has the shape of
+    ///   its gradient or moments; no parameter is changed then.
     public func step() throws { try rule.step(groups) }
 
     /// The state in torch's layout (`step` a 0-dim float32 tensor, `exp_avg`, `exp_avg_sq`; group
@@ -254,7 +256,8 @@ public final class AdamW: Optimizer {
 
     /// One step over every parameter that has a gradient. Counterpart: `optimizer.step()`.
     /// - Throws: `OptimizerError.invalidHyperParameter` when a group was given invalid values
-    ///   after construction; no parameter is changed then.
+    ///   after construction, `.stateMismatch` when a parameter's value no longer has the shape of
+    ///   its gradient or moments; no parameter is changed then.
     public func step() throws { try rule.step(groups) }
 
     /// The state in torch's layout, as `Adam.stateDict()` with `decoupled_weight_decay=True`.

@@ -70,6 +70,10 @@ public protocol Optimizer: AnyObject {
     ///   (a negative or NaN learning rate set after construction).
     func step() throws
 
+    /// Forgets every gradient of every group's parameters, setting them to none.
+    /// Counterpart: `optimizer.zero_grad()` (`set_to_none=True`, torch's default).
+    func zeroGradients()
+
     /// The state in torch's `optimizer.state_dict()` layout: `{'state': {index: {...}},
     /// 'param_groups': [{hyper-parameters…, 'params': [indices]}]}`, parameters numbered across
     /// groups from 0. Counterpart: `optimizer.state_dict()`.
@@ -132,6 +136,29 @@ struct ParameterStates<State> {
         entries = newEntries
         positions = [:]
         for (i, e) in newEntries.enumerated() { positions[ObjectIdentifier(e.parameter)] = i }
+    }
+}
+
+/// Checks, before a step changes anything, that every gradient and every state buffer still has
+/// its parameter's element count (a parameter whose value was replaced by another shape would
+/// otherwise be read out of bounds).
+/// - Throws: `OptimizerError.stateMismatch` naming the parameter and both counts.
+func checkStepShapes<State>(_ groups: [ParameterGroup], states: ParameterStates<State>, optimizer: String,
+                            stateCount: (State) -> Int) throws {
+    for (g, group) in groups.enumerated() {
+        for entry in group.parameters {
+            guard let gradient = entry.parameter.gradient else { continue }
+            let n = entry.parameter.value.count
+            let context = "\(optimizer) group \(g)"
+            if gradient.count != n {
+                throw OptimizerError(.stateMismatch, context,
+                                     "'\(entry.key)': gradient has shape \(gradient.shape), the parameter has shape \(entry.parameter.value.shape)")
+            }
+            if let s = states[entry.parameter], stateCount(s) != n {
+                throw OptimizerError(.stateMismatch, context,
+                                     "'\(entry.key)': its state holds \(stateCount(s)) values, the parameter has \(n) (was the parameter replaced?)")
+            }
+        }
     }
 }
 

@@ -68,9 +68,11 @@ public final class SGD: Optimizer {
 
     /// One step over every parameter that has a gradient. Counterpart: `optimizer.step()`.
     /// - Throws: `OptimizerError.invalidHyperParameter` when a group was given invalid values
-    ///   after construction; no parameter is changed then.
+    ///   after construction, `.stateMismatch` when a parameter's value no longer has the shape of
+    ///   its gradient or momentum buffer; no parameter is changed then.
     public func step() throws {
         for (i, g) in groups.enumerated() { try SGD.validate(g, index: i, atStep: true) }
+        try checkStepShapes(groups, states: buffers, optimizer: "sgd") { $0.count }
         for group in groups {
             for entry in group.parameters {
                 guard let gradient = entry.parameter.gradient else { continue }

@@ -117,6 +117,24 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// A parameter given another shape after its state was made is refused before anything moves.
+    func testReplacedParameterShapeIsRefusedAtTheStep() throws {
+        let p = Parameter(DenseTensor(shape: [3], repeating: 1))
+        for opt in [try SGD(parameters: [("w", p)], learningRate: 0.1, momentum: 0.9) as any Optimizer,
+                    try AdamW(parameters: [("w", p)])] {
+            p.value = DenseTensor(shape: [3], repeating: 1)
+            try p.setGradient(DenseTensor(shape: [3], repeating: 1))
+            try opt.step()
+            p.value = DenseTensor(shape: [4], repeating: 1)
+            try p.setGradient(DenseTensor(shape: [4], repeating: 1))
+            let name = opt is SGD ? "sgd" : "adamw"
+            XCTAssertThrowsError(try opt.step()) {
+                XCTAssertEqual("\($0)", "\(name) group 0: 'w': its state holds 3 values, the parameter has 4 (was the parameter replaced?)")
+            }
+            XCTAssertEqual(p.value.values, [1, 1, 1, 1])
+        }
+    }
+
     func testInvalidHyperParametersAreRefusedWithOneLine() throws {
         let p = [("w", Parameter(DenseTensor(shape: [3], repeating: 1)))]
         func message(_ make: () throws -> Any) -> String {
