@@ -245,7 +245,7 @@ extension Convolution {
         var dW = [Float](repeating: 0, count: needs.weight ? weightCount : 0)
         dW.withUnsafeMutableBufferPointer { d in
             dWs.withUnsafeBufferPointer { s in
-                guard let dp = d.baseAddress, let sp = s.baseAddress else { return }
+                guard needs.weight, let dp = d.baseAddress, let sp = s.baseAddress else { return }
                 for l in 0 ..< lanes {
                     for i in 0 ..< weightCount { dp[i] += sp[l * weightCount + i] }
                 }
