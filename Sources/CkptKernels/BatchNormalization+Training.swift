@@ -126,7 +126,8 @@ extension BatchNormalization {
                         dBeta.withUnsafeMutableBufferPointer { dbb in
                             guard let gy = gb.baseAddress, let xh = nb.baseAddress, let dg = dgb.baseAddress,
                                   let db = dbb.baseAddress else { return }
-                            let box = UncheckedSendable((gy, xh, xb.baseAddress, dg, db))
+                            // an empty array's baseAddress is not nil: without the need, no dx pointer
+                            let box = UncheckedSendable((gy, xh, needs.input ? xb.baseAddress : nil, dg, db))
                             parallelFor(c, minimumWork: 2) { ch in
                                 let (gy, xh, dxp, dg, db) = box.value
                                 var sg = 0.0, sb = 0.0

@@ -220,9 +220,11 @@ extension Convolution {
                         scratch.withUnsafeMutableBufferPointer { sb in
                             guard let x = xb.baseAddress, let dy = dyb.baseAddress, let wt = wb.baseAddress,
                                   let s = sb.baseAddress else { return }
-                            let dx = dxb.baseAddress
+                            // an empty array's baseAddress is not nil (it points at the shared empty
+                            // storage): what is not needed must be nil here, or it is written there
+                            let dx = needs.input ? dxb.baseAddress : nil
                             let dwPointers: [UnsafeMutablePointer<Float>?] = (0 ..< lanes).map { l in
-                                dwb.baseAddress.map { $0 + l * weightCount }
+                                needs.weight ? dwb.baseAddress.map { $0 + l * weightCount } : nil
                             }
                             if lanes == 1 {
                                 laneJob(0, x, dy, wt, dx, dwPointers[0], s)

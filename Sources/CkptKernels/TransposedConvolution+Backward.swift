@@ -41,12 +41,13 @@ extension TransposedConvolution {
                                         Im2col.unfold(input: gyg, channels: coutG, height: oh, width: ow, geometry: g,
                                                       outputHeight: h, outputWidth: w, into: col)
                                         let wg = wt + grp * cinG * kdim
-                                        if let dxp = dxb.baseAddress {
+                                        // an empty array's baseAddress is not nil: test the need itself
+                                        if needs.input, let dxp = dxb.baseAddress {
                                             // dX_g[cinG × HW] = W_g[cinG × kdim] · dcol[kdim × HW]
                                             Gemm.multiply(m: cinG, n: inPlane, k: kdim, a: wg, lda: kdim, b: col, ldb: inPlane,
                                                           c: dxp + (img * c + grp * cinG) * inPlane, ldc: inPlane)
                                         }
-                                        if let dwp = dwb.baseAddress {
+                                        if needs.weight, let dwp = dwb.baseAddress {
                                             // dW_g[cinG × kdim] += X_g[cinG × HW] · dcolᵀ[HW × kdim]
                                             Gemm.multiply(transposeB: true, m: cinG, n: kdim, k: inPlane,
                                                           a: x + (img * c + grp * cinG) * inPlane, lda: inPlane,
