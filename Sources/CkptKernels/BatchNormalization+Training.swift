@@ -126,6 +126,7 @@ extension BatchNormalization {
                         dBeta.withUnsafeMutableBufferPointer { dbb in
                             guard let gy = gb.baseAddress, let xh = nb.baseAddress, let dg = dgb.baseAddress,
                                   let db = dbb.baseAddress else { return }
+                            // an empty array's baseAddress is not nil: without the need, no dx pointer
                             let box = UncheckedSendable((gy, xh, needs.input ? xb.baseAddress : nil, dg, db))
                             parallelFor(c, minimumWork: 2) { ch in
                                 let (gy, xh, dxp, dg, db) = box.value

@@ -220,7 +220,8 @@ extension Convolution {
                         scratch.withUnsafeMutableBufferPointer { sb in
                             guard let x = xb.baseAddress, let dy = dyb.baseAddress, let wt = wb.baseAddress,
                                   let s = sb.baseAddress else { return }
-                            // an empty array's buffer may still have an address: go by the needs
+                            // an empty array's baseAddress is not nil (it points at the shared empty
+                            // storage): what is not needed must be nil here, or it is written there
                             let dx = needs.input ? dxb.baseAddress : nil
                             let dwPointers: [UnsafeMutablePointer<Float>?] = (0 ..< lanes).map { l in
                                 needs.weight ? dwb.baseAddress.map { $0 + l * weightCount } : nil

@@ -1,7 +1,8 @@
 // N images, C channels, H rows, W columns (NCHW).
 
 extension Elementwise {
-    /// `dInput` of ReLU from its output: `dy` where `y > 0`, else 0 (torch's `threshold_backward`).
+    /// `dInput` of ReLU from its output: 0 where `y ≤ 0`, else `dy`, so a NaN output passes `dy`
+    /// on (torch's `threshold_backward`: `y <= 0 ? 0 : dy`).
     /// - Throws: `KernelError.shapeMismatch` when the shapes differ.
     public static func reluBackward(_ dOutput: consuming DenseTensor, output: DenseTensor) throws -> DenseTensor {
         guard dOutput.shape == output.shape else {
@@ -15,7 +16,7 @@ extension Elementwise {
                 let count = d.count, slice = 1 << 16
                 parallelFor((count + slice - 1) / slice) { part in
                     let (dp, yp) = box.value
-                    for i in part * slice ..< min(count, (part + 1) * slice) where !(yp[i] > 0) { dp[i] = 0 }
+                    for i in part * slice ..< min(count, (part + 1) * slice) where yp[i] <= 0 { dp[i] = 0 }
                 }
             }
         }

@@ -2,8 +2,9 @@
 
 extension Pooling {
     /// `max_pool2d_with_indices(x)`: the output and, per output element, the flat index within its
-    /// input plane of the element that won (the first largest in scan order, NaN winning), which is
-    /// all the backward needs. PyTorch counterpart: `torch.nn.functional.max_pool2d(return_indices=True)`.
+    /// input plane of the element that won (the first largest in scan order; a NaN wins, the last
+    /// one when there are several, as ATen's `val > maxval || isnan(val)` scan), which is all the
+    /// backward needs. PyTorch counterpart: `torch.nn.functional.max_pool2d(return_indices=True)`.
     /// - Throws: `KernelError` when the input is not NCHW or the geometry is invalid.
     public static func maxForwardWithIndices(_ input: DenseTensor, geometry g: PoolGeometry) throws -> (output: DenseTensor, indices: [Int32]) {
         let op = "max_pool2d"
@@ -36,14 +37,14 @@ extension Pooling {
                                 var m = -Float.infinity
                                 var best = (y0 + k0 * d) * w + x0 + j0 * d
                                 var ki = k0
-                                scan: while ki < k1 {
+                                while ki < k1 {
                                     let rowStart = (y0 + ki * d) * w + x0
                                     for kj in j0 ..< j1 {
                                         let v = src[rowStart + kj * d]
+                                        // no early exit at a NaN: a later NaN takes the index, as in ATen
                                         if v > m || v.isNaN {
                                             m = v
                                             best = rowStart + kj * d
-                                            if v.isNaN { break scan }
                                         }
                                     }
                                     ki += 1

@@ -41,6 +41,7 @@ extension TransposedConvolution {
                                         Im2col.unfold(input: gyg, channels: coutG, height: oh, width: ow, geometry: g,
                                                       outputHeight: h, outputWidth: w, into: col)
                                         let wg = wt + grp * cinG * kdim
+                                        // an empty array's baseAddress is not nil: test the need itself
                                         if needs.input, let dxp = dxb.baseAddress {
                                             // dX_g[cinG × HW] = W_g[cinG × kdim] · dcol[kdim × HW]
                                             Gemm.multiply(m: cinG, n: inPlane, k: kdim, a: wg, lda: kdim, b: col, ldb: inPlane,
