@@ -16,6 +16,14 @@ struct BenchKernelTmp: ParsableCommand {
         let y = try Convolution.forward(x, weight: w, bias: nil, geometry: g)
         let dy = Initialization.uniform(y.shape, bound: 1, using: &rng)
         let macs = Double(y.count) * Double(cin * k * k)
+        if k == 3 {
+            var bt = 1e9
+            for _ in 0 ..< 3 { let t = Date(); _ = try Winograd4x4.transform(weight: w); bt = min(bt, Date().timeIntervalSince(t)) }
+            var bw = 1e9
+            let u = try Winograd4x4.transform(weight: w)
+            for _ in 0 ..< 3 { let t = Date(); _ = try Winograd4x4.forward(x, weights: u, bias: nil, geometry: g, epilogue: .none); bw = min(bw, Date().timeIntervalSince(t)) }
+            print(String(format: "winograd transform %.1f ms, winograd forward %.1f ms", bt * 1000, bw * 1000))
+        }
         for (label, needs) in [("fwd", GradientNeeds(input: false, weight: false, bias: false)),
                                ("dW", GradientNeeds(input: false, weight: true, bias: false)),
                                ("dX", GradientNeeds(input: true, weight: false, bias: false))] {

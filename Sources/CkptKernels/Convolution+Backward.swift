@@ -60,7 +60,12 @@ extension Convolution {
         if flippedInput {
             result.dInput = try inputGradientByConvolution(dOutput, weight: weight, geometry: g, height: h, width: w)
         }
-        let unfoldNeeds = GradientNeeds(input: needs.input && !flippedInput, weight: needs.weight, bias: false)
+        // the weight gradient on the microkernel, in chunks of pixels that span images when planes are small
+        let packedWeight = needs.weight && Microkernel.isEnabled
+        if packedWeight {
+            result.dWeight = weightGradientPacked(dOutput, input: input, geometry: g, sizes: (n, c, h, w), outputSize: (oh, ow))
+        }
+        let unfoldNeeds = GradientNeeds(input: needs.input && !flippedInput, weight: needs.weight && !packedWeight, bias: false)
         if unfoldNeeds.input || unfoldNeeds.weight {
             let (dX, dW) = unfoldedBackward(dOutput, input: input, weight: weight, geometry: g, needs: unfoldNeeds,
                                             sizes: (n, c, h, w), outputSize: (oh, ow))
@@ -115,7 +120,7 @@ extension Convolution {
             stride: (1, 1), padding: (kh - 1 - g.padding.height, kw - 1 - g.padding.width), dilation: (1, 1), groups: groups)
         let weightT = DenseTensor(uncheckedShape: transposed.convolutionWeightShape, values: flipped)
         var y: DenseTensor
-        if Winograd4x4.isFaster(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
+        if Winograd4x4.paysForTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
             y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.transform(weight: weightT), bias: nil,
                                         geometry: transposed, epilogue: .none)
         } else {
@@ -254,5 +259,90 @@ extension Convolution {
         }
         return (DenseTensor(uncheckedShape: needs.input ? input.shape : [0], values: dX),
                 DenseTensor(uncheckedShape: needs.weight ? weight.shape : [0], values: dW))
+    }
+
+    /// `dWeight` on the microkernel: per chunk of output pixels and group,
+    /// `dW_gᵀ[kdim × C_out/g] = unfold(x)[kdim × P] · dYᵀ[P × C_out/g]` with the unfolded input
+    /// packed as the kernel's `A` (it is reused across every output channel), then added into the
+    /// lane's `dW`. A chunk is several whole images when planes are small (layer4's 7×7: a product
+    /// as deep as one image's 49 pixels would be all overhead), else a band of one image's rows.
+    /// Chunks are dealt to the cores, each with its own `dW`, summed at the end.
+    static func weightGradientPacked(_ dOutput: DenseTensor, input: DenseTensor, geometry g: Conv2dGeometry,
+                                     sizes: (n: Int, c: Int, h: Int, w: Int), outputSize: (Int, Int)) -> DenseTensor {
+        let (n, c, h, w) = sizes
+        let (oh, ow) = outputSize
+        let groups = g.groups
+        let cinG = c / groups, coutG = g.outputChannels / groups
+        let kdim = cinG * g.kernelSize.height * g.kernelSize.width
+        let plane = oh * ow
+        let weightCount = g.outputChannels * kdim
+        // up to 8 MB of unfolded input per chunk, and at least one output row
+        let maxColumns = max(ow, 2 * columnBudget / max(kdim, 1))
+        let imagesPerChunk = plane <= maxColumns ? max(1, min(n, maxColumns / max(plane, 1))) : 1
+        let rowsPerChunk = plane <= maxColumns ? oh : max(1, maxColumns / max(ow, 1))
+        let bandsPerImage = (oh + rowsPerChunk - 1) / rowsPerChunk
+        let imageChunks = (n + imagesPerChunk - 1) / imagesPerChunk
+        let jobs = groups * imageChunks * bandsPerImage
+        let lanes = max(1, min(Gemm.threadCount, jobs))
+        let columns = imagesPerChunk * rowsPerChunk * ow
+        let laneFloats = (kdim * columns + columns * coutG + kdim * coutG + 15) / 16 * 16
+        var dWs = [Float](repeating: 0, count: lanes * weightCount)
+        var scratch = [Float].uninitialized(lanes * laneFloats)
+        input.values.withUnsafeBufferPointer { xb in
+            dOutput.values.withUnsafeBufferPointer { dyb in
+                dWs.withUnsafeMutableBufferPointer { dwb in
+                    scratch.withUnsafeMutableBufferPointer { sb in
+                        guard let x = xb.baseAddress, let dy = dyb.baseAddress, let dwAll = dwb.baseAddress,
+                              let s = sb.baseAddress else { return }
+                        let box = UncheckedSendable((x, dy, dwAll, s))
+                        parallelFor(lanes, minimumWork: 2) { lane in
+                            let (x, dy, dwAll, s) = box.value
+                            let col = s + lane * laneFloats
+                            let dyT = col + kdim * columns
+                            let product = dyT + columns * coutG
+                            let dw = dwAll + lane * weightCount
+                            var job = lane
+                            while job < jobs {
+                                defer { job += lanes }
+                                let band = job % bandsPerImage
+                                let chunk = (job / bandsPerImage) % imageChunks
+                                let grp = job / (bandsPerImage * imageChunks)
+                                let img0 = chunk * imagesPerChunk, img1 = min(n, img0 + imagesPerChunk)
+                                let y0 = band * rowsPerChunk, y1 = min(oh, y0 + rowsPerChunk)
+                                let part = (y1 - y0) * ow  // pixels per image in this chunk
+                                let width = (img1 - img0) * part
+                                for img in img0 ..< img1 {
+                                    let j = (img - img0) * part
+                                    let xg = x + (img * c + grp * cinG) * h * w
+                                    if g.isPointwise {
+                                        for r in 0 ..< kdim { (col + r * width + j).update(from: xg + r * plane + y0 * ow, count: part) }
+                                    } else {
+                                        Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g, outputHeight: oh,
+                                                      outputWidth: ow, rows: y0 ..< y1, rowStride: width, threaded: false, into: col + j)
+                                    }
+                                    let dyg = dy + (img * g.outputChannels + grp * coutG) * plane + y0 * ow
+                                    for o in 0 ..< coutG {
+                                        let src = dyg + o * plane
+                                        for p in 0 ..< part { dyT[(j + p) * coutG + o] = src[p] }
+                                    }
+                                }
+                                Microkernel.multiplyPackingA(col, m: kdim, k: width, lda: width, b: dyT, ldb: coutG, n: coutG,
+                                                             c: product, ldc: coutG)
+                                let dwg = dw + grp * coutG * kdim
+                                for r in 0 ..< kdim {
+                                    let prow = product + r * coutG
+                                    for o in 0 ..< coutG { dwg[o * kdim + r] += prow[o] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var dW = [Float](repeating: 0, count: weightCount)
+        for l in 0 ..< lanes {
+            for i in 0 ..< weightCount { dW[i] += dWs[l * weightCount + i] }
+        }
+        return DenseTensor(uncheckedShape: g.convolutionWeightShape, values: dW)
     }
 }

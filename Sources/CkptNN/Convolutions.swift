@@ -44,7 +44,10 @@ public final class Conv2d: Module {
     public override var typeName: String { "Conv2d" }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        let y = try compute(input, weight: weight.value, bias: bias?.value, key: [weight.version, bias?.version ?? -1], relu: false)
+        // a weight that trains changes every step: its Winograd transform serves this call only
+        let fresh = context.isRecording && weight.requiresGrad
+        let y = try compute(input, weight: weight.value, bias: bias?.value, key: [weight.version, bias?.version ?? -1], relu: false,
+                            freshWeight: fresh)
         if let flow = gradientFlow(context) {
             // dWeight needs the input; dInput needs only the weight
             save(!flow.output ? .nothing : weight.requiresGrad ? .tensor(input) : .shape(input.shape), flow: flow, context: context)
@@ -72,10 +75,13 @@ public final class Conv2d: Module {
     }
 
     /// Runs the chosen kernel; `key` identifies the weight so its Winograd transform is cached.
-    private func compute(_ input: DenseTensor, weight w: DenseTensor, bias b: DenseTensor?, key: [Int], relu: Bool) throws -> DenseTensor {
+    /// `freshWeight`: the weight is used for this call only (training), so a transform must pay for itself.
+    private func compute(_ input: DenseTensor, weight w: DenseTensor, bias b: DenseTensor?, key: [Int], relu: Bool,
+                         freshWeight: Bool = false) throws -> DenseTensor {
         let epilogue: Convolution.Epilogue = relu ? .relu : .none
         if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
-           Winograd4x4.isFaster(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3]) {
+           freshWeight ? Winograd4x4.paysForTransform(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3])
+                       : Winograd4x4.isFaster(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3]) {
             let u: Winograd4x4Weights
             if let c = winograd4x4Cache, c.key == key {
                 u = c.weights

@@ -28,10 +28,37 @@ enum TrainingGoldens {
         return try XCTUnwrap(cases[name] as? [String: Any], "no case \(name) in models.json")
     }
 
-    /// Forward argument `a`: element i is `sin(0.7·i + 0.3 + a)`.
+    /// `s(i, k) = 2·h/2³² − 1` with `h = (2654435761·(i+1) + 40503·(k+1)) mod 2³²`: the training
+    /// goldens' full-rank hash (the zoo's sin formula makes rank-2 weights that batch norm turns
+    /// into rounding noise).
+    static func hash(_ i: Int, _ k: Int) -> Double {
+        let h = (UInt64(2_654_435_761) &* UInt64(i + 1) &+ UInt64(40503) &* UInt64(k + 1)) & 0xFFFF_FFFF
+        return 2 * (Double(h) / 4_294_967_296) - 1
+    }
+
+    /// The training formula's state dict: entry k, element i, from `s(i, k)`.
+    static func formulaStateDict(_ specs: [ParameterSpec]) throws -> StateDict {
+        StateDict(try specs.enumerated().map { k, spec in
+            if spec.dtype == .int64 {
+                return (spec.key, try Tensor(dtype: .int64, shape: spec.shape, bytes: [UInt8](repeating: 0, count: 8 * spec.elementCount)))
+            }
+            let fan = spec.shape.count >= 2 ? spec.shape.dropFirst().reduce(1, *) : 1
+            let gain = (6 / Double(fan)).squareRoot()
+            let values = (0 ..< spec.elementCount).map { i -> Float in
+                let s = hash(i, k)
+                if spec.key.hasSuffix("running_var") { return Float(0.5 + 0.25 * (1 + s)) }
+                if spec.key.hasSuffix("running_mean") { return Float(0.1 * s) }
+                if spec.shape.count >= 2 { return Float(s * gain) }
+                return Float(spec.key.hasSuffix("weight") ? 1 + 0.2 * s : 0.1 * s)
+            }
+            return (spec.key, try Tensor(float32: values, shape: spec.shape))
+        })
+    }
+
+    /// Forward argument `a`: element i is `s(i, 1000 + a)`.
     static func input(_ shape: [Int], argument a: Int) throws -> DenseTensor {
         let n = shape.reduce(1, *)
-        return try DenseTensor(shape: shape, values: (0 ..< n).map { Float(sin(0.7 * Double($0) + 0.3 + Double(a))) })
+        return try DenseTensor(shape: shape, values: (0 ..< n).map { Float(hash($0, 1000 + a)) })
     }
 
     /// Target j is `(7j + 3) mod classes`.
