@@ -13,14 +13,16 @@ public struct BatchNormBatch: Sendable {
 }
 
 extension BatchNormalization {
-    /// `y = γ·(x − mean_B)/sqrt(var_B + eps) + β` with the batch's own statistics (training mode).
+    /// `y = γ·(x − mean_B)/sqrt(var_B + eps) + β` with the batch's own statistics (training mode),
+    /// optionally followed by ReLU in the same pass.
     ///
     /// Returns the output and what the backward needs; the caller updates the running statistics
     /// with `updateRunningStatistics`. PyTorch counterpart: `F.batch_norm(training=True)`.
     /// - Throws: `KernelError` when the parameters do not have `C` entries, or when a channel has a
     ///   single value (torch: "expected more than 1 value per channel when training").
     public static func trainingForward(_ input: DenseTensor, weight: DenseTensor, bias: DenseTensor,
-                                       epsilon: Float) throws -> (output: DenseTensor, batch: BatchNormBatch) {
+                                       epsilon: Float, epilogue: Convolution.Epilogue = .none) throws -> (output: DenseTensor, batch: BatchNormBatch) {
+        let relu = epilogue.isReLU
         let op = "batch_norm"
         guard input.rank >= 2 else {
             throw KernelError.shapeMismatch(operation: op, operand: "input", expected: "[N, C, ...]", got: input.shape)
@@ -78,7 +80,7 @@ extension BatchNormalization {
                                         for i in 0 ..< plane {
                                             let v = (x[base + i] - muF) * inv
                                             xh[base + i] = v
-                                            y[base + i] = v * gamma + beta
+                                            y[base + i] = relu ? max(v * gamma + beta, 0) : v * gamma + beta
                                         }
                                     }
                                 }

@@ -56,9 +56,18 @@ public final class BatchNorm2d: Module {
     public var usesBatchStatistics: Bool { isTraining && trainsOwnParameters }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        try forward(input, relu: nil, context: context)
+    }
+
+    /// `relu(bn(x))` in one pass when `relu` is given (the ReLU's tape entry pushed as its own
+    /// forward would have pushed it), else `bn(x)`.
+    /// - Throws: `KernelError` when the channel count does not match or a training batch has one value per channel.
+    public func forward(_ input: DenseTensor, relu: ReLU?, context: ForwardContext) throws -> DenseTensor {
         let flow = gradientFlow(context)
+        let y: DenseTensor
         if usesBatchStatistics {
-            let (y, batch) = try BatchNormalization.trainingForward(input, weight: weight.value, bias: bias.value, epsilon: epsilon)
+            let (out, batch) = try BatchNormalization.trainingForward(input, weight: weight.value, bias: bias.value, epsilon: epsilon,
+                                                                      epilogue: relu == nil ? .none : .relu)
             BatchNormalization.updateRunningStatistics(mean: &runningMean.value, variance: &runningVariance.value,
                                                        batch: batch, momentum: momentum)
             batchesTracked.value.values[0] += 1
@@ -66,20 +75,25 @@ public final class BatchNorm2d: Module {
                 save(flow.output ? .batchNorm(normalized: batch.normalized, inverseStandardDeviation: batch.inverseStandardDeviation,
                                               batchStatistics: true) : .nothing, flow: flow, context: context)
             }
-            return y
-        }
-        if let flow {
-            if flow.output {
-                // running statistics: x̂ only when γ trains (an eval-mode pass of a trainable norm)
-                let (normalized, invstd) = try BatchNormalization.evalNormalized(
-                    input, runningMean: runningMean.value, runningVariance: runningVariance.value, epsilon: epsilon)
-                save(.batchNorm(normalized: weight.requiresGrad ? normalized : nil, inverseStandardDeviation: invstd,
-                                batchStatistics: false), flow: flow, context: context)
-            } else {
-                save(.nothing, flow: flow, context: context)
+            y = out
+        } else {
+            if let flow {
+                if flow.output {
+                    // running statistics: x̂ only when γ trains (an eval-mode pass of a trainable norm)
+                    let (normalized, invstd) = try BatchNormalization.evalNormalized(
+                        input, runningMean: runningMean.value, runningVariance: runningVariance.value, epsilon: epsilon)
+                    save(.batchNorm(normalized: weight.requiresGrad ? normalized : nil, inverseStandardDeviation: invstd,
+                                    batchStatistics: false), flow: flow, context: context)
+                } else {
+                    save(.nothing, flow: flow, context: context)
+                }
             }
+            y = try forward(input, relu: relu != nil)
         }
-        return try forward(input, relu: false)
+        if let relu, let reluFlow = relu.gradientFlow(context) {
+            relu.save(reluFlow.output ? .tensor(y) : .nothing, flow: reluFlow, context: context)
+        }
+        return y
     }
 
     /// Adds `dγ`, `dβ` into trainable parameters and returns `dInput` when needed.

@@ -56,6 +56,14 @@ public final class ForwardContext {
         public var outputShape: [Int]
         /// Seconds spent.
         public var seconds: Double
+
+        /// An entry for work outside the layers (an optimizer step) that a caller times itself.
+        public init(path: String, typeName: String, outputShape: [Int], seconds: Double) {
+            self.path = path
+            self.typeName = typeName
+            self.outputShape = outputShape
+            self.seconds = seconds
+        }
     }
 
     /// Every timed call in order, when profiling.

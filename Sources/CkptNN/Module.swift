@@ -211,10 +211,27 @@ extension Module {
                 throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
             }
         }
-        var y = try run(conv, named: convName, input, context: context)
-        y = try run(bn, named: bnName, y, context: context)
-        if let r = relu { y = try run(r.module, named: r.name, y, context: context) }
-        return y
+        let y = try run(conv, named: convName, input, context: context)
+        guard let r = relu else { return try run(bn, named: bnName, y, context: context) }
+        return try runBatchNormReLU(bn, named: bnName, r.module, named: r.name, y, context: context)
+    }
+
+    /// `relu(bn(x))` for children named `bnName` and `reluName`, in one pass when nothing captures
+    /// or traces the batch norm's own output (training included: the ReLU's entry still goes on the tape).
+    /// - Throws: `NNError.layer` naming the batch norm.
+    public func runBatchNormReLU(_ bn: BatchNorm2d, named bnName: String, _ relu: ReLU, named reluName: String,
+                                 _ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        guard context.mayFuse([bnName, reluName]) else {
+            let y = try run(bn, named: bnName, input, context: context)
+            return try run(relu, named: reluName, y, context: context)
+        }
+        context.enter(bnName)
+        defer { context.leave() }
+        do {
+            return try context.timed("BatchNorm2d+ReLU") { try bn.forward(input, relu: relu, context: context) }
+        } catch let e as KernelError {
+            throw NNError.layer(path: context.currentPath, type: bn.typeName, underlying: e)
+        }
     }
 
     /// `relu(a + b)` where `relu` is the child `reluName` (ResNet's block tail), fused when allowed.

@@ -66,6 +66,11 @@ public final class Sequential: Module {
                 i += 2
                 continue
             }
+            if let bn = layer as? BatchNorm2d, i + 1 < items.count, let relu = items[i + 1].module as? ReLU {
+                x = try runBatchNormReLU(bn, named: name, relu, named: items[i + 1].name, x, context: context)
+                i += 2
+                continue
+            }
             x = try run(layer, named: name, x, context: context)
             i += 1
         }

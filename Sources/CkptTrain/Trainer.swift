@@ -1,6 +1,7 @@
 import CkptKernels
 import CkptNN
 import CkptTensor
+import Dispatch
 
 // N images, C channels, H rows, W columns (NCHW).
 
@@ -96,9 +97,15 @@ public final class Trainer {
             zeroGradients()
             throw TrainingError.nonFiniteGradient(step: stepCount + 1, key: key)
         }
+        let start = DispatchTime.now().uptimeNanoseconds
         try optimizer?.step()
         stepCount += 1
-        return outcome
+        var result = outcome
+        if profiling {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            result.profile.append(ForwardContext.ProfileEntry(path: "(optimizer)", typeName: "optimizer step", outputShape: [], seconds: seconds))
+        }
+        return result
     }
 
     /// Forgets every parameter's gradient.
