@@ -1,6 +1,9 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+/// `-O` in debug builds as well (release builds are optimised anyway).
+let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "ckpt",
     platforms: [.macOS(.v13)],
@@ -23,11 +26,14 @@ let package = Package(
         .target(name: "CkptAVX512", swiftSettings: [
             .unsafeFlags(["-Xcc", "-mavx512f", "-Xcc", "-mfma", "-Xcc", "-msha", "-Xcc", "-mssse3", "-O", "-enforce-exclusivity=unchecked"]),
         ]),
-        .target(name: "CkptKernels", dependencies: ["CkptTensor", "COpenBLAS", "CkptAVX512"]),
-        .target(name: "CkptNN", dependencies: ["CkptTensor", "CkptKernels"]),
-        .target(name: "CkptZoo", dependencies: ["CkptNN", "CkptTensor"]),
-        // what needs models on top of surgery: transplant proofs (training arrives here too)
-        .target(name: "CkptTrain", dependencies: ["CkptTensor", "CkptKernels", "CkptNN", "CkptZoo", "CkptSurgery"]),
+        // the numeric targets are optimised in debug builds too: the training tests run VGG and
+        // SegNet steps against torch, minutes unoptimised, seconds optimised
+        .target(name: "CkptKernels", dependencies: ["CkptTensor", "COpenBLAS", "CkptAVX512"], swiftSettings: optimisedInDebug),
+        .target(name: "CkptNN", dependencies: ["CkptTensor", "CkptKernels"], swiftSettings: optimisedInDebug),
+        .target(name: "CkptZoo", dependencies: ["CkptNN", "CkptTensor"], swiftSettings: optimisedInDebug),
+        // what needs models on top of surgery: transplant proofs, losses' use, optimizers, the training step
+        .target(name: "CkptTrain", dependencies: ["CkptTensor", "CkptKernels", "CkptNN", "CkptZoo", "CkptSurgery"],
+                swiftSettings: optimisedInDebug),
         .target(name: "CkptCLI", dependencies: [
             "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels", "CkptTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

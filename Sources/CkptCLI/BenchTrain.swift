@@ -38,6 +38,9 @@ struct BenchTrain: ParsableCommand {
     @Option(name: .long, help: "sgd (momentum 0.9) or adamw.")
     var optimizer = "sgd"
 
+    @Option(name: .long, help: "Learning rate (default: 0.01 for sgd, 0.001 for adamw).")
+    var lr: Double?
+
     @Option(name: .long, help: "Timed steps after the warm-up.")
     var iterations = 3
 
@@ -68,8 +71,8 @@ struct BenchTrain: ParsableCommand {
             model.setTraining(true)
             let params = ParameterGroup.trainableParameters(of: model)
             let opt: any Optimizer = optimizer == "sgd"
-                ? try SGD(parameters: params, learningRate: 0.01, momentum: 0.9)
-                : try AdamW(parameters: params, learningRate: 1e-3)
+                ? try SGD(parameters: params, learningRate: lr ?? 0.01, momentum: 0.9)
+                : try AdamW(parameters: params, learningRate: lr ?? 1e-3)
             let trainer = Trainer(model: model, optimizer: opt)
             let classes = options.numClasses ?? entry.defaultClassCount
             var rng = SeededGenerator(seed: 2)

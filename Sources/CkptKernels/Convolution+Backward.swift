@@ -161,6 +161,16 @@ extension Convolution {
         let lanes = max(1, min(Gemm.threadCount, n))
         let bandFloats = pointwise ? 0 : (kdim * bandRows * ow + 15) / 16 * 16
         let weightCount = weight.count
+        // Wᵀ per group (kdim × C_out/g), packed once for the microkernel: dcol = Wᵀ·dY reads dY in place
+        let packedTransposed: PackedWeights? = needs.input && Microkernel.isEnabled ? {
+            var t = [Float].uninitialized(weightCount)
+            for grp in 0 ..< groups {
+                for o in 0 ..< coutG {
+                    for r in 0 ..< kdim { t[grp * kdim * coutG + r * coutG + o] = weight.values[(grp * coutG + o) * kdim + r] }
+                }
+            }
+            return Microkernel.pack(t, groups: groups, rows: kdim, columns: coutG)
+        }() : nil
         var dX = [Float](repeating: 0, count: needs.input ? n * c * h * w : 0)
         // one dWeight per lane, summed at the end
         var dWs = [Float](repeating: 0, count: needs.weight ? lanes * weightCount : 0)
@@ -200,12 +210,12 @@ extension Convolution {
                         if let dx {
                             let dxg = dx + (img * c + grp * cinG) * h * w
                             if pointwise {
-                                Gemm.multiply(transposeA: true, m: kdim, n: width, k: coutG, a: wg, lda: kdim,
-                                              b: dyBand, ldb: plane, c: dxg + y0 * ow, ldc: plane)
+                                multiplyTransposedWeight(packedTransposed, group: grp, weight: wg, kdim: kdim, coutG: coutG,
+                                                         dy: dyBand, ldb: plane, width: width, c: dxg + y0 * ow, ldc: plane)
                             } else {
                                 // dcol[kdim × width] = W_gᵀ · dY_band, then scattered back onto the input
-                                Gemm.multiply(transposeA: true, m: kdim, n: width, k: coutG, a: wg, lda: kdim,
-                                              b: dyBand, ldb: plane, c: dcol, ldc: width)
+                                multiplyTransposedWeight(packedTransposed, group: grp, weight: wg, kdim: kdim, coutG: coutG,
+                                                         dy: dyBand, ldb: plane, width: width, c: dcol, ldc: width)
                                 Im2col.fold(columns: dcol, channels: cinG, height: h, width: w, geometry: g,
                                             columnHeight: oh, columnWidth: ow, rows: y0 ..< y1, threaded: lanes == 1, into: dxg)
                             }
@@ -259,6 +269,17 @@ extension Convolution {
         }
         return (DenseTensor(uncheckedShape: needs.input ? input.shape : [0], values: dX),
                 DenseTensor(uncheckedShape: needs.weight ? weight.shape : [0], values: dW))
+    }
+
+    /// `C[kdim × width] = W_gᵀ · dY` on the microkernel when `packed` (Wᵀ) is given, else on OpenBLAS.
+    @inline(__always)
+    static func multiplyTransposedWeight(_ packed: PackedWeights?, group: Int, weight wg: UnsafePointer<Float>, kdim: Int, coutG: Int,
+                                         dy: UnsafePointer<Float>, ldb: Int, width: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if let packed {
+            Microkernel.multiply(packed, group: group, b: dy, ldb: ldb, n: width, c: c, ldc: ldc)
+        } else {
+            Gemm.multiply(transposeA: true, m: kdim, n: width, k: coutG, a: wg, lda: kdim, b: dy, ldb: ldb, c: c, ldc: ldc)
+        }
     }
 
     /// `dWeight` on the microkernel: per chunk of output pixels and group,

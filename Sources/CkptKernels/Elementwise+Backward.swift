@@ -4,23 +4,26 @@ extension Elementwise {
     /// `dInput` of ReLU from its output: 0 where `y ≤ 0`, else `dy`, so a NaN output passes `dy`
     /// on (torch's `threshold_backward`: `y <= 0 ? 0 : dy`).
     /// - Throws: `KernelError.shapeMismatch` when the shapes differ.
-    public static func reluBackward(_ dOutput: consuming DenseTensor, output: DenseTensor) throws -> DenseTensor {
+    public static func reluBackward(_ dOutput: DenseTensor, output: DenseTensor) throws -> DenseTensor {
         guard dOutput.shape == output.shape else {
             throw KernelError.shapeMismatch(operation: "relu backward", operand: "output gradient", expected: "\(output.shape)", got: dOutput.shape)
         }
-        var dx = consume dOutput
-        dx.values.withUnsafeMutableBufferPointer { d in
-            output.values.withUnsafeBufferPointer { y in
-                guard let dp = d.baseAddress, let yp = y.baseAddress else { return }
-                let box = UncheckedSendable((dp, yp))
-                let count = d.count, slice = 1 << 16
-                parallelFor((count + slice - 1) / slice) { part in
-                    let (dp, yp) = box.value
-                    for i in part * slice ..< min(count, (part + 1) * slice) where yp[i] <= 0 { dp[i] = 0 }
+        // one pass into a fresh buffer (masking a copy of dy in place would read and write it twice)
+        var dx = [Float].uninitialized(dOutput.count)
+        dx.withUnsafeMutableBufferPointer { d in
+            dOutput.values.withUnsafeBufferPointer { g in
+                output.values.withUnsafeBufferPointer { y in
+                    guard let dp = d.baseAddress, let gp = g.baseAddress, let yp = y.baseAddress else { return }
+                    let box = UncheckedSendable((dp, gp, yp))
+                    let count = d.count, slice = 1 << 16
+                    parallelFor((count + slice - 1) / slice) { part in
+                        let (dp, gp, yp) = box.value
+                        for i in part * slice ..< min(count, (part + 1) * slice) { dp[i] = yp[i] <= 0 ? 0 : gp[i] }
+                    }
                 }
             }
         }
-        return dx
+        return DenseTensor(uncheckedShape: dOutput.shape, values: dx)
     }
 
     /// `x · mask` where the mask holds 0 or `1/(1 − p)` per element: dropout's forward and, with the

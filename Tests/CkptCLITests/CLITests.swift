@@ -159,5 +159,6 @@ final class CLITests: XCTestCase {
         }
         try assertSnapshot(try ckpt("help", "bench", "read"), "help-bench-read")
         try assertSnapshot(try ckpt("help", "bench", "forward"), "help-bench-forward")
+        try assertSnapshot(try ckpt("help", "bench", "train"), "help-bench-train")
     }
 }

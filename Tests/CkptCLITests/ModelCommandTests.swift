@@ -297,4 +297,43 @@ final class ModelCommandTests: XCTestCase {
         // resnet18's mult-adds scale with the plane: 1.81 G at 224², so about 0.15 G at 64²
         XCTAssertEqual(Double(try XCTUnwrap(j["mult_adds"]?.numberValue?.intValue)) / 1e9, 0.149, accuracy: 0.01)
     }
+
+    func testBenchTrainPrintsAStepOfEveryKind() throws {
+        let r = try ckpt("bench", "train", "smallcnn", "--batch", "4", "--iterations", "1", "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try JSONValue.parse(r.stdout)
+        let ms = try XCTUnwrap(j["ms_per_step"]?.numberValue?.doubleValue)
+        XCTAssertGreaterThan(ms, 0)
+        XCTAssertEqual(try XCTUnwrap(j["images_per_second"]?.numberValue?.doubleValue), 4000 / ms, accuracy: 1e-6 * 4000 / ms)
+        XCTAssertEqual(j["trainable_tensors"], .int(10))
+        let loss = try XCTUnwrap(j["loss"]?.numberValue?.doubleValue)
+        XCTAssertTrue(loss.isFinite && loss > 0)
+        let head = try ckpt("bench", "train", "resnet18", "--batch", "2", "--size", "32", "--iterations", "1", "--train", "fc",
+                            "--optimizer", "adamw", "--json")
+        XCTAssertEqual(head.status, 0, head.stderr)
+        XCTAssertEqual(try JSONValue.parse(head.stdout)["trainable_tensors"], .int(2))
+    }
+
+    func testBenchTrainRefusesBadInputInOneLine() throws {
+        let unknown = try ckpt("bench", "train", "resnet18", "--batch", "2", "--size", "32", "--train", "layer")
+        XCTAssertEqual(unknown.status, 2)
+        XCTAssertEqual(unknown.stderrLines, ["ckpt: --train: no module or parameter named 'layer'; did you mean layer1, layer2, layer3, layer4?"])
+        let typo = try ckpt("bench", "train", "resnet18", "--batch", "2", "--size", "32", "--train", "fc.wieght")
+        XCTAssertEqual(typo.stderrLines, ["ckpt: --train: no module or parameter named 'fc.wieght'; did you mean fc.weight?"])
+        let one = try ckpt("bench", "train", "resnet18", "--batch", "1", "--size", "32")
+        XCTAssertEqual(one.status, 2)
+        XCTAssertEqual(one.stderrLines.count, 1, one.stderr)
+        XCTAssertTrue(one.stderr.contains("expected more than 1 value per channel when training"), one.stderr)
+        XCTAssertTrue(one.stderr.contains("torch refuses it too"), one.stderr)
+        for lr in ["0", "-0.1", "nan"] {
+            let bad = try ckpt("bench", "train", "smallcnn", "--batch", "2", "--lr", lr)
+            XCTAssertEqual(bad.status, 2, lr)
+            XCTAssertEqual(bad.stderrLines.count, 1, bad.stderr)
+            XCTAssertTrue(bad.stderr.contains("learning rate"), bad.stderr)
+        }
+        let diverging = try ckpt("bench", "train", "smallcnn", "--batch", "2", "--lr", "1e30", "--iterations", "2")
+        XCTAssertEqual(diverging.status, 2)
+        XCTAssertEqual(diverging.stderrLines.count, 1, diverging.stderr)
+        XCTAssertTrue(diverging.stderr.contains("not finite"), diverging.stderr)
+    }
 }
