@@ -18,7 +18,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "CkptTensor"),
+        .target(name: "CkptTensor", swiftSettings: optimisedInDebug),
         .target(name: "CkptFormat", dependencies: ["CkptTensor", "CZip"]),
         .target(name: "CkptSurgery", dependencies: ["CkptTensor"]),
         // the GEMM microkernel and SHA-256 block function, compiled for AVX-512 and the SHA extensions
@@ -46,7 +46,8 @@ let package = Package(
         .testTarget(name: "CkptCLITests", dependencies: ["CkptFormat", "CkptTensor"], exclude: ["Snapshots"]),
         .testTarget(name: "CkptSurgeryTests", dependencies: ["CkptSurgery", "CkptTensor"]),
         .testTarget(name: "CkptKernelsTests", dependencies: ["CkptKernels", "CkptTensor"]),
-        .testTarget(name: "CkptTrainTests", dependencies: ["CkptTrain", "CkptZoo", "CkptNN", "CkptSurgery", "CkptTensor", "CkptFormat"]),
+        .testTarget(name: "CkptTrainTests", dependencies: ["CkptTrain", "CkptZoo", "CkptNN", "CkptSurgery", "CkptTensor", "CkptFormat"],
+                    swiftSettings: optimisedInDebug),
         .testTarget(name: "CkptZooTests", dependencies: ["CkptZoo", "CkptNN", "CkptKernels", "CkptTensor", "CkptFormat"]),
     ]
 )
