@@ -15,32 +15,55 @@ public final class PackedMatrix: @unchecked Sendable {
     /// Rows rounded up to whole panels.
     let paddedRows: Int
     let storage: UnsafeMutablePointer<Float>
+    /// False when the caller lent `storage` (a buffer reused across products).
+    let ownsStorage: Bool
 
     /// Packs `rows × columns` floats read with row stride `rowStride`.
-    public init(_ a: UnsafePointer<Float>, rows m: Int, columns k: Int, rowStride lda: Int) {
+    public convenience init(_ a: UnsafePointer<Float>, rows m: Int, columns k: Int, rowStride lda: Int) {
+        let count = PackedMatrix.storageCount(rows: m, columns: k)
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
+        self.init(a, rows: m, columns: k, rowStride: lda, storage: storage, owning: true)
+    }
+
+    /// Packs into `storage` (at least `storageCount(rows:columns:)` floats, 64-byte aligned), which
+    /// the caller keeps and reuses: no allocation, no page faults for a product packed every call.
+    public convenience init(_ a: UnsafePointer<Float>, rows m: Int, columns k: Int, rowStride lda: Int,
+                            storage: UnsafeMutablePointer<Float>) {
+        self.init(a, rows: m, columns: k, rowStride: lda, storage: storage, owning: false)
+    }
+
+    /// Floats a packed `rows × columns` matrix occupies.
+    public static func storageCount(rows m: Int, columns k: Int) -> Int { max(1, (m + 7) / 8 * 8 * k) }
+
+    private init(_ a: UnsafePointer<Float>, rows m: Int, columns k: Int, rowStride lda: Int,
+                 storage: UnsafeMutablePointer<Float>, owning: Bool) {
         rows = m
         columns = k
         paddedRows = (m + 7) / 8 * 8
         let blocks = max(1, (k + PackedGemm.depthBlock - 1) / PackedGemm.depthBlock)
         blockDepth = (k + blocks - 1) / blocks
-        let count = max(1, paddedRows * k)
-        storage = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
-        storage.initialize(repeating: 0, count: count)
+        self.storage = storage
+        ownsStorage = owning
         var k0 = 0
         while k0 < k {
             let depth = min(blockDepth, k - k0)
             for panel in 0 ..< paddedRows / 8 {
                 let dst = storage + k0 * paddedRows + panel * 8 * depth
-                for r in 0 ..< min(8, m - panel * 8) {
+                let live = min(8, m - panel * 8)
+                for r in 0 ..< live {
                     let src = a + (panel * 8 + r) * lda + k0
                     for kk in 0 ..< depth { dst[kk * 8 + r] = src[kk] }
+                }
+                // rows past `rows` are zero
+                if live < 8 {
+                    for kk in 0 ..< depth { for r in live ..< 8 { dst[kk * 8 + r] = 0 } }
                 }
             }
             k0 += depth
         }
     }
 
-    deinit { storage.deallocate() }
+    deinit { if ownsStorage { storage.deallocate() } }
 }
 
 /// `C = A·B` with `A` packed, `B` and `C` row-major, on one thread.
@@ -54,8 +77,9 @@ public enum PackedGemm {
 
     /// `C[m × n] = A[m × k] · B[k × n]`, overwriting `C` (row stride `ldc`); `B` has row stride `ldb`.
     /// `panels` limits the work to those 8-row panels of `A` and `C` (for splitting over threads).
+    /// With `accumulate`, `C += A·B` instead.
     public static func multiply(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int,
-                                c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil) {
+                                c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil, accumulate: Bool = false) {
         let k = a.columns
         guard let (firstRow, m) = rowsToCompute(a, panels: panels, columns: n, c: c, ldc: ldc) else { return }
         withUnsafeTemporaryAllocation(byteCount: a.blockDepth * 48 * 4, alignment: 64) { raw in
@@ -72,7 +96,7 @@ public enum PackedGemm {
                     var m0 = firstRow
                     while m0 < m {
                         kernel(depth, blockA + m0 * depth, panel, c + m0 * ldc + n0, ldc: ldc,
-                               accumulate: k0 > 0, rows: min(8, m - m0), width: width)
+                               accumulate: accumulate || k0 > 0, rows: min(8, m - m0), width: width)
                         m0 += 8
                     }
                     k0 += depth

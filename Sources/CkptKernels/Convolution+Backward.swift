@@ -306,22 +306,23 @@ extension Convolution {
         let jobs = groups * imageChunks * bandsPerImage
         let lanes = max(1, min(Gemm.threadCount, jobs))
         let columns = imagesPerChunk * rowsPerChunk * ow
-        let laneFloats = (kdim * columns + columns * coutG + kdim * coutG + 15) / 16 * 16
+        let packFloats = (Microkernel.packingFloats(rows: kdim, columns: columns) + 15) / 16 * 16
+        let laneFloats = (kdim * columns + columns * coutG + 15) / 16 * 16 + packFloats
+        // per lane: dWᵀ of every group ([group][kdim × coutG]), accumulated by the kernel itself
         var dWs = [Float](repeating: 0, count: lanes * weightCount)
-        var scratch = [Float].uninitialized(lanes * laneFloats)
         input.values.withUnsafeBufferPointer { xb in
             dOutput.values.withUnsafeBufferPointer { dyb in
                 dWs.withUnsafeMutableBufferPointer { dwb in
-                    scratch.withUnsafeMutableBufferPointer { sb in
+                    withUnsafeTemporaryAllocation(byteCount: lanes * laneFloats * 4, alignment: 64) { sb in
                         guard let x = xb.baseAddress, let dy = dyb.baseAddress, let dwAll = dwb.baseAddress,
-                              let s = sb.baseAddress else { return }
+                              let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: lanes * laneFloats) else { return }
                         let box = UncheckedSendable((x, dy, dwAll, s))
                         parallelFor(lanes, minimumWork: 2) { lane in
                             let (x, dy, dwAll, s) = box.value
-                            let col = s + lane * laneFloats
+                            let packing = s + lane * laneFloats  // first: 64-byte aligned
+                            let col = packing + packFloats
                             let dyT = col + kdim * columns
-                            let product = dyT + columns * coutG
-                            let dw = dwAll + lane * weightCount
+                            let dwT = dwAll + lane * weightCount
                             var job = lane
                             while job < jobs {
                                 defer { job += lanes }
@@ -347,22 +348,30 @@ extension Convolution {
                                         for p in 0 ..< part { dyT[(j + p) * coutG + o] = src[p] }
                                     }
                                 }
-                                Microkernel.multiplyPackingA(col, m: kdim, k: width, lda: width, b: dyT, ldb: coutG, n: coutG,
-                                                             c: product, ldc: coutG)
-                                let dwg = dw + grp * coutG * kdim
-                                for r in 0 ..< kdim {
-                                    let prow = product + r * coutG
-                                    for o in 0 ..< coutG { dwg[o * kdim + r] += prow[o] }
-                                }
+                                // dW_gᵀ[kdim × coutG] += col[kdim × width] · dYᵀ[width × coutG]
+                                Microkernel.multiplyAddPackingA(col, m: kdim, k: width, lda: width, storage: packing, b: dyT,
+                                                                ldb: coutG, n: coutG, c: dwT + grp * kdim * coutG, ldc: coutG)
                             }
                         }
                     }
                 }
             }
         }
+        // dW[grp·coutG + o, r] = Σ_lanes dWᵀ[grp][r, o]
         var dW = [Float](repeating: 0, count: weightCount)
-        for l in 0 ..< lanes {
-            for i in 0 ..< weightCount { dW[i] += dWs[l * weightCount + i] }
+        dW.withUnsafeMutableBufferPointer { d in
+            dWs.withUnsafeBufferPointer { t in
+                guard let dp = d.baseAddress, let tp = t.baseAddress else { return }
+                for l in 0 ..< lanes {
+                    for grp in 0 ..< groups {
+                        let src = tp + l * weightCount + grp * kdim * coutG
+                        let dst = dp + grp * coutG * kdim
+                        for r in 0 ..< kdim {
+                            for o in 0 ..< coutG { dst[o * kdim + r] += src[r * coutG + o] }
+                        }
+                    }
+                }
+            }
         }
         return DenseTensor(uncheckedShape: g.convolutionWeightShape, values: dW)
     }

@@ -82,37 +82,48 @@ public final class SGD: Optimizer {
     }
 
     private func update(_ p: Parameter, gradient: [Float], group: ParameterGroup) {
-        var d = gradient
-        let n = d.count
-        if group.weightDecay != 0 {
-            let wd = Float(group.weightDecay)
-            p.value.values.withUnsafeBufferPointer { w in
-                for i in 0 ..< n { d[i] = d[i].addingProduct(w[i], wd) }
-            }
-        }
-        if group.momentum != 0 {
-            let m = Float(group.momentum)
-            let keep = Float(1 - group.dampening)
-            let advanced: Void? = buffers.modify(p) { b in
-                for i in 0 ..< n { b[i] = (b[i] * m).addingProduct(d[i], keep) }
-                if group.nesterov {
-                    for i in 0 ..< n { d[i] = d[i].addingProduct(b[i], m) }
-                } else {
-                    d = b
-                }
-            }
-            if advanced == nil {
-                // torch: buf = torch.clone(grad).detach() — the first gradient, undamped
-                buffers.set(d, for: p)
-                if group.nesterov {
-                    let b = d
-                    for i in 0 ..< n { d[i] = d[i].addingProduct(b[i], m) }
-                }
-            }
-        }
+        let n = gradient.count
+        let wd = Float(group.weightDecay)
+        let m = Float(group.momentum)
+        let keep = Float(1 - group.dampening)
+        let nesterov = group.nesterov
         let step = Float(-group.learningRate)
-        p.value.values.withUnsafeMutableBufferPointer { w in
-            for i in 0 ..< n { w[i] = w[i].addingProduct(d[i], step) }
+        // torch: buf = torch.clone(grad).detach() — the first (decayed) gradient, undamped
+        let first = group.momentum != 0 && buffers[p] == nil
+        if group.momentum != 0 && first { buffers.set([Float](repeating: 0, count: n), for: p) }
+        let hasMomentum = group.momentum != 0
+        // element by element, torch's operations in torch's order; slices of the tensor over the cores
+        func run(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ b: UnsafeMutablePointer<Float>?) {
+            let box = UncheckedSendable((w, g, b))
+            let slice = 1 << 15
+            parallelFor((n + slice - 1) / slice) { part in
+                let (w, g, b) = box.value
+                for i in part * slice ..< min(n, (part + 1) * slice) {
+                    var d = g[i]
+                    if wd != 0 { d = d.addingProduct(w[i], wd) }
+                    if let b {
+                        if first {
+                            b[i] = d
+                        } else {
+                            b[i] = (b[i] * m).addingProduct(d, keep)
+                        }
+                        d = nesterov ? d.addingProduct(b[i], m) : b[i]
+                    }
+                    w[i] = w[i].addingProduct(d, step)
+                }
+            }
+        }
+        gradient.withUnsafeBufferPointer { gb in
+            p.value.values.withUnsafeMutableBufferPointer { wb in
+                guard let g = gb.baseAddress, let w = wb.baseAddress else { return }
+                if hasMomentum {
+                    _ = buffers.modify(p) { buffer in
+                        buffer.withUnsafeMutableBufferPointer { bb in run(w, g, bb.baseAddress) }
+                    }
+                } else {
+                    run(w, g, nil)
+                }
+            }
         }
     }
 
