@@ -23,46 +23,61 @@ extension TransposedConvolution {
         let cinG = c / groups, coutG = g.outputChannels / groups
         let kdim = coutG * g.kernelSize.height * g.kernelSize.width
         let inPlane = h * w, outPlane = oh * ow
-        var dx = [Float].uninitialized(needs.input ? input.count : 0)
-        var dw = [Float](repeating: 0, count: needs.weight ? weight.count : 0)
-        var columns = [Float].uninitialized(kdim * inPlane)
+        if needs.input {
+            // dX = W · unfold(dY) is the convolution of dY with the same weight read as a Conv2d's
+            // ([C_in, C_out/g, kH, kW] is the layout of a convolution from C_out to C_in channels)
+            let conv = Conv2dGeometry(inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
+                                      stride: g.stride, padding: g.padding, dilation: g.dilation, groups: groups)
+            var dInput = try Convolution.forward(dOutput, weight: DenseTensor(uncheckedShape: conv.convolutionWeightShape,
+                                                                             values: weight.values), bias: nil, geometry: conv)
+            if dInput.shape != input.shape { dInput = Convolution.cropOrPad(dInput, height: h, width: w) }
+            result.dInput = dInput
+        }
+        guard needs.weight else { return result }
+        // dW_g[cinG × kdim] += X_g[cinG × HW] · unfold(dY_g)ᵀ[HW × kdim], images dealt to the cores
+        let lanes = max(1, min(Gemm.threadCount, n))
+        let weightCount = weight.count
+        var dWs = [Float](repeating: 0, count: lanes * weightCount)
+        var columns = [Float].uninitialized(lanes * kdim * inPlane)
         input.values.withUnsafeBufferPointer { xb in
-            weight.values.withUnsafeBufferPointer { wb in
-                dOutput.values.withUnsafeBufferPointer { gb in
-                    dx.withUnsafeMutableBufferPointer { dxb in
-                        dw.withUnsafeMutableBufferPointer { dwb in
-                            columns.withUnsafeMutableBufferPointer { cb in
-                                guard let x = xb.baseAddress, let wt = wb.baseAddress, let gy = gb.baseAddress,
-                                      let col = cb.baseAddress else { return }
-                                for img in 0 ..< n {
-                                    for grp in 0 ..< groups {
-                                        let gyg = gy + (img * g.outputChannels + grp * coutG) * outPlane
-                                        // the input grid plays the role of the convolution's output grid
-                                        Im2col.unfold(input: gyg, channels: coutG, height: oh, width: ow, geometry: g,
-                                                      outputHeight: h, outputWidth: w, into: col)
-                                        let wg = wt + grp * cinG * kdim
-                                        // an empty array's baseAddress is not nil: test the need itself
-                                        if needs.input, let dxp = dxb.baseAddress {
-                                            // dX_g[cinG × HW] = W_g[cinG × kdim] · dcol[kdim × HW]
-                                            Gemm.multiply(m: cinG, n: inPlane, k: kdim, a: wg, lda: kdim, b: col, ldb: inPlane,
-                                                          c: dxp + (img * c + grp * cinG) * inPlane, ldc: inPlane)
-                                        }
-                                        if needs.weight, let dwp = dwb.baseAddress {
-                                            // dW_g[cinG × kdim] += X_g[cinG × HW] · dcolᵀ[HW × kdim]
-                                            Gemm.multiply(transposeB: true, m: cinG, n: kdim, k: inPlane,
-                                                          a: x + (img * c + grp * cinG) * inPlane, lda: inPlane,
-                                                          b: col, ldb: inPlane, beta: 1, c: dwp + grp * cinG * kdim, ldc: kdim)
-                                        }
-                                    }
+            dOutput.values.withUnsafeBufferPointer { gb in
+                dWs.withUnsafeMutableBufferPointer { dwb in
+                    columns.withUnsafeMutableBufferPointer { cb in
+                        guard let x = xb.baseAddress, let gy = gb.baseAddress, let dwAll = dwb.baseAddress,
+                              let colAll = cb.baseAddress else { return }
+                        let box = UncheckedSendable((x, gy, dwAll, colAll))
+                        let job = { (lane: Int) in
+                            let (x, gy, dwAll, colAll) = box.value
+                            let col = colAll + lane * kdim * inPlane
+                            let dw = dwAll + lane * weightCount
+                            var img = lane
+                            while img < n {
+                                for grp in 0 ..< groups {
+                                    let gyg = gy + (img * g.outputChannels + grp * coutG) * outPlane
+                                    // the input grid plays the role of the convolution's output grid
+                                    Im2col.unfold(input: gyg, channels: coutG, height: oh, width: ow, geometry: g,
+                                                  outputHeight: h, outputWidth: w, threaded: lanes == 1, into: col)
+                                    Gemm.multiply(transposeB: true, m: cinG, n: kdim, k: inPlane,
+                                                  a: x + (img * c + grp * cinG) * inPlane, lda: inPlane,
+                                                  b: col, ldb: inPlane, beta: 1, c: dw + grp * cinG * kdim, ldc: kdim)
                                 }
+                                img += lanes
                             }
+                        }
+                        if lanes == 1 {
+                            job(0)
+                        } else {
+                            Gemm.withThreadCount(1) { parallelFor(lanes) { job($0) } }
                         }
                     }
                 }
             }
         }
-        if needs.input { result.dInput = DenseTensor(uncheckedShape: input.shape, values: dx) }
-        if needs.weight { result.dWeight = DenseTensor(uncheckedShape: weight.shape, values: dw) }
+        var dw = [Float](repeating: 0, count: weightCount)
+        for l in 0 ..< lanes {
+            for i in 0 ..< weightCount { dw[i] += dWs[l * weightCount + i] }
+        }
+        result.dWeight = DenseTensor(uncheckedShape: weight.shape, values: dw)
         return result
     }
 }

@@ -24,26 +24,40 @@ public enum TransposedConvolution {
         let kdim = coutG * g.kernelSize.height * g.kernelSize.width
         let inPlane = h * w, outPlane = oh * ow
         var out = [Float](repeating: 0, count: n * g.outputChannels * outPlane)
-        var columns = [Float].uninitialized(kdim * inPlane)  // GEMM writes it whole
+        // images dealt to the cores, each with its own column buffer and single-threaded products
+        let lanes = max(1, min(Gemm.threadCount, n))
+        var columns = [Float].uninitialized(lanes * kdim * inPlane)  // GEMM writes it whole
 
         input.values.withUnsafeBufferPointer { xb in
             weight.values.withUnsafeBufferPointer { wb in
                 out.withUnsafeMutableBufferPointer { yb in
                     columns.withUnsafeMutableBufferPointer { cb in
                         guard let x = xb.baseAddress, let wt = wb.baseAddress, let y = yb.baseAddress,
-                              let col = cb.baseAddress else { return }
-                        for img in 0 ..< n {
-                            for grp in 0 ..< groups {
-                                let xg = x + (img * c + grp * cinG) * inPlane
-                                let yg = y + (img * g.outputChannels + grp * coutG) * outPlane
-                                let wg = wt + grp * cinG * kdim
-                                // columns[kdim × HW] = Wgᵀ[kdim × cinG] · Xg[cinG × HW]
-                                Gemm.multiply(transposeA: true, m: kdim, n: inPlane, k: cinG,
-                                              a: wg, lda: kdim, b: xg, ldb: inPlane, c: col, ldc: inPlane)
-                                // the input grid plays the role of the convolution's output grid
-                                Im2col.fold(columns: col, channels: coutG, height: oh, width: ow, geometry: g,
-                                            columnHeight: h, columnWidth: w, into: yg)
+                              let colAll = cb.baseAddress else { return }
+                        let box = UncheckedSendable((x, wt, y, colAll))
+                        let job = { (lane: Int) in
+                            let (x, wt, y, colAll) = box.value
+                            let col = colAll + lane * kdim * inPlane
+                            var img = lane
+                            while img < n {
+                                for grp in 0 ..< groups {
+                                    let xg = x + (img * c + grp * cinG) * inPlane
+                                    let yg = y + (img * g.outputChannels + grp * coutG) * outPlane
+                                    let wg = wt + grp * cinG * kdim
+                                    // columns[kdim × HW] = Wgᵀ[kdim × cinG] · Xg[cinG × HW]
+                                    Gemm.multiply(transposeA: true, m: kdim, n: inPlane, k: cinG,
+                                                  a: wg, lda: kdim, b: xg, ldb: inPlane, c: col, ldc: inPlane)
+                                    // the input grid plays the role of the convolution's output grid
+                                    Im2col.fold(columns: col, channels: coutG, height: oh, width: ow, geometry: g,
+                                                columnHeight: h, columnWidth: w, threaded: lanes == 1, into: yg)
+                                }
+                                img += lanes
                             }
+                        }
+                        if lanes == 1 {
+                            job(0)
+                        } else {
+                            Gemm.withThreadCount(1) { parallelFor(lanes) { job($0) } }
                         }
                     }
                 }
