@@ -63,13 +63,7 @@ struct BenchForward: ParsableCommand {
                 let start = Date()
                 _ = try model.evaluate(inputs, context: context, checkFinite: false)
                 let elapsed = Date().timeIntervalSince(start)
-                // each layer's fastest call over the passes (the passes run the same calls in order)
-                let calls = context.profile ?? []
-                if bestProfile.isEmpty {
-                    bestProfile = calls
-                } else if calls.count == bestProfile.count {
-                    for i in calls.indices where calls[i].seconds < bestProfile[i].seconds { bestProfile[i].seconds = calls[i].seconds }
-                }
+                BenchForward.keepFastest(&bestProfile, context.profile ?? [])
                 times.append(elapsed)
             }
             times.sort()
@@ -98,6 +92,15 @@ struct BenchForward: ParsableCommand {
                              Double(batch) / best, gflops, CLI.bytes(rss)))
                 if profile { BenchForward.printProfile(bestProfile, total: best) }
             }
+        }
+    }
+
+    /// Each layer's fastest call over the passes (passes run the same calls in the same order).
+    static func keepFastest(_ best: inout [ForwardContext.ProfileEntry], _ calls: [ForwardContext.ProfileEntry]) {
+        if best.isEmpty {
+            best = calls
+        } else if calls.count == best.count {
+            for i in calls.indices where calls[i].seconds < best[i].seconds { best[i].seconds = calls[i].seconds }
         }
     }
 

@@ -85,12 +85,7 @@ struct BenchTrain: ParsableCommand {
                 let start = Date()
                 outcome = try trainer.step(inputs: inputs, targets: targets, profiling: profile)
                 times.append(Date().timeIntervalSince(start))
-                let calls = outcome.profile
-                if bestProfile.isEmpty {
-                    bestProfile = calls
-                } else if calls.count == bestProfile.count {
-                    for i in calls.indices where calls[i].seconds < bestProfile[i].seconds { bestProfile[i].seconds = calls[i].seconds }
-                }
+                BenchForward.keepFastest(&bestProfile, outcome.profile)
             }
             times.sort()
             let best = times[0]

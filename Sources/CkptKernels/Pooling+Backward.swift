@@ -111,15 +111,9 @@ extension Pooling {
                     let src = box.value.0 + p * oh * ow
                     let dst = box.value.1 + p * h * w
                     for oy in 0 ..< oh {
-                        var y0 = oy * g.stride - g.padding
-                        var y1 = min(y0 + g.kernelSize, h + g.padding)
-                        let rows = y1 - y0
-                        y0 = max(y0, 0); y1 = min(y1, h)
+                        let (y0, y1, rows) = g.averageWindow(oy, size: h)
                         for ox in 0 ..< ow {
-                            var x0 = ox * g.stride - g.padding
-                            var x1 = min(x0 + g.kernelSize, w + g.padding)
-                            let cols = x1 - x0
-                            x0 = max(x0, 0); x1 = min(x1, w)
+                            let (x0, x1, cols) = g.averageWindow(ox, size: w)
                             let divisor = countIncludePad ? rows * cols : max(y1 - y0, 0) * max(x1 - x0, 0)
                             guard divisor > 0 else { continue }
                             let share = src[oy * ow + ox] / Float(divisor)
@@ -152,12 +146,12 @@ extension Pooling {
                     let src = box.value.0 + p * oh * ow
                     let dst = box.value.1 + p * h * w
                     for oy in 0 ..< oh {
-                        let y0 = (oy * h) / oh, y1 = ((oy + 1) * h + oh - 1) / oh
+                        let rows = adaptiveWindow(oy, size: h, outputs: oh)
                         for ox in 0 ..< ow {
-                            let x0 = (ox * w) / ow, x1 = ((ox + 1) * w + ow - 1) / ow
-                            let share = src[oy * ow + ox] / Float((y1 - y0) * (x1 - x0))
-                            for iy in y0 ..< y1 {
-                                for ix in x0 ..< x1 { dst[iy * w + ix] += share }
+                            let cols = adaptiveWindow(ox, size: w, outputs: ow)
+                            let share = src[oy * ow + ox] / Float(rows.count * cols.count)
+                            for iy in rows {
+                                for ix in cols { dst[iy * w + ix] += share }
                             }
                         }
                     }

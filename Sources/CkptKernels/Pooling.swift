@@ -41,6 +41,24 @@ public struct PoolGeometry: Sendable, Hashable {
     }
 }
 
+extension PoolGeometry {
+    /// The input cells `start ..< end` that average-pooling window `o` covers along an axis of
+    /// `size`, and the span the divisor counts with padding (ATen: padding cells count, cells past
+    /// the padding never).
+    func averageWindow(_ o: Int, size: Int) -> (start: Int, end: Int, paddedSpan: Int) {
+        let start = o * stride - padding
+        let end = min(start + kernelSize, size + padding)
+        return (max(start, 0), min(end, size), end - start)
+    }
+}
+
+extension Pooling {
+    /// Adaptive pooling window `o` of `outputs` over an axis of `size`: `[⌊o·size/outputs⌋, ⌈(o+1)·size/outputs⌉)`.
+    static func adaptiveWindow(_ o: Int, size: Int, outputs: Int) -> Range<Int> {
+        (o * size) / outputs ..< ((o + 1) * size + outputs - 1) / outputs
+    }
+}
+
 /// Max, average and adaptive average pooling forwards.
 ///
 /// A backward for max pooling needs the argmax of each window; for average pooling only the
@@ -212,16 +230,9 @@ public enum Pooling {
                     let src = box.value.0 + p * h * w
                     let dst = box.value.1 + p * oh * ow
                     for oy in 0 ..< oh {
-                        // ATen: the divisor counts padding cells but not cells past the padding
-                        var y0 = oy * g.stride - g.padding
-                        var y1 = min(y0 + g.kernelSize, h + g.padding)
-                        let rows = y1 - y0
-                        y0 = max(y0, 0); y1 = min(y1, h)
+                        let (y0, y1, rows) = g.averageWindow(oy, size: h)
                         for ox in 0 ..< ow {
-                            var x0 = ox * g.stride - g.padding
-                            var x1 = min(x0 + g.kernelSize, w + g.padding)
-                            let cols = x1 - x0
-                            x0 = max(x0, 0); x1 = min(x1, w)
+                            let (x0, x1, cols) = g.averageWindow(ox, size: w)
                             var s: Float = 0
                             for iy in y0 ..< max(y0, y1) {
                                 for ix in x0 ..< max(x0, x1) { s += src[iy * w + ix] }
@@ -252,14 +263,14 @@ public enum Pooling {
                     let src = box.value.0 + p * h * w
                     let dst = box.value.1 + p * oh * ow
                     for oy in 0 ..< oh {
-                        let y0 = (oy * h) / oh, y1 = ((oy + 1) * h + oh - 1) / oh
+                        let rows = adaptiveWindow(oy, size: h, outputs: oh)
                         for ox in 0 ..< ow {
-                            let x0 = (ox * w) / ow, x1 = ((ox + 1) * w + ow - 1) / ow
+                            let cols = adaptiveWindow(ox, size: w, outputs: ow)
                             var s: Float = 0
-                            for iy in y0 ..< y1 {
-                                for ix in x0 ..< x1 { s += src[iy * w + ix] }
+                            for iy in rows {
+                                for ix in cols { s += src[iy * w + ix] }
                             }
-                            dst[oy * ow + ox] = s / Float((y1 - y0) * (x1 - x0))
+                            dst[oy * ow + ox] = s / Float(rows.count * cols.count)
                         }
                     }
                 }

@@ -48,30 +48,16 @@ public final class Conv2d: Module {
         let fresh = context.isRecording && weight.requiresGrad
         let y = try compute(input, weight: weight.value, bias: bias?.value, key: [weight.version, bias?.version ?? -1], relu: false,
                             freshWeight: fresh)
-        if let flow = gradientFlow(context) {
-            // dWeight needs the input; dInput needs only the weight
-            save(!flow.output ? .nothing : weight.requiresGrad ? .tensor(input) : .shape(input.shape), flow: flow, context: context)
-        }
+        saveWeightedInput(input, weight: weight, context: context)
         return y
     }
 
     /// Adds `dWeight`, `dBias` into trainable parameters and returns `dInput` when needed.
     /// Needs the forward's input when the weight trains. PyTorch counterpart: `Conv2d`'s autograd node.
     public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
-        let entry = try context.pop(for: self)
-        guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
-        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad, bias: bias?.requiresGrad ?? false)
-        let input: DenseTensor
-        switch entry.saved {
-        case let .tensor(x): input = x
-        // the weight is frozen: the kernel reads only the input's shape
-        case let .shape(shape): input = DenseTensor(placeholderShape: shape)
-        default: throw NNError.backwardOrder(path: context.currentPath, expected: "Conv2d input", found: "\(entry.saved)")
+        try weightedBackward(dOutput, weight: weight, bias: bias, context: context) { dy, x, needs in
+            try Convolution.backward(dy, input: x, weight: weight.value, geometry: geometry, needs: needs)
         }
-        let g = try Convolution.backward(dy, input: input, weight: weight.value, geometry: geometry, needs: needs)
-        if let dw = g.dWeight { try weight.accumulateGradient(dw) }
-        if let db = g.dBias, let b = bias { try b.accumulateGradient(db) }
-        return g.dInput
     }
 
     /// Runs the chosen kernel; `key` identifies the weight so its Winograd transform is cached.
@@ -174,28 +160,16 @@ public final class ConvTranspose2d: Module {
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         let y = try TransposedConvolution.forward(input, weight: weight.value, bias: bias?.value, geometry: geometry)
-        if let flow = gradientFlow(context) {
-            save(!flow.output ? .nothing : weight.requiresGrad ? .tensor(input) : .shape(input.shape), flow: flow, context: context)
-        }
+        saveWeightedInput(input, weight: weight, context: context)
         return y
     }
 
     /// Adds `dWeight`, `dBias` into trainable parameters and returns `dInput` when needed.
     /// PyTorch counterpart: `ConvTranspose2d`'s autograd node.
     public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
-        let entry = try context.pop(for: self)
-        guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
-        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad, bias: bias?.requiresGrad ?? false)
-        let input: DenseTensor
-        switch entry.saved {
-        case let .tensor(x): input = x
-        case let .shape(shape): input = DenseTensor(shape: shape)
-        default: throw NNError.backwardOrder(path: context.currentPath, expected: "ConvTranspose2d input", found: "\(entry.saved)")
+        try weightedBackward(dOutput, weight: weight, bias: bias, context: context) { dy, x, needs in
+            try TransposedConvolution.backward(dy, input: x, weight: weight.value, geometry: geometry, needs: needs)
         }
-        let g = try TransposedConvolution.backward(dy, input: input, weight: weight.value, geometry: geometry, needs: needs)
-        if let dw = g.dWeight { try weight.accumulateGradient(dw) }
-        if let db = g.dBias, let b = bias { try b.accumulateGradient(db) }
-        return g.dInput
     }
 
     /// torchinfo's count, as for `Conv2d`: `N·H_out·W_out · (weight.numel() + bias.numel())`. It

@@ -162,28 +162,15 @@ public final class Linear: Module {
     public override var typeName: String { "Linear" }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        if let flow = gradientFlow(context) {
-            save(!flow.output ? .nothing : weight.requiresGrad ? .tensor(input) : .shape(input.shape), flow: flow, context: context)
-        }
+        saveWeightedInput(input, weight: weight, context: context)
         return try FullyConnected.forward(input, weight: weight.value, bias: bias?.value)
     }
 
     /// Adds `dWeight`, `dBias` into trainable parameters and returns `dInput` when needed.
     public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
-        let entry = try context.pop(for: self)
-        guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
-        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad, bias: bias?.requiresGrad ?? false)
-        let input: DenseTensor
-        switch entry.saved {
-        case let .tensor(x): input = x
-        // the weight is frozen: the kernel reads only the input's shape
-        case let .shape(shape) where !needs.weight: input = DenseTensor(placeholderShape: shape)
-        default: throw NNError.backwardOrder(path: context.currentPath, expected: "Linear input", found: "\(entry.saved)")
+        try weightedBackward(dOutput, weight: weight, bias: bias, context: context) { dy, x, needs in
+            try FullyConnected.backward(dy, input: x, weight: weight.value, needs: needs)
         }
-        let g = try FullyConnected.backward(dy, input: input, weight: weight.value, needs: needs)
-        if let dw = g.dWeight { try weight.accumulateGradient(dw) }
-        if let db = g.dBias, let b = bias { try b.accumulateGradient(db) }
-        return g.dInput
     }
 
     /// torchinfo's count: `N · (weight.numel() + bias.numel())`.

@@ -83,4 +83,32 @@ extension Module {
         context.push(TapeEntry(module: ObjectIdentifier(self), inputNeedsGradient: false, outputNeedsGradient: false,
                                saved: .nothing))
     }
+
+    /// The forward's half of a layer with a weight: keeps the input when the weight trains (for
+    /// `dWeight`), only its shape otherwise (`dInput` needs just the weight).
+    func saveWeightedInput(_ input: DenseTensor, weight: Parameter, context: ForwardContext) {
+        guard let flow = gradientFlow(context) else { return }
+        save(!flow.output ? .nothing : weight.requiresGrad ? .tensor(input) : .shape(input.shape), flow: flow, context: context)
+    }
+
+    /// The backward's half of a layer with a weight and an optional bias: pops the entry, asks
+    /// `kernel(dOutput, input, needs)` for what is needed (a frozen weight's input is a shape-only
+    /// placeholder), adds `dWeight` and `dBias` into the trainable parameters, returns `dInput`.
+    /// - Throws: `NNError.backwardOrder` when the tape is out of step; what the kernel throws.
+    func weightedBackward(_ dOutput: DenseTensor?, weight: Parameter, bias: Parameter?, context: ForwardContext,
+                          kernel: (DenseTensor, DenseTensor, GradientNeeds) throws -> LayerGradients) throws -> DenseTensor? {
+        let entry = try context.pop(for: self)
+        guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
+        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad, bias: bias?.requiresGrad ?? false)
+        let input: DenseTensor
+        switch entry.saved {
+        case let .tensor(x): input = x
+        case let .shape(shape) where !needs.weight: input = DenseTensor(placeholderShape: shape)
+        default: throw NNError.backwardOrder(path: context.currentPath, expected: "\(typeName) input", found: "\(entry.saved)")
+        }
+        let g = try kernel(dy, input, needs)
+        if let dw = g.dWeight { try weight.accumulateGradient(dw) }
+        if let db = g.dBias, let b = bias { try b.accumulateGradient(db) }
+        return g.dInput
+    }
 }

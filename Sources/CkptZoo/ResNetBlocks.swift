@@ -30,27 +30,18 @@ public final class BasicBlock: Module {
 
     public override var typeName: String { "BasicBlock" }
 
-    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        let flowIn = context.flowNeedsGradient
-        var out = try runConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), input, context: context)
-        out = try runConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: nil, out, context: context)
-        let flowMain = context.flowNeedsGradient
-        context.flowNeedsGradient = flowIn
-        let identity = try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input
-        context.flowNeedsGradient = context.flowNeedsGradient || flowMain
-        let y = try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
-        saveBranchPoint(inputNeedsGradient: flowIn, context: context)
-        return y
+    /// `conv1 bn1 relu`, `conv2 bn2`.
+    var stages: [ResidualStage] {
+        [ResidualStage(conv1, "conv1", bn1, "bn1", relu: true), ResidualStage(conv2, "conv2", bn2, "bn2", relu: false)]
     }
 
-    /// The tail ReLU, then the shortcut and the main path; their input gradients summed.
+    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        try residualForward(stages, relu: relu, downsample: downsample, input, context: context)
+    }
+
+    /// Mirrors `forward`.
     public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
-        let inputNeeds = try popBranchPoint(context: context)
-        let g = try runBackward(relu, named: "relu", dOutput, context: context)
-        let shortcut = try downsample.map { try runBackward($0, named: "downsample", g, context: context) } ?? (inputNeeds ? g : nil)
-        var main = try backwardConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: nil, g, context: context)
-        main = try backwardConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), main, context: context)
-        return try sumGradients(main, shortcut, context: context)
+        try residualBackward(stages, relu: relu, downsample: downsample, dOutput, context: context)
     }
 }
 
@@ -89,11 +80,47 @@ public final class Bottleneck: Module {
 
     public override var typeName: String { "Bottleneck" }
 
+    /// `conv1 bn1 relu`, `conv2 bn2 relu`, `conv3 bn3`.
+    var stages: [ResidualStage] {
+        [ResidualStage(conv1, "conv1", bn1, "bn1", relu: true), ResidualStage(conv2, "conv2", bn2, "bn2", relu: true),
+         ResidualStage(conv3, "conv3", bn3, "bn3", relu: false)]
+    }
+
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
+        try residualForward(stages, relu: relu, downsample: downsample, input, context: context)
+    }
+
+    /// Mirrors `forward`.
+    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        try residualBackward(stages, relu: relu, downsample: downsample, dOutput, context: context)
+    }
+}
+
+/// One `conv → bn (→ relu)` stage of a residual block's main path.
+struct ResidualStage {
+    let conv: Conv2d, convName: String, bn: BatchNorm2d, bnName: String, relu: Bool
+    init(_ conv: Conv2d, _ convName: String, _ bn: BatchNorm2d, _ bnName: String, relu: Bool) {
+        self.conv = conv
+        self.convName = convName
+        self.bn = bn
+        self.bnName = bnName
+        self.relu = relu
+    }
+}
+
+extension Module {
+    /// `relu(main(x) + shortcut(x))`: the main path's stages, the shortcut (`downsample` or the
+    /// identity), the block's shared `relu` fused into the add. In a training pass the flow of
+    /// both branches is tracked and the block's own entry says whether its input needs a gradient.
+    /// - Throws: `NNError.layer` naming the failing child.
+    func residualForward(_ stages: [ResidualStage], relu: ReLU, downsample: Sequential?, _ input: DenseTensor,
+                         context: ForwardContext) throws -> DenseTensor {
         let flowIn = context.flowNeedsGradient
-        var out = try runConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), input, context: context)
-        out = try runConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: (relu, "relu"), out, context: context)
-        out = try runConvolutionBatchNorm(conv3, named: "conv3", bn3, named: "bn3", relu: nil, out, context: context)
+        var out = input
+        for s in stages {
+            out = try runConvolutionBatchNorm(s.conv, named: s.convName, s.bn, named: s.bnName,
+                                              relu: s.relu ? (relu, "relu") : nil, out, context: context)
+        }
         let flowMain = context.flowNeedsGradient
         context.flowNeedsGradient = flowIn
         let identity = try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input
@@ -103,14 +130,19 @@ public final class Bottleneck: Module {
         return y
     }
 
-    /// The tail ReLU, then the shortcut and the main path; their input gradients summed.
-    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+    /// Mirrors `residualForward`: the tail ReLU, then the shortcut and the main path; their input
+    /// gradients summed.
+    /// - Throws: what the children's backwards throw.
+    func residualBackward(_ stages: [ResidualStage], relu: ReLU, downsample: Sequential?, _ dOutput: DenseTensor?,
+                          context: ForwardContext) throws -> DenseTensor? {
         let inputNeeds = try popBranchPoint(context: context)
         let g = try runBackward(relu, named: "relu", dOutput, context: context)
         let shortcut = try downsample.map { try runBackward($0, named: "downsample", g, context: context) } ?? (inputNeeds ? g : nil)
-        var main = try backwardConvolutionBatchNorm(conv3, named: "conv3", bn3, named: "bn3", relu: nil, g, context: context)
-        main = try backwardConvolutionBatchNorm(conv2, named: "conv2", bn2, named: "bn2", relu: (relu, "relu"), main, context: context)
-        main = try backwardConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), main, context: context)
+        var main = g
+        for s in stages.reversed() {
+            main = try backwardConvolutionBatchNorm(s.conv, named: s.convName, s.bn, named: s.bnName,
+                                                    relu: s.relu ? (relu, "relu") : nil, main, context: context)
+        }
         return try sumGradients(main, shortcut, context: context)
     }
 }
