@@ -7,6 +7,11 @@ internal import CJPEG
 /// (`JpegDecode.c` without `draft`): accurate integer IDCT (`JDCT_ISLOW`), fancy upsampling,
 /// block smoothing for progressive files, libjpeg's own guess of the colour space (JFIF and
 /// Adobe markers), EXIF orientation ignored. PIL links libjpeg-turbo too, so pixels are equal.
+///
+/// Damage is judged as PIL judges it: a file whose data ends before the image does is
+/// truncated (PIL: "image file is truncated"), including one missing only its final EOI marker;
+/// libjpeg's other warnings (corrupt entropy data, extraneous bytes) leave a decoded image, as in
+/// PIL, and are returned in `DecodedImage.warnings`.
 enum JPEGDecoder {
     /// Decodes `bytes` (named `file` in errors) to grey (1 component), RGB (3) or RGB from
     /// CMYK/YCCK (4, read with Adobe's inverted polarity as PIL always assumes).
@@ -23,14 +28,20 @@ enum JPEGDecoder {
         let endsWithEOI = bytes.count >= 2 && bytes[bytes.count - 2] == 0xFF && bytes[bytes.count - 1] == 0xD9
 
         var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
-        if tjDecompressHeader3(handle, base, size, &width, &height, &subsampling, &colorspace) != 0,
-           tjGetErrorCode(handle) != Int32(TJERR_WARNING.rawValue) {
-            throw failure(handle, file: file, endsWithEOI: endsWithEOI)
+        let headerCode = tjDecompressHeader3(handle, base, size, &width, &height, &subsampling, &colorspace)
+        // TurboJPEG's error code says whether a warning came first: libjpeg's memory source warns
+        // "premature end" when the data runs out, then feeds fake EOI markers, and the fatal error
+        // that follows names whatever structure was cut
+        let warned = tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue)
+        if width <= 0 || height <= 0 {
+            // no frame header before the (real or fake) end of the stream
+            if headerCode == 0 || warned {
+                if !endsWithEOI { throw truncated(file, "the data ends before the frame header") }
+                throw DataError(.corrupt, file: file, "corrupt jpeg: no image in the stream")
+            }
+            throw fatal(handle, file: file)
         }
         let w = Int(width), h = Int(height)
-        guard w > 0, h > 0 else {
-            throw DataError(.corrupt, file: file, "corrupt jpeg: declared size \(w)x\(h)")
-        }
         guard w * h <= maximumImagePixels else {
             throw DataError(.limit, file: file, "jpeg declares \(w)x\(h) = \(w * h) pixels, more than the limit of \(maximumImagePixels)")
         }
@@ -47,20 +58,29 @@ enum JPEGDecoder {
         let decoded = [UInt8](unsafeUninitializedCapacity: w * h * bytesPerPixel) { buffer, count in
             count = buffer.count
             guard let out = buffer.baseAddress else { return }
-            let rc = tjDecompress2(handle, base, size, out, width, 0, height, Int32(pixelFormat.rawValue), TJFLAG_LIMITSCANS)
-            guard rc != 0 else { return }
-            if tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) {
-                // complete image, damaged data: libjpeg keeps the first warning's text. The data
-                // ran out only if the file has no final EOI marker (inside entropy-coded data
-                // FF D9 cannot occur), and then PIL reports the file truncated too.
-                let text = String(cString: tjGetErrorStr2(handle))
-                if !endsWithEOI || text.hasPrefix("Premature end of JPEG file") {
-                    failed = DataError(.truncated, file: file, "truncated jpeg: the data ends before the image does (libjpeg: \(lowerFirst(text)))")
-                } else {
-                    warnings.append(text)
-                }
+            // first pass stops at the first warning, so its message is the first problem met
+            let format = Int32(pixelFormat.rawValue)
+            if tjDecompress2(handle, base, size, out, width, 0, height, format, TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING) == 0 { return }
+            let first = String(cString: tjGetErrorStr2(handle))
+            if tjGetErrorCode(handle) != Int32(TJERR_WARNING.rawValue) {
+                failed = fatal(handle, file: file)
+                return
+            }
+            if first.hasPrefix("Premature end of JPEG file") {
+                failed = truncated(file, "the data ends before the image does")
+                return
+            }
+            // damaged but maybe decodable, as PIL decodes it (it ignores libjpeg's warnings):
+            // decode again past the warnings; libjpeg keeps the first warning's text unless a
+            // fatal error replaces it
+            _ = tjDecompress2(handle, base, size, out, width, 0, height, format, TJFLAG_LIMITSCANS)
+            let second = String(cString: tjGetErrorStr2(handle))
+            if !endsWithEOI {
+                failed = truncated(file, "the data ends before the image does")
+            } else if second != first {
+                failed = DataError(.corrupt, file: file, "corrupt jpeg: \(lowerFirst(second)) (after: \(lowerFirst(first)))")
             } else {
-                failed = failure(handle, file: file, endsWithEOI: endsWithEOI)
+                warnings.append(first)
             }
         }
         if let failed { throw failed }
@@ -72,14 +92,18 @@ enum JPEGDecoder {
         return DecodedImage(image: image, format: .jpeg, mode: mode, warnings: warnings)
     }
 
-    /// The error TurboJPEG reported, classed: a stream without its final EOI marker is truncated.
-    private static func failure(_ handle: tjhandle, file: String, endsWithEOI: Bool) -> DataError {
+    private static func truncated(_ file: String, _ what: String) -> DataError {
+        DataError(.truncated, file: file, "truncated jpeg: \(what)")
+    }
+
+    /// A fatal error no warning preceded, classed by libjpeg's message.
+    private static func fatal(_ handle: tjhandle, file: String) -> DataError {
         let text = lowerFirst(String(cString: tjGetErrorStr2(handle)))
-        if text.contains("unsupported") || text.contains("precision") {
+        if text.contains("data precision") || text.hasPrefix("unsupported jpeg process") || text.contains("color conversion") {
             return DataError(.unsupported, file: file, "unsupported jpeg: \(text)")
         }
-        if !endsWithEOI {
-            return DataError(.truncated, file: file, "truncated jpeg: the data ends before the image does (libjpeg: \(text))")
+        if text.contains("scans") {
+            return DataError(.limit, file: file, "jpeg refused: \(text)")
         }
         return DataError(.corrupt, file: file, "corrupt jpeg: \(text)")
     }

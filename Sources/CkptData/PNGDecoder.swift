@@ -29,6 +29,15 @@ enum PNGDecoder {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count > 0 else {
             throw DataError(.truncated, file: file, "truncated png: the file is empty")
         }
+        // the declared size, read before libpng sees the file: libpng folds "exceeds user limits"
+        // into a generic "invalid IHDR data"
+        if bytes.count >= 24, Array(bytes[12 ..< 16]) == Array("IHDR".utf8) {
+            let w = bytes[16 ..< 20].reduce(0) { $0 << 8 | Int($1) }
+            let h = bytes[20 ..< 24].reduce(0) { $0 << 8 | Int($1) }
+            if w > 0, h > 0, w * h > maximumImagePixels {
+                throw DataError(.limit, file: file, "png declares \(w)x\(h) = \(w * h) pixels, more than the limit of \(maximumImagePixels)")
+            }
+        }
         var source = ckpt_png_source()
         source.data = base
         source.size = bytes.count
