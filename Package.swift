@@ -34,7 +34,7 @@ let package = Package(
         // what needs models on top of surgery: transplant proofs (training arrives here too)
         .target(name: "CkptTrain", dependencies: ["CkptTensor", "CkptKernels", "CkptNN", "CkptZoo", "CkptSurgery"]),
         .target(name: "CkptCLI", dependencies: [
-            "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels", "CkptTrain",
+            "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels", "CkptTrain", "CkptData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ckpt", dependencies: ["CkptCLI"]),

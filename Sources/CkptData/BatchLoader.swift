@@ -86,34 +86,37 @@ public final class BatchLoader: Sendable {
         let members = Array(order[index * options.batchSize ..< min(order.count, (index + 1) * options.batchSize)])
         let size = transform.size, c = transform.channels
         let perImage = c * size * size
-        var images = [Float](repeating: 0, count: members.count * perImage)
         var labels: [Int] = []
         var kept: [Int] = []
         var skipped: [SkippedImage] = []
-        for sampleIndex in members {
-            var rng = SeededRandom(seed: options.seed, stream: [UInt64(truncatingIfNeeded: epoch), UInt64(sampleIndex)])
-            let slot = kept.count
-            do {
-                switch source {
-                case let .classification(samples):
-                    let image = try ImageDecoder.decode(contentsOf: samples[sampleIndex].path).image
-                    let out = try transform.apply(to: image, sampler: &rng)
-                    write(out, into: &images, slot: slot, perImage: perImage)
-                    labels.append(samples[sampleIndex].classIndex)
-                case let .segmentation(samples):
-                    let image = try ImageDecoder.decode(contentsOf: samples[sampleIndex].imagePath).image
-                    let mask = try ImageDecoder.labelMap(contentsOf: samples[sampleIndex].maskPath)
-                    let (out, outMask) = try transform.apply(to: image, mask: mask, fill: options.maskFill, sampler: &rng)
-                    write(out, into: &images, slot: slot, perImage: perImage)
-                    labels += outMask.labels.map { Int($0) }
+        // every kept slot is written whole; the buffer ends after the last kept one
+        let images = try [Float](unsafeUninitializedCapacity: members.count * perImage) { buffer, count in
+            count = 0
+            for sampleIndex in members {
+                var rng = SeededRandom(seed: options.seed, stream: [UInt64(truncatingIfNeeded: epoch), UInt64(sampleIndex)])
+                let slot = UnsafeMutableBufferPointer(rebasing: buffer[kept.count * perImage ..< (kept.count + 1) * perImage])
+                do {
+                    switch source {
+                    case let .classification(samples):
+                        let image = try ImageDecoder.decode(contentsOf: samples[sampleIndex].path).image
+                        let out = try transform.apply(to: image, sampler: &rng)
+                        out.writeTensor(into: slot, channels: c, normalization: normalization)
+                        labels.append(samples[sampleIndex].classIndex)
+                    case let .segmentation(samples):
+                        let image = try ImageDecoder.decode(contentsOf: samples[sampleIndex].imagePath).image
+                        let mask = try ImageDecoder.labelMap(contentsOf: samples[sampleIndex].maskPath)
+                        let (out, outMask) = try transform.apply(to: image, mask: mask, fill: options.maskFill, sampler: &rng)
+                        out.writeTensor(into: slot, channels: c, normalization: normalization)
+                        labels += outMask.labels.map { Int($0) }
+                    }
+                    kept.append(sampleIndex)
+                    count += perImage
+                } catch let error as DataError {
+                    guard options.badImages == .skip else { throw error }
+                    skipped.append(SkippedImage(sampleIndex: sampleIndex, path: error.file, error: error))
                 }
-                kept.append(sampleIndex)
-            } catch let error as DataError {
-                guard options.badImages == .skip else { throw error }
-                skipped.append(SkippedImage(sampleIndex: sampleIndex, path: error.file, error: error))
             }
         }
-        images.removeLast((members.count - kept.count) * perImage)
         var isSegmentation = false
         if case .segmentation = source { isSegmentation = true }
         return ImageBatch(index: index, epoch: epoch, shape: [kept.count, c, size, size], images: images, labels: labels,
@@ -121,11 +124,4 @@ public final class BatchLoader: Sendable {
                           sampleIndices: kept, skipped: skipped)
     }
 
-    private func write(_ image: RasterImage, into images: inout [Float], slot: Int, perImage: Int) {
-        images.withUnsafeMutableBufferPointer { all in
-            guard let base = all.baseAddress else { return }
-            let target = UnsafeMutableBufferPointer(start: base + slot * perImage, count: perImage)
-            image.writeTensor(into: target, channels: transform.channels, normalization: normalization)
-        }
-    }
 }

@@ -46,15 +46,23 @@ extension RasterImage {
     func writeTensor(into out: UnsafeMutableBufferPointer<Float>, channels outChannels: Int, normalization: Normalization) {
         let plane = width * height
         precondition(out.count >= plane * outChannels && normalization.mean.count >= outChannels, "tensor buffer too small")
+        var table = [Float](repeating: 0, count: 256)
         pixels.withUnsafeBufferPointer { p in
+            guard let pBase = p.baseAddress, let oBase = out.baseAddress else { return }
             for c in 0 ..< outChannels {
                 let source = channels == 1 ? 0 : c
                 let mean = normalization.mean[c], std = normalization.std[c]
                 // one table per channel: 256 values, each computed as torch computes it
-                var table = [Float](repeating: 0, count: 256)
                 for v in 0 ..< 256 { table[v] = (Float(v) / 255 - mean) / std }
-                let base = c * plane
-                for i in 0 ..< plane { out[base + i] = table[Int(p[i * channels + source])] }
+                table.withUnsafeBufferPointer { t in
+                    guard let tBase = t.baseAddress else { return }
+                    let target = oBase + c * plane
+                    var from = pBase + source
+                    for i in 0 ..< plane {
+                        target[i] = tBase[Int(from.pointee)]
+                        from += channels
+                    }
+                }
             }
         }
     }

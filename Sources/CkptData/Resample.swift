@@ -107,36 +107,45 @@ extension RasterImage {
 
     /// Pillow's `ImagingResampleHorizontal_8bpc` over `rows`.
     private func horizontalPass(_ taps: ResampleTaps, rows: Range<Int>, outWidth: Int) -> RasterImage {
-        let c = channels
-        var out = [UInt8](repeating: 0, count: outWidth * rows.count * c)
+        let c = channels, inWidth = width
         let half = Int32(1) << Int32(ResampleTaps.precisionBits - 1)
-        pixels.withUnsafeBufferPointer { inBuffer in
-            out.withUnsafeMutableBufferPointer { outBuffer in
+        let out = [UInt8](unsafeUninitializedCapacity: outWidth * rows.count * c) { outBuffer, count in
+            count = outBuffer.count
+            pixels.withUnsafeBufferPointer { inBuffer in
                 taps.weights.withUnsafeBufferPointer { k in
-                    guard let inBase = inBuffer.baseAddress, let outBase = outBuffer.baseAddress, let kBase = k.baseAddress else { return }
-                    for (row, y) in rows.enumerated() {
-                        let line = inBase + y * width * c
-                        let target = outBase + row * outWidth * c
-                        for xx in 0 ..< outWidth {
-                            let xmin = taps.first[xx], n = taps.count[xx]
-                            let kk = kBase + xx * taps.taps
-                            if c == 3 {
-                                var s0 = half, s1 = half, s2 = half
-                                var p = line + xmin * 3
-                                for x in 0 ..< n {
-                                    let w = kk[x]
-                                    s0 &+= Int32(p[0]) &* w
-                                    s1 &+= Int32(p[1]) &* w
-                                    s2 &+= Int32(p[2]) &* w
-                                    p += 3
+                    taps.first.withUnsafeBufferPointer { firsts in
+                        taps.count.withUnsafeBufferPointer { counts in
+                            guard let inBase = inBuffer.baseAddress, let outBase = outBuffer.baseAddress, let kBase = k.baseAddress else { return }
+                            let stride = taps.taps
+                            for (row, y) in rows.enumerated() {
+                                let line = inBase + y * inWidth * c
+                                var target = outBase + row * outWidth * c
+                                if c == 3 {
+                                    for xx in 0 ..< outWidth {
+                                        var s0 = half, s1 = half, s2 = half
+                                        var p = line + firsts[xx] * 3
+                                        let kk = kBase + xx * stride
+                                        for x in 0 ..< counts[xx] {
+                                            let w = kk[x]
+                                            s0 &+= Int32(p[0]) &* w
+                                            s1 &+= Int32(p[1]) &* w
+                                            s2 &+= Int32(p[2]) &* w
+                                            p += 3
+                                        }
+                                        target[0] = clip8(s0)
+                                        target[1] = clip8(s1)
+                                        target[2] = clip8(s2)
+                                        target += 3
+                                    }
+                                } else {
+                                    for xx in 0 ..< outWidth {
+                                        var s0 = half
+                                        let p = line + firsts[xx]
+                                        let kk = kBase + xx * stride
+                                        for x in 0 ..< counts[xx] { s0 &+= Int32(p[x]) &* kk[x] }
+                                        target[xx] = clip8(s0)
+                                    }
                                 }
-                                target[3 * xx] = clip8(s0)
-                                target[3 * xx + 1] = clip8(s1)
-                                target[3 * xx + 2] = clip8(s2)
-                            } else {
-                                var s0 = half
-                                for x in 0 ..< n { s0 &+= Int32(line[xmin + x]) &* kk[x] }
-                                target[xx] = clip8(s0)
                             }
                         }
                     }
@@ -149,23 +158,26 @@ extension RasterImage {
     /// Pillow's `ImagingResampleVertical_8bpc`: every output row a weighted sum of input rows.
     private func verticalPass(_ taps: ResampleTaps, outHeight: Int) -> RasterImage {
         let rowLength = width * channels
-        var out = [UInt8](repeating: 0, count: rowLength * outHeight)
         var sums = [Int32](repeating: 0, count: rowLength)
         let half = Int32(1) << Int32(ResampleTaps.precisionBits - 1)
-        pixels.withUnsafeBufferPointer { inBuffer in
-            out.withUnsafeMutableBufferPointer { outBuffer in
-                sums.withUnsafeMutableBufferPointer { s in
-                    guard let inBase = inBuffer.baseAddress, let outBase = outBuffer.baseAddress else { return }
-                    for yy in 0 ..< outHeight {
-                        for i in 0 ..< rowLength { s[i] = half }
-                        let ymin = taps.first[yy]
-                        for y in 0 ..< taps.count[yy] {
-                            let w = taps.weights[yy * taps.taps + y]
-                            let line = inBase + (ymin + y) * rowLength
-                            for i in 0 ..< rowLength { s[i] &+= Int32(line[i]) &* w }
+        let out = [UInt8](unsafeUninitializedCapacity: rowLength * outHeight) { outBuffer, count in
+            count = outBuffer.count
+            pixels.withUnsafeBufferPointer { inBuffer in
+                sums.withUnsafeMutableBufferPointer { sumBuffer in
+                    taps.weights.withUnsafeBufferPointer { k in
+                        guard let inBase = inBuffer.baseAddress, let outBase = outBuffer.baseAddress,
+                              let s = sumBuffer.baseAddress, let kBase = k.baseAddress else { return }
+                        for yy in 0 ..< outHeight {
+                            s.update(repeating: half, count: rowLength)
+                            let ymin = taps.first[yy]
+                            for y in 0 ..< taps.count[yy] {
+                                let w = kBase[yy * taps.taps + y]
+                                let line = inBase + (ymin + y) * rowLength
+                                for i in 0 ..< rowLength { s[i] &+= Int32(line[i]) &* w }
+                            }
+                            let target = outBase + yy * rowLength
+                            for i in 0 ..< rowLength { target[i] = clip8(s[i]) }
                         }
-                        let target = outBase + yy * rowLength
-                        for i in 0 ..< rowLength { target[i] = clip8(s[i]) }
                     }
                 }
             }
