@@ -51,6 +51,9 @@ struct BenchData: ParsableCommand {
     }
 
     func run() throws {
+        // batches are allocated on the workers and freed on this thread: without a fixed mmap
+        // threshold glibc keeps them in per-thread arenas and the peak RSS wanders
+        CLI.returnLargeAllocations()
         try CLI.run {
             let dataset = try ImageDataset.load(dir)
             let pipeline: ImageTransform = switch transform {
