@@ -16,7 +16,8 @@ public struct ImageDataset: Sendable {
     public var validation: [Sample]
     /// Entries left out or worth a look, from both splits.
     public var issues: [FolderIssue]
-    /// `"train/val folders"`, `"one folder split 80/20 (seed 0)"` or `"one folder"`.
+    /// `"train/val folders"`, `"one folder split 80/20 (seed 0)"`, `"one folder"` (the folder
+    /// itself, or `train/` when there is no validation folder).
     public var layout: String
 
     /// The validation folder names tried after `train/`, in order.

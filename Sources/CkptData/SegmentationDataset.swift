@@ -28,7 +28,8 @@ public struct SegmentationDataset: Sendable {
     public var validation: [SegmentationSample]
     /// Entries left out or worth a look.
     public var issues: [FolderIssue]
-    /// `"train/val folders"`, `"one folder split 80/20 (seed 0)"` or `"one folder"`.
+    /// `"train/val folders"`, `"one folder split 80/20 (seed 0)"`, `"one folder"` (the folder
+    /// itself, or `train/` when there is no validation folder).
     public var layout: String
 
     /// Reads the dataset at `dir`.
