@@ -9,12 +9,20 @@ written once to --dir) is read epoch after epoch with the training transform
 Each engine runs a warm-up epoch, then --epochs timed epochs; its best epoch counts. Engines
 alternate for --rounds rounds; each engine's best round counts. Steal time seen during the run is
 printed (this VM's host takes CPU in bursts).
+
+The torch side runs in a child Python: a parent that has imported torch would hand its resident
+set to every process it starts (Linux keeps ru_maxrss across fork + exec), and ckpt's peak RSS
+would read as torch's.
+
+Wall-clock rates suffer when other work shares the cores, so the CPU time per image is measured
+too, on one thread (ckpt --workers 0, DataLoader num_workers=0), warm-up epoch and start-up
+included: process CPU time / images decoded.
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, resource, subprocess, sys, time
 
 import numpy as np
 
-from bench_forward import cpu_times, have_torch
+from bench_forward import cpu_times
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,6 +53,38 @@ def make_folder(root, count, width, height):
         noisy = np.asarray(img).astype(np.float32) + rng.normal(0, 5, (height, width, 3))
         Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(os.path.join(cls, f"{i:04d}.jpg"), quality=90)
     open(marker, "w").close()
+
+
+def ckpt_cpu_per_image(a):
+    """CPU seconds per image of `ckpt bench data --workers 0`, start-up and warm-up included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cmd = [a.ckpt, "bench", "data", a.dir, "--json", "--workers", "0", "--epochs", str(a.epochs + 1),
+           "--batch", str(a.batch), "--size", str(a.size), "--transform", a.transform]
+    r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu / (r["images"] * (a.epochs + 1))
+
+
+def torch_cpu_per_image(a):
+    """CPU seconds per image of ImageFolder + DataLoader(num_workers=0), all epochs."""
+    import torch
+    torch.set_num_threads(1)
+    start = time.process_time()
+    r = torch_rate(a.dir, 0, a.epochs, a.batch, a.size)
+    return (time.process_time() - start) / (r["images"] * (a.epochs + 1))
+
+
+def in_child(a, what):
+    """Runs this script's torch side (`--torch rate|cpu`) in a fresh Python; its JSON result."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch", what, "--dir", a.dir, "--workers", str(a.workers),
+           "--epochs", str(a.epochs), "--batch", str(a.batch), "--size", str(a.size)]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def have_torch():
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision") is not None
 
 
 def torch_rate(root, workers, epochs, batch, size):
@@ -79,7 +119,14 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--transform", default="train", choices=["train", "eval", "no-augment"])
+    ap.add_argument("--torch", choices=["rate", "cpu"], help=argparse.SUPPRESS)  # the child's job
     a = ap.parse_args()
+    if a.torch == "rate":
+        print(json.dumps(torch_rate(a.dir, a.workers, a.epochs, a.batch, a.size)))
+        return
+    if a.torch == "cpu":
+        print(json.dumps({"cpu_seconds_per_image": torch_cpu_per_image(a)}))
+        return
     make_folder(a.dir, a.images, 500, 375)
     torch_ok = have_torch() and a.transform == "train"
     c, t = None, None
@@ -91,9 +138,11 @@ def main():
         if c is None or r["images_per_second"] > c["images_per_second"]:
             c = r
         if torch_ok:
-            r = torch_rate(a.dir, a.workers, a.epochs, a.batch, a.size)
+            r = in_child(a, "rate")
             if t is None or r["images_per_second"] > t["images_per_second"]:
                 t = r
+    cc = min(ckpt_cpu_per_image(a) for _ in range(a.rounds))
+    tc = min(in_child(a, "cpu")["cpu_seconds_per_image"] for _ in range(a.rounds)) if torch_ok else None
     steal1, total1 = cpu_times()
     steal = 100.0 * (steal1 - steal0) / max(1, total1 - total0)
     print(f"{a.images} JPEGs of 500x375, {a.transform} transform to {a.size}, batch {a.batch}, {a.workers} workers "
@@ -103,7 +152,11 @@ def main():
     if t:
         print(f"  torch  {t['images_per_second']:8.1f} images/s  ({t['images']} images in {t['seconds']:.3f} s)")
         print(f"  ckpt / torch: {c['images_per_second'] / t['images_per_second']:.2f}x")
-    json.dump({"ckpt": c, "torch": t, "steal_percent": steal}, sys.stderr)
+    print(f"  CPU per image on one thread: ckpt {cc * 1e3:.2f} ms" +
+          (f", torch {tc * 1e3:.2f} ms ({tc / cc:.2f}x)" if tc else ""))
+    print(f"  load average {os.getloadavg()[0]:.2f} (other work on the machine lowers the wall-clock rates)")
+    json.dump({"ckpt": c, "torch": t, "ckpt_cpu_seconds_per_image": cc, "torch_cpu_seconds_per_image": tc,
+               "steal_percent": steal}, sys.stderr)
     sys.stderr.write("\n")
 
 

@@ -53,7 +53,8 @@ public struct RasterImage: Sendable, Equatable {
         self.pixels = pixels
     }
 
-    /// The bytes of the pixel at column `x`, row `y` (1 or 3 of them).
+    /// The bytes of the pixel at column `x`, row `y` (1 or 3 of them); both must be inside the
+    /// image, as an array index must.
     public func pixel(x: Int, y: Int) -> ArraySlice<UInt8> {
         let start = (y * width + x) * channels
         return pixels[start ..< start + channels]
