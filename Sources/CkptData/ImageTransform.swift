@@ -67,10 +67,18 @@ extension RasterImage {
         }
     }
 
-    /// The CHW float32 tensor of this image (`writeTensor`), `outChannels` planes.
-    public func tensorValues(channels outChannels: Int, normalization: Normalization) -> [Float] {
-        [Float](unsafeUninitializedCapacity: width * height * outChannels) { buffer, count in
-            writeTensor(into: buffer, channels: outChannels, normalization: normalization)
+    /// The CHW float32 tensor of this image, `outChannels` planes: `(v / 255 - mean) / std` per
+    /// channel, a grey image repeated in every plane.
+    /// - Throws: `DataError.invalidArgument` when `normalization` does not fit `outChannels`
+    ///   (`Normalization.broadcast(to:)`) or an RGB image is asked for other than 3 planes.
+    /// PyTorch counterpart: `Normalize(mean, std)(ToTensor()(image))`.
+    public func tensorValues(channels outChannels: Int, normalization: Normalization) throws -> [Float] {
+        guard outChannels >= 1, channels == 1 || outChannels == channels else {
+            throw DataError(.invalidArgument, file: "<image>", "a \(channels)-channel image gives 1 plane per channel (or a grey one any count), asked for \(outChannels)")
+        }
+        let norm = try normalization.broadcast(to: outChannels)
+        return [Float](unsafeUninitializedCapacity: width * height * outChannels) { buffer, count in
+            writeTensor(into: buffer, channels: outChannels, normalization: norm)
             count = buffer.count
         }
     }
@@ -201,7 +209,6 @@ public struct ImageTransform: Sendable, Equatable {
     /// The CHW float32 values of `image` after the whole transform.
     /// - Throws: as `apply(to:sampler:)`, and for a normalisation that does not fit `channels`.
     public func tensorValues<S: AugmentationSampler>(_ image: RasterImage, sampler: inout S) throws -> [Float] {
-        let norm = try normalization.broadcast(to: channels)
-        return try apply(to: image, sampler: &sampler).tensorValues(channels: channels, normalization: norm)
+        try apply(to: image, sampler: &sampler).tensorValues(channels: channels, normalization: normalization)
     }
 }

@@ -170,6 +170,6 @@ final class LoaderTests: XCTestCase {
             image = image.flippedHorizontally()
         }
         XCTAssertEqual(b.labels, mask.labels.map { Int($0) })
-        XCTAssertEqual(Array(b.images[0 ..< 768]), image.tensorValues(channels: 3, normalization: .imagenet))
+        XCTAssertEqual(Array(b.images[0 ..< 768]), try image.tensorValues(channels: 3, normalization: .imagenet))
     }
 }

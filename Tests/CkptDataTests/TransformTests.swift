@@ -73,7 +73,7 @@ final class TransformTests: XCTestCase {
         let transform = ImageTransform.eval(size: 224)
         let cropped = try transform.apply(to: image, sampler: &rng)
         XCTAssertEqual(SHA256Hex.digest(cropped.pixels), expected.uint8_sha256)
-        let values = cropped.tensorValues(channels: 3, normalization: .imagenet)
+        let values = try cropped.tensorValues(channels: 3, normalization: .imagenet)
         let bytes = values.flatMap { v -> [UInt8] in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
         XCTAssertEqual(SHA256Hex.digest(bytes), expected.float_sha256)
         for (row, b64) in expected.rows {
@@ -111,7 +111,7 @@ final class TransformTests: XCTestCase {
         let expected = try DataFixtures.decode(TransformFile.self, "transforms.json")
         let ramp = try RasterImage(width: 16, height: 16, channels: 3, pixels: (0 ..< 256).flatMap { [UInt8($0), UInt8($0), UInt8($0)] })
         XCTAssertEqual(Normalization.imagenet.mean, expected.mean)
-        let got = ramp.tensorValues(channels: 3, normalization: .imagenet)
+        let got = try ramp.tensorValues(channels: 3, normalization: .imagenet)
         XCTAssertEqual(Self.maxDifference(got, try DataFixtures.floats(expected.normalize_ramp)), 0)
     }
 
