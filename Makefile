@@ -1,7 +1,7 @@
 # ckpt — two set-up-free entry points: `make demo` and `make test`.
 SHELL := /bin/bash
 SWIFT ?= swift
-DEPS := libzip-dev libopenblas-dev pkg-config zlib1g-dev
+DEPS := libzip-dev libopenblas-dev pkg-config zlib1g-dev libturbojpeg0-dev libpng-dev
 CKPT := .build/release/ckpt
 DEMO := /tmp/ckpt-demo
 FUZZ_SECONDS ?= 60
@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 60
 
 # Installs the system libraries when pkg-config cannot find them (needs root or sudo).
 deps:
-	@if ! pkg-config --exists libzip openblas zlib 2>/dev/null; then \
+	@if ! pkg-config --exists libzip openblas zlib libturbojpeg libpng 2>/dev/null; then \
 		echo "installing $(DEPS)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEPS) >/dev/null; \
@@ -70,6 +70,7 @@ bench: build
 	python3 bench/bench_forward.py --ckpt $(CKPT)
 	python3 bench/bench_transplant.py --ckpt $(CKPT)
 	python3 bench/bench_train.py --ckpt $(CKPT)
+	python3 bench/bench_data.py --ckpt $(CKPT)
 
 # libFuzzer over the readers (Swift's -sanitize=fuzzer,address), seeded by the committed corpus.
 fuzz-build: deps

@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "ckpt", targets: ["ckpt"]),
         .library(name: "CkptFormat", targets: ["CkptFormat"]),
         .library(name: "CkptTensor", targets: ["CkptTensor"]),
+        .library(name: "CkptData", targets: ["CkptData"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -18,9 +19,13 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(name: "CkptTensor", swiftSettings: optimisedInDebug),
         .target(name: "CkptFormat", dependencies: ["CkptTensor", "CZip"]),
         .target(name: "CkptSurgery", dependencies: ["CkptTensor"]),
+        // image folders, JPEG/PNG decoding as PIL decodes, torchvision's transforms, the batch loader
+        .target(name: "CkptData", dependencies: ["CkptTensor", "CJPEG", "CPNG"], swiftSettings: optimisedInDebug),
         // the GEMM microkernel and SHA-256 block function, compiled for AVX-512 and the SHA extensions
         // and always optimised (debug test builds too); called only on CPUs that report avx512f / sha_ni
         .target(name: "CkptAVX512", swiftSettings: [
@@ -35,7 +40,7 @@ let package = Package(
         .target(name: "CkptTrain", dependencies: ["CkptTensor", "CkptKernels", "CkptNN", "CkptZoo", "CkptSurgery"],
                 swiftSettings: optimisedInDebug),
         .target(name: "CkptCLI", dependencies: [
-            "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels", "CkptTrain",
+            "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels", "CkptTrain", "CkptData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ckpt", dependencies: ["CkptCLI"]),
@@ -45,6 +50,7 @@ let package = Package(
         .testTarget(name: "CkptFormatTests", dependencies: ["CkptFormat", "CkptTensor"]),
         .testTarget(name: "CkptCLITests", dependencies: ["CkptFormat", "CkptTensor"], exclude: ["Snapshots"]),
         .testTarget(name: "CkptSurgeryTests", dependencies: ["CkptSurgery", "CkptTensor"]),
+        .testTarget(name: "CkptDataTests", dependencies: ["CkptData", "CkptTensor", "CkptFormat"]),
         .testTarget(name: "CkptKernelsTests", dependencies: ["CkptKernels", "CkptTensor"]),
         .testTarget(name: "CkptTrainTests", dependencies: ["CkptTrain", "CkptZoo", "CkptNN", "CkptSurgery", "CkptTensor", "CkptFormat"],
                     swiftSettings: optimisedInDebug),

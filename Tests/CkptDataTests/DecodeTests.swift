@@ -1,0 +1,67 @@
+import Foundation
+import CkptFormat
+import XCTest
+@testable import CkptData
+
+/// Decoded pixels against PIL's `Image.open(p).convert("RGB")` / `.convert("L")`, byte for byte.
+final class DecodeTests: XCTestCase {
+    func testEveryFixtureImageDecodesAsPILDecodesIt() throws {
+        let expected = try DataFixtures.decode(DataFixtures.DecodeFile.self, "decode.json")
+        XCTAssertGreaterThan(expected.images.count, 40)
+        for (name, entry) in expected.images.sorted(by: { $0.key < $1.key }) {
+            let decoded = try ImageDecoder.decode(contentsOf: DataFixtures.path("images/" + name))
+            XCTAssertEqual(decoded.mode, entry.mode, name)
+            XCTAssertEqual(decoded.image.width, entry.width, name)
+            XCTAssertEqual(decoded.image.height, entry.height, name)
+            XCTAssertEqual(decoded.warnings, [], name)
+            if let rgb = entry.rgb {
+                DataFixtures.assertBytesEqual(decoded.image.rgb().pixels, try DataFixtures.bytes(rgb), "\(name) as RGB")
+            }
+            if let grey = entry.grey {
+                DataFixtures.assertBytesEqual(decoded.image.grey().pixels, try DataFixtures.bytes(grey), "\(name) as L")
+            }
+            if let sha = entry.rgb_sha256 {
+                XCTAssertEqual(SHA256Hex.digest(decoded.image.rgb().pixels), sha, name)
+            }
+        }
+    }
+
+    func testGreySourcesDecodeToOneChannelAndColourToThree() throws {
+        for name in ["grey.jpg", "grey16.png", "grey_alpha16.png", "grey1.png", "grey_alpha8.png"] {
+            XCTAssertEqual(try ImageDecoder.decode(contentsOf: DataFixtures.path("images/" + name)).image.channels, 1, name)
+        }
+        for name in ["cmyk.jpg", "ycck.jpg", "palette8.png", "rgba16.png", "baseline_420.jpg"] {
+            XCTAssertEqual(try ImageDecoder.decode(contentsOf: DataFixtures.path("images/" + name)).image.channels, 3, name)
+        }
+    }
+
+    func testMasksGiveClassIndicesNotColours() throws {
+        let expected = try DataFixtures.decode(DataFixtures.DecodeFile.self, "decode.json")
+        for name in ["mask_palette.png", "mask_grey.png", "mask_grey4.png"] {
+            let mask = try ImageDecoder.labelMap(contentsOf: DataFixtures.path("images/" + name))
+            let labels = try DataFixtures.bytes(try XCTUnwrap(expected.images[name]?.labels))
+            DataFixtures.assertBytesEqual(mask.labels, labels, name)
+        }
+        XCTAssertThrowsError(try ImageDecoder.labelMap(contentsOf: DataFixtures.path("images/baseline_420.jpg"))) {
+            XCTAssertEqual(($0 as? DataError)?.kind, .unsupported)
+        }
+        XCTAssertThrowsError(try ImageDecoder.labelMap(contentsOf: DataFixtures.path("images/rgb8.png"))) {
+            XCTAssertEqual(($0 as? DataError)?.kind, .unsupported)
+        }
+    }
+
+    func testFormatComesFromTheBytesNotTheExtension() throws {
+        let png = try ImageDecoder.readFile(DataFixtures.path("images/rgb8.png"))
+        let decoded = try ImageDecoder.decode(png, file: "looks-like.jpg")
+        XCTAssertEqual(decoded.format, .png)
+    }
+}
+
+/// SHA-256 as lower-case hex, for fixtures that store a digest instead of the pixels.
+enum SHA256Hex {
+    static func digest(_ bytes: [UInt8]) -> String {
+        var hash = SHA256()
+        hash.update(bytes)
+        return hash.finalizeHex()
+    }
+}
