@@ -82,9 +82,7 @@ def in_child(a, what):
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
 
 
-def have_torch():
-    import importlib.util
-    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision") is not None
+from bench_forward import have_torch  # noqa: E402
 
 
 def torch_rate(root, workers, epochs, batch, size):

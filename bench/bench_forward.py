@@ -27,11 +27,11 @@ CASES = ["resnet34:1:224", "resnet34:8:224", "resnet50:1:224", "vgg19:1:224", "s
 
 
 def have_torch():
-    try:
-        import torch  # noqa: F401
-        return True
-    except Exception:
-        return False
+    """True when torch and torchvision are installed, found without importing them: a parent that
+    imported torch would pass its peak RSS on to every child (Linux keeps ru_maxrss across fork
+    and exec), and ckpt's figure would read as at least torch's."""
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision") is not None
 
 
 def main():

@@ -13,12 +13,7 @@ import argparse, json, os, platform, random, resource, shutil, struct, subproces
 VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 
 
-def have_torch():
-    try:
-        import torch  # noqa: F401
-        return True
-    except Exception:
-        return False
+from bench_forward import have_torch  # noqa: E402
 
 
 def vgg19_bn_shapes():
