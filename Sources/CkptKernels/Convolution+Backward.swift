@@ -161,16 +161,9 @@ extension Convolution {
         let lanes = max(1, min(Gemm.threadCount, n))
         let bandFloats = pointwise ? 0 : (kdim * bandRows * ow + 15) / 16 * 16
         let weightCount = weight.count
-        // Wᵀ per group (kdim × C_out/g), packed once for the microkernel: dcol = Wᵀ·dY reads dY in place
-        let packedTransposed: PackedWeights? = needs.input && Microkernel.isEnabled ? {
-            var t = [Float].uninitialized(weightCount)
-            for grp in 0 ..< groups {
-                for o in 0 ..< coutG {
-                    for r in 0 ..< kdim { t[grp * kdim * coutG + r * coutG + o] = weight.values[(grp * coutG + o) * kdim + r] }
-                }
-            }
-            return Microkernel.pack(t, groups: groups, rows: kdim, columns: coutG)
-        }() : nil
+        // Wᵀ·dY stays on OpenBLAS: on the microkernel (Wᵀ packed once) three SGD steps of resnet18
+        // drifted from torch's float64 twin 50× more than torch's float32 does (issue 8 note)
+        let packedTransposed: PackedWeights? = nil
         var dX = [Float](repeating: 0, count: needs.input ? n * c * h * w : 0)
         // one dWeight per lane, summed at the end
         var dWs = [Float](repeating: 0, count: needs.weight ? lanes * weightCount : 0)
