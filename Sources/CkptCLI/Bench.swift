@@ -7,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure ckpt's speed (used by `make bench`).",
-        subcommands: [BenchRead.self, BenchForward.self, BenchTrain.self, BenchKernelTmp.self, BenchData.self])
+        subcommands: [BenchRead.self, BenchForward.self, BenchTrain.self, BenchData.self])
 }
 
 /// `ckpt bench read FILE`: open a checkpoint and copy every tensor into memory of its own,
