@@ -90,7 +90,7 @@ extension FineTuning {
                     outcome = try trainer.step(inputs: [x], targets: batch.labels)
                 } catch let TrainingError.nonFiniteLoss(_, value) {
                     throw TrainingError.stopped(epoch: epoch + 1, batch: index, step: steps + 1,
-                                                reason: "the loss is \(value) (not finite); stopped before changing any weight (lower the learning rate?)")
+                                                reason: "the loss is \(value.isNaN ? "nan" : String(describing: value)) (not finite); stopped before changing any weight (lower the learning rate?)")
                 } catch let TrainingError.nonFiniteGradient(_, key) {
                     throw TrainingError.stopped(epoch: epoch + 1, batch: index, step: steps + 1,
                                                 reason: "the gradient of \(key) is not finite; stopped before changing any weight (lower the learning rate?)")
