@@ -66,6 +66,19 @@ final class FineTuningGoldenTests: XCTestCase {
         XCTAssertEqual(run.trainableKeys.count, 10)
     }
 
+    /// The head with AdamW under a warm-up then step decay (`SequentialLR` of `LinearLR` and `StepLR`).
+    func testFeatureExtractWithAdamWAndWarmupEqualsTorch() throws {
+        var o = FineTuneFixtures.options(.featureExtract, epochs: 3)
+        o.optimizer = .adamw
+        o.weightDecay = 0.01
+        o.schedule = .step
+        o.stepSize = 1
+        o.gamma = 0.5
+        o.warmupEpochs = 1
+        let (_, summary) = try check("feature_extract_adamw", o)
+        XCTAssertEqual(summary.epochs.map(\.learningRate), [0.001, 0.01, 0.005])
+    }
+
     /// Stopped after epoch 1 (checkpoint written and read back by CkptFormat), resumed in a new
     /// run: the same weights, bit for bit, as the uninterrupted run, across a stage change, with
     /// shuffling, augmentation, a warm-up and cosine annealing.
