@@ -1,6 +1,8 @@
 import CkptData
 import CkptFormat
+import CkptSurgery
 import CkptTensor
+import CkptZoo
 import Foundation
 import XCTest
 @testable import CkptTrain
@@ -141,5 +143,40 @@ final class FineTuningGoldenTests: XCTestCase {
             XCTAssertTrue(reason.contains("not finite"), reason)
         }
         XCTAssertEqual(epochs, 0)
+    }
+}
+
+/// Batch norms under the frozen-tensor check: in feature extraction their statistics are held
+/// bit for bit (they run in eval mode); when they train, their statistics move and are not held.
+final class FineTuningBatchNormTests: XCTestCase {
+    func run(_ mode: FineTuneMode) throws -> (FineTuning, StateDict) {
+        let source = try Zoo.make("resnet18", numClasses: 1000, seed: 1)
+        let weights = LocatedStateDict(rootPath: "", wrapperPrefix: nil, raw: try source.stateDict())
+        var o = FineTuneFixtures.options(mode, epochs: 1)
+        o.batchSize = 10
+        let run = try FineTuning(model: "resnet18", numClasses: 5, weights: weights, data: FineTuneFixtures.data, options: o)
+        return (run, try run.modelStateDict())
+    }
+
+    func testFrozenStatisticsStayAndTrainedOnesMove() throws {
+        let (frozenRun, before) = try run(.featureExtract)
+        XCTAssertEqual(frozenRun.fitted.reinitializedKeys, ["fc.weight", "fc.bias"], "a 5-class head for a 1000-class checkpoint")
+        XCTAssertEqual(frozenRun.trainableKeys, ["fc.weight", "fc.bias"])
+        for key in ["bn1.running_mean", "layer4.1.bn2.running_var", "layer2.0.downsample.1.num_batches_tracked", "conv1.weight"] {
+            XCTAssertTrue(frozenRun.frozenKeys.contains(key), key)
+        }
+        try frozenRun.run()
+        let after = try frozenRun.modelStateDict()
+        for (key, t) in before where !key.hasPrefix("fc.") {
+            XCTAssertTrue(try XCTUnwrap(after[key]).contiguousBytes() == t.contiguousBytes(), "\(key) moved")
+        }
+        XCTAssertFalse(try XCTUnwrap(after["fc.weight"]).contiguousBytes() == XCTUnwrap(before["fc.weight"]).contiguousBytes())
+
+        let (trainRun, start) = try run(.finetune)
+        XCTAssertEqual(trainRun.frozenKeys, [])
+        try trainRun.run()
+        let trained = try trainRun.modelStateDict()
+        XCTAssertNotEqual(try XCTUnwrap(trained["bn1.running_mean"]).floats(), try XCTUnwrap(start["bn1.running_mean"]).floats())
+        XCTAssertEqual(try XCTUnwrap(trained["bn1.num_batches_tracked"]).doubles(), [2], "two batches of ten")
     }
 }
