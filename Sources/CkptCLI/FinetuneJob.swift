@@ -94,6 +94,12 @@ struct FinetuneJob {
             }
             CLI.printError(line)
             throw ExitCode(FinetuneJob.exitCode(e))
+        } catch let e as DataError {
+            // an image that cannot be read, met in a batch (PyTorch's DataLoader stops there too)
+            out.clearProgress()
+            let kept = written.last.map { "; \(c.output) keeps epoch \(written.best ?? $0), \(c.trainCheckpointPath) epoch \($0)" } ?? "; nothing written"
+            CLI.printError(e.description + kept + (options.skipBadImages ? "" : " (--skip-bad-images leaves unreadable images out)"))
+            throw ExitCode(2)
         }
         out.finish(run, summary: summary, seconds: Date().timeIntervalSince(start), resumedFrom: resumedFrom, rows: rows)
     }

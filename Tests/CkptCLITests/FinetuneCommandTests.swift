@@ -183,3 +183,27 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(try files(), [])
     }
 }
+
+extension FinetuneCommandTests {
+    func testFolderIssuesAreWarningsAndABadImageStopsUnlessSkipped() throws {
+        let data = path("data")
+        try FileManager.default.copyItem(atPath: RunCkpt.root.appendingPathComponent(digits).path, toPath: data)
+        try Data().write(to: URL(fileURLWithPath: data + "/train/5/.DS_Store"))
+        let png = try Data(contentsOf: URL(fileURLWithPath: data + "/train/6/0006.png"))
+        try png.prefix(100).write(to: URL(fileURLWithPath: data + "/train/6/0000.png"))
+        let args = ["finetune", "smallcnn", "--weights", start, "--data", data, "--num-classes", "5", "-o", path("out.pth"), "--epochs", "1"]
+        let stopped = try ckpt(args)
+        XCTAssertEqual(stopped.status, 2, stopped.stderr)
+        XCTAssertEqual(stopped.stderrLines.map(String.init), [
+            "ckpt: warning: hidden (train): \(data)/train/5/.DS_Store",
+            "ckpt: \(data)/train/6/0000.png: truncated png: the data ends before the image does (libpng: unexpected end of file); nothing written (--skip-bad-images leaves unreadable images out)",
+        ])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("out.pth")))
+        let skipped = try ckpt(args + ["--skip-bad-images"])
+        XCTAssertEqual(skipped.status, 0, skipped.stderr)
+        XCTAssertEqual(skipped.stderrLines.count, 2, skipped.stderr)
+        XCTAssertTrue(skipped.stderr.contains("ckpt: warning: skipped \(data)/train/6/0000.png: truncated png"), skipped.stderr)
+        XCTAssertTrue(skipped.stdout.contains("21 training images"), skipped.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path("out.pth")))
+    }
+}
