@@ -20,6 +20,17 @@ struct FinetuneJob {
         if !c.force, c.resume == nil, FileManager.default.fileExists(atPath: c.output) {
             throw TrainingError.invalidOption(option: "--output", message: "\(c.output) exists; pass --force to overwrite it (or --resume to continue its run)")
         }
+        // found now rather than when the first epoch is saved
+        let out = URL(fileURLWithPath: c.output)
+        var isDirectory: ObjCBool = false
+        let folder = out.deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TrainingError.invalidOption(option: "--output", message: "the folder \(folder) does not exist")
+        }
+        for input in [c.weights] + (c.resume.map { [$0] } ?? []) + [c.data]
+        where URL(fileURLWithPath: input).resolvingSymlinksInPath().path == out.resolvingSymlinksInPath().path {
+            throw TrainingError.invalidOption(option: "--output", message: "\(c.output) is an input of the run; write elsewhere")
+        }
     }
 
     /// The exit code of a training error: 64 for options, 1 for a check or a stop, 2 otherwise.

@@ -13,8 +13,8 @@ enum TransplantReplay {
     /// Runs the proof of `planFile` on `weights`.
     /// - Returns: one check per block (empty when the source's architecture is not in the zoo,
     ///   so nothing can be run; the plan file then proves nothing and is not refused).
-    /// - Throws: `TrainingError.resume`-free one-line errors: `SurgeryError(.emptySource)` when the
-    ///   plan file cannot be read or names another model, `FormatError` when its source is gone.
+    /// - Throws: `FormatError` when the plan file cannot be read, names another model or its
+    ///   source is gone; what `TransplantJob.prepare` and `TransplantProof.verify` throw.
     static func verify(planFile: String, weights: LocatedStateDict, model: String, numClasses: Int, read: ReadOptions) throws -> [BlockCheck] {
         guard let data = FileManager.default.contents(atPath: planFile), let text = String(data: data, encoding: .utf8) else {
             throw FormatError(.io, file: planFile, "cannot read the transplant's plan file")

@@ -155,6 +155,8 @@ final class FinetuneCommandTests: XCTestCase {
             (["--freeze", "layer4"], 64, "--freeze: no module or parameter named 'layer4'"),
             (["--mode", "feature-extract", "--train", "model.8"], 64, "--mode: feature-extract trains the new layers only"),
             (["--optimizer", "adam"], 64, "--optimizer: must be one of sgd, adamw, got 'adam'"),
+            (["--mode", "two-stage", "--epochs", "1"], 64, "--stage1-epochs: must be at least 1 and fewer than --epochs (1), got 1"),
+            (["--weights", "fixtures/finetune/expected.json"], 2, "expected.json"),
         ]
         for (args, status, message) in cases {
             var full = args
@@ -176,6 +178,9 @@ final class FinetuneCommandTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
             XCTAssertEqual(try files(), [], "\(args) wrote something")
         }
+        let noFolder = try finetune("missing/out.pth", [])
+        XCTAssertEqual(noFolder.status, 64)
+        XCTAssertEqual(noFolder.stderrLines, ["ckpt: --output: the folder \(path("missing")) does not exist"])
         let wrongModel = try ckpt(["finetune", "resnet18", "--weights", start, "--data", digits, "--num-classes", "5", "-o", path("out.pth")])
         XCTAssertEqual(wrongModel.status, 2)
         XCTAssertEqual(wrongModel.stderrLines.count, 1, wrongModel.stderr)
