@@ -36,8 +36,8 @@ let package = Package(
         .target(name: "CkptKernels", dependencies: ["CkptTensor", "COpenBLAS", "CkptAVX512"], swiftSettings: optimisedInDebug),
         .target(name: "CkptNN", dependencies: ["CkptTensor", "CkptKernels"], swiftSettings: optimisedInDebug),
         .target(name: "CkptZoo", dependencies: ["CkptNN", "CkptTensor"], swiftSettings: optimisedInDebug),
-        // what needs models on top of surgery: transplant proofs, losses' use, optimizers, the training step
-        .target(name: "CkptTrain", dependencies: ["CkptTensor", "CkptKernels", "CkptNN", "CkptZoo", "CkptSurgery"],
+        // what needs models on top of surgery: transplant proofs, losses' use, optimizers, the training step, fine-tuning on image folders
+        .target(name: "CkptTrain", dependencies: ["CkptTensor", "CkptKernels", "CkptNN", "CkptZoo", "CkptSurgery", "CkptData"],
                 swiftSettings: optimisedInDebug),
         .target(name: "CkptCLI", dependencies: [
             "CkptTensor", "CkptFormat", "CkptSurgery", "CkptZoo", "CkptNN", "CkptKernels", "CkptTrain", "CkptData",
@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "CkptSurgeryTests", dependencies: ["CkptSurgery", "CkptTensor"]),
         .testTarget(name: "CkptDataTests", dependencies: ["CkptData", "CkptTensor", "CkptFormat"]),
         .testTarget(name: "CkptKernelsTests", dependencies: ["CkptKernels", "CkptTensor"]),
-        .testTarget(name: "CkptTrainTests", dependencies: ["CkptTrain", "CkptZoo", "CkptNN", "CkptSurgery", "CkptTensor", "CkptFormat"],
+        .testTarget(name: "CkptTrainTests", dependencies: ["CkptTrain", "CkptZoo", "CkptNN", "CkptSurgery", "CkptTensor", "CkptFormat", "CkptData"],
                     swiftSettings: optimisedInDebug),
         .testTarget(name: "CkptZooTests", dependencies: ["CkptZoo", "CkptNN", "CkptKernels", "CkptTensor", "CkptFormat"]),
     ]

@@ -8,16 +8,16 @@ import Foundation
 public struct Ckpt: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ckpt",
-        abstract: "Inspect, convert, diff, scan and transplant PyTorch checkpoints without running Python.",
+        abstract: "Inspect, convert, diff, scan, transplant and fine-tune PyTorch checkpoints without running Python.",
         discussion: """
             A checkpoint is a pickle; ckpt interprets it as data and never runs code from it.
 
             Exit status, every command: 0 done / clean / equal; 1 different (diff), references code or \
-            malformed (scan), a gate not met (transplant --strict, --require-coverage, a failed proof); 2 a \
+            malformed (scan), a gate not met (transplant --strict, --require-coverage, a failed proof; finetune stopped); 2 a \
             file that cannot be used (missing, malformed, refused, does not fit the model); 64 a usage error.
             """,
         version: "0.1.0",
-        subcommands: [Inspect.self, Convert.self, Diff.self, Scan.self, Transplant.self, Init.self, ZooListing.self, Summary.self, Forward.self, Bench.self]
+        subcommands: [Inspect.self, Convert.self, Diff.self, Scan.self, Transplant.self, Finetune.self, Init.self, ZooListing.self, Summary.self, Forward.self, Bench.self]
     )
     public init() {}
 

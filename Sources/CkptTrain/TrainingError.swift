@@ -14,6 +14,23 @@ public enum TrainingError: Error, Sendable, CustomStringConvertible {
     case nothingTrains(option: String)
     /// Targets do not match the model's output (`expected` labels, `got`).
     case targetCount(expected: Int, got: Int)
+    /// A fine-tuning option out of range or in conflict with another (`--lr`, `--stage1-epochs`).
+    case invalidOption(option: String, message: String)
+    /// The data's classes do not number `--num-classes`.
+    case classCount(data: String, classes: [String], numClasses: Int)
+    /// The weights do not fit the model beyond its head: one line per kind of problem.
+    case weightsDoNotFit(model: String, problems: [String])
+    /// A loaded tensor is not bit for bit the source tensor it was taken from.
+    case sourceMismatch(key: String, source: String)
+    /// A tensor that does not train changed during `epoch` (from 1).
+    case frozenTensorChanged(key: String, epoch: Int)
+    /// Training stopped in `epoch` (from 1) at `batch` (from 1), global optimizer step `step`,
+    /// because of `reason` (a loss or gradient that is not finite); no weight of that step changed.
+    case stopped(epoch: Int, batch: Int, step: Int, reason: String)
+    /// A training checkpoint that cannot be resumed here, and why.
+    case resume(message: String)
+    /// A model or dataset fine-tuning does not handle yet.
+    case unsupported(message: String)
 
     /// One lower-case line naming what, where, expected and got.
     public var description: String {
@@ -29,6 +46,23 @@ public enum TrainingError: Error, Sendable, CustomStringConvertible {
             return "\(option): no parameter is left to train"
         case let .targetCount(expected, got):
             return "targets: expected \(expected) labels for the model's output, got \(got)"
+        case let .invalidOption(option, message):
+            return "\(option): \(message)"
+        case let .classCount(data, classes, n):
+            let shown = classes.prefix(8).joined(separator: ", ") + (classes.count > 8 ? ", …" : "")
+            return "\(data): \(classes.count) class folder\(classes.count == 1 ? "" : "s") (\(shown)), --num-classes is \(n)"
+        case let .weightsDoNotFit(model, problems):
+            return "the weights do not fit \(model): " + problems.joined(separator: "; ")
+        case let .sourceMismatch(key, source):
+            return "\(key): the loaded tensor differs from its source \(source); refusing to train (--no-verify skips the check)"
+        case let .frozenTensorChanged(key, epoch):
+            return "epoch \(epoch): frozen tensor \(key) changed; it must stay bit for bit as it started"
+        case let .stopped(epoch, batch, step, reason):
+            return "epoch \(epoch), batch \(batch) (step \(step)): \(reason)"
+        case let .resume(message):
+            return "--resume: \(message)"
+        case let .unsupported(message):
+            return message
         }
     }
 }

@@ -239,14 +239,24 @@ public enum TransplantProof {
 
     /// The input shape a block takes, from its first layer with weights: `[2, C, S, S]` for a
     /// convolution or batch norm, with `S` just large enough for the block's poolings and strides
-    /// (small: the proof is about weights, not speed), `[2, F]` for a linear layer.
+    /// (small: the proof is about weights, not speed), `[2, F]` for a linear layer. A block that
+    /// flattens its features into a linear layer without adaptive pooling (the seed's small CNN
+    /// taken whole) gets the size whose features fill that layer.
     static func inputShape(of block: Module) -> ([Int], Module)? {
-        let halvings = block.namedModules().filter { _, m in
+        let modules = block.namedModules().map(\.module)
+        let halvings = modules.filter { m in
             if m is MaxPool2d { return true }
             if let c = m as? Conv2d { return c.geometry.stride.height > 1 }
             return false
         }.count
-        let s = min(128, max(8, 2 << halvings))
+        var s = min(128, max(8, 2 << halvings))
+        if modules.contains(where: { $0 is Flatten }), !modules.contains(where: { $0 is AdaptiveAvgPool2d }),
+           let li = modules.firstIndex(where: { $0 is Linear }), let linear = modules[li] as? Linear,
+           let conv = modules[..<li].last(where: { $0 is Conv2d }) as? Conv2d {
+            let features = linear.weight.value.shape[1], channels = conv.geometry.outputChannels
+            let side = Int(Double(features / max(channels, 1)).squareRoot().rounded())
+            if side > 0, side * side * channels == features { s = side << halvings }
+        }
         for (_, m) in block.namedModules() {
             switch m {
             case let c as Conv2d: return ([2, c.geometry.inputChannels, s, s], m)

@@ -326,6 +326,7 @@ final class ModelCommandTests: XCTestCase {
         XCTAssertTrue(one.stderr.contains("expected more than 1 value per channel when training"), one.stderr)
         XCTAssertTrue(one.stderr.contains("torch refuses it too"), one.stderr)
         for lr in ["0", "-0.1", "nan"] {
+            // "--lr=-0.1": a negative value given apart reads as an option to ArgumentParser
             let bad = try ckpt("bench", "train", "smallcnn", "--batch", "2", "--lr=\(lr)")
             XCTAssertEqual(bad.status, 2, lr)
             XCTAssertEqual(bad.stderrLines.count, 1, bad.stderr)

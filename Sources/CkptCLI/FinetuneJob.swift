@@ -1,0 +1,130 @@
+import ArgumentParser
+import CkptData
+import CkptFormat
+import CkptSurgery
+import CkptTensor
+import CkptTrain
+import Foundation
+
+/// One `ckpt finetune` run: the command's glue over `FineTuning` (the library trains; this file
+/// reads the inputs, prints, and writes OUT, OUT.train.pth and OUT.metrics.csv atomically).
+struct FinetuneJob {
+    let c: Finetune
+    let options: FineTuneOptions
+
+    /// Checks the options and the output path; nothing is read yet.
+    /// - Throws: `TrainingError.invalidOption` (the command exits 64 with its one line).
+    init(_ c: Finetune) throws {
+        self.c = c
+        options = try c.fineTuneOptions()
+        if !c.force, c.resume == nil, FileManager.default.fileExists(atPath: c.output) {
+            throw TrainingError.invalidOption(option: "--output", message: "\(c.output) exists; pass --force to overwrite it (or --resume to continue its run)")
+        }
+        // found now rather than when the first epoch is saved
+        let out = URL(fileURLWithPath: c.output)
+        var isDirectory: ObjCBool = false
+        let folder = out.deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TrainingError.invalidOption(option: "--output", message: "the folder \(folder) does not exist")
+        }
+        for input in [c.weights] + (c.resume.map { [$0] } ?? []) + [c.data]
+        where URL(fileURLWithPath: input).resolvingSymlinksInPath().path == out.resolvingSymlinksInPath().path {
+            throw TrainingError.invalidOption(option: "--output", message: "\(c.output) is an input of the run; write elsewhere")
+        }
+    }
+
+    /// The exit code of a training error: 64 for options, 1 for a check or a stop, 2 otherwise.
+    static func exitCode(_ e: TrainingError) -> Int32 {
+        switch e {
+        case .invalidOption, .unknownName, .nothingTrains: return 64
+        case .sourceMismatch, .stopped, .frozenTensorChanged: return 1
+        default: return 2
+        }
+    }
+
+    /// Reads, proves, trains and writes.
+    func run() throws {
+        let start = Date()
+        let located = KeyAnalysis.locateStateDict(try CLI.load(c.weights, c.read))
+        guard !located.raw.isEmpty else { throw SurgeryError(.emptySource, "\(c.weights): no tensors") }
+        var proof: [BlockCheck] = []
+        let planFile = c.weights + ".plan.json"
+        if options.verify, FileManager.default.fileExists(atPath: planFile) {
+            proof = try TransplantReplay.verify(planFile: planFile, weights: located, model: c.model, numClasses: c.numClasses, read: c.read)
+            if let f = proof.first(where: { !$0.passes(tolerance: TransplantProof.tolerance) }) {
+                CLI.printError("\(c.weights): the transplant's proof fails: block \(f.block) differs from \(f.source) by \(f.maxAbsDiff.map { String(format: "%.3g", $0) } ?? "?") (> \(TransplantProof.tolerance)); refusing to train (--no-verify skips the proof)")
+                throw ExitCode(1)
+            }
+        }
+        let run: FineTuning
+        var resumedFrom: Int?
+        var rows: [String] = []
+        do {
+            run = try FineTuning(model: c.model, numClasses: c.numClasses, weights: located, data: c.data, options: options)
+            if let path = c.resume {
+                let checkpoint = try TrainingCheckpoint(try CLI.load(path, c.read).root)
+                try run.resume(from: checkpoint)
+                resumedFrom = checkpoint.epoch
+                if let text = try? String(contentsOfFile: c.metricsPath, encoding: .utf8) {
+                    rows = FineTuneMetrics.rows(fromCSV: text, throughEpoch: checkpoint.epoch)
+                }
+            }
+        } catch let e as TrainingError {
+            CLI.printError(e.description)
+            throw ExitCode(FinetuneJob.exitCode(e))
+        }
+        let out = FinetuneOutput(c: c, json: c.json)
+        out.summary(run, located: located, proof: proof, resumedFrom: resumedFrom)
+
+        var written: (best: Int?, last: Int?) = (run.best?.epoch, resumedFrom)
+        var warned = Set<String>()
+        let inputs = [c.weights] + (c.resume.map { [$0] } ?? [])
+        let summary: FineTuneSummary
+        do {
+            summary = try run.run(onBatch: { out.progress($0) }, onEpoch: { outcome in
+                out.clearProgress()
+                for s in outcome.skipped where warned.insert(s.path).inserted { out.warning("skipped \(s.description)") }
+                if outcome.isBest {
+                    let state = try run.modelStateDict()
+                    let root = Value.dict(PyDict(items: state.map { (.string($0.key), .tensor($0.tensor)) }, kind: .orderedDict))
+                    try CheckpointWriter.write(Checkpoint(root: root, info: FormatInfo(format: .zip)), to: c.output, forbidding: inputs)
+                    written.best = outcome.metrics.epoch
+                }
+                try CheckpointWriter.write(Checkpoint(root: try run.trainingCheckpoint().value, info: FormatInfo(format: .zip)),
+                                           to: c.trainCheckpointPath, forbidding: [c.weights])
+                written.last = outcome.metrics.epoch
+                rows.append(FineTuneMetrics.row(outcome.metrics))
+                try FinetuneJob.writeText(([FineTuneMetrics.header] + rows).joined(separator: "\n") + "\n", to: c.metricsPath)
+                out.epoch(outcome, epochs: options.epochs)
+            })
+        } catch let e as TrainingError {
+            out.clearProgress()
+            var line = e.description
+            if case .stopped = e {
+                line += written.last.map { "; \(c.output) keeps epoch \(written.best ?? $0), \(c.trainCheckpointPath) epoch \($0)" } ?? "; nothing written"
+            }
+            CLI.printError(line)
+            throw ExitCode(FinetuneJob.exitCode(e))
+        } catch let e as DataError {
+            // an image that cannot be read, met in a batch (PyTorch's DataLoader stops there too)
+            out.clearProgress()
+            let kept = written.last.map { "; \(c.output) keeps epoch \(written.best ?? $0), \(c.trainCheckpointPath) epoch \($0)" } ?? "; nothing written"
+            CLI.printError(e.description + kept + (options.skipBadImages ? "" : " (--skip-bad-images leaves unreadable images out)"))
+            throw ExitCode(2)
+        }
+        out.finish(run, summary: summary, seconds: Date().timeIntervalSince(start), resumedFrom: resumedFrom, rows: rows)
+    }
+
+    /// Replaces `path` atomically with `text`.
+    /// - Throws: `FormatError(.io)` naming the file.
+    static func writeText(_ text: String, to path: String) throws {
+        let file = try AtomicFileWriter(destination: path)
+        do {
+            try file.write(Array(text.utf8))
+            try file.commit()
+        } catch {
+            file.abort()
+            throw error
+        }
+    }
+}

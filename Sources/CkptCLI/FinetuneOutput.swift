@@ -1,0 +1,147 @@
+import CkptData
+import CkptFormat
+import CkptSurgery
+import CkptTensor
+import CkptTrain
+import Foundation
+
+/// What `ckpt finetune` prints: a summary before training, a progress line per batch on a
+/// terminal (redrawn in place on stderr), a line per epoch, and a closing line or `--json`.
+/// With `--json`, everything but the report goes to stderr.
+final class FinetuneOutput {
+    let c: Finetune
+    let json: Bool
+    private let terminal = isatty(2) != 0
+    private var lastDraw = Date.distantPast
+    private var drawn = false
+    private var warnings: [String] = []
+
+    init(c: Finetune, json: Bool) {
+        self.c = c
+        self.json = json
+    }
+
+    /// A line for people: stdout, or stderr under `--json`.
+    func say(_ line: String) {
+        if json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+    }
+
+    /// A warning on stderr (kept for the JSON report).
+    func warning(_ text: String) {
+        warnings.append(text)
+        FileHandle.standardError.write(Data(("ckpt: warning: " + text + "\n").utf8))
+    }
+
+    /// Module paths of `keys`, shortened when there are many.
+    static func modules(_ keys: [String]) -> String {
+        var paths: [String] = []
+        for k in keys {
+            let m = StateDict.modulePath(of: k)
+            if paths.last != m { paths.append(m.isEmpty ? k : m) }
+        }
+        if paths.count <= 6 { return paths.joined(separator: ", ") }
+        return (paths.prefix(3) + ["…"] + paths.suffix(2)).joined(separator: ", ") + " (\(paths.count) modules)"
+    }
+
+    /// The summary before the first step.
+    func summary(_ run: FineTuning, located: LocatedStateDict, proof: [BlockCheck], resumedFrom: Int?) {
+        let plan = run.fitted.plan
+        var fit = "\(plan.copied.count) copied"
+        if !plan.filled.isEmpty { fit += ", \(plan.filled.count) filled" }
+        if !plan.reinitialized.isEmpty { fit += ", \(plan.reinitialized.count) re-initialised (new head)" }
+        let checked = run.verifiedTensors > 0 ? "; \(CLI.plural(run.verifiedTensors, "tensor")) equal to their source" : ""
+        let root = located.rootPath.isEmpty ? "" : " [\(located.rootPath)]"
+        say("weights: \(c.weights)\(root) -> \(run.fitted.name) (\(run.fitted.numClasses) classes): \(fit)\(checked)")
+        if !proof.isEmpty {
+            let worst = proof.compactMap(\.maxAbsDiff).max() ?? 0
+            say("proof: \(c.weights).plan.json re-run: \(CLI.plural(proof.count, "block")), max|Δ| \(worst == 0 ? "0" : String(format: "%.3g", worst))")
+        }
+        let d = run.dataset
+        say("data: \(c.data) (\(d.layout)): \(d.classes.count) classes, \(CLI.plural(d.train.count, "training image")), \(CLI.plural(d.validation.count, "validation image"))")
+        for issue in d.issues.prefix(10) { warning(issue.description) }
+        if d.issues.count > 10 { warning("… \(d.issues.count - 10) more folder issues") }
+        let trainable = run.trainableKeys
+        let all = run.fitted.model.namedParameters().filter { $0.parameter.role == .parameter }.count
+        let what = trainable.count == all ? "everything" : FinetuneOutput.modules(trainable)
+        var stages = ""
+        if run.options.mode == .twoStage {
+            stages = "; stage 2 from epoch \(run.options.stage1Epochs + 1) at lr \(CLI.number(run.options.learningRate * run.options.unfreezeFactor))"
+        }
+        say("trains: \(what) (\(CLI.plural(trainable.count, "tensor")), \(CLI.grouped(run.trainableParameterCount)) of \(CLI.grouped(run.fitted.model.parameterCount)) parameters); \(CLI.plural(run.frozenKeys.count, "tensor")) held frozen\(stages)")
+        let o = run.options
+        var how = "\(o.mode.rawValue), \(o.optimizer.rawValue) lr \(CLI.number(o.learningRate))"
+        if o.optimizer == .sgd { how += " momentum \(CLI.number(o.momentum))" }
+        how += " weight decay \(CLI.number(o.effectiveWeightDecay)), schedule \(o.schedule.rawValue)"
+        if o.warmupEpochs > 0 { how += " after \(o.warmupEpochs) warm-up epoch(s)" }
+        let batches = run.batchesPerEpoch
+        how += "; \(CLI.plural(o.epochs, "epoch")) of \(batches) batch\(batches == 1 ? "" : "es") of \(o.batchSize), \(run.imageSize)x\(run.imageSize)"
+        how += o.augment ? ", augmented" : ", no augmentation"
+        how += o.shuffle ? ", shuffled (seed \(o.seed))" : ", ImageFolder order"
+        say("training: \(how)")
+        if let e = resumedFrom { say("resumed: \(c.resume ?? "") after epoch \(e)") }
+    }
+
+    /// The progress line of a batch, redrawn in place on a terminal at most ten times a second.
+    func progress(_ p: BatchProgress) {
+        guard terminal, p.batch == p.batches || Date().timeIntervalSince(lastDraw) > 0.1 else { return }
+        lastDraw = Date()
+        let eta = Int(p.etaSeconds.rounded())
+        let line = String(format: "epoch %d/%d  batch %d/%d  loss %.4f  acc %.1f%%  %.1f img/s  ETA %d:%02d",
+                          p.epoch, p.epochs, p.batch, p.batches, p.loss, p.accuracy * 100, p.imagesPerSecond, eta / 60, eta % 60)
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        drawn = true
+    }
+
+    /// Clears the progress line, if one is drawn.
+    func clearProgress() {
+        guard drawn else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        drawn = false
+    }
+
+    /// The line of a finished epoch.
+    func epoch(_ outcome: EpochOutcome, epochs: Int) {
+        let m = outcome.metrics
+        var line = String(format: "epoch %d/%d", m.epoch, epochs)
+        if c.mode == FineTuneMode.twoStage.rawValue { line += " (stage \(m.stage))" }
+        func loss(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : (x.isNaN ? "nan" : "\(x)") }
+        line += ": train loss \(loss(m.trainLoss))" + String(format: " acc %.1f%%", m.trainAccuracy * 100)
+        if let l = m.validationLoss, let a = m.validationAccuracy { line += "  val loss \(loss(l))" + String(format: " acc %.1f%%", a * 100) }
+        line += "  lr \(CLI.number(m.learningRate))" + String(format: "  %.1f img/s  %.1f s", m.imagesPerSecond, m.seconds)
+        if outcome.isBest { line += "  best, saved" }
+        say(line)
+    }
+
+    /// The closing line, or the JSON report.
+    func finish(_ run: FineTuning, summary: FineTuneSummary, seconds: Double, resumedFrom: Int?, rows: [String]) {
+        let best = summary.epochs.first { $0.epoch == summary.bestEpoch }
+        if json {
+            func number(_ x: Double?) -> JSONValue { x.map { $0.isFinite ? .double($0) : .string("\($0)") } ?? .null }
+            let metrics = summary.epochs.map { m -> JSONValue in
+                .object([("epoch", .int(m.epoch)), ("stage", .int(m.stage)), ("train_loss", number(m.trainLoss)),
+                         ("train_accuracy", number(m.trainAccuracy)), ("val_loss", number(m.validationLoss)),
+                         ("val_accuracy", number(m.validationAccuracy)), ("learning_rate", number(m.learningRate)),
+                         ("images_per_second", number(m.imagesPerSecond)), ("seconds", number(m.seconds)), ("images", .int(m.images))])
+            }
+            CLI.printJSON(.object([
+                ("model", .string(run.fitted.name)), ("num_classes", .int(run.fitted.numClasses)), ("weights", .string(c.weights)),
+                ("data", .string(c.data)), ("classes", .array(run.dataset.classes.map { .string($0) })), ("mode", .string(run.options.mode.rawValue)),
+                ("epochs", .int(run.options.epochs)), ("resumed_after_epoch", resumedFrom.map { .int($0) } ?? .null),
+                ("best_epoch", summary.bestEpoch.map { .int($0) } ?? .null), ("metrics", .array(metrics)),
+                ("trainable", .array(run.trainableKeys.map { .string($0) })), ("steps", .int(summary.steps)),
+                ("seconds", .double(seconds)), ("images_per_second", .double(summary.imagesPerSecond)),
+                ("output", .string(c.output)), ("train_checkpoint", .string(c.trainCheckpointPath)), ("metrics_csv", .string(c.metricsPath)),
+                ("warnings", .array(warnings.map { .string($0) })),
+            ]))
+            return
+        }
+        var line = "best epoch \(summary.bestEpoch.map(String.init) ?? "-")"
+        if let b = best {
+            if let a = b.validationAccuracy { line += String(format: " (val accuracy %.1f%%)", a * 100) } else { line += String(format: " (train loss %.4f)", b.trainLoss) }
+        } else if summary.bestEpoch != nil {
+            line += " (an earlier run's)"
+        }
+        line += ": wrote \(c.output), \(c.trainCheckpointPath), \(c.metricsPath) in " + String(format: "%.1f s (%.1f img/s)", seconds, summary.imagesPerSecond)
+        say(line)
+    }
+}

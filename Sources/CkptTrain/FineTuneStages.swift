@@ -1,0 +1,71 @@
+import CkptNN
+
+/// What trains in each stage of a run and what it trains with: the selection, the optimizer and
+/// the schedule, built the way a tutorial builds them at the start of a stage.
+struct FineTuneStages {
+    let options: FineTuneOptions
+    let fitted: FittedModel
+
+    /// Which parameters train in `stage`: the new layers for a head-only stage, otherwise what
+    /// `--train`, `--freeze` and `--freeze-first` say (everything when they say nothing).
+    /// - Throws: `TrainingError.invalidOption` when `--freeze-first` exceeds the model's modules.
+    func selection(for stage: Stage) throws -> TrainableSelection {
+        if stage.headOnly { return .only(fitted.newLayerKeys) }
+        if !options.train.isEmpty { return .only(options.train) }
+        let freeze = options.freeze + (try leadingModules(options.freezeFirst))
+        return freeze.isEmpty ? .all : .freeze(freeze)
+    }
+
+    /// The paths of the first `count` modules that own parameters, in `named_modules()` order (a
+    /// shared module counted once): the layers `--freeze-first N` freezes.
+    /// - Throws: `TrainingError.invalidOption` when the model has fewer.
+    func leadingModules(_ count: Int) throws -> [String] {
+        guard count > 0 else { return [] }
+        var seen = Set<ObjectIdentifier>()
+        var paths: [String] = []
+        for (path, m) in fitted.model.namedModules() where !path.isEmpty {
+            guard m.ownParameters.contains(where: { $0.parameter.role == .parameter }), seen.insert(ObjectIdentifier(m)).inserted else { continue }
+            paths.append(path)
+        }
+        guard count < paths.count else {
+            throw TrainingError.invalidOption(option: "--freeze-first",
+                                              message: "\(fitted.name) has \(paths.count) modules with parameters, so \(count) would freeze all of them; at most \(paths.count - 1)")
+        }
+        return Array(paths.prefix(count))
+    }
+
+    /// The optimizer over the parameters that train now, at the stage's learning rate.
+    /// Counterpart: `optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr, momentum, weight_decay)`.
+    /// - Throws: `OptimizerError` for values torch refuses, or when nothing trains.
+    func optimizer(for stage: Stage) throws -> any Optimizer {
+        let parameters = ParameterGroup.trainableParameters(of: fitted.model)
+        let decay = options.effectiveWeightDecay
+        switch options.optimizer {
+        case .sgd:
+            return try SGD(parameters: parameters, learningRate: stage.learningRate, momentum: options.momentum, weightDecay: decay)
+        case .adamw:
+            return try AdamW(parameters: parameters, learningRate: stage.learningRate, weightDecay: decay)
+        }
+    }
+
+    /// The stage's schedule, stepped once per epoch: a linear warm-up from a tenth of the rate
+    /// over `warmupEpochs`, then StepLR or cosine annealing over the rest of the stage; nil for a
+    /// constant rate. Built in torch's order (the parts, then `SequentialLR` over them).
+    /// - Throws: `OptimizerError` for settings torch refuses.
+    func schedule(for stage: Stage, optimizer: any Optimizer) throws -> (any LearningRateSchedule)? {
+        let warmup = min(options.warmupEpochs, stage.epochs)
+        let warm: LinearLR? = warmup > 0 ? try LinearLR(optimizer: optimizer, startFactor: 0.1, endFactor: 1, totalIterations: warmup) : nil
+        let decay: ChainableSchedule?
+        switch options.schedule {
+        case .none: decay = nil
+        case .step: decay = try StepLR(optimizer: optimizer, stepSize: options.stepSize, gamma: options.gamma)
+        case .cosine: decay = try CosineAnnealingLR(optimizer: optimizer, period: max(1, stage.epochs - warmup))
+        }
+        switch (warm, decay) {
+        case let (w?, d?): return try SequentialLR(optimizer: optimizer, schedules: [w, d], milestones: [warmup])
+        case let (w?, nil): return w
+        case let (nil, d?): return d
+        case (nil, nil): return nil
+        }
+    }
+}
