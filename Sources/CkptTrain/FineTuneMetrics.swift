@@ -2,11 +2,11 @@ import Foundation
 
 // A minimal per-epoch metrics table for `ckpt finetune`. A general training log (TrainingLog,
 // MetricsCSV, curves, TensorBoard) is being written separately; this file is the one place to
-// reconcile with it: `EpochMetrics` is the row, `FineTuneMetrics.csv` the text.
+// reconcile with it: `FineTuneEpoch` is the row, `FineTuneMetrics.csv` the text.
 
 /// What one epoch of fine-tuning measured.
 /// PyTorch counterpart: the tutorials' `epoch_loss`, `epoch_acc` per phase, and the scheduler's rate.
-public struct EpochMetrics: Sendable, Equatable {
+public struct FineTuneEpoch: Sendable, Equatable {
     /// The epoch, from 1.
     public var epoch: Int
     /// The stage, from 1 (2 for the second stage of `two-stage`).
@@ -68,7 +68,7 @@ public enum FineTuneMetrics {
     public static var header: String { columns.joined(separator: ",") }
 
     /// One row (no newline); an absent validation value is an empty cell.
-    public static func row(_ m: EpochMetrics) -> String {
+    public static func row(_ m: FineTuneEpoch) -> String {
         func number(_ x: Double?) -> String {
             guard let x else { return "" }
             if x.isNaN { return "nan" }
@@ -81,7 +81,7 @@ public enum FineTuneMetrics {
     }
 
     /// The whole file for `rows`: the header, then a line per row.
-    public static func csv(_ rows: [EpochMetrics]) -> String {
+    public static func csv(_ rows: [FineTuneEpoch]) -> String {
         ([header] + rows.map(row)).joined(separator: "\n") + "\n"
     }
 
