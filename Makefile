@@ -21,8 +21,9 @@ build: deps
 	$(SWIFT) build -c release --product ckpt --static-swift-stdlib
 
 # The main job: transplants (a shipped smallcnn training checkpoint to a new label set; the card's
-# vgg19_bn -> SegNet graft on freshly initialised weights), each with its plan and proof; then
-# inspect, convert, diff, scan, and the model zoo with a forward pass checked against torch's output.
+# vgg19_bn -> SegNet graft on freshly initialised weights), each with its plan and proof; fine-tuning
+# a digits-0-4 smallcnn on digits 5-9 (feature extraction, then two-stage); then inspect, convert,
+# diff, scan, and the model zoo with a forward pass checked against torch's output.
 demo: build
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@echo "== ckpt transplant: a float16 DataParallel smallcnn checkpoint to 5 classes, keeping the rows of cat, dog, horse, bird"
@@ -35,6 +36,12 @@ demo: build
 	@echo; echo "== ckpt inspect $(DEMO)/segnet.pth | head"
 	@$(CKPT) inspect $(DEMO)/segnet.pth | head -12
 	@rm -f $(DEMO)/vgg19_bn.pth
+	@echo; echo "== ckpt finetune smallcnn on digits 5-9 (scikit-learn's scans; a smallcnn torch trained on digits 0-4 with a new 5-class head): feature extraction"
+	@$(CKPT) finetune smallcnn --weights fixtures/finetune/smallcnn_start.pth --data fixtures/finetune/digits --num-classes 5 \
+		--mode feature-extract --epochs 10 --batch 4 --lr 0.01 --no-augment -o $(DEMO)/digits_fe.pth
+	@echo; echo "== ckpt finetune, two-stage from there (head for 2 epochs, then everything at lr x 0.1)"
+	@$(CKPT) finetune smallcnn --weights $(DEMO)/digits_fe.pth --data fixtures/finetune/digits --num-classes 5 \
+		--mode two-stage --stage1-epochs 2 --epochs 10 --batch 4 --lr 0.01 --no-augment -o $(DEMO)/digits_two_stage.pth
 	@echo
 	@echo "== ckpt inspect fixtures/valid/checkpoint.pth   (a nested training checkpoint)"
 	@$(CKPT) inspect fixtures/valid/checkpoint.pth | head -30
