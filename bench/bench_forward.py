@@ -34,6 +34,38 @@ def have_torch():
     return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision") is not None
 
 
+def side_by_side(case, rounds, ckpt_cmd, torch_cmd, ms_key, width, rate_width):
+    """Runs `ckpt_cmd` and `torch_cmd` (None: no torch) `rounds` times, alternating; keeps each
+    engine's best round (lowest `ms_key`), prints one line and returns the row."""
+    c, tj = None, None
+    steal0, total0 = cpu_times()
+    for _ in range(rounds):
+        r = json.loads(subprocess.run(ckpt_cmd, check=True, capture_output=True, text=True).stdout)
+        if c is None or r[ms_key] < c[ms_key]:
+            c = r
+        if torch_cmd:
+            t = subprocess.run(torch_cmd, check=True, capture_output=True, text=True).stdout
+            r = json.loads(t.strip().splitlines()[-1])
+            if tj is None or r[ms_key] < tj[ms_key]:
+                tj = r
+    steal1, total1 = cpu_times()
+    steal = 100.0 * (steal1 - steal0) / max(1, total1 - total0)
+    row = {"case": case, "ckpt_ms": c[ms_key], "ckpt_img_s": c["images_per_second"],
+           "ckpt_gflops": c.get("gflop_per_second"), "ckpt_peak_rss_mb": c.get("peak_rss_bytes", 0) / 2**20,
+           "rounds": rounds, "steal_percent": steal}
+    if torch_cmd:
+        row.update({"torch_ms": tj[ms_key], "torch_img_s": tj["images_per_second"],
+                    "torch_peak_rss_mb": tj["peak_rss_mb"], "ratio": c["images_per_second"] / tj["images_per_second"]})
+    line = (f"{case:{width}s} ckpt {row['ckpt_img_s']:{rate_width}.2f} img/s ({row['ckpt_ms']:7.1f} ms, "
+            f"{row['ckpt_gflops'] or 0:5.1f} GFLOP/s, {row['ckpt_peak_rss_mb']:6.0f} MB)")
+    if torch_cmd:
+        line += (f" | torch {row['torch_img_s']:{rate_width}.2f} img/s ({row['torch_ms']:7.1f} ms, "
+                 f"{row['torch_peak_rss_mb']:6.0f} MB) | ratio {row['ratio']:.2f}x")
+    line += f" | steal {steal:4.1f}%"
+    print(line, flush=True)
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", default=".build/release/ckpt")
@@ -45,34 +77,11 @@ def main():
     rows = []
     for case in a.cases:
         name, batch, size = case.split(":")
-        c, tj = None, None
-        steal0, total0 = cpu_times()
-        for _ in range(a.rounds):
-            out = subprocess.run([a.ckpt, "bench", "forward", name, "--batch", batch, "--size", size,
-                                  "--iterations", str(a.iterations), "--json"], check=True, capture_output=True, text=True).stdout
-            r = json.loads(out)
-            if c is None or r["ms_per_batch"] < c["ms_per_batch"]:
-                c = r
-            if torch_ok:
-                t = subprocess.run([sys.executable, os.path.join(HERE, "..", "fixtures", "zoo", "bench_torch.py"), case,
-                                    "--iterations", str(a.iterations)], check=True, capture_output=True, text=True).stdout
-                r = json.loads(t.strip().splitlines()[-1])
-                if tj is None or r["ms_per_batch"] < tj["ms_per_batch"]:
-                    tj = r
-        steal1, total1 = cpu_times()
-        steal = 100.0 * (steal1 - steal0) / max(1, total1 - total0)
-        row = {"case": case, "ckpt_ms": c["ms_per_batch"], "ckpt_img_s": c["images_per_second"],
-               "ckpt_gflops": c.get("gflop_per_second"), "ckpt_peak_rss_mb": c.get("peak_rss_bytes", 0) / 2**20,
-               "rounds": a.rounds, "steal_percent": steal}
-        if torch_ok:
-            row.update({"torch_ms": tj["ms_per_batch"], "torch_img_s": tj["images_per_second"],
-                        "torch_peak_rss_mb": tj["peak_rss_mb"], "ratio": c["images_per_second"] / tj["images_per_second"]})
-        rows.append(row)
-        line = f"{case:16s} ckpt {row['ckpt_img_s']:7.2f} img/s ({row['ckpt_ms']:7.1f} ms, {row['ckpt_gflops'] or 0:5.1f} GFLOP/s, {row['ckpt_peak_rss_mb']:6.0f} MB)"
-        if torch_ok:
-            line += f" | torch {row['torch_img_s']:7.2f} img/s ({row['torch_ms']:7.1f} ms, {row['torch_peak_rss_mb']:6.0f} MB) | ratio {row['ratio']:.2f}x"
-        line += f" | steal {steal:4.1f}%"
-        print(line, flush=True)
+        ckpt_cmd = [a.ckpt, "bench", "forward", name, "--batch", batch, "--size", size,
+                    "--iterations", str(a.iterations), "--json"]
+        torch_cmd = [sys.executable, os.path.join(HERE, "..", "fixtures", "zoo", "bench_torch.py"), case,
+                     "--iterations", str(a.iterations)] if torch_ok else None
+        rows.append(side_by_side(case, a.rounds, ckpt_cmd, torch_cmd, "ms_per_batch", width=16, rate_width=7))
     print(json.dumps(rows))
 
 

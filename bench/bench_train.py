@@ -7,9 +7,9 @@ installed. Cases default to the issue's: resnet18 batch 16 at 224 (all trainable
 vgg11_bn batch 8 at 224, segnet batch 4 at 160. Engines alternate, each engine's best round
 counts, and the steal time seen during the case is printed (this VM's host takes CPU in bursts).
 """
-import argparse, json, os, subprocess, sys
+import argparse, json, os, sys
 
-from bench_forward import cpu_times, have_torch
+from bench_forward import have_torch, side_by_side
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # MODEL:BATCH:SIZE[:TRAIN]
@@ -28,39 +28,12 @@ def main():
     for case in a.cases:
         parts = case.split(":")
         name, batch, size = parts[:3]
-        train = parts[3] if len(parts) > 3 else None
-        c, tj = None, None
-        steal0, total0 = cpu_times()
-        for _ in range(a.rounds):
-            cmd = [a.ckpt, "bench", "train", name, "--batch", batch, "--size", size, "--iterations", str(a.iterations), "--json"]
-            if train:
-                cmd += ["--train", train]
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            if c is None or r["ms_per_step"] < c["ms_per_step"]:
-                c = r
-            if torch_ok:
-                tcmd = [sys.executable, os.path.join(HERE, "..", "fixtures", "train", "bench_torch_train.py"),
-                        f"{name}:{batch}:{size}", "--iterations", str(a.iterations)]
-                if train:
-                    tcmd += ["--train", train]
-                t = subprocess.run(tcmd, check=True, capture_output=True, text=True).stdout
-                r = json.loads(t.strip().splitlines()[-1])
-                if tj is None or r["ms_per_step"] < tj["ms_per_step"]:
-                    tj = r
-        steal1, total1 = cpu_times()
-        steal = 100.0 * (steal1 - steal0) / max(1, total1 - total0)
-        row = {"case": case, "ckpt_ms": c["ms_per_step"], "ckpt_img_s": c["images_per_second"],
-               "ckpt_gflops": c.get("gflop_per_second"), "ckpt_peak_rss_mb": c.get("peak_rss_bytes", 0) / 2**20,
-               "rounds": a.rounds, "steal_percent": steal}
-        if torch_ok:
-            row.update({"torch_ms": tj["ms_per_step"], "torch_img_s": tj["images_per_second"],
-                        "torch_peak_rss_mb": tj["peak_rss_mb"], "ratio": c["images_per_second"] / tj["images_per_second"]})
-        rows.append(row)
-        line = f"{case:20s} ckpt {row['ckpt_img_s']:6.2f} img/s ({row['ckpt_ms']:7.1f} ms, {row['ckpt_gflops'] or 0:5.1f} GFLOP/s, {row['ckpt_peak_rss_mb']:6.0f} MB)"
-        if torch_ok:
-            line += f" | torch {row['torch_img_s']:6.2f} img/s ({row['torch_ms']:7.1f} ms, {row['torch_peak_rss_mb']:6.0f} MB) | ratio {row['ratio']:.2f}x"
-        line += f" | steal {steal:4.1f}%"
-        print(line, flush=True)
+        train = ["--train", parts[3]] if len(parts) > 3 else []
+        ckpt_cmd = [a.ckpt, "bench", "train", name, "--batch", batch, "--size", size,
+                    "--iterations", str(a.iterations), "--json"] + train
+        torch_cmd = [sys.executable, os.path.join(HERE, "..", "fixtures", "train", "bench_torch_train.py"),
+                     f"{name}:{batch}:{size}", "--iterations", str(a.iterations)] + train if torch_ok else None
+        rows.append(side_by_side(case, a.rounds, ckpt_cmd, torch_cmd, "ms_per_step", width=20, rate_width=6))
     print(json.dumps(rows))
 
 

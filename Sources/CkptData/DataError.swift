@@ -1,3 +1,5 @@
+import CkptTensor
+
 /// Every failure to read, decode or transform an image, or to lay out a dataset: what went wrong
 /// and in which file.
 ///
@@ -40,27 +42,7 @@ public struct DataError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// `file: message`, always one line: control characters are escaped and very long text is cut.
     public var description: String {
-        DataError.oneLine(file + ": " + message)
-    }
-
-    /// Escapes control characters (`\n`, `\u{1b}`) and cuts the text to 2000 characters.
-    static func oneLine(_ text: String) -> String {
-        var out = ""
-        for u in text.unicodeScalars {
-            switch u {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || (0x80 ..< 0xA0).contains(u.value) || u.value == 0x2028 || u.value == 0x2029 {
-                    out += "\\u{" + String(u.value, radix: 16) + "}"
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-            if out.count > 2000 { return out + "..." }
-        }
-        return out
+        OneLine.escaped(file + ": " + message)
     }
 }
 

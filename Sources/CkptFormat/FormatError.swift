@@ -1,3 +1,5 @@
+import CkptTensor
+
 /// Every failure to read or write a checkpoint: what went wrong and exactly where.
 ///
 /// Printed as one line, `file: member+0xOFFSET: message`, e.g.
@@ -42,27 +44,7 @@ public struct FormatError: Error, Sendable, CustomStringConvertible {
     /// `file: member+0x1a3: message`, always one line: control characters in names and
     /// messages are escaped (`\r`, `\u{0}`), and very long parts are cut.
     public var description: String {
-        FormatError.oneLine(rawDescription)
-    }
-
-    /// Escapes control characters and cuts the text to 2000 characters.
-    public static func oneLine(_ text: String) -> String {
-        var out = ""
-        for u in text.unicodeScalars {
-            switch u {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || (0x80 ..< 0xA0).contains(u.value) || u.value == 0x2028 || u.value == 0x2029 {
-                    out += "\\u{" + String(u.value, radix: 16) + "}"
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-            if out.count > 2000 { return out + "..." }
-        }
-        return out
+        OneLine.escaped(rawDescription)
     }
 
     private var rawDescription: String {

@@ -170,6 +170,12 @@ extension BatchNormalization {
         return result
     }
 
+    /// `1/sqrt(var + eps)` per channel of the running variance: all an eval-mode batch norm's
+    /// backward needs when γ does not train.
+    public static func inverseStandardDeviation(runningVariance: DenseTensor, epsilon: Float) -> [Float] {
+        runningVariance.values.map { 1 / ($0 + epsilon).squareRoot() }
+    }
+
     /// `x̂` and invstd of an eval-mode batch norm (running statistics), for its backward.
     /// - Throws: `KernelError.shapeMismatch` when the statistics do not have `C` entries.
     public static func evalNormalized(_ input: DenseTensor, runningMean: DenseTensor, runningVariance: DenseTensor,
@@ -179,7 +185,7 @@ extension BatchNormalization {
         }
         let c = input.shape[1]
         let plane = input.shape.dropFirst(2).reduce(1, *)
-        let invstd = runningVariance.values.map { 1 / ($0 + epsilon).squareRoot() }
+        let invstd = inverseStandardDeviation(runningVariance: runningVariance, epsilon: epsilon)
         var xh = input.values
         for p in 0 ..< input.shape[0] * c {
             let ch = p % c

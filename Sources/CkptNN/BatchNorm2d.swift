@@ -79,11 +79,18 @@ public final class BatchNorm2d: Module {
         } else {
             if let flow {
                 if flow.output {
-                    // running statistics: x̂ only when γ trains (an eval-mode pass of a trainable norm)
-                    let (normalized, invstd) = try BatchNormalization.evalNormalized(
-                        input, runningMean: runningMean.value, runningVariance: runningVariance.value, epsilon: epsilon)
-                    save(.batchNorm(normalized: weight.requiresGrad ? normalized : nil, inverseStandardDeviation: invstd,
-                                    batchStatistics: false), flow: flow, context: context)
+                    // running statistics: x̂ only when γ trains (an eval-mode pass of a trainable norm);
+                    // a frozen norm inside a trainable region needs only 1/σ
+                    if weight.requiresGrad {
+                        let (normalized, invstd) = try BatchNormalization.evalNormalized(
+                            input, runningMean: runningMean.value, runningVariance: runningVariance.value, epsilon: epsilon)
+                        save(.batchNorm(normalized: normalized, inverseStandardDeviation: invstd, batchStatistics: false),
+                             flow: flow, context: context)
+                    } else {
+                        let invstd = BatchNormalization.inverseStandardDeviation(runningVariance: runningVariance.value, epsilon: epsilon)
+                        save(.batchNorm(normalized: nil, inverseStandardDeviation: invstd, batchStatistics: false),
+                             flow: flow, context: context)
+                    }
                 } else {
                     save(.nothing, flow: flow, context: context)
                 }
@@ -106,7 +113,8 @@ public final class BatchNorm2d: Module {
         }
         let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad && normalized != nil,
                                   bias: bias.requiresGrad)
-        let g = try BatchNormalization.backward(dy, normalized: normalized ?? DenseTensor(shape: dy.shape), inverseStandardDeviation: invstd,
+        // without x̂ (γ frozen, running statistics) the kernel's dγ is not asked for: any tensor of dy's shape serves
+        let g = try BatchNormalization.backward(dy, normalized: normalized ?? dy, inverseStandardDeviation: invstd,
                                                 weight: weight.value, batchStatistics: batchStatistics, needs: needs)
         if let dw = g.dWeight { try weight.accumulateGradient(dw) }
         if let db = g.dBias { try bias.accumulateGradient(db) }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CkptTensor
 
 // The file system side of the training reports. Whole-file reports (the CSV and the SVG) are
 // replaced the way `CkptFormat.AtomicFileWriter` replaces checkpoints: bytes go to a hidden
@@ -40,7 +41,7 @@ public struct ReportError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `file: message`.
-    public var description: String { file + ": " + message }
+    public var description: String { OneLine.escaped(file + ": " + message) }
 }
 
 /// Atomic replacement and directory creation for the reports.
