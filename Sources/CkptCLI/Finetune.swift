@@ -22,7 +22,9 @@ struct Finetune: ParsableCommand {
             checked bit for bit after every epoch. Training: ImageFolder + DataLoader as torchvision's \
             (RandomResizedCrop + flip, or Resize + CenterCrop with --no-augment), zero_grad, forward, \
             cross-entropy, backward, step; the schedule steps once per epoch; validation in eval mode with \
-            Resize(round(S*256/224)) + CenterCrop(S). The best epoch (validation accuracy, else training loss) is \
+            Resize(round(S*256/224)) + CenterCrop(S). Without augmentation, where only a head trains (feature extraction, \
+            the first stage of two-stage), the frozen network runs once per image and the head trains on its outputs \
+            (--no-cache runs the whole network every epoch). The best epoch (validation accuracy, else training loss) is \
             written to OUT, every epoch to OUT.train.pth ({model, optimizer, scheduler, epoch}; --resume continues \
             from it) and OUT.metrics.csv. A loss that is not finite stops the run, naming epoch and batch; the files \
             keep the last good epoch. Exit 0 trained, 1 stopped (a proof, a source check, a non-finite loss, a \
@@ -110,6 +112,9 @@ struct Finetune: ParsableCommand {
     @Flag(name: .long, help: "Leave unreadable images out (each named once) instead of stopping.")
     var skipBadImages = false
 
+    @Flag(name: .long, help: "Run the whole network every epoch even where only a head trains without augmentation (no cached features).")
+    var noCache = false
+
     @Option(name: .long, help: "Threads decoding images ahead of the model.")
     var workers = 1
 
@@ -178,6 +183,7 @@ struct Finetune: ParsableCommand {
         o.skipBadImages = skipBadImages
         o.workers = workers
         o.verify = !noVerify
+        o.cacheFeatures = !noCache
         try o.validate()
         return o
     }

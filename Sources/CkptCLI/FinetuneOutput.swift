@@ -77,6 +77,7 @@ final class FinetuneOutput {
         how += "; \(CLI.plural(o.epochs, "epoch")) of \(batches) batch\(batches == 1 ? "" : "es") of \(o.batchSize), \(run.imageSize)x\(run.imageSize)"
         how += o.augment ? ", augmented" : ", no augmentation"
         how += o.shuffle ? ", shuffled (seed \(o.seed))" : ", ImageFolder order"
+        if let b = run.cachedHeadBoundary { how += "; the frozen network runs once per image, the head (from \(b)) trains on its outputs" }
         say("training: \(how)")
         if let e = resumedFrom { say("resumed: \(c.resume ?? "") after epoch \(e)") }
     }
@@ -86,6 +87,12 @@ final class FinetuneOutput {
         guard terminal, p.batch == p.batches || Date().timeIntervalSince(lastDraw) > 0.1 else { return }
         lastDraw = Date()
         let eta = Int(p.etaSeconds.rounded())
+        if p.caching {
+            let line = String(format: "epoch %d/%d  caching the frozen network's outputs: batch %d/%d  ETA %d:%02d", p.epoch, p.epochs, p.batch, p.batches, eta / 60, eta % 60)
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            drawn = true
+            return
+        }
         let line = String(format: "epoch %d/%d  batch %d/%d  loss %.4f  acc %.1f%%  %.1f img/s  ETA %d:%02d",
                           p.epoch, p.epochs, p.batch, p.batches, p.loss, p.accuracy * 100, p.imagesPerSecond, eta / 60, eta % 60)
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))

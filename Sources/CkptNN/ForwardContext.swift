@@ -37,6 +37,10 @@ public final class ForwardContext {
     public let captureTarget: String?
     /// The captured output, once the target has run.
     public private(set) var captured: DenseTensor?
+    /// Path of the module whose input to keep (the features a cached head trains on), or nil.
+    public var inputCaptureTarget: String?
+    /// The captured input, once the module at `inputCaptureTarget` has been called.
+    public internal(set) var capturedInput: DenseTensor?
     /// Every call in the order calls finished, when tracing.
     public private(set) var trace: [TraceEntry]?
     /// Paths of every module that ran (for error messages naming what exists).

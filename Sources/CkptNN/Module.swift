@@ -28,6 +28,13 @@ open class Module {
     /// Names of the forward arguments, as checkpoints of inputs name them (`x`; `x1`, `x2`).
     open var inputNames: [String] { ["x"] }
 
+    /// The modules that end `forward`, in calling order, with their paths from this module: each
+    /// is called through `run` on the previous one's output, the first on what comes before
+    /// (ResNet's `fc` after the flatten; VGG's and AlexNet's `classifier.0` … `classifier.6`).
+    /// Empty when the forward does not end in such a chain (SegNet). A head that starts at one
+    /// of them can train on cached inputs of that module (`Sequential(named:)` of the rest).
+    open var sequentialTail: [(path: String, module: Module)] { [] }
+
     /// Registers a parameter or buffer under `name` (`register_parameter` / `register_buffer`).
     @discardableResult
     public func register(_ name: String, _ parameter: Parameter) -> Parameter {
@@ -167,6 +174,7 @@ open class Module {
     public func run(_ child: Module, named name: String, _ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         context.enter(name)
         defer { context.leave() }
+        if let t = context.inputCaptureTarget, context.capturedInput == nil, t == context.currentPath { context.capturedInput = input }
         let y: DenseTensor
         do {
             y = child.children.isEmpty

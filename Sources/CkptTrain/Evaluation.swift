@@ -41,6 +41,32 @@ public enum Evaluation {
         return EvaluationResult(loss: total / Double(images), accuracy: Double(correct) / Double(images), images: images)
     }
 
+    /// Eval-mode loss and accuracy of `head` (a `HeadSplit` head of `model`) over cached
+    /// features, in batches of `batchSize` in sample order (the validation loader's batches);
+    /// `model` is put back in training mode afterwards when it was in it.
+    /// - Throws: the head's and the loss's errors.
+    static func run(_ head: Module, of model: Module, cache: FeatureCache, batchSize: Int,
+                    loss: CrossEntropy = CrossEntropy()) throws -> EvaluationResult {
+        let wasTraining = model.isTraining
+        model.setTraining(false)
+        defer { if wasTraining { model.setTraining(true) } }
+        var total = 0.0
+        var correct = 0
+        var images = 0
+        let order = Array(0 ..< cache.labels.count)
+        for i in 0 ..< FeatureCache.batchCount(samples: order.count, batchSize: batchSize) {
+            let b = try cache.batch(order: order, index: i, batchSize: batchSize)
+            guard !b.labels.isEmpty else { continue }
+            let y = try head.evaluate([b.x])
+            let l = try loss.forward(y, targets: b.labels)
+            total += Double(l.values.first ?? .nan) * Double(b.labels.count)
+            correct += correctCount(y, targets: b.labels)
+            images += b.labels.count
+        }
+        guard images > 0 else { return EvaluationResult(loss: .nan, accuracy: .nan, images: 0) }
+        return EvaluationResult(loss: total / Double(images), accuracy: Double(correct) / Double(images), images: images)
+    }
+
     /// How many rows of `logits` have their largest value (the first, on ties, as `argmax`) at
     /// their target.
     public static func correctCount(_ logits: DenseTensor, targets: [Int]) -> Int {

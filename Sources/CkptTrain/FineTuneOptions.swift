@@ -78,6 +78,12 @@ public struct FineTuneOptions: Sendable, Equatable {
     public var workers = 1
     /// Before training, check every loaded tensor against its source.
     public var verify = true
+    /// Without augmentation, when only a head trains (feature extraction, a two-stage run's
+    /// first stage), run the frozen network once per image and train the head on its outputs.
+    public var cacheFeatures = true
+    /// The most the cached features may take (training and validation); above it every epoch
+    /// runs the whole network.
+    public var featureCacheBytes = 4 << 30
 
     /// The defaults: `finetune`, SGD with momentum 0.9, lr 0.001, 5 epochs, batch 32.
     public init() {}

@@ -41,6 +41,8 @@ public final class FineTuning {
     public internal(set) var nextEpoch = 0
     /// Optimizer steps taken, over every stage (a resumed run counts the earlier ones).
     public internal(set) var steps = 0
+    /// The head's cached inputs for the current stage, once built.
+    var features: StageFeatures?
     /// The best epoch so far (from 1) and its score.
     public internal(set) var best: (epoch: Int, score: (Double, Double))?
 
@@ -119,6 +121,12 @@ public final class FineTuning {
 
     /// The current stage, from 1, and how many stages the run has.
     public var stageNumber: (current: Int, count: Int) { (stage.index + 1, options.stages.count) }
+
+    /// The head's first module when the current stage will train it on cached features (see
+    /// `FineTuneOptions.cacheFeatures`), else nil.
+    public var cachedHeadBoundary: String? {
+        options.cacheFeatures && !options.augment ? HeadSplit.of(fitted.model)?.boundary : nil
+    }
 
     /// Training batches per epoch.
     public var batchesPerEpoch: Int { trainLoader.batchesPerEpoch }

@@ -25,6 +25,9 @@ public struct BatchProgress: Sendable {
     public var etaSeconds: Double
     /// The epoch's learning rate.
     public var learningRate: Double
+    /// True while the frozen network runs once over the images to cache the head's inputs
+    /// (`batch` of `batches` then counts that pass).
+    public var caching = false
 }
 
 /// What one finished epoch reports: its metrics, whether it is the best so far (its weights
@@ -72,44 +75,66 @@ extension FineTuning {
             let epoch = nextEpoch
             let epochStage = options.stage(ofEpoch: epoch)
             if epochStage != stage { try enter(epochStage) }
-            let start = DispatchTime.now().uptimeNanoseconds
-            func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
             let learningRate = trainer.optimizer?.groups.first?.learningRate ?? 0
             var lossSum = 0.0
             var correct = 0, images = 0
             var skipped: [SkippedImage] = []
-            let batches = trainLoader.epoch(epoch)
-            var index = 0
-            while let batch = try batches.next() {
-                index += 1
-                skipped += batch.skipped
-                guard batch.count > 0 else { continue }
-                let x = try DenseTensor(shape: batch.shape, values: batch.images)
+            var step = (index: 0, count: trainLoader.batchesPerEpoch)
+            // an epoch that caches features counts the pass in its time and its images per second
+            let start = DispatchTime.now().uptimeNanoseconds
+            let cache = try cachedFeatures(epoch: epoch, onBatch: onBatch)
+            if let cache, cache.builtNow { skipped += cache.train.skipped + (cache.validation?.skipped ?? []) }
+            func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+            // one optimizer step on a batch, reported
+            func train(_ x: DenseTensor, _ labels: [Int]) throws {
                 let outcome: StepOutcome
                 do {
-                    outcome = try trainer.step(inputs: [x], targets: batch.labels)
+                    outcome = try trainer.step(inputs: [x], targets: labels)
                 } catch let TrainingError.nonFiniteLoss(_, value) {
-                    throw TrainingError.stopped(epoch: epoch + 1, batch: index, step: steps + 1,
+                    throw TrainingError.stopped(epoch: epoch + 1, batch: step.index, step: steps + 1,
                                                 reason: "the loss is \(value.isNaN ? "nan" : String(describing: value)) (not finite); stopped before changing any weight (lower the learning rate?)")
                 } catch let TrainingError.nonFiniteGradient(_, key) {
-                    throw TrainingError.stopped(epoch: epoch + 1, batch: index, step: steps + 1,
+                    throw TrainingError.stopped(epoch: epoch + 1, batch: step.index, step: steps + 1,
                                                 reason: "the gradient of \(key) is not finite; stopped before changing any weight (lower the learning rate?)")
                 }
                 steps += 1
-                lossSum += Double(outcome.loss) * Double(batch.count)
-                correct += Evaluation.correctCount(outcome.output, targets: batch.labels)
-                images += batch.count
+                lossSum += Double(outcome.loss) * Double(labels.count)
+                correct += Evaluation.correctCount(outcome.output, targets: labels)
+                images += labels.count
                 let seconds = elapsed()
-                onBatch(BatchProgress(epoch: epoch + 1, epochs: options.epochs, batch: index, batches: batches.count,
+                onBatch(BatchProgress(epoch: epoch + 1, epochs: options.epochs, batch: step.index, batches: step.count,
                                       loss: lossSum / Double(images), accuracy: Double(correct) / Double(images),
                                       imagesPerSecond: Double(images) / max(seconds, 1e-9),
-                                      etaSeconds: seconds / Double(index) * Double(batches.count - index), learningRate: learningRate))
+                                      etaSeconds: seconds / Double(step.index) * Double(step.count - step.index), learningRate: learningRate))
+            }
+            if let cache {
+                // the head alone, on the frozen network's outputs computed once
+                let order = trainLoader.order(epoch: epoch)
+                step.count = FeatureCache.batchCount(samples: order.count, batchSize: options.batchSize)
+                trainer.model = cache.split.head
+                defer { trainer.model = fitted.model }
+                for i in 0 ..< step.count {
+                    step.index = i + 1
+                    let b = try cache.train.batch(order: order, index: i, batchSize: options.batchSize)
+                    if !b.labels.isEmpty { try train(b.x, b.labels) }
+                }
+            } else {
+                let batches = trainLoader.epoch(epoch)
+                step.count = batches.count
+                while let batch = try batches.next() {
+                    step.index += 1
+                    skipped += batch.skipped
+                    guard batch.count > 0 else { continue }
+                    try train(try DenseTensor(shape: batch.shape, values: batch.images), batch.labels)
+                }
             }
             let trainTime = elapsed()
             try schedule?.step()
             try frozen.check(epoch: epoch + 1)
             var validation: EvaluationResult?
-            if let validationLoader {
+            if let validationCache = cache?.validation, let head = cache?.split.head {
+                validation = try Evaluation.run(head, of: fitted.model, cache: validationCache, batchSize: options.batchSize)
+            } else if let validationLoader {
                 validation = try Evaluation.run(fitted.model, loader: validationLoader, epoch: epoch)
             }
             let metrics = FineTuneEpoch(epoch: epoch + 1, stage: epochStage.index + 1,
@@ -132,5 +157,56 @@ extension FineTuning {
         }
         return FineTuneSummary(epochs: trained, bestEpoch: best?.epoch, seconds: totalSeconds,
                                imagesPerSecond: trainSeconds > 0 ? Double(totalImages) / trainSeconds : 0, steps: steps)
+    }
+}
+
+/// The features a stage trains its head on, built once per stage.
+struct StageFeatures {
+    /// The stage they serve.
+    var stage: Int
+    /// The head and where it starts.
+    var split: HeadSplit
+    /// Inputs of the head per training image.
+    var train: FeatureCache
+    /// Inputs of the head per validation image.
+    var validation: FeatureCache?
+    /// True in the epoch that built them.
+    var builtNow: Bool
+}
+
+extension FineTuning {
+    /// Whether the current stage trains a head on cached features: without augmentation, with
+    /// `cacheFeatures` on, when the trainable parameters form a head (`HeadSplit`) and the
+    /// features fit in `featureCacheBytes`. Builds them in the stage's first epoch (reporting
+    /// the pass through `onBatch` with `caching` set), drops them when the stage changes.
+    /// - Throws: the loaders' `DataError`, the model's errors.
+    func cachedFeatures(epoch: Int, onBatch: (BatchProgress) -> Void) throws -> StageFeatures? {
+        if var f = features, f.stage == stage.index {
+            f.builtNow = false
+            features = f
+            return f
+        }
+        features = nil
+        guard options.cacheFeatures, !options.augment, let split = HeadSplit.of(fitted.model) else { return nil }
+        let total = trainLoader.batchesPerEpoch + (validationLoader?.batchesPerEpoch ?? 0)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var done = 0
+        func report(_: Int, _: Int) {
+            done += 1
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            onBatch(BatchProgress(epoch: epoch + 1, epochs: options.epochs, batch: done, batches: total, loss: .nan, accuracy: .nan,
+                                  imagesPerSecond: 0, etaSeconds: seconds / Double(done) * Double(total - done), learningRate: 0, caching: true))
+        }
+        guard let train = try FeatureCache.build(model: fitted.model, split: split, loader: trainLoader,
+                                                 byteLimit: options.featureCacheBytes, onBatch: report) else { return nil }
+        var validation: FeatureCache?
+        if let validationLoader {
+            validation = try FeatureCache.build(model: fitted.model, split: split, loader: validationLoader,
+                                                byteLimit: options.featureCacheBytes - train.byteCount, onBatch: report)
+            if validation == nil { return nil }
+        }
+        let f = StageFeatures(stage: stage.index, split: split, train: train, validation: validation, builtNow: true)
+        features = f
+        return f
     }
 }

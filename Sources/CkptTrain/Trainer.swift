@@ -27,8 +27,9 @@ public struct StepOutcome: Sendable {
 /// anything (weights, optimizer state and batch-norm statistics are as before the step).
 /// PyTorch counterpart: the body of a tutorial's `for inputs, labels in loader:` loop.
 public final class Trainer {
-    /// The model.
-    public let model: Module
+    /// The module each step runs: the model, or a head of it training on cached features
+    /// (`HeadSplit`), whose parameters are the model's own.
+    public var model: Module
     /// The optimizer over the trainable parameters.
     public var optimizer: (any Optimizer)?
     /// The loss.

@@ -36,6 +36,10 @@ public final class AlexNet: Module {
 
     public override var typeName: String { "AlexNet" }
 
+    public override var sequentialTail: [(path: String, module: Module)] {
+        (child(named: "classifier")?.children ?? []).map { ("classifier." + $0.name, $0.module) }
+    }
+
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         var x = try run(features, named: "features", input, context: context)
         x = try run(avgpool, named: "avgpool", x, context: context)
@@ -71,6 +75,10 @@ public final class SmallCNN: Module {
     }
 
     public override var typeName: String { "SmallCNN" }
+
+    public override var sequentialTail: [(path: String, module: Module)] {
+        (child(named: "model")?.children ?? []).map { ("model." + $0.name, $0.module) }
+    }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         try run(model, named: "model", input, context: context)

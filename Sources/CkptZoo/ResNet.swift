@@ -92,6 +92,10 @@ public final class ResNet: Module {
 
     public override var typeName: String { "ResNet" }
 
+    public override var sequentialTail: [(path: String, module: Module)] {
+        child(named: "fc").map { [("fc", $0)] } ?? []
+    }
+
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         var x = try runConvolutionBatchNorm(conv1, named: "conv1", bn1, named: "bn1", relu: (relu, "relu"), input, context: context)
         x = try run(maxpool, named: "maxpool", x, context: context)

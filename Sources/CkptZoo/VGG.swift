@@ -70,6 +70,10 @@ public final class VGG: Module {
 
     public override var typeName: String { "VGG" }
 
+    public override var sequentialTail: [(path: String, module: Module)] {
+        (child(named: "classifier")?.children ?? []).map { ("classifier." + $0.name, $0.module) }
+    }
+
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         var x = try run(features, named: "features", input, context: context)
         x = try run(avgpool, named: "avgpool", x, context: context)
