@@ -1,4 +1,5 @@
 import CkptData
+import CkptNN
 import CkptFormat
 import CkptSurgery
 import CkptTensor
@@ -60,6 +61,7 @@ final class FinetuneOutput {
         say("data: \(c.data) (\(d.layout)): \(d.classes.count) classes, \(CLI.plural(d.train.count, "training image")), \(CLI.plural(d.validation.count, "validation image"))")
         for issue in d.issues.prefix(10) { warning(issue.description) }
         if d.issues.count > 10 { warning("… \(d.issues.count - 10) more folder issues") }
+        for line in FinetuneOutput.table(run) { say(line) }
         let trainable = run.trainableKeys
         let all = run.fitted.model.namedParameters().filter { $0.parameter.role == .parameter }.count
         let what = trainable.count == all ? "everything" : FinetuneOutput.modules(trainable)
@@ -80,6 +82,36 @@ final class FinetuneOutput {
         if let b = run.cachedHeadBoundary { how += "; the frozen network runs once per image, the head (from \(b)) trains on its outputs" }
         say("training: \(how)")
         if let e = resumedFrom { say("resumed: \(c.resume ?? "") after epoch \(e)") }
+    }
+
+    /// One row per module with parameters: the model's children, a child opened into its own
+    /// children where part of it trains and part does not; parameters, whether they train in the
+    /// first stage, and where their values come from (the fit's plan).
+    static func table(_ run: FineTuning) -> [String] {
+        let reinitialized = Set(run.fitted.plan.reinitialized.map(\.spec.key))
+        var rows: [(name: String, type: String, count: Int, trains: String, source: String)] = []
+        func visit(_ module: Module, path: String) {
+            let parameters = module.namedParameters(prefix: path).filter { $0.parameter.role == .parameter }
+            guard !parameters.isEmpty else { return }
+            let training = parameters.filter(\.parameter.requiresGrad).count
+            let new = parameters.filter { reinitialized.contains($0.key) }.count
+            if (training > 0 && training < parameters.count) || (new > 0 && new < parameters.count), !module.children.isEmpty {
+                for c in module.children { visit(c.module, path: path.isEmpty ? c.name : path + "." + c.name) }
+                return
+            }
+            rows.append((path, module.typeName, parameters.reduce(0) { $0 + $1.parameter.value.count },
+                         training == 0 ? "frozen" : (training == parameters.count ? "trains" : "partly"),
+                         new == 0 ? "loaded" : (new == parameters.count ? "new" : "partly new")))
+        }
+        for c in run.fitted.model.children { visit(c.module, path: c.name) }
+        let w = max(6, rows.map(\.name.count).max() ?? 0), tw = max(4, rows.map(\.type.count).max() ?? 0)
+        func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+        func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        var lines = ["  " + pad("module", w) + "  " + pad("type", tw) + "  " + left("parameters", 11) + "  trainable  weights"]
+        for r in rows {
+            lines.append("  " + pad(r.name, w) + "  " + pad(r.type, tw) + "  " + left(CLI.grouped(r.count), 11) + "  " + pad(r.trains, 9) + "  " + r.source)
+        }
+        return lines
     }
 
     /// The progress line of a batch, redrawn in place on a terminal at most ten times a second.

@@ -8,8 +8,18 @@ import CkptTensor
 public final class Parameter {
     /// The current values.
     public var value: DenseTensor {
-        didSet { version &+= 1 }
+        get { storage }
+        set {
+            storage = newValue
+            version &+= 1
+        }
+        // in place (an optimizer's update): an observer would copy the whole tensor first
+        _modify {
+            yield &storage
+            version &+= 1
+        }
     }
+    private var storage: DenseTensor
     /// Parameter or buffer.
     public let role: ParameterRole
     /// dtype of the exported tensor.
@@ -25,7 +35,7 @@ public final class Parameter {
 
     /// A parameter holding `value`.
     public init(_ value: DenseTensor, role: ParameterRole = .parameter, dtype: DType = .float32) {
-        self.value = value
+        self.storage = value
         self.role = role
         self.dtype = dtype
         self.requiresGrad = role == .parameter
