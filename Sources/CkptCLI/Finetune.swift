@@ -26,7 +26,8 @@ struct Finetune: ParsableCommand {
             the first stage of two-stage), the frozen network runs once per image and the head trains on its outputs \
             (--no-cache runs the whole network every epoch). The best epoch (validation accuracy, else training loss) is \
             written to OUT, every epoch to OUT.train.pth ({model, optimizer, scheduler, epoch}; --resume continues \
-            from it) and OUT.metrics.csv. A loss that is not finite stops the run, naming epoch and batch; the files \
+            from it), OUT.metrics.csv and OUT.curves.svg (loss and accuracy per epoch), and with --tensorboard DIR the same \
+            scalars to a TensorBoard event file in DIR. A loss that is not finite stops the run, naming epoch and batch; the files \
             keep the last good epoch. Exit 0 trained, 1 stopped (a proof, a source check, a non-finite loss, a \
             frozen tensor that moved), 2 a file that cannot be used, 64 a bad option.
             """)
@@ -124,6 +125,9 @@ struct Finetune: ParsableCommand {
     @Flag(name: .long, help: "Skip the check of loaded tensors against their source and the transplant proof.")
     var noVerify = false
 
+    @Option(name: .long, help: "Also log the epochs' scalars as a TensorBoard event file in this folder (tensorboard --logdir DIR).")
+    var tensorboard: String?
+
     @Flag(name: .long, help: "Overwrite existing output files.")
     var force = false
 
@@ -192,4 +196,6 @@ struct Finetune: ParsableCommand {
     var trainCheckpointPath: String { output + ".train.pth" }
     /// `OUT.metrics.csv`.
     var metricsPath: String { output + ".metrics.csv" }
+    /// `OUT.curves.svg`.
+    var curvesPath: String { output + ".curves.svg" }
 }

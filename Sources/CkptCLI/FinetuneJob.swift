@@ -58,21 +58,32 @@ struct FinetuneJob {
         }
         let run: FineTuning
         var resumedFrom: Int?
-        var rows: [String] = []
+        var log = TrainingLog(task: .classification)
         do {
             run = try FineTuning(model: c.model, numClasses: c.numClasses, weights: located, data: c.data, options: options)
             if let path = c.resume {
                 let checkpoint = try TrainingCheckpoint(try CLI.load(path, c.read).root)
                 try run.resume(from: checkpoint)
                 resumedFrom = checkpoint.epoch
-                if let text = try? String(contentsOfFile: c.metricsPath, encoding: .utf8) {
-                    rows = FineTuneMetrics.rows(fromCSV: text, throughEpoch: checkpoint.epoch)
+                // the epochs the checkpoint holds keep their rows (a later, lost epoch's are dropped)
+                if let text = try? String(contentsOfFile: c.metricsPath, encoding: .utf8),
+                   let earlier = try? MetricsCSV.parse(text, file: c.metricsPath) {
+                    log = try TrainingLog(task: .classification, epochs: earlier.epochs.filter { $0.epoch <= checkpoint.epoch })
                 }
             }
         } catch let e as TrainingError {
             CLI.printError(e.description)
             throw ExitCode(FinetuneJob.exitCode(e))
         }
+        let reports: TrainingReports
+        do {
+            reports = try TrainingReports(stem: c.output, log: log, title: "\(c.model) on \(URL(fileURLWithPath: c.data).lastPathComponent)",
+                                          tensorBoardDirectory: c.tensorboard)
+        } catch let e as ReportError {
+            CLI.printError(e.description)
+            throw ExitCode(2)
+        }
+        defer { try? reports.close() }
         let out = FinetuneOutput(c: c, json: c.json)
         out.summary(run, located: located, proof: proof, resumedFrom: resumedFrom)
 
@@ -93,8 +104,7 @@ struct FinetuneJob {
                 try CheckpointWriter.write(Checkpoint(root: try run.trainingCheckpoint().value, info: FormatInfo(format: .zip)),
                                            to: c.trainCheckpointPath, forbidding: [c.weights])
                 written.last = outcome.metrics.epoch
-                rows.append(FineTuneMetrics.row(outcome.metrics))
-                try FinetuneJob.writeText(([FineTuneMetrics.header] + rows).joined(separator: "\n") + "\n", to: c.metricsPath)
+                try reports.record(outcome.metrics.reported)
                 out.epoch(outcome, epochs: options.epochs)
             })
         } catch let e as TrainingError {
@@ -112,7 +122,12 @@ struct FinetuneJob {
             CLI.printError(e.description + kept + (options.skipBadImages ? "" : " (--skip-bad-images leaves unreadable images out)"))
             throw ExitCode(2)
         }
-        out.finish(run, summary: summary, seconds: Date().timeIntervalSince(start), resumedFrom: resumedFrom, rows: rows)
+        do {
+            try reports.close()
+        } catch let e as ReportError {
+            out.warning(e.description)
+        }
+        out.finish(run, summary: summary, seconds: Date().timeIntervalSince(start), resumedFrom: resumedFrom, reports: reports)
     }
 
     /// Replaces `path` atomically with `text`.

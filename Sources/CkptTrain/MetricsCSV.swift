@@ -16,7 +16,7 @@
 public enum MetricsCSV {
     /// The header's column names for `task`, in order.
     public static func columns(for task: TrainingTask) -> [String] {
-        var names = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+        var names = ["epoch", "stage", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
         if task == .segmentation { names.append("val_miou") }
         names += ["learning_rate", "images_per_second", "seconds"]
         return names
@@ -26,7 +26,7 @@ public enum MetricsCSV {
     public static func render(_ log: TrainingLog) -> String {
         var text = columns(for: log.task).joined(separator: ",") + "\n"
         for e in log.epochs {
-            var cells = [String(e.epoch), format(e.trainLoss), format(e.trainAccuracy),
+            var cells = [String(e.epoch), String(e.stage), format(e.trainLoss), format(e.trainAccuracy),
                          format(e.validationLoss), format(e.validationAccuracy)]
             if log.task == .segmentation { cells.append(format(e.validationMeanIoU)) }
             cells += [format(e.learningRate), format(e.imagesPerSecond), format(e.seconds)]
@@ -83,8 +83,11 @@ public enum MetricsCSV {
             guard let epoch = Int(cell("epoch")) else {
                 throw ReportError(.malformed, file, "line \(index + 1): column epoch: expected an integer, got '\(cell("epoch").prefix(40))'")
             }
+            guard let stage = Int(cell("stage")), stage >= 1 else {
+                throw ReportError(.malformed, file, "line \(index + 1): column stage: expected a positive integer, got '\(cell("stage").prefix(40))'")
+            }
             try log.append(EpochMetrics(
-                epoch: epoch, trainLoss: number("train_loss"), trainAccuracy: number("train_accuracy"),
+                epoch: epoch, stage: stage, trainLoss: number("train_loss"), trainAccuracy: number("train_accuracy"),
                 validationLoss: optionalNumber("val_loss"), validationAccuracy: optionalNumber("val_accuracy"),
                 validationMeanIoU: task == .segmentation ? optionalNumber("val_miou") : nil,
                 learningRate: number("learning_rate"), imagesPerSecond: number("images_per_second"),

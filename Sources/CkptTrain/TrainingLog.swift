@@ -28,6 +28,8 @@ public enum TrainingTask: String, Sendable, CaseIterable {
 public struct EpochMetrics: Sendable, Equatable {
     /// The epoch number (from 1 in a fresh run; a resumed run continues the count).
     public var epoch: Int
+    /// The stage it belongs to, from 1 (2 for the second stage of a two-stage run).
+    public var stage: Int
     /// Mean training loss over the epoch's samples.
     public var trainLoss: Double
     /// Fraction of training samples (images or pixels) predicted right, in [0, 1].
@@ -46,10 +48,11 @@ public struct EpochMetrics: Sendable, Equatable {
     public var seconds: Double
 
     /// One epoch's measurements; the validation ones are nil when there is no validation set.
-    public init(epoch: Int, trainLoss: Double, trainAccuracy: Double, validationLoss: Double? = nil,
+    public init(epoch: Int, stage: Int = 1, trainLoss: Double, trainAccuracy: Double, validationLoss: Double? = nil,
                 validationAccuracy: Double? = nil, validationMeanIoU: Double? = nil, learningRate: Double,
                 imagesPerSecond: Double, seconds: Double) {
         self.epoch = epoch
+        self.stage = stage
         self.trainLoss = trainLoss
         self.trainAccuracy = trainAccuracy
         self.validationLoss = validationLoss

@@ -43,9 +43,15 @@ final class FinetuneCommandTests: XCTestCase {
     }
 
     func testWritesAStateDictWithTheZoosKeysATrainingCheckpointAndMetrics() throws {
-        let r = try finetune("out.pth", ["--epochs", "2", "--batch", "8", "--lr", "0.01", "--mode", "feature-extract", "--no-augment", "--json"])
+        let r = try finetune("out.pth", ["--epochs", "2", "--batch", "8", "--lr", "0.01", "--mode", "feature-extract", "--no-augment", "--json",
+                                         "--tensorboard", path("tb")])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try files(), ["out.pth", "out.pth.metrics.csv", "out.pth.train.pth"])
+        XCTAssertEqual(try files(), ["out.pth", "out.pth.curves.svg", "out.pth.metrics.csv", "out.pth.train.pth", "tb"])
+        let events = try FileManager.default.contentsOfDirectory(atPath: path("tb"))
+        XCTAssertEqual(events.count, 1)
+        XCTAssertTrue(events[0].hasPrefix("events.out.tfevents."), events[0])
+        let svg = try String(contentsOfFile: path("out.pth.curves.svg"), encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<svg") || svg.hasPrefix("<?xml"), String(svg.prefix(80)))
         let out = try CheckpointReader.read(path: path("out.pth"))
         let keys = try XCTUnwrap(out.root.dictValue).items.compactMap(\.key.stringValue)
         let zoo = try TransplantCommandTests.specs("smallcnn").map(\.key)
@@ -69,6 +75,8 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual((json["metrics"] as? [Any])?.count, 2)
         XCTAssertNotNil(json["best_epoch"] as? Int)
         XCTAssertEqual(json["trainable"] as? [String], ["model.8.weight", "model.8.bias"])
+        XCTAssertEqual(json["curves_svg"] as? String, path("out.pth.curves.svg"))
+        XCTAssertEqual((json["tensorboard"] as? String).map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }, path("tb"))
     }
 
     func testAnotherClassCountGetsANewHeadAndTheBodyStaysFrozen() throws {

@@ -127,10 +127,10 @@ final class TrainingReportTests: XCTestCase {
     func testMetricsCSVIsExact() throws {
         let csv = MetricsCSV.render(sampleClassification())
         XCTAssertEqual(csv, """
-            epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,images_per_second,seconds
-            1,2.302585092994046,0.1,1.9,0.4375,0.01,123.5,12.25
-            2,nan,0.5,inf,0.0,0.001,1000.0,8.0
-            3,0.1,0.9999999999999999,,,1e-05,1e+20,0.3333333333333333
+            epoch,stage,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,images_per_second,seconds
+            1,1,2.302585092994046,0.1,1.9,0.4375,0.01,123.5,12.25
+            2,1,nan,0.5,inf,0.0,0.001,1000.0,8.0
+            3,1,0.1,0.9999999999999999,,,1e-05,1e+20,0.3333333333333333
 
             """)
         let segmentation = try TrainingLog(task: .segmentation, epochs: [
@@ -138,8 +138,8 @@ final class TrainingReportTests: XCTestCase {
                          validationMeanIoU: 0.123456789, learningRate: 0.1, imagesPerSecond: 3, seconds: 60),
         ])
         XCTAssertEqual(MetricsCSV.render(segmentation), """
-            epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_miou,learning_rate,images_per_second,seconds
-            7,0.5,0.75,0.625,0.5,0.123456789,0.1,3.0,60.0
+            epoch,stage,train_loss,train_accuracy,val_loss,val_accuracy,val_miou,learning_rate,images_per_second,seconds
+            7,1,0.5,0.75,0.625,0.5,0.123456789,0.1,3.0,60.0
 
             """)
         // read back bit for bit
@@ -163,10 +163,11 @@ final class TrainingReportTests: XCTestCase {
         let header = MetricsCSV.columns(for: .classification).joined(separator: ",")
         XCTAssertEqual(message(""), "run.metrics.csv: empty; expected a header line")
         XCTAssertEqual(message("epoch,loss\n"), "run.metrics.csv: line 1: expected the header '\(header)' (val_miou after val_accuracy for segmentation), got 'epoch,loss'")
-        XCTAssertEqual(message(header + "\n1,abc,0.5,,,0.1,1,1\n"), "run.metrics.csv: line 2: column train_loss: expected a number, got 'abc'")
-        XCTAssertEqual(message(header + "\n1,0.5,0.5\n"), "run.metrics.csv: line 2: expected 8 cells, got 3")
-        XCTAssertEqual(message(header + "\n2,1,1,,,1,1,1\n2,1,1,,,1,1,1\n"),
+        XCTAssertEqual(message(header + "\n1,1,abc,0.5,,,0.1,1,1\n"), "run.metrics.csv: line 2: column train_loss: expected a number, got 'abc'")
+        XCTAssertEqual(message(header + "\n1,0.5,0.5\n"), "run.metrics.csv: line 2: expected 9 cells, got 3")
+        XCTAssertEqual(message(header + "\n2,1,1,1,,,1,1,1\n2,1,1,1,,,1,1,1\n"),
                        "training log: epoch 2 comes after epoch 2; expected epoch numbers to increase")
+        XCTAssertEqual(message(header + "\n1,0,1,1,,,1,1,1\n"), "run.metrics.csv: line 2: column stage: expected a positive integer, got '0'")
         var log = TrainingLog(task: .classification)
         XCTAssertThrowsError(try log.append(EpochMetrics(epoch: 1, trainLoss: 1, trainAccuracy: 1, validationMeanIoU: 0.5,
                                                          learningRate: 1, imagesPerSecond: 1, seconds: 1)))

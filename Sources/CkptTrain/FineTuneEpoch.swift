@@ -1,8 +1,5 @@
-import Foundation
-
-// A minimal per-epoch metrics table for `ckpt finetune`. A general training log (TrainingLog,
-// MetricsCSV, curves, TensorBoard) is being written separately; this file is the one place to
-// reconcile with it: `FineTuneEpoch` is the row, `FineTuneMetrics.csv` the text.
+// A fine-tuning epoch as the run measures it; its `reported` form is the row of the training
+// log the reports are drawn from (TrainingLog, MetricsCSV, CurvesSVG, TensorBoardWriter).
 
 /// What one epoch of fine-tuning measured.
 /// PyTorch counterpart: the tutorials' `epoch_loss`, `epoch_acc` per phase, and the scheduler's rate.
@@ -51,46 +48,15 @@ public struct FineTuneEpoch: Sendable, Equatable {
     }
 
     /// True when this epoch scores strictly better than `other`.
+    /// The row of the reports (`OUT.metrics.csv`, curves, TensorBoard).
+    public var reported: EpochMetrics {
+        EpochMetrics(epoch: epoch, stage: stage, trainLoss: trainLoss, trainAccuracy: trainAccuracy, validationLoss: validationLoss,
+                     validationAccuracy: validationAccuracy, learningRate: learningRate, imagesPerSecond: imagesPerSecond, seconds: seconds)
+    }
+
     public func isBetter(than other: (Double, Double)?) -> Bool {
         guard let other else { return true }
         let s = score
         return s.0 > other.0 || (s.0 == other.0 && s.1 > other.1)
-    }
-}
-
-/// `OUT.metrics.csv`: a header and one row per epoch.
-public enum FineTuneMetrics {
-    /// The column names.
-    public static let columns = ["epoch", "stage", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                                 "learning_rate", "images_per_second", "seconds"]
-
-    /// The header line (no newline).
-    public static var header: String { columns.joined(separator: ",") }
-
-    /// One row (no newline); an absent validation value is an empty cell.
-    public static func row(_ m: FineTuneEpoch) -> String {
-        func number(_ x: Double?) -> String {
-            guard let x else { return "" }
-            if x.isNaN { return "nan" }
-            if x.isInfinite { return x < 0 ? "-inf" : "inf" }
-            return String(format: "%.8g", x)
-        }
-        return [String(m.epoch), String(m.stage), number(m.trainLoss), number(m.trainAccuracy), number(m.validationLoss),
-                number(m.validationAccuracy), number(m.learningRate), String(format: "%.1f", m.imagesPerSecond),
-                String(format: "%.3f", m.seconds)].joined(separator: ",")
-    }
-
-    /// The whole file for `rows`: the header, then a line per row.
-    public static func csv(_ rows: [FineTuneEpoch]) -> String {
-        ([header] + rows.map(row)).joined(separator: "\n") + "\n"
-    }
-
-    /// The rows of an existing file kept for epochs up to `epoch` (a resumed run rewrites the
-    /// rest); lines that do not parse are dropped.
-    public static func rows(fromCSV text: String, throughEpoch epoch: Int) -> [String] {
-        text.split(whereSeparator: \.isNewline).dropFirst().filter { line in
-            guard let first = line.split(separator: ",", omittingEmptySubsequences: false).first, let e = Int(first) else { return false }
-            return e <= epoch
-        }.map(String.init)
     }
 }
