@@ -59,6 +59,9 @@ struct Finetune: ParsableCommand {
     @Option(name: .long, help: "The first N modules with parameters stay frozen.")
     var freezeFirst = 0
 
+    @Option(name: .long, help: ArgumentHelp("Learning rates of their own for the parameters under these modules, comma separated NAME=LR (features=1e-4,classifier=0.01); the rest train at --lr.", valueName: "name=lr,..."))
+    var groupLr: String?
+
     @Option(name: .long, help: "sgd or adamw.")
     var optimizer = "sgd"
 
@@ -169,6 +172,13 @@ struct Finetune: ParsableCommand {
         o.train = names(train)
         o.freeze = names(freeze)
         o.freezeFirst = freezeFirst
+        for item in names(groupLr) {
+            let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let rate = Double(parts[1]) else {
+                throw TrainingError.invalidOption(option: "--group-lr", message: "expected NAME=LR, got '\(item)'")
+            }
+            o.groupLearningRates.append((parts[0], rate))
+        }
         o.learningRate = lr
         o.momentum = momentum
         o.weightDecay = weightDecay

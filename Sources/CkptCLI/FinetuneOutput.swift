@@ -72,6 +72,9 @@ final class FinetuneOutput {
         say("trains: \(what) (\(CLI.plural(trainable.count, "tensor")), \(CLI.grouped(run.trainableParameterCount)) of \(CLI.grouped(run.fitted.model.parameterCount)) parameters); \(CLI.plural(run.frozenKeys.count, "tensor")) held frozen\(stages)")
         let o = run.options
         var how = "\(o.mode.rawValue), \(o.optimizer.rawValue) lr \(CLI.number(o.learningRate))"
+        if !o.groupLearningRates.isEmpty {
+            how += " (" + o.groupLearningRates.map { "\($0.name) \(CLI.number($0.learningRate))" }.joined(separator: ", ") + ")"
+        }
         if o.optimizer == .sgd { how += " momentum \(CLI.number(o.momentum))" }
         how += " weight decay \(CLI.number(o.effectiveWeightDecay)), schedule \(o.schedule.rawValue)"
         if o.warmupEpochs > 0 { how += " after \(o.warmupEpochs) warm-up epoch(s)" }

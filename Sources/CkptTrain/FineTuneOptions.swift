@@ -29,7 +29,7 @@ public enum ScheduleKind: String, Sendable, CaseIterable {
 
 /// Every setting of a fine-tuning run: what trains, how, on which data.
 /// PyTorch counterpart: the hyper-parameters at the top of a transfer-learning script.
-public struct FineTuneOptions: Sendable, Equatable {
+public struct FineTuneOptions: Sendable {
     /// What trains (see `FineTuneMode`).
     public var mode: FineTuneMode = .finetune
     /// Module paths or keys that train (`--train classifier.0,classifier.3`); the rest is frozen.
@@ -38,6 +38,11 @@ public struct FineTuneOptions: Sendable, Equatable {
     public var freeze: [String] = []
     /// The first N modules with parameters (in `named_modules()` order) stay frozen.
     public var freezeFirst = 0
+    /// Learning rates of their own for the parameters under these names (`--group-lr
+    /// features=1e-4,classifier=1e-2`), each a parameter group of the optimizer in this order; the
+    /// other trainable parameters form a last group at `learningRate`. A second stage scales
+    /// every group's rate by `unfreezeFactor`.
+    public var groupLearningRates: [(name: String, learningRate: Double)] = []
     /// The optimizer.
     public var optimizer: OptimizerKind = .sgd
     /// The learning rate of the first stage (`lr`).
@@ -109,6 +114,13 @@ public struct FineTuneOptions: Sendable, Equatable {
         guard workers >= 0, workers <= 64 else { throw fail("--workers", "must be 0…64, got \(workers)") }
         if !train.isEmpty, !freeze.isEmpty || freezeFirst > 0 {
             throw fail("--train", "names what trains and --freeze / --freeze-first what does not; give one or the other")
+        }
+        for (name, rate) in groupLearningRates {
+            guard !name.isEmpty else { throw fail("--group-lr", "holds an empty name (NAME=LR, comma separated)") }
+            guard rate.isFinite, rate > 0 else { throw fail("--group-lr", "\(name): the learning rate must be positive and finite, got \(rate)") }
+        }
+        if let dup = Dictionary(grouping: groupLearningRates.map(\.name), by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw fail("--group-lr", "names \(dup) twice")
         }
         for (option, names) in [("--train", train), ("--freeze", freeze)] where names.contains(where: \.isEmpty) {
             throw fail(option, "holds an empty name (a doubled or trailing comma?)")

@@ -38,14 +38,41 @@ struct FineTuneStages {
     /// Counterpart: `optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr, momentum, weight_decay)`.
     /// - Throws: `OptimizerError` for values torch refuses, or when nothing trains.
     func optimizer(for stage: Stage) throws -> any Optimizer {
-        let parameters = ParameterGroup.trainableParameters(of: fitted.model)
         let decay = options.effectiveWeightDecay
-        switch options.optimizer {
-        case .sgd:
-            return try SGD(parameters: parameters, learningRate: stage.learningRate, momentum: options.momentum, weightDecay: decay)
-        case .adamw:
-            return try AdamW(parameters: parameters, learningRate: stage.learningRate, weightDecay: decay)
+        let groups = try parameterGroups(for: stage).map { g in
+            ParameterGroup(parameters: g.parameters, learningRate: g.learningRate, weightDecay: decay,
+                           momentum: options.optimizer == .sgd ? options.momentum : 0)
         }
+        switch options.optimizer {
+        case .sgd: return try SGD(groups: groups)
+        case .adamw: return try AdamW(groups: groups)
+        }
+    }
+
+    /// The trainable parameters of the stage (its selection applied) split as `--group-lr` asks:
+    /// one group per name that holds trainable parameters, in the order given, then the rest at the
+    /// stage's rate; every rate scaled as the stage scales `--lr`. torch:
+    /// `SGD([{'params': …, 'lr': …}, …, {'params': rest}], lr=lr)`.
+    /// - Throws: `TrainingError.unknownName` for a name the model does not have.
+    func parameterGroups(for stage: Stage) throws -> [(parameters: [(key: String, parameter: Parameter)], learningRate: Double)] {
+        let trainable = ParameterGroup.trainableParameters(of: fitted.model)
+        guard !options.groupLearningRates.isEmpty else { return [(trainable, stage.learningRate)] }
+        let all = fitted.model.namedParameters().filter { $0.parameter.role == .parameter }
+        let scale = stage.learningRate / options.learningRate
+        var taken = Set<ObjectIdentifier>()
+        var groups: [(parameters: [(key: String, parameter: Parameter)], learningRate: Double)] = []
+        for (name, rate) in options.groupLearningRates {
+            guard all.contains(where: { TrainableSelection.covers(name, $0.key) }) else {
+                let paths = fitted.model.namedModules().map(\.path).filter { !$0.isEmpty }
+                throw TrainingError.unknownName(name: name, option: "--group-lr",
+                                                closeMatches: TrainableSelection.closeMatches(name, paths + all.map(\.key)))
+            }
+            let members = trainable.filter { TrainableSelection.covers(name, $0.key) && taken.insert(ObjectIdentifier($0.parameter)).inserted }
+            if !members.isEmpty { groups.append((members, rate * scale)) }
+        }
+        let rest = trainable.filter { !taken.contains(ObjectIdentifier($0.parameter)) }
+        if !rest.isEmpty { groups.append((rest, stage.learningRate)) }
+        return groups
     }
 
     /// The stage's schedule, stepped once per epoch: a linear warm-up from a tenth of the rate
