@@ -20,31 +20,44 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product ckpt --static-swift-stdlib
 
-# The main job: transplants (a shipped smallcnn training checkpoint to a new label set; the card's
-# vgg19_bn -> SegNet graft on freshly initialised weights), each with its plan and proof; fine-tuning
-# a digits-0-4 smallcnn on digits 5-9 (feature extraction, then two-stage); then inspect, convert,
-# diff, scan, and the model zoo with a forward pass checked against torch's output.
+# The main job, a real transfer-learning run on scikit-learn's digit scans (shipped in fixtures/finetune):
+# a smallcnn torch trained on digits 0-4 is inspected, transplanted to a new 5-class head (with its
+# activation proof), fine-tuned on digits 5-9 from 10 labelled scans per digit (feature extraction,
+# then two-stage), used to predict, and compared with the same network trained from scratch for the
+# same steps. Then the seed's vgg19_bn -> SegNet graft, a label-set transplant, and short runs of
+# inspect, convert, diff, scan and forward (checked against torch's output).
+DIGITS := fixtures/finetune/digits_demo
+TRAIN_DIGITS := --data $(DIGITS) --num-classes 5 --batch 10 --lr 0.01 --no-augment
 demo: build
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
-	@echo "== ckpt transplant: a float16 DataParallel smallcnn checkpoint to 5 classes, keeping the rows of cat, dog, horse, bird"
+	@echo "== ckpt inspect fixtures/finetune/smallcnn_digits04.pth   (a smallcnn torch trained on digits 0-4: 10-class head)"
+	@$(CKPT) inspect fixtures/finetune/smallcnn_digits04.pth | head -16
+	@echo; echo "== ckpt transplant smallcnn_digits04.pth --into smallcnn --num-classes 5   (a new head for digits 5-9; the body proved)"
+	@$(CKPT) transplant fixtures/finetune/smallcnn_digits04.pth --into smallcnn --num-classes 5 -o $(DEMO)/digits_start.pth
+	@echo; echo "== ckpt finetune --mode feature-extract   (10 scans per digit; the body frozen, its outputs computed once)"
+	@set -o pipefail; $(CKPT) finetune smallcnn --weights $(DEMO)/digits_start.pth $(TRAIN_DIGITS) --mode feature-extract --epochs 10 \
+		-o $(DEMO)/digits_fe.pth | tee $(DEMO)/fe.log
+	@echo; echo "== ckpt finetune --mode two-stage   (the head for 3 epochs, then everything at lr x 0.3; 20 epochs)"
+	@set -o pipefail; $(CKPT) finetune smallcnn --weights $(DEMO)/digits_start.pth $(TRAIN_DIGITS) --mode two-stage --stage1-epochs 3 \
+		--unfreeze-lr-factor 0.3 --epochs 20 -o $(DEMO)/digits_two_stage.pth | tee $(DEMO)/two_stage.log
+	@echo; echo "== the same network from scratch for the same 20 epochs (ckpt init, ckpt finetune --mode finetune)"
+	@$(CKPT) init smallcnn --num-classes 5 -o $(DEMO)/digits_scratch_init.pth
+	@set -o pipefail; $(CKPT) finetune smallcnn --weights $(DEMO)/digits_scratch_init.pth $(TRAIN_DIGITS) --mode finetune --epochs 20 \
+		-o $(DEMO)/digits_scratch.pth | tail -3 | tee $(DEMO)/scratch.log
+	@echo; echo "== validation accuracy on 150 scans of digits 5-9 (best epoch)"
+	@printf '  transfer, feature extraction:  %s\n' "$$(grep -o 'val accuracy [0-9.]*%' $(DEMO)/fe.log | tail -1 | cut -d' ' -f3)"
+	@printf '  transfer, two-stage:           %s\n' "$$(grep -o 'val accuracy [0-9.]*%' $(DEMO)/two_stage.log | tail -1 | cut -d' ' -f3)"
+	@printf '  from scratch, same 20 epochs:  %s\n' "$$(grep -o 'val accuracy [0-9.]*%' $(DEMO)/scratch.log | tail -1 | cut -d' ' -f3)"
+	@echo; echo "== ckpt transplant: a float16 DataParallel smallcnn checkpoint to 5 classes, keeping the rows of cat, dog, horse, bird"
 	@$(CKPT) transplant fixtures/demo/smallcnn_checkpoint.pth --into smallcnn \
 		--keep-classes fixtures/demo/cifar10_classes.txt fixtures/demo/pets_classes.txt --dtype float32 -o $(DEMO)/pets.pth
 	@echo; echo "== ckpt init vgg19_bn   (575 MB of freshly initialised weights: the source of the next graft)"
 	@$(CKPT) init vgg19_bn -o $(DEMO)/vgg19_bn.pth
 	@echo; echo "== ckpt transplant vgg19_bn.pth --into segnet --map 3:7=enc1   (the seed's SegNet: its recipe fills enc2..enc5)"
 	@$(CKPT) transplant $(DEMO)/vgg19_bn.pth --into segnet --map 3:7=enc1 --require-coverage enc=100% -o $(DEMO)/segnet.pth
-	@echo; echo "== ckpt inspect $(DEMO)/segnet.pth | head"
-	@$(CKPT) inspect $(DEMO)/segnet.pth | head -12
 	@rm -f $(DEMO)/vgg19_bn.pth
-	@echo; echo "== ckpt finetune smallcnn on digits 5-9 (scikit-learn's scans; a smallcnn torch trained on digits 0-4 with a new 5-class head): feature extraction"
-	@$(CKPT) finetune smallcnn --weights fixtures/finetune/smallcnn_start.pth --data fixtures/finetune/digits --num-classes 5 \
-		--mode feature-extract --epochs 10 --batch 4 --lr 0.01 --no-augment -o $(DEMO)/digits_fe.pth
-	@echo; echo "== ckpt finetune, two-stage from there (head for 2 epochs, then everything at lr x 0.1)"
-	@$(CKPT) finetune smallcnn --weights $(DEMO)/digits_fe.pth --data fixtures/finetune/digits --num-classes 5 \
-		--mode two-stage --stage1-epochs 2 --epochs 10 --batch 4 --lr 0.01 --no-augment -o $(DEMO)/digits_two_stage.pth
-	@echo
-	@echo "== ckpt inspect fixtures/valid/checkpoint.pth   (a nested training checkpoint)"
-	@$(CKPT) inspect fixtures/valid/checkpoint.pth | head -30
+	@echo; echo "== ckpt inspect fixtures/valid/checkpoint.pth   (a nested training checkpoint)"
+	@$(CKPT) inspect fixtures/valid/checkpoint.pth | head -20
 	@echo; echo "== ckpt inspect --tree fixtures/valid/legacy_cnn.pth   (torch 1.5 legacy format)"
 	@$(CKPT) inspect --tree fixtures/valid/legacy_cnn.pth | sed -n '1,20p'
 	@echo; echo "== ckpt convert fixtures/valid/cnn.pth $(DEMO)/cnn.safetensors"
