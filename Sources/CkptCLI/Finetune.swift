@@ -113,6 +113,9 @@ struct Finetune: ParsableCommand {
     @Option(name: .long, help: "Share of each class held out for validation when DIR has no val/ folder.")
     var valSplit: Double?
 
+    @Option(name: .long, help: "Segmentation: the mask value left out of the loss and the metrics (255 for void pixels).")
+    var ignoreIndex: Int?
+
     @Flag(name: .long, help: "Leave unreadable images out (each named once) instead of stopping.")
     var skipBadImages = false
 
@@ -198,6 +201,7 @@ struct Finetune: ParsableCommand {
         o.workers = workers
         o.verify = !noVerify
         o.cacheFeatures = !noCache
+        o.ignoreIndex = ignoreIndex
         try o.validate()
         return o
     }

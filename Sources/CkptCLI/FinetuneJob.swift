@@ -4,6 +4,7 @@ import CkptFormat
 import CkptSurgery
 import CkptTensor
 import CkptTrain
+import CkptZoo
 import Foundation
 
 /// One `ckpt finetune` run: the command's glue over `FineTuning` (the library trains; this file
@@ -58,7 +59,7 @@ struct FinetuneJob {
         }
         let run: FineTuning
         var resumedFrom: Int?
-        var log = TrainingLog(task: .classification)
+        var log = TrainingLog(task: Zoo.entries.first { $0.name == c.model }?.family == "segnet" ? .segmentation : .classification)
         do {
             run = try FineTuning(model: c.model, numClasses: c.numClasses, weights: located, data: c.data, options: options)
             if let path = c.resume {
@@ -68,7 +69,7 @@ struct FinetuneJob {
                 // the epochs the checkpoint holds keep their rows (a later, lost epoch's are dropped)
                 if let text = try? String(contentsOfFile: c.metricsPath, encoding: .utf8),
                    let earlier = try? MetricsCSV.parse(text, file: c.metricsPath) {
-                    log = try TrainingLog(task: .classification, epochs: earlier.epochs.filter { $0.epoch <= checkpoint.epoch })
+                    log = try TrainingLog(task: log.task, epochs: earlier.epochs.filter { $0.epoch <= checkpoint.epoch })
                 }
             }
         } catch let e as TrainingError {
@@ -119,7 +120,8 @@ struct FinetuneJob {
             // an image that cannot be read, met in a batch (PyTorch's DataLoader stops there too)
             out.clearProgress()
             let kept = written.last.map { "; \(c.output) keeps epoch \(written.best ?? $0), \(c.trainCheckpointPath) epoch \($0)" } ?? "; nothing written"
-            CLI.printError(e.description + kept + (options.skipBadImages ? "" : " (--skip-bad-images leaves unreadable images out)"))
+            let hint = options.skipBadImages || e.kind == .invalidArgument ? "" : " (--skip-bad-images leaves unreadable images out)"
+            CLI.printError(e.description + kept + hint)
             throw ExitCode(2)
         }
         do {

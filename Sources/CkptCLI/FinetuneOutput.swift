@@ -57,10 +57,11 @@ final class FinetuneOutput {
             let worst = proof.compactMap(\.maxAbsDiff).max() ?? 0
             say("proof: \(c.weights).plan.json re-run: \(CLI.plural(proof.count, "block")), max|Δ| \(worst == 0 ? "0" : String(format: "%.3g", worst))")
         }
-        let d = run.dataset
-        say("data: \(c.data) (\(d.layout)): \(d.classes.count) classes, \(CLI.plural(d.train.count, "training image")), \(CLI.plural(d.validation.count, "validation image"))")
-        for issue in d.issues.prefix(10) { warning(issue.description) }
-        if d.issues.count > 10 { warning("… \(d.issues.count - 10) more folder issues") }
+        let counts = run.sampleCounts, issues = run.dataIssues
+        let kind = run.task == .segmentation ? "image and mask pair" : "image"
+        say("data: \(c.data) (\(run.dataLayout)): \(run.classNames.count) classes\(run.task == .segmentation ? " (per pixel)" : ""), \(CLI.plural(counts.train, "training " + kind)), \(CLI.plural(counts.validation, "validation " + kind))")
+        for issue in issues.prefix(10) { warning(issue.description) }
+        if issues.count > 10 { warning("… \(issues.count - 10) more folder issues") }
         for line in FinetuneOutput.table(run) { say(line) }
         let trainable = run.trainableKeys
         let all = run.fitted.model.namedParameters().filter { $0.parameter.role == .parameter }.count
@@ -149,6 +150,7 @@ final class FinetuneOutput {
         func loss(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : (x.isNaN ? "nan" : "\(x)") }
         line += ": train loss \(loss(m.trainLoss))" + String(format: " acc %.1f%%", m.trainAccuracy * 100)
         if let l = m.validationLoss, let a = m.validationAccuracy { line += "  val loss \(loss(l))" + String(format: " acc %.1f%%", a * 100) }
+        if let iou = m.validationMeanIoU { line += String(format: " mIoU %.3f", iou) }
         line += "  lr \(CLI.number(m.learningRate))" + String(format: "  %.1f img/s  %.1f s", m.imagesPerSecond, m.seconds)
         if outcome.isBest { line += "  best, saved" }
         say(line)
@@ -162,12 +164,12 @@ final class FinetuneOutput {
             let metrics = summary.epochs.map { m -> JSONValue in
                 .object([("epoch", .int(m.epoch)), ("stage", .int(m.stage)), ("train_loss", number(m.trainLoss)),
                          ("train_accuracy", number(m.trainAccuracy)), ("val_loss", number(m.validationLoss)),
-                         ("val_accuracy", number(m.validationAccuracy)), ("learning_rate", number(m.learningRate)),
+                         ("val_accuracy", number(m.validationAccuracy)), ("val_miou", number(m.validationMeanIoU)), ("learning_rate", number(m.learningRate)),
                          ("images_per_second", number(m.imagesPerSecond)), ("seconds", number(m.seconds)), ("images", .int(m.images))])
             }
             CLI.printJSON(.object([
                 ("model", .string(run.fitted.name)), ("num_classes", .int(run.fitted.numClasses)), ("weights", .string(c.weights)),
-                ("data", .string(c.data)), ("classes", .array(run.dataset.classes.map { .string($0) })), ("mode", .string(run.options.mode.rawValue)),
+                ("data", .string(c.data)), ("task", .string(run.task.rawValue)), ("classes", .array(run.classNames.map { .string($0) })), ("mode", .string(run.options.mode.rawValue)),
                 ("epochs", .int(run.options.epochs)), ("resumed_after_epoch", resumedFrom.map { .int($0) } ?? .null),
                 ("best_epoch", summary.bestEpoch.map { .int($0) } ?? .null), ("metrics", .array(metrics)),
                 ("trainable", .array(run.trainableKeys.map { .string($0) })), ("steps", .int(summary.steps)),
@@ -180,7 +182,7 @@ final class FinetuneOutput {
         }
         var line = "best epoch \(summary.bestEpoch.map(String.init) ?? "-")"
         if let b = best {
-            if let a = b.validationAccuracy { line += String(format: " (val accuracy %.1f%%)", a * 100) } else { line += String(format: " (train loss %.4f)", b.trainLoss) }
+            if let iou = b.validationMeanIoU { line += String(format: " (val mIoU %.3f)", iou) } else if let a = b.validationAccuracy { line += String(format: " (val accuracy %.1f%%)", a * 100) } else { line += String(format: " (train loss %.4f)", b.trainLoss) }
         } else if summary.bestEpoch != nil {
             line += " (an earlier run's)"
         }

@@ -12,6 +12,16 @@ public struct EvaluationResult: Sendable, Equatable {
     public var accuracy: Double
     /// Images evaluated (skipped images not counted).
     public var images: Int
+    /// Segmentation: the mean over classes of intersection over union, counting the classes
+    /// that appear in a mask or a prediction (ignored pixels left out); nil for classification.
+    public var meanIoU: Double?
+
+    public init(loss: Double, accuracy: Double, images: Int, meanIoU: Double? = nil) {
+        self.loss = loss
+        self.accuracy = accuracy
+        self.images = images
+        self.meanIoU = meanIoU
+    }
 }
 
 /// The validation pass of a fine-tuning epoch and the accuracy count both passes share.
@@ -65,6 +75,82 @@ public enum Evaluation {
         }
         guard images > 0 else { return EvaluationResult(loss: .nan, accuracy: .nan, images: 0) }
         return EvaluationResult(loss: total / Double(images), accuracy: Double(correct) / Double(images), images: images)
+    }
+
+    /// Eval-mode loss (each batch's mean over its non-ignored pixels, weighted by its images),
+    /// pixel accuracy and mean IoU of a segmentation model over every batch of `loader`; `inputs`
+    /// makes the model's inputs from a batch, `check` vets its masks.
+    /// PyTorch counterpart: a confusion matrix accumulated with `torch.bincount(n * target + pred)`.
+    /// - Throws: the loader's `DataError`, `check`'s, the model's and the loss's errors.
+    static func segmentation(_ model: Module, loader: BatchLoader, epoch: Int, classes: Int, loss: CrossEntropy,
+                             inputs: (ImageBatch) throws -> [DenseTensor], check: (ImageBatch) throws -> Void) throws -> EvaluationResult {
+        let wasTraining = model.isTraining
+        model.setTraining(false)
+        defer { if wasTraining { model.setTraining(true) } }
+        var total = 0.0
+        var images = 0
+        var confusion = [Int](repeating: 0, count: classes * classes)  // [target][prediction]
+        let batches = loader.epoch(epoch)
+        while let batch = try batches.next() {
+            guard batch.count > 0 else { continue }
+            try check(batch)
+            let y = try model.evaluate(try inputs(batch))
+            let l = try loss.forward(y, targets: batch.labels)
+            total += Double(l.values.first ?? .nan) * Double(batch.count)
+            images += batch.count
+            let predicted = argmax(y)
+            for (t, p) in zip(batch.labels, predicted) where t != loss.ignoreIndex && t >= 0 && t < classes {
+                confusion[t * classes + p] += 1
+            }
+        }
+        guard images > 0 else { return EvaluationResult(loss: .nan, accuracy: .nan, images: 0, meanIoU: .nan) }
+        var hits = 0, pixels = 0
+        var ious: [Double] = []
+        for c in 0 ..< classes {
+            let tp = confusion[c * classes + c]
+            let row = (0 ..< classes).reduce(0) { $0 + confusion[c * classes + $1] }
+            let column = (0 ..< classes).reduce(0) { $0 + confusion[$1 * classes + c] }
+            hits += tp
+            pixels += row
+            let union = row + column - tp
+            if union > 0 { ious.append(Double(tp) / Double(union)) }
+        }
+        return EvaluationResult(loss: total / Double(images), accuracy: pixels > 0 ? Double(hits) / Double(pixels) : .nan, images: images,
+                                meanIoU: ious.isEmpty ? .nan : ious.reduce(0, +) / Double(ious.count))
+    }
+
+    /// The class of largest score per sample: per row of `[N, K]` logits, per pixel of
+    /// `[N, K, H, W]` scores (in N, H, W order); the first on ties, as `argmax`.
+    static func argmax(_ scores: DenseTensor) -> [Int] {
+        guard scores.rank == 2 || scores.rank == 4 else { return [] }
+        let n = scores.shape[0], k = scores.shape[1]
+        let plane = scores.rank == 4 ? scores.shape[2] * scores.shape[3] : 1
+        var out = [Int](repeating: 0, count: n * plane)
+        scores.values.withUnsafeBufferPointer { v in
+            for i in 0 ..< n {
+                for p in 0 ..< plane {
+                    var best = 0
+                    var top = k > 0 ? v[i * k * plane + p] : 0
+                    for j in 1 ..< max(k, 1) where v[(i * k + j) * plane + p] > top {
+                        best = j
+                        top = v[(i * k + j) * plane + p]
+                    }
+                    out[i * plane + p] = best
+                }
+            }
+        }
+        return out
+    }
+
+    /// Samples (rows, or pixels of a segmentation) whose largest score is their target, and
+    /// samples counted (targets equal to `ignoreIndex` left out).
+    public static func correct(_ scores: DenseTensor, targets: [Int], ignoreIndex: Int = -100) -> (correct: Int, counted: Int) {
+        var correct = 0, counted = 0
+        for (p, t) in zip(argmax(scores), targets) where t != ignoreIndex {
+            counted += 1
+            if p == t { correct += 1 }
+        }
+        return (correct, counted)
     }
 
     /// How many rows of `logits` have their largest value (the first, on ties, as `argmax`) at

@@ -14,8 +14,10 @@ public struct FineTuneEpoch: Sendable, Equatable {
     public var trainAccuracy: Double
     /// Mean validation loss, in eval mode with the eval transform; nil without a validation split.
     public var validationLoss: Double?
-    /// Validation accuracy; nil without a validation split.
+    /// Validation accuracy (of pixels, for segmentation); nil without a validation split.
     public var validationAccuracy: Double?
+    /// Segmentation: the validation mean IoU (over the classes present in a mask or a prediction).
+    public var validationMeanIoU: Double?
     /// The learning rate of the epoch (the first parameter group's).
     public var learningRate: Double
     /// Training images per second, data loading included.
@@ -26,7 +28,7 @@ public struct FineTuneEpoch: Sendable, Equatable {
     public var images: Int
 
     /// A row of metrics.
-    public init(epoch: Int, stage: Int, trainLoss: Double, trainAccuracy: Double, validationLoss: Double?, validationAccuracy: Double?,
+    public init(epoch: Int, stage: Int, trainLoss: Double, trainAccuracy: Double, validationLoss: Double?, validationAccuracy: Double?, validationMeanIoU: Double? = nil,
                 learningRate: Double, imagesPerSecond: Double, seconds: Double, images: Int) {
         self.epoch = epoch
         self.stage = stage
@@ -34,15 +36,18 @@ public struct FineTuneEpoch: Sendable, Equatable {
         self.trainAccuracy = trainAccuracy
         self.validationLoss = validationLoss
         self.validationAccuracy = validationAccuracy
+        self.validationMeanIoU = validationMeanIoU
         self.learningRate = learningRate
         self.imagesPerSecond = imagesPerSecond
         self.seconds = seconds
         self.images = images
     }
 
-    /// The score the best epoch is chosen by, higher is better: validation accuracy, ties broken
+    /// The score the best epoch is chosen by, higher is better: validation mean IoU (segmentation)
+    /// or accuracy, ties broken
     /// by the lower validation loss; without validation, the lower training loss.
     public var score: (Double, Double) {
+        if let m = validationMeanIoU { return (m, -(validationLoss ?? 0)) }
         if let a = validationAccuracy { return (a, -(validationLoss ?? 0)) }
         return (-trainLoss, 0)
     }
@@ -51,7 +56,7 @@ public struct FineTuneEpoch: Sendable, Equatable {
     /// The row of the reports (`OUT.metrics.csv`, curves, TensorBoard).
     public var reported: EpochMetrics {
         EpochMetrics(epoch: epoch, stage: stage, trainLoss: trainLoss, trainAccuracy: trainAccuracy, validationLoss: validationLoss,
-                     validationAccuracy: validationAccuracy, learningRate: learningRate, imagesPerSecond: imagesPerSecond, seconds: seconds)
+                     validationAccuracy: validationAccuracy, validationMeanIoU: validationMeanIoU, learningRate: learningRate, imagesPerSecond: imagesPerSecond, seconds: seconds)
     }
 
     public func isBetter(than other: (Double, Double)?) -> Bool {

@@ -81,6 +81,9 @@ public struct FineTuneOptions: Sendable {
     public var skipBadImages = false
     /// Threads decoding images ahead of the model.
     public var workers = 1
+    /// Segmentation: the mask value left out of the loss and the metrics (`ignore_index`); nil
+    /// leaves nothing out (torch's -100 never occurs in a mask).
+    public var ignoreIndex: Int?
     /// Before training, check every loaded tensor against its source.
     public var verify = true
     /// Without augmentation, when only a head trains (feature extraction, a two-stage run's

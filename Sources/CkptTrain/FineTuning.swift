@@ -21,11 +21,17 @@ public final class FineTuning {
     public let options: FineTuneOptions
     /// The model with its fitted weights and the plan that fitted them.
     public let fitted: FittedModel
-    /// The image folder: classes, training and validation samples, issues found.
-    public let dataset: ImageDataset
+    /// Classification or segmentation (segnet: a class per pixel, mean IoU in validation).
+    public let task: TrainingTask
+    /// The image folder of a classification run: classes, training and validation samples, issues found.
+    public let dataset: ImageDataset?
+    /// The image and mask folders of a segmentation run.
+    public let segmentationDataset: SegmentationDataset?
+    /// The model's inputs: each gets one plane of the image (segnet's x1 and x2).
+    let inputCount: Int
     /// Side of the images fed to the model.
     public let imageSize: Int
-    /// Channels of the images fed to the model.
+    /// Planes of the images fed to the model (over all its inputs).
     public let channels: Int
     /// Tensors compared with their source before training (0 with `verify` off).
     public let verifiedTensors: Int
@@ -57,36 +63,56 @@ public final class FineTuning {
         try options.validate()
         guard numClasses >= 1 else { throw TrainingError.invalidOption(option: "--num-classes", message: "must be positive, got \(numClasses)") }
         let entry = try Zoo.entry(named: model)
-        guard entry.defaultInputShapes.count == 1, let shape = entry.defaultInputShapes.first, shape.count == 3 else {
-            throw TrainingError.unsupported(message: "\(entry.name) takes \(entry.defaultInputShapes.count) inputs; fine-tuning handles single-input classifiers for now")
+        let shapes = entry.defaultInputShapes
+        guard let shape = shapes.first, shape.count == 3, shapes.allSatisfy({ $0 == shape }) else {
+            throw TrainingError.unsupported(message: "\(entry.name) takes inputs of different shapes; fine-tuning cannot feed it")
         }
-        let dataset = try ImageDataset.load(data, validationFraction: options.validationFraction, seed: options.seed)
-        guard dataset.classes.count == numClasses else {
-            throw TrainingError.classCount(data: data, classes: dataset.classes, numClasses: numClasses)
+        // several inputs (segnet's x1, x2) are the planes of one image, one plane each
+        guard shapes.count == 1 || shape[0] == 1 else {
+            throw TrainingError.unsupported(message: "\(entry.name) takes \(shapes.count) inputs of \(shape[0]) channels; fine-tuning feeds one plane per input")
         }
-        guard !dataset.train.isEmpty else {
-            throw TrainingError.unsupported(message: "\(data): no training images")
+        task = entry.family == "segnet" ? .segmentation : .classification
+        inputCount = shapes.count
+        let badImages: BadImagePolicy = options.skipBadImages ? .skip : .fail
+        let size = options.imageSize ?? shape[1]
+        let planes = shapes.count * shape[0]
+        let trainTransform: ImageTransform = options.augment ? .train(size: size, channels: planes) : .noAugment(size: size, channels: planes)
+        let loaderOptions = LoaderOptions(batchSize: options.batchSize, shuffle: options.shuffle, seed: options.seed,
+                                          workers: options.workers, badImages: badImages)
+        var validationOptions = loaderOptions
+        validationOptions.shuffle = false
+        switch task {
+        case .classification:
+            let dataset = try ImageDataset.load(data, validationFraction: options.validationFraction, seed: options.seed)
+            guard dataset.classes.count == numClasses else {
+                throw TrainingError.classCount(data: data, classes: dataset.classes, numClasses: numClasses)
+            }
+            guard !dataset.train.isEmpty else { throw TrainingError.unsupported(message: "\(data): no training images") }
+            self.dataset = dataset
+            segmentationDataset = nil
+            trainLoader = try BatchLoader(samples: dataset.train, transform: trainTransform, options: loaderOptions)
+            validationLoader = dataset.validation.isEmpty ? nil : try BatchLoader(
+                samples: dataset.validation, transform: .eval(size: size, channels: planes), options: validationOptions)
+        case .segmentation:
+            let dataset = try SegmentationDataset.load(data, validationFraction: options.validationFraction, seed: options.seed)
+            guard !dataset.train.isEmpty else { throw TrainingError.unsupported(message: "\(data): no training image and mask pairs") }
+            self.dataset = nil
+            segmentationDataset = dataset
+            trainLoader = try BatchLoader(segmentation: dataset.train, transform: trainTransform, options: loaderOptions)
+            validationLoader = dataset.validation.isEmpty ? nil : try BatchLoader(
+                segmentation: dataset.validation, transform: .eval(size: size, channels: planes), options: validationOptions)
         }
         let fitted = try FittedModel.fit(model: entry.name, numClasses: numClasses, weights: weights, seed: options.seed)
         verifiedTensors = options.verify ? try fitted.verifyAgainstSource() : 0
         self.options = options
         self.fitted = fitted
-        self.dataset = dataset
-        channels = shape[0]
-        imageSize = options.imageSize ?? shape[1]
-        let badImages: BadImagePolicy = options.skipBadImages ? .skip : .fail
-        let trainTransform: ImageTransform = options.augment ? .train(size: imageSize, channels: channels) : .noAugment(size: imageSize, channels: channels)
-        trainLoader = try BatchLoader(samples: dataset.train, transform: trainTransform,
-                                      options: LoaderOptions(batchSize: options.batchSize, shuffle: options.shuffle, seed: options.seed,
-                                                             workers: options.workers, badImages: badImages))
-        validationLoader = dataset.validation.isEmpty ? nil : try BatchLoader(
-            samples: dataset.validation, transform: .eval(size: imageSize, channels: channels),
-            options: LoaderOptions(batchSize: options.batchSize, shuffle: false, seed: options.seed, workers: options.workers, badImages: badImages))
+        channels = planes
+        imageSize = size
         stages = FineTuneStages(options: options, fitted: fitted)
         // every stage's names are checked now, so a typo stops the run before the first step
         for s in options.stages.reversed() { try stages.selection(for: s).apply(to: fitted.model) }
         stage = options.stages[0]
-        trainer = Trainer(model: fitted.model, optimizer: nil)
+        trainer = Trainer(model: fitted.model, optimizer: nil, loss: CrossEntropy(ignoreIndex: options.ignoreIndex ?? -100))
         trainer.seed = options.seed
         frozen = FrozenTensors(model: fitted.model)
         try enter(stage)
@@ -126,6 +152,61 @@ public final class FineTuning {
     /// `FineTuneOptions.cacheFeatures`), else nil.
     public var cachedHeadBoundary: String? {
         options.cacheFeatures && !options.augment ? HeadSplit.of(fitted.model)?.boundary : nil
+    }
+
+    /// How the data folder was read (`train/val folders`, `one folder split 80/20 (seed 0)`).
+    public var dataLayout: String { dataset?.layout ?? segmentationDataset?.layout ?? "" }
+    /// The class names (a classification folder's), or `0` … `N−1` for segmentation.
+    public var classNames: [String] { dataset?.classes ?? (0 ..< fitted.numClasses).map(String.init) }
+    /// Training and validation samples.
+    public var sampleCounts: (train: Int, validation: Int) {
+        (dataset?.train.count ?? segmentationDataset?.train.count ?? 0, dataset?.validation.count ?? segmentationDataset?.validation.count ?? 0)
+    }
+    /// What reading the folder found wrong (hidden folders, empty classes, unpaired files).
+    public var dataIssues: [FolderIssue] { dataset?.issues ?? segmentationDataset?.issues ?? [] }
+
+    /// The model's inputs from a batch of images: the batch itself, or one plane each.
+    /// - Throws: `KernelError` only for impossible shapes.
+    func inputs(_ batch: ImageBatch) throws -> [DenseTensor] {
+        let x = try DenseTensor(shape: batch.shape, values: batch.images)
+        guard inputCount > 1 else { return [x] }
+        let (n, h, w) = (batch.shape[0], batch.shape[2], batch.shape[3])
+        let plane = h * w
+        return try (0 ..< inputCount).map { c in
+            var values = [Float](repeating: 0, count: n * plane)
+            for i in 0 ..< n {
+                let from = (i * inputCount + c) * plane
+                values[i * plane ..< (i + 1) * plane] = batch.images[from ..< from + plane]
+            }
+            return try DenseTensor(shape: [n, 1, h, w], values: values)
+        }
+    }
+
+    /// Fails on a mask value that is neither a class nor the ignored index, naming the mask.
+    /// - Throws: `DataError(.invalidArgument)` naming the mask file, the value and the class count.
+    func checkLabels(_ batch: ImageBatch, validation: Bool) throws {
+        guard task == .segmentation, let samples = segmentationDataset else { return }
+        let ignore = options.ignoreIndex ?? -100
+        guard let at = batch.labels.firstIndex(where: { ($0 < 0 || $0 >= fitted.numClasses) && $0 != ignore }) else { return }
+        let pixels = batch.labelShape.dropFirst().reduce(1, *)
+        let sample = batch.sampleIndices[at / max(pixels, 1)]
+        let all = validation ? samples.validation : samples.train
+        let path = sample < all.count ? all[sample].maskPath : "<mask>"
+        throw DataError(.invalidArgument, file: path,
+                        "holds class \(batch.labels[at]) but the model has \(fitted.numClasses) classes (0…\(fitted.numClasses - 1))" +
+                        (options.ignoreIndex == nil ? "; --ignore-index names a value to leave out (255 for void)" : ", and --ignore-index is \(ignore)"))
+    }
+
+    /// The validation pass of an epoch: eval-mode loss and accuracy (and mean IoU for segmentation).
+    /// - Throws: the loader's `DataError`, the model's errors.
+    func evaluate(_ loader: BatchLoader, epoch: Int) throws -> EvaluationResult {
+        switch task {
+        case .classification:
+            return try Evaluation.run(fitted.model, loader: loader, epoch: epoch, loss: trainer.loss)
+        case .segmentation:
+            return try Evaluation.segmentation(fitted.model, loader: loader, epoch: epoch, classes: fitted.numClasses, loss: trainer.loss,
+                                               inputs: { try self.inputs($0) }, check: { try self.checkLabels($0, validation: true) })
+        }
     }
 
     /// Training batches per epoch.

@@ -77,7 +77,7 @@ extension FineTuning {
             if epochStage != stage { try enter(epochStage) }
             let learningRate = trainer.optimizer?.groups.first?.learningRate ?? 0
             var lossSum = 0.0
-            var correct = 0, images = 0
+            var correct = 0, counted = 0, images = 0
             var skipped: [SkippedImage] = []
             var step = (index: 0, count: trainLoader.batchesPerEpoch)
             // an epoch that caches features counts the pass in its time and its images per second
@@ -86,10 +86,10 @@ extension FineTuning {
             if let cache, cache.builtNow { skipped += cache.train.skipped + (cache.validation?.skipped ?? []) }
             func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
             // one optimizer step on a batch, reported
-            func train(_ x: DenseTensor, _ labels: [Int]) throws {
+            func train(_ inputs: [DenseTensor], _ labels: [Int], images count: Int) throws {
                 let outcome: StepOutcome
                 do {
-                    outcome = try trainer.step(inputs: [x], targets: labels)
+                    outcome = try trainer.step(inputs: inputs, targets: labels)
                 } catch let TrainingError.nonFiniteLoss(_, value) {
                     throw TrainingError.stopped(epoch: epoch + 1, batch: step.index, step: steps + 1,
                                                 reason: "the loss is \(value.isNaN ? "nan" : String(describing: value)) (not finite); stopped before changing any weight (lower the learning rate?)")
@@ -98,12 +98,14 @@ extension FineTuning {
                                                 reason: "the gradient of \(key) is not finite; stopped before changing any weight (lower the learning rate?)")
                 }
                 steps += 1
-                lossSum += Double(outcome.loss) * Double(labels.count)
-                correct += Evaluation.correctCount(outcome.output, targets: labels)
-                images += labels.count
+                lossSum += Double(outcome.loss) * Double(count)
+                let hits = Evaluation.correct(outcome.output, targets: labels, ignoreIndex: trainer.loss.ignoreIndex)
+                correct += hits.correct
+                counted += hits.counted
+                images += count
                 let seconds = elapsed()
                 onBatch(BatchProgress(epoch: epoch + 1, epochs: options.epochs, batch: step.index, batches: step.count,
-                                      loss: lossSum / Double(images), accuracy: Double(correct) / Double(images),
+                                      loss: lossSum / Double(images), accuracy: Double(correct) / Double(max(counted, 1)),
                                       imagesPerSecond: Double(images) / max(seconds, 1e-9),
                                       etaSeconds: seconds / Double(step.index) * Double(step.count - step.index), learningRate: learningRate))
             }
@@ -116,7 +118,7 @@ extension FineTuning {
                 for i in 0 ..< step.count {
                     step.index = i + 1
                     let b = try cache.train.batch(order: order, index: i, batchSize: options.batchSize)
-                    if !b.labels.isEmpty { try train(b.x, b.labels) }
+                    if !b.labels.isEmpty { try train([b.x], b.labels, images: b.labels.count) }
                 }
             } else {
                 let batches = trainLoader.epoch(epoch)
@@ -125,7 +127,8 @@ extension FineTuning {
                     step.index += 1
                     skipped += batch.skipped
                     guard batch.count > 0 else { continue }
-                    try train(try DenseTensor(shape: batch.shape, values: batch.images), batch.labels)
+                    try checkLabels(batch, validation: false)
+                    try train(try inputs(batch), batch.labels, images: batch.count)
                 }
             }
             let trainTime = elapsed()
@@ -135,12 +138,13 @@ extension FineTuning {
             if let validationCache = cache?.validation, let head = cache?.split.head {
                 validation = try Evaluation.run(head, of: fitted.model, cache: validationCache, batchSize: options.batchSize)
             } else if let validationLoader {
-                validation = try Evaluation.run(fitted.model, loader: validationLoader, epoch: epoch)
+                validation = try evaluate(validationLoader, epoch: epoch)
             }
             let metrics = FineTuneEpoch(epoch: epoch + 1, stage: epochStage.index + 1,
                                        trainLoss: images > 0 ? lossSum / Double(images) : .nan,
-                                       trainAccuracy: images > 0 ? Double(correct) / Double(images) : .nan,
+                                       trainAccuracy: counted > 0 ? Double(correct) / Double(counted) : .nan,
                                        validationLoss: validation?.loss, validationAccuracy: validation?.accuracy,
+                                       validationMeanIoU: validation?.meanIoU,
                                        learningRate: learningRate, imagesPerSecond: Double(images) / max(trainTime, 1e-9),
                                        seconds: elapsed(), images: images)
             let isBest = metrics.isBetter(than: best?.score)

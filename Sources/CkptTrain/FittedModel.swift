@@ -29,13 +29,10 @@ public struct FittedModel {
     /// Fits `weights` to the zoo model `name` with `numClasses` outputs.
     /// - Throws: `ZooError` for an unknown model; `TrainingError.weightsDoNotFit` when anything but
     ///   the head is missing, mismatched or unexpected (weights of another model);
-    ///   `TrainingError.unsupported` for a model that takes more than one input; `NNError` /
+    ///   `NNError` /
     ///   `TensorError` when a tensor cannot be read.
     public static func fit(model name: String, numClasses: Int, weights located: LocatedStateDict, seed: UInt64) throws -> FittedModel {
         let entry = try Zoo.entry(named: name)
-        guard entry.defaultInputShapes.count == 1 else {
-            throw TrainingError.unsupported(message: "\(entry.name) takes \(entry.defaultInputShapes.count) inputs; fine-tuning handles single-input classifiers for now")
-        }
         let specs = try Zoo.specification(entry.name, numClasses: numClasses).parameterSpecs
         let source = ModelFitting.stateDict(located, for: specs.map(\.key))
         let heads = try Zoo.headKeys(entry.name, numClasses: numClasses)
@@ -43,7 +40,7 @@ public struct FittedModel {
         options.headKeys = Set(heads)
         options.replaceHead = true
         let plan = try Planner.plan(source: source.shapes, target: specs, rules: [], options: options)
-        let problems = FittedModel.problems(plan)
+        let problems = FittedModel.problems(plan, heads: Set(heads))
         if !problems.isEmpty { throw TrainingError.weightsDoNotFit(model: entry.name, problems: problems) }
 
         let fresh = plan.entries.filter(\.needsInitialValue).map(\.spec.key)
@@ -57,7 +54,7 @@ public struct FittedModel {
 
     /// What stops a fit, one line per kind: shape mismatches with both shapes, missing keys,
     /// unexpected keys, modules that could not be taken whole. Empty when only the head is new.
-    static func problems(_ plan: MatchPlan) -> [String] {
+    static func problems(_ plan: MatchPlan, heads: Set<String> = []) -> [String] {
         func list(_ items: [String]) -> String {
             items.prefix(4).joined(separator: ", ") + (items.count > 4 ? ", … (\(items.count) in all)" : "")
         }
@@ -70,8 +67,9 @@ public struct FittedModel {
         if !plan.missing.isEmpty { lines.append("\(plan.missing.count) missing key(s): " + list(plan.missing.map(\.spec.key))) }
         let unexpected = plan.unused.filter { $0.reason == MatchPlan.Unused.noSuchKey }.map(\.key)
         if !unexpected.isEmpty { lines.append("\(unexpected.count) unexpected key(s): " + list(unexpected)) }
+        // a head's batch norm goes whole (segnet's dec1.decode.5, num_batches_tracked included)
         let partial = plan.reinitialized.filter { e in
-            if case let .reinitialize(r) = e.action { return !r.isRequested }
+            if case let .reinitialize(r) = e.action { return !r.isRequested && !heads.contains(e.spec.key) }
             return false
         }
         if !partial.isEmpty { lines.append("\(partial.count) tensor(s) of modules that do not fit whole: " + list(partial.map(\.spec.key))) }
