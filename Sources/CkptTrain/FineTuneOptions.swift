@@ -84,6 +84,9 @@ public struct FineTuneOptions: Sendable {
     /// Segmentation: the mask value left out of the loss and the metrics (`ignore_index`); nil
     /// leaves nothing out (torch's -100 never occurs in a mask).
     public var ignoreIndex: Int?
+    /// Segmentation with several inputs: the RGB plane (0 red, 1 green, 2 blue) each input gets;
+    /// nil feeds the grey image to every input.
+    public var inputPlanes: [Int]?
     /// Before training, check every loaded tensor against its source.
     public var verify = true
     /// Without augmentation, when only a head trains (feature extraction, a two-stage run's

@@ -29,6 +29,8 @@ public final class FineTuning {
     public let segmentationDataset: SegmentationDataset?
     /// The model's inputs: each gets one plane of the image (segnet's x1 and x2).
     let inputCount: Int
+    /// The image plane each input gets.
+    let inputPlanes: [Int]
     /// Side of the images fed to the model.
     public let imageSize: Int
     /// Planes of the images fed to the model (over all its inputs).
@@ -75,7 +77,14 @@ public final class FineTuning {
         inputCount = shapes.count
         let badImages: BadImagePolicy = options.skipBadImages ? .skip : .fail
         let size = options.imageSize ?? shape[1]
-        let planes = shapes.count * shape[0]
+        if let chosen = options.inputPlanes {
+            guard shapes.count > 1, chosen.count == shapes.count else {
+                throw TrainingError.invalidOption(option: "--inputs", message: "\(entry.name) takes \(shapes.count) input(s); --inputs names one RGB plane per input of a model with several")
+            }
+        }
+        // the image's planes: grey repeated once per input, or RGB when --inputs picks planes of it
+        let planes = options.inputPlanes == nil ? shapes.count * shape[0] : 3
+        inputPlanes = options.inputPlanes ?? Array(0 ..< shapes.count)
         let trainTransform: ImageTransform = options.augment ? .train(size: size, channels: planes) : .noAugment(size: size, channels: planes)
         let loaderOptions = LoaderOptions(batchSize: options.batchSize, shuffle: options.shuffle, seed: options.seed,
                                           workers: options.workers, badImages: badImages)
@@ -170,12 +179,12 @@ public final class FineTuning {
     func inputs(_ batch: ImageBatch) throws -> [DenseTensor] {
         let x = try DenseTensor(shape: batch.shape, values: batch.images)
         guard inputCount > 1 else { return [x] }
-        let (n, h, w) = (batch.shape[0], batch.shape[2], batch.shape[3])
+        let (n, planes, h, w) = (batch.shape[0], batch.shape[1], batch.shape[2], batch.shape[3])
         let plane = h * w
-        return try (0 ..< inputCount).map { c in
+        return try inputPlanes.map { c in
             var values = [Float](repeating: 0, count: n * plane)
             for i in 0 ..< n {
-                let from = (i * inputCount + c) * plane
+                let from = (i * planes + c) * plane
                 values[i * plane ..< (i + 1) * plane] = batch.images[from ..< from + plane]
             }
             return try DenseTensor(shape: [n, 1, h, w], values: values)

@@ -165,6 +165,11 @@ final class FinetuneCommandTests: XCTestCase {
             (["--optimizer", "adam"], 64, "--optimizer: must be one of sgd, adamw, got 'adam'"),
             (["--mode", "two-stage", "--epochs", "1"], 64, "--stage1-epochs: must be at least 1 and fewer than --epochs (1), got 1"),
             (["--weights", "fixtures/finetune/expected.json"], 2, "expected.json"),
+            (["--group-lr", "model.8"], 64, "--group-lr: expected NAME=LR, got 'model.8'"),
+            (["--group-lr", "model.8=0"], 64, "--group-lr: model.8: the learning rate must be positive and finite, got 0.0"),
+            (["--group-lr", "modle.8=0.1"], 64, "--group-lr: no module or parameter named 'modle.8'; did you mean model.8?"),
+            (["--inputs", "r"], 64, "--inputs: smallcnn takes 1 input(s)"),
+            (["--inputs", "x,y"], 64, "--inputs: expected r, g or b per input, got 'x'"),
         ]
         for (args, status, message) in cases {
             var full = args
