@@ -88,6 +88,9 @@ final class TrainingGoldenTests: XCTestCase {
     func testSegNetStepWithSharedLayersEqualsTorch() throws { try checkOneStep("segnet", inputGradients: true) }
     func testResNet18HeadOnlyStepEqualsTorch() throws { try checkOneStep("resnet18_head") }
     func testResNet18Layer4StepEqualsTorch() throws { try checkOneStep("resnet18_layer4") }
+    /// Every convolution of segnet trains with its batch norms frozen (eval mode): the shared
+    /// triples sum the gradients of their four uses; well conditioned where batch statistics are not.
+    func testSegNetFrozenBatchNormStepEqualsTorch() throws { try checkOneStep("segnet_frozen_bn", inputGradients: true) }
 }
 
 /// Three optimizer steps against torch: the losses and every state-dict entry afterwards.
@@ -159,4 +162,6 @@ final class OptimizerStepGoldenTests: XCTestCase {
     func testResNet18HeadAdamW() throws { try checkSteps("resnet18_head", optimizer: "adamw") }
     func testResNet18Layer4SGD() throws { try checkSteps("resnet18_layer4", optimizer: "sgd") }
     func testResNet18Layer4AdamW() throws { try checkSteps("resnet18_layer4", optimizer: "adamw") }
+    func testSegNetFrozenBatchNormSGD() throws { try checkSteps("segnet_frozen_bn", optimizer: "sgd") }
+    func testSegNetFrozenBatchNormAdamW() throws { try checkSteps("segnet_frozen_bn", optimizer: "adamw") }
 }
