@@ -21,7 +21,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
-        .target(name: "CkptTensor", swiftSettings: optimisedInDebug),
+        .target(name: "CkptTensor", dependencies: ["CkptAVX512"], swiftSettings: optimisedInDebug),
         .target(name: "CkptFormat", dependencies: ["CkptTensor", "CZip"]),
         .target(name: "CkptSurgery", dependencies: ["CkptTensor"]),
         // image folders, JPEG/PNG decoding as PIL decodes, torchvision's transforms, the batch loader

@@ -1,32 +1,11 @@
 internal import CkptAVX512
 import CkptTensor
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// What this CPU offers, read once from `/proc/cpuinfo` (empty elsewhere): the switch for every
 /// call into `CkptAVX512`, the one target compiled for CPU extensions.
 public enum CPUFeatures {
     /// The `flags` line's words (`avx512f`, `sha_ni`, …).
-    public static let flags: Set<String> = {
-        #if os(Linux) && arch(x86_64)
-        guard let f = fopen("/proc/cpuinfo", "r") else { return [] }
-        defer { fclose(f) }
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, f) > 0 {
-            guard let l = line else { break }
-            let text = String(cString: l)
-            if text.hasPrefix("flags") {
-                return Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == ":" }).map(String.init))
-            }
-        }
-        return []
-        #else
-        return []
-        #endif
-    }()
+    public static var flags: Set<String> { CPUFlags.flags }
 
     /// SHA-256 block function on the SHA extensions when this CPU has them (`sha_ni`), else nil
     /// (the portable one is used).

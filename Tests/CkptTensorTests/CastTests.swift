@@ -1,4 +1,4 @@
-import CkptTensor
+@testable import CkptTensor
 import Foundation
 import XCTest
 
@@ -85,5 +85,43 @@ final class CastTests: XCTestCase {
         XCTAssertEqual(try e.floats(), [4, 5, 6, 4, 5, 6])
         // a view reaching one element past the storage is refused
         XCTAssertThrowsError(try Tensor(storage: base.storage, dtype: .float32, shape: [2], strides: [1], storageOffset: 11))
+    }
+}
+
+/// The vectorised, two-core conversions against the one-element-at-a-time reference, bit for bit,
+/// on every float16 and bfloat16 pattern and on float32 patterns chosen for rounding (ties,
+/// subnormals, overflow, NaN payloads of both signs) plus a pseudo-random sweep.
+final class FastCastTests: XCTestCase {
+    func testFastPathsEqualTheScalarReference() {
+        var f32: [UInt32] = []
+        for e: UInt32 in [0, 1, 0x66, 0x67, 0x70, 0x71, 0x7E, 0x7F, 0x80, 0x8E, 0x8F, 0xFE, 0xFF] {
+            for m: UInt32 in [0, 1, 0x1000, 0x1FFF, 0x2000, 0x3FFF, 0x6000, 0x8000, 0x7FFF, 0xFFFF, 0x10000, 0x18000, 0x400000, 0x7FFFFF] {
+                f32.append(e << 23 | m)
+                f32.append(0x8000_0000 | e << 23 | m)
+            }
+        }
+        var x: UInt32 = 0x1234_5678
+        while f32.count < 1 << 17 {
+            x = x &* 1_664_525 &+ 1_013_904_223
+            f32.append(x)
+        }
+        let halves = (0 ... 0xFFFF).map { UInt16($0) } + (0 ... 0xFFFF).map { UInt16($0) }
+        func check(_ src: [UInt8], _ s: DType, _ t: DType) {
+            let count = src.count / s.itemSize
+            var fast = [UInt8](repeating: 0, count: count * t.itemSize)
+            var slow = fast
+            src.withUnsafeBytes { raw in
+                fast.withUnsafeMutableBytes { HalfFloat.convert(raw, from: s, to: $0.baseAddress!, t, count: count) }
+                slow.withUnsafeMutableBytes { HalfFloat.convertScalar(raw.baseAddress!, from: s, to: $0.baseAddress!, t, count: count) }
+            }
+            XCTAssertEqual(fast, slow, "\(s) -> \(t)")
+        }
+        let f32Bytes = f32.withUnsafeBytes { Array($0) }
+        let halfBytes = halves.withUnsafeBytes { Array($0) }
+        check(f32Bytes, .float32, .float16)
+        check(f32Bytes, .float32, .bfloat16)
+        check(halfBytes, .float16, .float32)
+        check(halfBytes, .bfloat16, .float32)
+        check(f32Bytes, .float32, .float64)
     }
 }
