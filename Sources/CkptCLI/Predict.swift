@@ -24,8 +24,8 @@ struct Predict: ParsableCommand {
             order finetune indexed them); without either the class index is shown (label null in JSON). segnet: \
             --inputs pair takes x1 from --image and x2 from --image2 (matched in order), --inputs split takes x1 \
             and x2 from the red and green planes of one image; --output-mask writes each per-pixel argmax as an \
-            8-bit grey PNG (a file for one sample, else a folder: one PNG per sample named after its first \
-            image). An image that cannot be read stops the command (exit 2) naming it, unless --skip-bad-images; \
+            8-bit grey PNG of the S x S centre crop the model saw (a file for one sample, else a folder: one PNG \
+            per sample named after its first image's path below its folder). An image that cannot be read stops the command (exit 2) naming it, unless --skip-bad-images; \
             exit 64 for bad options.
             """)
 
@@ -75,7 +75,8 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var read: ReadOptions
 
-    func validate() throws {
+    /// Checks the options; run() prints a failure as one line, exit 64 (as finetune does).
+    func checkOptions() throws {
         if image.isEmpty { throw ValidationError("--image: give at least one image file or folder") }
         if let top, top < 1 { throw ValidationError("--top must be at least 1, got \(top)") }
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1, got \(batch)") }
@@ -89,6 +90,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         try CLI.run {
             do {
+                try checkOptions()
                 try PredictJob(self).run()
             } catch let e as ValidationError {
                 // found once the inputs are read (two lists that do not pair): a usage error

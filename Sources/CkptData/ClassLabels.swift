@@ -3,7 +3,7 @@ import Foundation
 /// Class names read from a text file of one label per line, as `imagenet_classes.txt` and
 /// torchvision's `weights.meta["categories"]` dumps are written.
 ///
-/// Lines end in `\n` or `\r\n`; spaces and tabs around a label are trimmed; blank lines
+/// Lines end in `\n`, `\r\n` or `\r`; spaces and tabs around a label are trimmed; blank lines
 /// (anywhere, a trailing newline included) are not labels; a UTF-8 byte-order mark is skipped.
 /// Line `i` of the remaining ones names class `i`.
 /// PyTorch counterpart: `[line.strip() for line in open(f) if line.strip()]`.
@@ -15,7 +15,8 @@ public enum ClassLabels {
     public static func parse(_ text: String) -> [String] {
         var body = Substring(text)
         if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
-        return body.split(separator: "\n", omittingEmptySubsequences: false)
+        // `\r\n` is one Character: split on whatever ends a line
+        return body.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \t\r")) }
             .filter { !$0.isEmpty }
     }
