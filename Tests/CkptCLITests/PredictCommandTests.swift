@@ -153,3 +153,43 @@ final class PredictCommandTests: XCTestCase {
         XCTAssertEqual((report["skipped"] as? [[String: Any]])?.compactMap { $0["image"] as? String }, [folder + "/sub/cut.png"])
     }
 }
+
+extension PredictCommandTests {
+    /// segnet: two grey images, or one image's red and green planes (fixtures/predict/segnet_rg.png
+    /// holds segnet_x1.png and segnet_x2.png as those planes), give the same class map, written as an
+    /// 8-bit grey PNG of the centre crop; PredictorGoldenTests compares such maps with torch's.
+    func testSegNetWritesTheSameMaskFromAPairAndFromASplitImage() throws {
+        let weights = path("segnet.pth")
+        XCTAssertEqual(try RunCkpt.run(["init", "segnet", "--num-classes", "3", "-o", weights]).status, 0)
+        let common = ["predict", "segnet", "--weights", weights, "--image-size", "32"]
+        let pair = try RunCkpt.run(common + ["--image", "fixtures/predict/segnet_x1.png", "--image2", "fixtures/predict/segnet_x2.png",
+                                             "--output-mask", path("pair.png"), "--json"])
+        XCTAssertEqual(pair.status, 0, pair.stderr)
+        let image = try XCTUnwrap((try json(pair)["images"] as? [[String: Any]])?.first)
+        XCTAssertEqual(image["image2"] as? String, "fixtures/predict/segnet_x2.png")
+        XCTAssertEqual(image["mask"] as? String, path("pair.png"))
+        XCTAssertEqual([image["width"] as? Int, image["height"] as? Int], [32, 32])
+        let classes = try XCTUnwrap(image["classes"] as? [[String: Any]])
+        XCTAssertEqual(classes.compactMap { $0["index"] as? Int }, [0, 1, 2])
+        XCTAssertEqual(classes.compactMap { $0["pixels"] as? Int }.reduce(0, +), 1024)
+        let png = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path("pair.png"))))
+        XCTAssertEqual(Array(png[12 ..< 16]), Array("IHDR".utf8))
+        XCTAssertEqual(Array(png[16 ..< 24]), [0, 0, 0, 32, 0, 0, 0, 32], "32 x 32")
+        XCTAssertEqual(Array(png[24 ..< 26]), [8, 0], "8-bit grey")
+
+        let split = try RunCkpt.run(common + ["--inputs", "split", "--image", "fixtures/predict/segnet_rg.png", "--output-mask", path("masks") + "/"])
+        XCTAssertEqual(split.status, 0, split.stderr)
+        XCTAssertTrue(split.stdout.hasPrefix("fixtures/predict/segnet_rg.png: 32x32 mask -> \(path("masks"))/segnet_rg.png: 0 "), split.stdout)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("masks/segnet_rg.png"))), Data(png))
+
+        let again = try RunCkpt.run(common + ["--inputs", "split", "--image", "fixtures/predict/segnet_rg.png", "--output-mask", path("pair.png")])
+        XCTAssertEqual(again.status, 64)
+        XCTAssertEqual(again.stderrLines.map(String.init), ["ckpt: --output-mask: \(path("pair.png")) exists; pass --force to overwrite it"])
+        let odd = try RunCkpt.run(common + ["--inputs", "split", "--image", "fixtures/predict/segnet_rg.png", "--image-size", "40"])
+        XCTAssertEqual(odd.status, 64)
+        XCTAssertTrue(odd.stderr.contains("--image-size: segnet halves the image five times: it must be a multiple of 32, got 40"), odd.stderr)
+        let unpaired = try RunCkpt.run(common + ["--image", "fixtures/predict/segnet_x1.png"])
+        XCTAssertEqual(unpaired.status, 64)
+        XCTAssertEqual(unpaired.stderrLines.count, 1, unpaired.stderr)
+    }
+}
