@@ -30,11 +30,14 @@ struct PredictOutput {
 
     /// The fields every report starts with.
     var header: [(key: String, value: JSONValue)] {
-        let resize = Int((Double(predictor.imageSize) * 256 / 224).rounded(.toNearestOrEven))
+        let t = predictor.transform
+        var geometry = "CenterCrop(\(t.size))"
+        if case let .resizeCenterCrop(resize, crop) = t.geometry { geometry = "Resize(\(resize)) CenterCrop(\(crop))" }
+        func list(_ v: [Float]) -> String { v.map { CLI.number(Double($0)) }.joined(separator: ",") }
         return [
             ("model", .string(fitted.name)), ("weights", .string(c.weights)), ("num_classes", .int(fitted.numClasses)),
             ("image_size", .int(predictor.imageSize)),
-            ("transform", .string("Resize(\(resize)) CenterCrop(\(predictor.imageSize)) ToTensor Normalize(\(predictor.transform.normalization.mean.map { CLI.number(Double($0)) }.joined(separator: ",")); \(predictor.transform.normalization.std.map { CLI.number(Double($0)) }.joined(separator: ",")))")),
+            ("transform", .string("\(geometry) ToTensor Normalize(\(list(t.normalization.mean)); \(list(t.normalization.std)))")),
             ("inputs", .string(predictor.inputForm.rawValue)), ("labels", labelSource.map { .string($0) } ?? .null),
         ]
     }
