@@ -42,6 +42,9 @@ demo: build
 	@echo; echo "== ckpt finetune, two-stage from there (head for 2 epochs, then everything at lr x 0.1)"
 	@$(CKPT) finetune smallcnn --weights $(DEMO)/digits_fe.pth --data fixtures/finetune/digits --num-classes 5 \
 		--mode two-stage --stage1-epochs 2 --epochs 10 --batch 4 --lr 0.01 --no-augment -o $(DEMO)/digits_two_stage.pth
+	@echo; echo "== ckpt predict with it on the validation digits (top 3; class names from the data folder)"
+	@$(CKPT) predict smallcnn --weights $(DEMO)/digits_two_stage.pth --image fixtures/finetune/digits/val \
+		--classes-from fixtures/finetune/digits --top 3
 	@echo
 	@echo "== ckpt inspect fixtures/valid/checkpoint.pth   (a nested training checkpoint)"
 	@$(CKPT) inspect fixtures/valid/checkpoint.pth | head -30
