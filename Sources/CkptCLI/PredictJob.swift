@@ -95,6 +95,7 @@ struct PredictJob {
         }
         progress.finish()
         for s in skipped { warning("skipped \(s.description)") }
+        try checkSomethingWasRead(results.count, of: samples.count)
         out.classes(results, skipped: skipped)
     }
 
@@ -115,6 +116,7 @@ struct PredictJob {
         }
         progress.finish()
         for s in skipped { warning("skipped \(s.description)") }
+        try checkSomethingWasRead(masks.count, of: samples.count)
         var results: [(prediction: MaskPrediction, path: String?)] = []
         for m in masks {
             let path = names?[m.sample]
@@ -122,6 +124,13 @@ struct PredictJob {
             results.append((m, path))
         }
         out.masks(results, skipped: skipped)
+    }
+
+    /// Stops (exit 2) when every image was left out: an empty report would pass for a result.
+    func checkSomethingWasRead(_ read: Int, of total: Int) throws {
+        guard read == 0, total > 0 else { return }
+        CLI.printError("no sample could be read (\(CLI.plural(total, "sample")) left out); nothing to report")
+        throw ExitCode(2)
     }
 
     /// Runs `body`, turning an unreadable image into its line plus the hint, exit 2.

@@ -151,6 +151,10 @@ final class PredictCommandTests: XCTestCase {
         let report = try json(skipped)
         XCTAssertEqual((report["images"] as? [[String: Any]])?.compactMap { $0["image"] as? String }, [folder + "/a.png", folder + "/z.png"])
         XCTAssertEqual((report["skipped"] as? [[String: Any]])?.compactMap { $0["image"] as? String }, [folder + "/sub/cut.png"])
+        let nothing = try predict(trained + ["--image", folder + "/sub", "--skip-bad-images"])
+        XCTAssertEqual(nothing.status, 2)
+        XCTAssertEqual(nothing.stdout, "")
+        XCTAssertEqual(nothing.stderrLines.last.map(String.init), "ckpt: no sample could be read (1 sample left out); nothing to report")
     }
 }
 
