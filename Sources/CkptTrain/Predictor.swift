@@ -167,10 +167,13 @@ public final class Predictor {
         }
     }
 
-    /// Softmax probabilities of every sample (`files` lists each sample's files), batch by batch.
+    /// Softmax probabilities of every sample (`samples[i]` holds sample `i`'s files: one, or two
+    /// for a pair), batch by batch.
     /// - Throws: the first unreadable image's `DataError` with `BadImagePolicy.fail`;
-    ///   `TrainingError.nonFiniteOutput`; the model's errors; whatever `onBatch` throws.
+    ///   `TrainingError.nonFiniteOutput`; `TrainingError.unsupported` for a segmentation model;
+    ///   the model's errors; whatever `onBatch` throws.
     public func classify(_ samples: [[String]], onBatch: (PredictionBatch<ImagePrediction>) throws -> Void) throws {
+        guard !isSegmentation else { throw TrainingError.unsupported(message: "\(fitted.name) gives a class per pixel: segment, not classify") }
         try forEachBatch(samples) { kept, output, skipped, done in
             let p = try Softmax.forward(output)
             let k = p.shape[1]
