@@ -23,8 +23,8 @@ build: deps
 # The main job, a real transfer-learning run on scikit-learn's digit scans (shipped in fixtures/finetune):
 # a smallcnn torch trained on digits 0-4 is inspected, transplanted to a new 5-class head (with its
 # activation proof), fine-tuned on digits 5-9 from 10 labelled scans per digit (feature extraction,
-# then two-stage), used to predict, and compared with the same network trained from scratch for the
-# same steps. Then the seed's vgg19_bn -> SegNet graft, a label-set transplant, and short runs of
+# then two-stage), compared with the same network trained from scratch for the
+# same steps, and used to predict. Then the seed's vgg19_bn -> SegNet graft, a label-set transplant, and short runs of
 # inspect, convert, diff, scan and forward (checked against torch's output).
 DIGITS := fixtures/finetune/digits_demo
 TRAIN_DIGITS := --data $(DIGITS) --num-classes 5 --batch 10 --lr 0.01 --no-augment
@@ -48,6 +48,9 @@ demo: build
 	@printf '  transfer, feature extraction:  %s\n' "$$(grep -o 'val accuracy [0-9.]*%' $(DEMO)/fe.log | tail -1 | cut -d' ' -f3)"
 	@printf '  transfer, two-stage:           %s\n' "$$(grep -o 'val accuracy [0-9.]*%' $(DEMO)/two_stage.log | tail -1 | cut -d' ' -f3)"
 	@printf '  from scratch, same 20 epochs:  %s\n' "$$(grep -o 'val accuracy [0-9.]*%' $(DEMO)/scratch.log | tail -1 | cut -d' ' -f3)"
+	@echo; echo "== ckpt predict with the two-stage model on a few validation scans (top 3; class names from the data folder)"
+	@$(CKPT) predict smallcnn --weights $(DEMO)/digits_two_stage.pth --image $(DIGITS)/val/5/$$(ls $(DIGITS)/val/5 | head -1) \
+		$(DIGITS)/val/7/$$(ls $(DIGITS)/val/7 | head -1) $(DIGITS)/val/9/$$(ls $(DIGITS)/val/9 | head -1) --classes-from $(DIGITS) --top 3
 	@echo; echo "== ckpt transplant: a float16 DataParallel smallcnn checkpoint to 5 classes, keeping the rows of cat, dog, horse, bird"
 	@$(CKPT) transplant fixtures/demo/smallcnn_checkpoint.pth --into smallcnn \
 		--keep-classes fixtures/demo/cifar10_classes.txt fixtures/demo/pets_classes.txt --dtype float32 -o $(DEMO)/pets.pth

@@ -17,7 +17,7 @@ public struct Ckpt: ParsableCommand {
             file that cannot be used (missing, malformed, refused, does not fit the model); 64 a usage error.
             """,
         version: "0.1.0",
-        subcommands: [Inspect.self, Convert.self, Diff.self, Scan.self, Transplant.self, Finetune.self, Init.self, ZooListing.self, Summary.self, Forward.self, Bench.self]
+        subcommands: [Inspect.self, Convert.self, Diff.self, Scan.self, Transplant.self, Finetune.self, Init.self, ZooListing.self, Summary.self, Forward.self, Predict.self, Bench.self]
     )
     public init() {}
 

@@ -116,7 +116,7 @@ struct Finetune: ParsableCommand {
     @Option(name: .long, help: "Segmentation: the mask value left out of the loss and the metrics (255 for void pixels).")
     var ignoreIndex: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Models with several inputs (segnet): the RGB plane each input gets, comma separated (r,g); default: the grey image to every input.", valueName: "planes"))
+    @Option(name: .long, help: "segnet: grey (the grey image to both inputs, the default) or split (x1, x2 the red and green planes of one image), as predict reads them.")
     var inputs: String?
 
     @Flag(name: .long, help: "Leave unreadable images out (each named once) instead of stopping.")
@@ -205,13 +205,11 @@ struct Finetune: ParsableCommand {
         o.verify = !noVerify
         o.cacheFeatures = !noCache
         o.ignoreIndex = ignoreIndex
-        if let inputs {
-            o.inputPlanes = try names(inputs).map { name in
-                guard let plane = ["r": 0, "g": 1, "b": 2, "red": 0, "green": 1, "blue": 2][name.lowercased()] else {
-                    throw TrainingError.invalidOption(option: "--inputs", message: "expected r, g or b per input, got '\(name)'")
-                }
-                return plane
-            }
+        switch inputs {
+        case nil, "grey": o.inputPlanes = nil
+        case "split": o.inputPlanes = [0, 1]
+        case let other?:
+            throw TrainingError.invalidOption(option: "--inputs", message: "must be grey or split, got '\(other)'")
         }
         try o.validate()
         return o

@@ -11,6 +11,13 @@ public struct SkippedImage: Sendable, Equatable, CustomStringConvertible {
     /// What went wrong.
     public var error: DataError
 
+    /// Sample `sampleIndex`, left out because of `error` about `path`.
+    public init(sampleIndex: Int, path: String, error: DataError) {
+        self.sampleIndex = sampleIndex
+        self.path = path
+        self.error = error
+    }
+
     /// The error's one line.
     public var description: String { error.description }
 }

@@ -16,7 +16,8 @@ struct PNGSamples {
     var palette: [UInt8]
 }
 
-/// PNG reading through libpng's progressive-free read API: the only file that touches libpng.
+/// PNG reading through libpng's progressive-free read API. This file is the only one that
+/// touches libpng: `PNGEncoder` below writes through it too.
 ///
 /// libpng reports errors by longjmp; the jump targets live in the C functions of the CPNG shim
 /// header, so no Swift frame is ever jumped over. No libpng transformation that changes values
@@ -110,5 +111,31 @@ enum PNGDecoder {
     private static func lowerFirst(_ text: String) -> String {
         guard let first = text.first else { return text }
         return first.lowercased() + text.dropFirst()
+    }
+}
+
+/// PNG writing through libpng: an 8-bit grey image (a class map) to bytes, which the caller
+/// writes where it wants (a temporary file renamed into place). libpng's jumps stay in the shim,
+/// as for reading.
+enum PNGEncoder {
+    /// The PNG bytes of `width` × `height` grey `pixels` (rows top to bottom, no padding):
+    /// non-interlaced, 8 bits, default compression. PIL reads them back as mode `"L"` with these values.
+    /// - Throws: `DataError.invalidArgument` when the sizes do not fit the pixels; `.io` when
+    ///   libpng fails (out of memory), with its message.
+    static func grey(width: Int, height: Int, pixels: [UInt8], file: String) throws -> [UInt8] {
+        guard width > 0, height > 0, width <= Int(UInt32.max), height <= Int(UInt32.max),
+              !width.multipliedReportingOverflow(by: height).overflow, pixels.count == width * height else {
+            throw DataError(.invalidArgument, file: file, "\(pixels.count) bytes do not fill a \(width)x\(height) grey png")
+        }
+        var sink = ckpt_png_sink()
+        defer { ckpt_png_sink_free(&sink) }
+        let ok = pixels.withUnsafeBufferPointer { p in
+            ckpt_png_write_grey8(&sink, p.baseAddress, png_uint_32(width), png_uint_32(height))
+        }
+        guard ok != 0, let data = sink.data else {
+            let message = withUnsafeBytes(of: sink.message) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+            throw DataError(.io, file: file, "cannot encode the png: \(message.isEmpty ? "libpng error" : message)")
+        }
+        return Array(UnsafeBufferPointer(start: data, count: sink.size))
     }
 }

@@ -84,8 +84,8 @@ public struct FineTuneOptions: Sendable {
     /// Segmentation: the mask value left out of the loss and the metrics (`ignore_index`); nil
     /// leaves nothing out (torch's -100 never occurs in a mask).
     public var ignoreIndex: Int?
-    /// Segmentation with several inputs: the RGB plane (0 red, 1 green, 2 blue) each input gets;
-    /// nil feeds the grey image to every input.
+    /// Segmentation with several inputs: the RGB plane (0 red, 1 green, 2 blue) each input gets,
+    /// normalised as a grey image (`--inputs split`: `[0, 1]`); nil feeds the grey image to every input.
     public var inputPlanes: [Int]?
     /// Before training, check every loaded tensor against its source.
     public var verify = true

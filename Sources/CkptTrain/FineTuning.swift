@@ -79,13 +79,16 @@ public final class FineTuning {
         let size = options.imageSize ?? shape[1]
         if let chosen = options.inputPlanes {
             guard shapes.count > 1, chosen.count == shapes.count else {
-                throw TrainingError.invalidOption(option: "--inputs", message: "\(entry.name) takes \(shapes.count) input(s); --inputs names one RGB plane per input of a model with several")
+                throw TrainingError.invalidOption(option: "--inputs", message: "\(entry.name) takes \(shapes.count) input(s); --inputs split is for a model with two")
             }
         }
         // the image's planes: grey repeated once per input, or RGB when --inputs picks planes of it
         let planes = options.inputPlanes == nil ? shapes.count * shape[0] : 3
         inputPlanes = options.inputPlanes ?? Array(0 ..< shapes.count)
-        let trainTransform: ImageTransform = options.augment ? .train(size: size, channels: planes) : .noAugment(size: size, channels: planes)
+        // planes of a split RGB image are grey inputs: normalised with the grey statistics, as predict does
+        let normalization: Normalization? = options.inputPlanes == nil ? nil : .imagenetGrey
+        let trainTransform: ImageTransform = options.augment ? .train(size: size, channels: planes, normalization: normalization)
+            : .noAugment(size: size, channels: planes, normalization: normalization)
         let loaderOptions = LoaderOptions(batchSize: options.batchSize, shuffle: options.shuffle, seed: options.seed,
                                           workers: options.workers, badImages: badImages)
         var validationOptions = loaderOptions
@@ -101,7 +104,7 @@ public final class FineTuning {
             segmentationDataset = nil
             trainLoader = try BatchLoader(samples: dataset.train, transform: trainTransform, options: loaderOptions)
             validationLoader = dataset.validation.isEmpty ? nil : try BatchLoader(
-                samples: dataset.validation, transform: .eval(size: size, channels: planes), options: validationOptions)
+                samples: dataset.validation, transform: .eval(size: size, channels: planes, normalization: normalization), options: validationOptions)
         case .segmentation:
             let dataset = try SegmentationDataset.load(data, validationFraction: options.validationFraction, seed: options.seed)
             guard !dataset.train.isEmpty else { throw TrainingError.unsupported(message: "\(data): no training image and mask pairs") }
@@ -109,7 +112,7 @@ public final class FineTuning {
             segmentationDataset = dataset
             trainLoader = try BatchLoader(segmentation: dataset.train, transform: trainTransform, options: loaderOptions)
             validationLoader = dataset.validation.isEmpty ? nil : try BatchLoader(
-                segmentation: dataset.validation, transform: .eval(size: size, channels: planes), options: validationOptions)
+                segmentation: dataset.validation, transform: .eval(size: size, channels: planes, normalization: normalization), options: validationOptions)
         }
         let fitted = try FittedModel.fit(model: entry.name, numClasses: numClasses, weights: weights, seed: options.seed)
         verifiedTensors = options.verify ? try fitted.verifyAgainstSource() : 0

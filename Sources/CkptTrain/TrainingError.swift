@@ -31,6 +31,11 @@ public enum TrainingError: Error, Sendable, CustomStringConvertible {
     case resume(message: String)
     /// A model or dataset fine-tuning does not handle yet.
     case unsupported(message: String)
+    /// A class list (`source`: a labels file or a data folder) whose length is not the head's
+    /// class count.
+    case labelCount(source: String, labels: Int, numClasses: Int)
+    /// The model's output for `image` holds NaN or infinity (weights that are not finite).
+    case nonFiniteOutput(image: String)
 
     /// One lower-case line naming what, where, expected and got.
     public var description: String {
@@ -63,6 +68,10 @@ public enum TrainingError: Error, Sendable, CustomStringConvertible {
             return "--resume: \(message)"
         case let .unsupported(message):
             return message
+        case let .labelCount(source, labels, numClasses):
+            return "\(source): \(labels) label\(labels == 1 ? "" : "s") for a head of \(numClasses) class\(numClasses == 1 ? "" : "es"); give one label per class, in class-index order"
+        case let .nonFiniteOutput(image):
+            return "\(image): the model's output is not finite (NaN or infinity; are the weights finite?)"
         }
     }
 }

@@ -154,7 +154,7 @@ final class CLITests: XCTestCase {
     }
 
     func testEverySubcommandsHelpIsAContract() throws {
-        for sub in ["inspect", "convert", "diff", "scan", "transplant", "finetune", "init", "zoo", "summary", "forward"] {
+        for sub in ["inspect", "convert", "diff", "scan", "transplant", "finetune", "init", "zoo", "summary", "forward", "predict"] {
             try assertSnapshot(try ckpt("help", sub), "help-\(sub)")
         }
         try assertSnapshot(try ckpt("help", "bench", "read"), "help-bench-read")
