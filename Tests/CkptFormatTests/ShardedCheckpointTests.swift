@@ -148,3 +148,98 @@ final class ShardedCheckpointTests: XCTestCase {
         XCTAssertNoThrow(try ShardIndex.checkShardPath("sub/model.safetensors", key: "k", index: "i.json"))
     }
 }
+
+/// Writing shards: sizes parsed as transformers parses them, the split huggingface_hub makes, and
+/// a sharded round trip that gives back every tensor bit for bit.
+final class ShardedWriterTests: XCTestCase {
+    func testSizesParseAsTransformersParsesThem() throws {
+        let sizes = try XCTUnwrap(ShardedCheckpointTests.expected()["sizes"]?.objectValue)
+        XCTAssertEqual(sizes.count, 8)
+        for (text, bytes) in sizes {
+            XCTAssertEqual(ShardSize.parse(text), bytes.numberValue?.intValue, text)
+        }
+        XCTAssertEqual(ShardSize.parse("2GB"), 2_000_000_000)
+        XCTAssertEqual(ShardSize.parse("1GiB"), 1 << 30)
+        XCTAssertEqual(ShardSize.parse("4096"), 4096)
+        for bad in ["", "GB", "1.5GB", "-1GB", "2XB", "1 TB", "ten MB"] { XCTAssertNil(ShardSize.parse(bad), bad) }
+    }
+
+    func testSplitEqualsHuggingfaceHubSplit() throws {
+        let data = try Data(contentsOf: ShardedCheckpointTests.shards.appendingPathComponent("split_example.json"))
+        let e = try data.withUnsafeBytes { try JSONValue.parse($0) }
+        let items = try XCTUnwrap(e["sizes"]?.arrayValue).map { pair -> (name: String, size: Int, storage: ObjectIdentifier?) in
+            (pair.arrayValue?[0].stringValue ?? "", pair.arrayValue?[1].numberValue?.intValue ?? -1, nil)
+        }
+        let split = ShardSplit.split(items, maxShardSize: try XCTUnwrap(e["max_shard_size"]?.numberValue?.intValue), pattern: "model{suffix}.safetensors")
+        let want = try XCTUnwrap(e["filename_to_tensors"]?.objectValue)
+        XCTAssertEqual(split.files.map(\.name), want.map(\.key))
+        XCTAssertEqual(split.files.map(\.tensors), want.map { $0.value.arrayValue?.compactMap(\.stringValue) ?? [] })
+        XCTAssertEqual(split.totalSize, e["metadata"]?["total_size"]?.numberValue?.intValue)
+    }
+
+    func testTensorsSharingAStorageStayInOneBinShard() throws {
+        let a = try Tensor(dtype: .uint8, shape: [600], bytes: [UInt8](repeating: 1, count: 600))
+        let b = try Tensor(dtype: .uint8, shape: [600], bytes: [UInt8](repeating: 2, count: 600))
+        let tied = a // the same storage, as lm_head.weight tied to the embedding
+        let items: [(name: String, size: Int, storage: ObjectIdentifier?)] = [
+            ("embed", 600, ObjectIdentifier(a.storage)), ("other", 600, ObjectIdentifier(b.storage)), ("head", 600, ObjectIdentifier(tied.storage)),
+        ]
+        let split = ShardSplit.split(items, maxShardSize: 1000, pattern: "pytorch_model{suffix}.bin")
+        XCTAssertEqual(split.files.map(\.tensors), [["embed", "head"], ["other"]])
+        XCTAssertEqual(split.files.map(\.name), ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"])
+        XCTAssertEqual(split.totalSize, 1200)
+    }
+
+    func testStaleFilesMatchHuggingfaceHubPattern() {
+        XCTAssertTrue(ShardedCheckpointWriter.isStale("model-00001-of-00004.safetensors", prefix: "model", suffix: ".safetensors"))
+        XCTAssertTrue(ShardedCheckpointWriter.isStale("model.safetensors", prefix: "model", suffix: ".safetensors"))
+        XCTAssertTrue(ShardedCheckpointWriter.isStale("model.safetensors.index.json", prefix: "model", suffix: ".safetensors"))
+        XCTAssertFalse(ShardedCheckpointWriter.isStale("model.safetensors.backup", prefix: "model", suffix: ".safetensors"))
+        XCTAssertFalse(ShardedCheckpointWriter.isStale("model-1-of-2.safetensors", prefix: "model", suffix: ".safetensors"))
+        XCTAssertFalse(ShardedCheckpointWriter.isStale("config.json", prefix: "model", suffix: ".safetensors"))
+    }
+
+    func testShardedRoundTripIsBitIdentical() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-shards-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for source in ["hf_safetensors", "dcp", "dcp_chunked", "hf_bin"] {
+            let original = try CheckpointSource.read(path: ShardedCheckpointTests.path(source))
+            let tensors = original.tensors.map { (name: $0.path, tensor: $0.tensor) }
+            for (out, limit) in [(dir + "/\(source)-st", 1000), (dir + "/\(source)-bin/pytorch_model.bin.index.json", 2000)] {
+                let result = try ShardedCheckpointWriter.write(tensors, to: out, maxShardSize: limit)
+                // one shard is one file and no index (as transformers writes it): read its folder
+                let back = try CheckpointSource.read(path: result.index ?? (result.files[0] as NSString).deletingLastPathComponent)
+                var gotTensors = back.tensors
+                if result.index == nil {
+                    // a single safetensors file keeps the writer's dtype-then-name order
+                    let order = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+                    gotTensors.sort { (order[$0.path] ?? 0) < (order[$1.path] ?? 0) }
+                }
+                XCTAssertEqual(gotTensors.map(\.path), tensors.map(\.name), "\(source) → \(out)")
+                for (g, w) in zip(gotTensors, tensors) {
+                    XCTAssertEqual(g.tensor.dtype, w.tensor.dtype, g.path)
+                    XCTAssertEqual(g.tensor.shape, w.tensor.shape, g.path)
+                    XCTAssertEqual(try ShardedCheckpointTests.sha256(g.tensor), try ShardedCheckpointTests.sha256(w.tensor), "\(source) \(g.path)")
+                }
+                if result.split.isSharded {
+                    XCTAssertEqual(back.info.metadata.first { $0.key == "total_size" }?.value, String(result.split.totalSize))
+                }
+                // every shard but one holding a tensor over the limit stays within it
+                for f in result.files where !f.hasSuffix(".json") {
+                    let c = try CheckpointReader.read(path: f)
+                    let bytes = c.tensors.reduce(0) { $0 + $1.tensor.byteCount }
+                    XCTAssertTrue(bytes <= limit || c.tensors.count == 1, "\(f) holds \(bytes) bytes")
+                }
+            }
+        }
+        // a second write with another limit replaces the shards and removes the stale ones
+        let c = try CheckpointSource.read(path: ShardedCheckpointTests.path("hf_safetensors"))
+        let out = dir + "/again"
+        _ = try ShardedCheckpointWriter.write(c.tensors.map { (name: $0.path, tensor: $0.tensor) }, to: out, maxShardSize: 1000)
+        let second = try ShardedCheckpointWriter.write(c.tensors.map { (name: $0.path, tensor: $0.tensor) }, to: out, maxShardSize: 1 << 30)
+        XCTAssertNil(second.index)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out), ["model.safetensors"])
+        XCTAssertFalse(second.removed.isEmpty)
+        XCTAssertEqual(try CheckpointSource.read(path: out).tensors.map(\.path).sorted(), c.tensors.map(\.path).sorted())
+    }
+}

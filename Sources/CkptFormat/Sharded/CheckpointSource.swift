@@ -23,7 +23,8 @@ public enum CheckpointSource {
         return n.hasSuffix(".safetensors.index.json") || n.hasSuffix(".bin.index.json") || n.hasSuffix(".pt.index.json") || n.hasSuffix(".pth.index.json")
     }
 
-    /// Tells what `path` names without reading any tensor.
+    /// Tells what `path` names without reading any tensor: a folder is read through its one
+    /// index, its `.metadata`, or its one `model.safetensors` / `pytorch_model.bin`.
     /// - Throws: `FormatError(.io)` for a folder that holds no index and no `.metadata`, or more
     ///   than one index.
     public static func kind(of path: String) throws -> Kind {
@@ -55,6 +56,9 @@ public enum CheckpointSource {
             return .shardIndex(path + "/" + only)
         }
         if entries.contains(".metadata") { return .distributed(path) }
+        // what save_pretrained writes when everything fits in one file
+        let single = ["model.safetensors", "pytorch_model.bin"].filter(entries.contains)
+        if single.count == 1 { return .file(path + "/" + single[0]) }
         throw FormatError(.io, file: path, "is a folder with no shard index (*.safetensors.index.json, *.bin.index.json) and no torch.distributed.checkpoint .metadata")
     }
 
