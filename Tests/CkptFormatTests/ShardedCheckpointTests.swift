@@ -87,6 +87,8 @@ final class ShardedCheckpointTests: XCTestCase {
         // nested as it was saved: model and optim are dicts, param_groups a list
         XCTAssertNotNil(c.root.dictValue?["model"]?.dictValue)
         XCTAssertNotNil(c.root.dictValue?["optim"]?.dictValue?["param_groups"]?.sequenceValue)
+        // a one-chunk tensor's bytes stay in the mapped .distcp file (not copied to the heap)
+        XCTAssertGreaterThanOrEqual(try c.tensors[0].tensor.storage.slice().region.fileDescriptor, 0)
         // the .metadata file names the same checkpoint
         XCTAssertEqual(try CheckpointSource.read(path: Self.path("dcp/.metadata")).tensors.count, c.tensors.count)
     }
@@ -138,6 +140,9 @@ final class ShardedCheckpointTests: XCTestCase {
         assertRefused("dcp_truncated", mentions: ["__0_0.distcp", "past the end"])
         assertRefused("dcp_missing_file", mentions: ["__0_0.distcp", "No such file"])
         assertRefused("dcp_hostile_metadata", mentions: [".metadata", "os.system", "not allowed"])
+        assertRefused("dcp_gap", mentions: ["model.rows.weight", "cover 15 of 30 elements"])
+        assertRefused("dcp_escaping", mentions: ["model.bias", "escaping"])
+        assertRefused("dcp_wrong_dtype", mentions: ["model.cols.weight", "float64", "float16"])
     }
 
     func testShardPathsMustStayInTheFolder() {

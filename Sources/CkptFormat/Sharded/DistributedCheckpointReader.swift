@@ -46,8 +46,13 @@ public enum DistributedCheckpointReader {
         var files: [String: ByteRegion] = [:]
         func region(_ relative: String, for fqn: String) throws -> ByteRegion {
             if let r = files[relative] { return r }
-            try ShardIndex.checkShardPath(relative, key: fqn, index: metaPath)
+            try ShardIndex.checkShardPath(relative, key: fqn, index: metaPath, member: "storage_data", verb: "is stored in")
             let p = folder + "/" + relative
+            let realFolder = URL(fileURLWithPath: folder).resolvingSymlinksInPath().path
+            let realFile = URL(fileURLWithPath: p).resolvingSymlinksInPath().path
+            guard realFile.hasPrefix(realFolder.hasSuffix("/") ? realFolder : realFolder + "/") else {
+                throw FormatError(.refused, file: metaPath, member: relative, "'\(fqn)' is stored in \(realFile), outside the checkpoint folder \(realFolder)")
+            }
             let r: ByteRegion
             do {
                 r = try ByteRegion.map(path: p)
@@ -93,7 +98,7 @@ public enum DistributedCheckpointReader {
                     guard case let .tensor(t) = c.root else {
                         throw FormatError(.corrupt, file: name(info), "chunk of '\(fqn)' holds a \(c.root.typeName), expected a tensor")
                     }
-                    return (parent, t)
+                    return (parent, sub, t)
                 })
                 tensorCount += 1
                 chunkCount += chunks.count
@@ -114,9 +119,9 @@ public enum DistributedCheckpointReader {
     }
 
     /// The full tensor of `size` tiled by `chunks`; `open` gives each chunk's file mapping (kept
-    /// alive by the returned storage) and its tensor.
+    /// alive by the returned storage), the chunk's sub-region of it, and its tensor.
     static func assemble(fqn: String, dtype: DType, size: [Int], chunks: [DistributedChunk], metaPath: String,
-                         open: (DistributedStorageInfo) throws -> (ByteRegion, Tensor)) throws -> Tensor {
+                         open: (DistributedStorageInfo) throws -> (ByteRegion, ByteRegion, Tensor)) throws -> Tensor {
         func fail(_ message: String) -> FormatError { FormatError(.corrupt, file: metaPath, member: fqn, message) }
         guard let numel = Checked.product(size), let byteCount = Checked.mul(numel, dtype.itemSize) else {
             throw FormatError(.limit, file: metaPath, member: fqn, "size \(size) overflows 64 bits")
@@ -143,17 +148,29 @@ public enum DistributedCheckpointReader {
         guard covered == numel else {
             throw fail("chunks cover \(covered) of \(numel) elements of size \(size): torch would leave the rest uninitialised")
         }
-        var pieces: [(region: ByteRegion, tensor: Tensor, chunk: DistributedChunk)] = []
+        var pieces: [(region: ByteRegion, sub: ByteRegion, tensor: Tensor, chunk: DistributedChunk)] = []
         for c in chunks {
-            let (parent, t) = try open(c.storage)
+            let (parent, sub, t) = try open(c.storage)
             guard t.dtype == dtype else { throw fail("chunk at offsets \(c.offsets) is \(t.dtype.rawValue), the metadata says \(dtype.rawValue)") }
             guard t.shape == c.sizes else { throw fail("chunk at offsets \(c.offsets) has shape \(t.shape), the metadata says \(c.sizes)") }
-            pieces.append((parent, t, c))
+            // a stride-0 view would let a few stored bytes claim a huge tensor
+            do {
+                try t.checkMaterializable()
+            } catch {
+                throw fail("chunk at offsets \(c.offsets): \(error)")
+            }
+            pieces.append((parent, sub, t, c))
         }
         let strides = Tensor.contiguousStrides(size)
         let item = dtype.itemSize
         let parts = pieces
         let storage = Storage(key: fqn, dtype: dtype, byteCount: byteCount) {
+            // one stored, contiguous chunk (what one process saves): its bytes inside the mapped
+            // .distcp file, not copied
+            if parts.count == 1, let p = parts.first, p.tensor.isPlainContiguous, p.tensor.storage.byteOrder == .little,
+               let s = try? p.tensor.storage.slice(), s.region === p.sub, let pb = p.region.base, let sb = p.sub.base {
+                return ByteSlice(region: p.region, offset: (sb - pb) + s.offset + p.tensor.storageOffset * item, count: byteCount)
+            }
             let region = try ByteRegion.allocate(count: byteCount) { dst in
                 for p in parts {
                     try withExtendedLifetime(p.region) {

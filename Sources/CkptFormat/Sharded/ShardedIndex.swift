@@ -90,15 +90,15 @@ public struct ShardIndex: Sendable {
 
     /// Refuses shard names that leave the index's folder: absolute paths, `..` components, empty
     /// names, NUL bytes. (Symbolic links are checked when the shard is opened.)
-    static func checkShardPath(_ shard: String, key: String, index: String) throws {
+    static func checkShardPath(_ shard: String, key: String, index: String, member: String = "weight_map", verb: String = "names shard") throws {
         func refuse(_ why: String) -> FormatError {
-            FormatError(.refused, file: index, member: "weight_map", "\(JSONValue.quoted(key, limit: 200)) names shard \(JSONValue.quoted(shard, limit: 200)), \(why)")
+            FormatError(.refused, file: index, member: member, "\(JSONValue.quoted(key, limit: 200)) \(verb) \(JSONValue.quoted(shard, limit: 200)), \(why)")
         }
         if shard.isEmpty { throw refuse("an empty file name") }
         if shard.utf8.contains(0) { throw refuse("a name with a NUL byte") }
-        if shard.hasPrefix("/") || shard.hasPrefix("\\") { throw refuse("an absolute path outside the index's folder") }
+        if shard.hasPrefix("/") || shard.hasPrefix("\\") { throw refuse("an absolute path outside the folder") }
         let parts = shard.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "/" || $0 == "\\" })
-        if parts.contains("..") { throw refuse("a path escaping the index's folder") }
+        if parts.contains("..") { throw refuse("a path escaping the folder") }
         if parts.contains(where: { $0.isEmpty }) { throw refuse("a path with an empty component") }
     }
 
