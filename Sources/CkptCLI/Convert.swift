@@ -112,7 +112,7 @@ struct Convert: ParsableCommand {
             // safetensors stores every tensor whole: a small file of huge stride-0 views would expand
             if CheckpointWriter.format(forPath: output) == .safetensors, !allowExpand {
                 let outBytes = ckpt.tensors.reduce(0) { $0 &+ $1.tensor.byteCount }
-                let inBytes = (try? FileManager.default.attributesOfItem(atPath: input)[.size] as? Int) ?? 0
+                let inBytes = inputByteCount
                 if outBytes > 1 << 30, outBytes > 16 &* max(inBytes, 1) {
                     throw FormatError(.limit, file: input, "a .safetensors output would be \(CLI.bytes(outBytes)) from \(CLI.bytes(inBytes)) of input (views expanded); pass --allow-expand to write it")
                 }

@@ -9,6 +9,13 @@ extension Convert {
         maxShardSize != nil || CheckpointSource.isShardIndexName((output as NSString).lastPathComponent)
     }
 
+    /// Bytes of every file the input is read from (all shards of an index, all files of a DCP folder).
+    var inputByteCount: Int {
+        CheckpointSource.inputFiles(of: input).reduce(0) { sum, f in
+            sum &+ ((try? FileManager.default.attributesOfItem(atPath: f)[.size] as? Int) ?? 0)
+        }
+    }
+
     /// The limit in bytes (huggingface_hub's default of 5GB when OUT names an index without one).
     func shardLimit() throws -> Int {
         guard let text = maxShardSize else { return 5_000_000_000 }
