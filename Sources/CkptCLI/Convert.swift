@@ -38,6 +38,9 @@ struct Convert: ParsableCommand {
     @Flag(name: .long, help: "Write a .safetensors output even when expanding views makes it far larger than the input.")
     var allowExpand = false
 
+    @Option(name: .long, help: "Write OUT as Hugging Face shards of at most this size (500MB, 2GB = 10^9 bytes, 1GiB = 2^30) plus an index: OUT is a folder (safetensors shards) or an index path (model.safetensors.index.json, pytorch_model.bin.index.json).")
+    var maxShardSize: String?
+
     @Flag(name: .long, help: "Print a JSON report.")
     var json = false
 
@@ -46,6 +49,9 @@ struct Convert: ParsableCommand {
     func validate() throws {
         if let d = dtype, !["float16", "bfloat16", "float32", "half", "float", "bf16", "fp16", "fp32"].contains(d) {
             throw ValidationError("--dtype must be float16, bfloat16 or float32, got '\(d)'")
+        }
+        if let m = maxShardSize, (ShardSize.parse(m) ?? 0) <= 0 {
+            throw ValidationError("--max-shard-size must be a positive size such as 500MB, 2GB (10^9 bytes) or 1GiB (2^30 bytes), got '\(m)'")
         }
     }
 
@@ -101,11 +107,12 @@ struct Convert: ParsableCommand {
                                       isConjugated: t.isConjugated, isNegated: t.isNegated, requiresGrad: t.requiresGrad, isParameter: t.isParameter)
                 }
             }
+            if shardedOutput { return try writeSharded(ckpt, cast: cast) }
             let total = ckpt.tensors.count
             // safetensors stores every tensor whole: a small file of huge stride-0 views would expand
             if CheckpointWriter.format(forPath: output) == .safetensors, !allowExpand {
                 let outBytes = ckpt.tensors.reduce(0) { $0 &+ $1.tensor.byteCount }
-                let inBytes = (try? FileManager.default.attributesOfItem(atPath: input)[.size] as? Int) ?? 0
+                let inBytes = inputByteCount
                 if outBytes > 1 << 30, outBytes > 16 &* max(inBytes, 1) {
                     throw FormatError(.limit, file: input, "a .safetensors output would be \(CLI.bytes(outBytes)) from \(CLI.bytes(inBytes)) of input (views expanded); pass --allow-expand to write it")
                 }

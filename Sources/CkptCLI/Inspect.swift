@@ -189,6 +189,7 @@ struct InspectReport {
         var out: [String] = []
         out.append("file          \(file)")
         out.append("format        \(formatLine)")
+        if let a = info.assembledFrom { out.append("assembled     \(a)") }
         var loadable = info.isWeightsOnlyLoadable ? "yes" : "no"
         if !info.disallowedGlobals.isEmpty { loadable += " (references " + info.disallowedGlobals.map(\.description).joined(separator: ", ") + ")" }
         if !info.opcodesRejectedByTorch.isEmpty {
@@ -293,6 +294,7 @@ struct InspectReport {
         }
         var obj: [(key: String, value: JSONValue)] = [
             ("file", .string(file)), ("format", .string(info.format.rawValue)),
+            ("assembled_from", info.assembledFrom.map(JSONValue.string) ?? .null),
             ("archive_prefix", info.archivePrefix.map(JSONValue.string) ?? .null),
             ("byte_order", .string(info.byteOrder.rawValue)),
             ("pickle_protocol", info.pickleProtocol.map(JSONValue.int) ?? .null),

@@ -33,7 +33,7 @@ struct Scan: ParsableCommand {
     static func scan(_ path: String) -> Result {
         do {
             // salvage: walk past disallowed globals so every one of them is listed; nothing is called
-            let c = try CheckpointReader.read(path: path, options: UnpickleOptions(salvage: true))
+            let c = try CheckpointSource.read(path: path, options: UnpickleOptions(salvage: true))
             var r = Result(file: path, format: c.info.format.rawValue, verdict: .tensorDataOnly, globals: c.info.globals,
                            disallowed: c.info.globals.filter { !Allowlist.contains($0) })
             if !r.disallowed.isEmpty {

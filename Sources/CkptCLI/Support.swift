@@ -50,7 +50,7 @@ enum CLI {
 
     /// Reads a checkpoint, mapping I/O errors to one line.
     static func load(_ path: String, _ options: ReadOptions) throws -> Checkpoint {
-        try CheckpointReader.read(path: path, options: options.unpickle)
+        try CheckpointSource.read(path: path, options: options.unpickle)
     }
 
     /// `11,689,512`.

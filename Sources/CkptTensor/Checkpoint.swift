@@ -34,6 +34,9 @@ public struct FormatInfo: Sendable {
     public var metadata: [(key: String, value: String)] = []
     /// Warnings worth showing (CRC mismatch, unusual layout), one line each.
     public var warnings: [String] = []
+    /// For a checkpoint assembled from several files (a sharded index, a DCP folder): what it was
+    /// assembled from, one line (`3 safetensors shards listed in model.safetensors.index.json`).
+    public var assembledFrom: String?
 
     /// Info for a file of `format`.
     public init(format: CheckpointFormat) { self.format = format }

@@ -12,6 +12,10 @@ public struct UnpickleOptions: Sendable {
     /// Most values the object tree may expand to, summed over the whole pickle (shared
     /// references count each time they appear).
     public var maxExpandedValues: Int = 3_000_000
+    /// Globals outside the allowlist accepted in this pickle as inert objects (never called, their
+    /// arguments and BUILD state kept as data), for readers of one known pickle such as a DCP
+    /// `.metadata`; everything else outside the allowlist is still refused.
+    public var inertGlobals: Set<QualifiedName> = []
 
     /// Default options: refuse anything outside the allowlist.
     public init(salvage: Bool = false) { self.salvage = salvage }
@@ -549,7 +553,7 @@ final class Unpickler {
     private func resolve(_ raw: QualifiedName) throws -> QualifiedName {
         let g = Allowlist.python3Name(raw)
         if seenGlobals.insert(g).inserted { globals.append(g) }
-        if Allowlist.contains(g) { return g }
+        if Allowlist.contains(g) || options.inertGlobals.contains(g) { return g }
         if seenDisallowed.insert(g).inserted { disallowed.append(g) }
         guard options.salvage else {
             var kind = ""
