@@ -105,7 +105,7 @@ struct FinetuneJob {
                 try CheckpointWriter.write(Checkpoint(root: try run.trainingCheckpoint().value, info: FormatInfo(format: .zip)),
                                            to: c.trainCheckpointPath, forbidding: [c.weights])
                 written.last = outcome.metrics.epoch
-                try reports.record(outcome.metrics.reported)
+                try reports.record(outcome.metrics)
                 out.epoch(outcome, epochs: options.epochs)
             })
         } catch let e as TrainingError {

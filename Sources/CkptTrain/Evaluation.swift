@@ -31,9 +31,8 @@ public enum Evaluation {
     /// back in training mode afterwards when it was in it.
     /// - Throws: the loader's `DataError`, the model's and the loss's errors.
     public static func run(_ model: Module, loader: BatchLoader, epoch: Int, loss: CrossEntropy = CrossEntropy()) throws -> EvaluationResult {
-        let wasTraining = model.isTraining
-        model.setTraining(false)
-        defer { if wasTraining { model.setTraining(true) } }
+        let restore = model.enterEvalMode()
+        defer { restore() }
         var total = 0.0
         var correct = 0
         var images = 0
@@ -57,9 +56,8 @@ public enum Evaluation {
     /// - Throws: the head's and the loss's errors.
     static func run(_ head: Module, of model: Module, cache: FeatureCache, batchSize: Int,
                     loss: CrossEntropy = CrossEntropy()) throws -> EvaluationResult {
-        let wasTraining = model.isTraining
-        model.setTraining(false)
-        defer { if wasTraining { model.setTraining(true) } }
+        let restore = model.enterEvalMode()
+        defer { restore() }
         var total = 0.0
         var correct = 0
         var images = 0
@@ -84,9 +82,8 @@ public enum Evaluation {
     /// - Throws: the loader's `DataError`, `check`'s, the model's and the loss's errors.
     static func segmentation(_ model: Module, loader: BatchLoader, epoch: Int, classes: Int, loss: CrossEntropy,
                              inputs: (ImageBatch) throws -> [DenseTensor], check: (ImageBatch) throws -> Void) throws -> EvaluationResult {
-        let wasTraining = model.isTraining
-        model.setTraining(false)
-        defer { if wasTraining { model.setTraining(true) } }
+        let restore = model.enterEvalMode()
+        defer { restore() }
         var total = 0.0
         var images = 0
         var confusion = [Int](repeating: 0, count: classes * classes)  // [target][prediction]
@@ -167,5 +164,15 @@ public enum Evaluation {
             }
         }
         return correct
+    }
+}
+
+extension Module {
+    /// Puts the model in eval mode; the returned function puts it back in training mode when it
+    /// was in it (`model.eval()` … `model.train()` around a validation pass).
+    func enterEvalMode() -> () -> Void {
+        let wasTraining = isTraining
+        setTraining(false)
+        return { if wasTraining { self.setTraining(true) } }
     }
 }

@@ -77,9 +77,8 @@ public final class FeatureCache {
     ///   boundary's module never ran.
     public static func build(model: Module, split: HeadSplit, loader: BatchLoader, byteLimit: Int,
                              onBatch: (Int, Int) -> Void = { _, _ in }) throws -> FeatureCache? {
-        let wasTraining = model.isTraining
-        model.setTraining(false)
-        defer { if wasTraining { model.setTraining(true) } }
+        let restore = model.enterEvalMode()
+        defer { restore() }
         let n = loader.sampleCount
         var features: [Float] = []
         var labels = [Int](repeating: -1, count: n)

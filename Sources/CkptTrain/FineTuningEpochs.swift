@@ -34,8 +34,8 @@ public struct BatchProgress: Sendable {
 /// then belong in `OUT`), and the images its batches left out.
 public struct EpochOutcome: Sendable {
     /// The epoch's metrics.
-    public var metrics: FineTuneEpoch
-    /// True when this epoch scores best so far (`FineTuneEpoch.isBetter`).
+    public var metrics: EpochMetrics
+    /// True when this epoch scores best so far (`EpochMetrics.isBetter`).
     public var isBest: Bool
     /// Images left out of training or validation batches this epoch (`skipBadImages`).
     public var skipped: [SkippedImage]
@@ -44,7 +44,7 @@ public struct EpochOutcome: Sendable {
 /// The whole of a finished run (the epochs this call trained).
 public struct FineTuneSummary: Sendable {
     /// Every epoch trained by this call, in order.
-    public var epochs: [FineTuneEpoch]
+    public var epochs: [EpochMetrics]
     /// The best epoch of the run (earlier, resumed epochs included), from 1.
     public var bestEpoch: Int?
     /// Wall time of the epochs, validation included.
@@ -68,7 +68,7 @@ extension FineTuning {
     ///   `TrainingError.frozenTensorChanged`; the loader's `DataError`; what `onEpoch` throws.
     @discardableResult
     public func run(onBatch: (BatchProgress) -> Void = { _ in }, onEpoch: (EpochOutcome) throws -> Void = { _ in }) throws -> FineTuneSummary {
-        var trained: [FineTuneEpoch] = []
+        var trained: [EpochMetrics] = []
         var totalSeconds = 0.0, trainSeconds = 0.0
         var totalImages = 0
         while nextEpoch < options.epochs {
@@ -140,7 +140,7 @@ extension FineTuning {
             } else if let validationLoader {
                 validation = try evaluate(validationLoader, epoch: epoch)
             }
-            let metrics = FineTuneEpoch(epoch: epoch + 1, stage: epochStage.index + 1,
+            let metrics = EpochMetrics(epoch: epoch + 1, stage: epochStage.index + 1,
                                        trainLoss: images > 0 ? lossSum / Double(images) : .nan,
                                        trainAccuracy: counted > 0 ? Double(correct) / Double(counted) : .nan,
                                        validationLoss: validation?.loss, validationAccuracy: validation?.accuracy,

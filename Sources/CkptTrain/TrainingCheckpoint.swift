@@ -11,7 +11,7 @@ public struct FineTuneProgress: Sendable, Equatable {
     public var steps: Int
     /// The stage whose optimizer and schedule the checkpoint holds, from 0.
     public var stage: Int
-    /// The best epoch so far (from 1), and its score (`FineTuneEpoch.score`); nil before the first.
+    /// The best epoch so far (from 1), and its score (`EpochMetrics.score`); nil before the first.
     public var bestEpoch: Int?
     /// The best epoch's score.
     public var bestScore: [Double]?

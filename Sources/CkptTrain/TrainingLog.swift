@@ -46,11 +46,14 @@ public struct EpochMetrics: Sendable, Equatable {
     public var imagesPerSecond: Double
     /// Wall-clock seconds the epoch took, validation included.
     public var seconds: Double
+    /// Training images seen (skipped images not counted); not in the reports.
+    public var images: Int
 
     /// One epoch's measurements; the validation ones are nil when there is no validation set.
     public init(epoch: Int, stage: Int = 1, trainLoss: Double, trainAccuracy: Double, validationLoss: Double? = nil,
                 validationAccuracy: Double? = nil, validationMeanIoU: Double? = nil, learningRate: Double,
-                imagesPerSecond: Double, seconds: Double) {
+                imagesPerSecond: Double, seconds: Double, images: Int = 0) {
+        self.images = images
         self.epoch = epoch
         self.stage = stage
         self.trainLoss = trainLoss
