@@ -202,8 +202,12 @@ final class LayerFiniteDifferenceTests: XCTestCase {
     /// Ties go to the first largest element in scan order, a NaN beats everything and a later NaN
     /// beats an earlier one (ATen's `val > maxval || isnan(val)`), a window of −inf routes to its
     /// first tap: the indices equal the reference's, and `dInput` collects each `dy` there.
+    /// A plane 40 wide takes the stride-2 forward's eight-window vector path.
     func testMaxPoolingTiesNaNAndInfinity() throws {
-        let shape = [2, 2, 7, 8]
+        for shape in [[2, 2, 7, 8], [1, 2, 5, 40]] { try checkMaxPoolingTiesNaNAndInfinity(shape: shape) }
+    }
+
+    func checkMaxPoolingTiesNaNAndInfinity(shape: [Int]) throws {
         let count = shape.reduce(1, *)
         var rng = SplitMix64(seed: 870)
         // few distinct values: most windows hold a tie for the maximum
@@ -217,7 +221,7 @@ final class LayerFiniteDifferenceTests: XCTestCase {
         for (inputName, values) in [("ties", ties), ("NaN", nans), ("−inf", infinities), ("constant", constant)] {
             for g in [PoolGeometry(kernelSize: 3, stride: 2, padding: 1), PoolGeometry(kernelSize: 2), PoolGeometry(kernelSize: 3, stride: 1),
                       PoolGeometry(kernelSize: 3, stride: 2, ceilMode: true), PoolGeometry(kernelSize: 2, stride: 2, dilation: 2)] {
-                let what = "max pool \(inputName) k\(g.kernelSize) s\(g.stride) p\(g.padding) d\(g.dilation) ceil \(g.ceilMode)"
+                let what = "max pool \(shape) \(inputName) k\(g.kernelSize) s\(g.stride) p\(g.padding) d\(g.dilation) ceil \(g.ceilMode)"
                 let x = try DenseTensor(shape: shape, values: values)
                 let expected = PoolReference(g).maximum(x.doubles, shape: shape)
                 let (y, indices) = try Pooling.maxForwardWithIndices(x, geometry: g)
