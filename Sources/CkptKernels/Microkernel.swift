@@ -52,20 +52,6 @@ public enum Microkernel {
         PackedGemm.multiply(w.matrices[group], b: b, ldb: ldb, columns: n, c: c, ldc: ldc)
     }
 
-    /// `C += A · B` for a row-major `A` (`m × k`, row stride `lda`) packed here into `storage`
-    /// (`packingFloats(rows: m, columns: k)` floats, 64-byte aligned, reused by the caller), `B`
-    /// (`k × n`, row stride `ldb`), `C` (`m × n`, row stride `ldc`); on the calling thread. For
-    /// products whose `A` changes every call but serves many columns of `B` (a convolution's
-    /// weight gradient, where `A` is the unfolded input).
-    static func multiplyAddPackingA(_ a: UnsafePointer<Float>, m: Int, k: Int, lda: Int, storage: UnsafeMutablePointer<Float>,
-                                    b: UnsafePointer<Float>, ldb: Int, n: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        let packed = PackedMatrix(a, rows: m, columns: k, rowStride: lda, storage: storage)
-        PackedGemm.multiply(packed, b: b, ldb: ldb, columns: n, c: c, ldc: ldc, accumulate: true)
-    }
-
-    /// Floats `multiplyAddPackingA` packs an `m × k` `A` into.
-    static func packingFloats(rows m: Int, columns k: Int) -> Int { PackedMatrix.storageCount(rows: m, columns: k) }
-
     /// Columns per panel of a `B` laid out for `multiply(_:group:panels:n:c:ldc:)`.
     static let panelWidth = PackedGemm.panelWidth
 
