@@ -153,6 +153,27 @@ public enum PackedGemm {
         }
     }
 
+    /// `C[m × n] += A · B` over the whole `depth` in one pass per tile, for `A` as 8-row panels
+    /// (`TransposedPanels.packRows`: panel `i` at `a + 8i·depth`, column `kk` of it at `+ 8kk`) and
+    /// `B` as 48-column panels (`multiply(_:panelsOfB:…)`'s layout, panel `j` at `b + 48j·depth`).
+    /// Each panel of `B` stays in L1 while every panel of `A` runs against it; `depth` should keep
+    /// a panel of `B` well inside L1 (≤ 160 rows).
+    public static func multiplyAdd(panelsOfA a: UnsafePointer<Float>, rows m: Int, depth: Int, panelsOfB b: UnsafePointer<Float>,
+                                   columns n: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if depth == 0 { return }
+        var n0 = 0
+        while n0 < n {
+            let width = min(48, n - n0)
+            var m0 = 0
+            while m0 < m {
+                kernel(depth, a + m0 * depth, b + n0 * depth, c + m0 * ldc + n0, ldc: ldc,
+                       accumulate: true, rows: min(8, m - m0), width: width)
+                m0 += 8
+            }
+            n0 += 48
+        }
+    }
+
     /// Copies `depth` rows of `width` (≤ 48) floats into rows of 48, zero-filling the rest.
     @inline(__always)
     static func packColumns(_ b: UnsafePointer<Float>, ldb: Int, depth: Int, width: Int, into p: UnsafeMutablePointer<Float>) {

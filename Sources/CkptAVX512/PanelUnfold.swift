@@ -11,15 +11,19 @@ public enum PanelUnfold {
     /// `(j / panelWidth)·rows·panelWidth + r·panelWidth + j % panelWidth`, the layout `PackedGemm`
     /// multiplies without another copy. `input` points at the group's first channel of image 0;
     /// images lie `imageStride` floats apart. Lanes past the range's end are left as they are.
+    /// `matrixRows` limits the unfold to those rows of the matrix (all by default); row `r` then
+    /// lies at `r − matrixRows.lowerBound`, and panels `panelRows` rows apart (default: as many as
+    /// it unfolds).
     public static func unfold(
         input: UnsafePointer<Float>, imageStride: Int, channels: Int, height h: Int, width w: Int,
         kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int),
-        outputHeight oh: Int, outputWidth ow: Int, pixels: Range<Int>, into panels: UnsafeMutablePointer<Float>
+        outputHeight oh: Int, outputWidth ow: Int, pixels: Range<Int>, matrixRows: Range<Int>? = nil,
+        panelRows: Int? = nil, into panels: UnsafeMutablePointer<Float>
     ) {
         let panelWidth = PackedGemm.panelWidth
         let (kh, kw) = kernel, (sh, sw) = stride, (ph, pw) = padding, (dh, dw) = dilation
-        let rows = channels * kh * kw
-        let panelStride = rows * panelWidth
+        let rowRange = matrixRows ?? 0 ..< channels * kh * kw
+        let panelStride = (panelRows ?? rowRange.count) * panelWidth
         let plane = oh * ow
         // The runs of pixels lying in one image, one output row and one panel are the same for
         // every matrix row: find them once.
@@ -39,12 +43,21 @@ public enum PanelUnfold {
                 runCount += 1
                 i += count
             }
-            for r in 0 ..< rows {
-                let c = r / (kh * kw)
-                let ki = (r / kw) % kh
-                let kj = r % kw
+            // (channel, kernel row, kernel column) of row r, stepped without a division per row
+            var c = rowRange.lowerBound / (kh * kw)
+            var ki = (rowRange.lowerBound / kw) % kh
+            var kj = rowRange.lowerBound % kw
+            for r in rowRange {
+                defer {
+                    kj &+= 1
+                    if kj == kw {
+                        kj = 0
+                        ki &+= 1
+                        if ki == kh { ki = 0; c &+= 1 }
+                    }
+                }
                 let x0 = kj &* dw &- pw
-                let rowBase = panels + r &* panelWidth
+                let rowBase = panels + (r &- rowRange.lowerBound) &* panelWidth
                 for run in UnsafeBufferPointer(start: runs, count: runCount) {
                     let dst = rowBase + run.destination
                     let count = run.count

@@ -108,13 +108,23 @@ extension BatchNormalization {
     /// The gradients of a batch norm given `dOutput`: `dγ = Σ dy·x̂`, `dβ = Σ dy`, and
     /// `dx = γ·invstd/M · (M·dy − dβ − x̂·dγ)` with batch statistics (training), or
     /// `dx = γ·invstd·dy` when the statistics were the running ones (eval: pass their `x̂` and invstd).
-    /// - Throws: `KernelError.shapeMismatch` when the gradient's shape differs from `x̂`'s.
+    /// With `reluOutput` (the output of a ReLU that followed the batch norm), `dy` is first masked
+    /// as the ReLU's backward masks it (`y ≤ 0 ? 0 : dy`), as it is read: no masked copy is made.
+    /// - Throws: `KernelError.shapeMismatch` when the gradient's or the ReLU output's shape differs from `x̂`'s.
     public static func backward(_ dOutput: DenseTensor, normalized: DenseTensor, inverseStandardDeviation invstd: [Float],
-                                weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds) throws -> LayerGradients {
+                                weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds,
+                                reluOutput: DenseTensor? = nil) throws -> LayerGradients {
         guard dOutput.shape == normalized.shape, dOutput.rank >= 2 else {
             throw KernelError.shapeMismatch(operation: "batch_norm backward", operand: "output gradient",
                                             expected: "\(normalized.shape)", got: dOutput.shape)
         }
+        if let reluOutput, reluOutput.shape != dOutput.shape {
+            throw KernelError.shapeMismatch(operation: "batch_norm backward", operand: "relu output",
+                                            expected: "\(normalized.shape)", got: reluOutput.shape)
+        }
+        // the mask's values, or a copy-free empty array (never read) without one
+        let mask = reluOutput?.values ?? []
+        let masked = reluOutput != nil
         let n = dOutput.shape[0], c = dOutput.shape[1]
         let plane = dOutput.shape.dropFirst(2).reduce(1, *)
         let m = Float(n * plane)
@@ -122,6 +132,7 @@ extension BatchNormalization {
         var dBeta = [Float](repeating: 0, count: c)
         var dx = [Float].uninitialized(needs.input ? dOutput.count : 0)
         dOutput.values.withUnsafeBufferPointer { gb in
+          mask.withUnsafeBufferPointer { mb in
             normalized.values.withUnsafeBufferPointer { nb in
                 dx.withUnsafeMutableBufferPointer { xb in
                     dGamma.withUnsafeMutableBufferPointer { dgb in
@@ -129,14 +140,14 @@ extension BatchNormalization {
                             guard let gy = gb.baseAddress, let xh = nb.baseAddress, let dg = dgb.baseAddress,
                                   let db = dbb.baseAddress else { return }
                             // an empty array's baseAddress is not nil: without the need, no dx pointer
-                            let box = UncheckedSendable((gy, xh, needs.input ? xb.baseAddress : nil, dg, db))
+                            let box = UncheckedSendable((gy, xh, needs.input ? xb.baseAddress : nil, dg, db,
+                                                         masked ? mb.baseAddress : nil))
                             parallelFor(c, minimumWork: 2) { ch in
-                                let (gy, xh, dxp, dg, db) = box.value
+                                let (gy, xh, dxp, dg, db, relu) = box.value
                                 var sg = 0.0, sb = 0.0
                                 for img in 0 ..< n {
                                     let base = (img * c + ch) * plane
-                                    var pg: Float = 0, pb: Float = 0
-                                    for i in 0 ..< plane { pg += gy[base + i] * xh[base + i]; pb += gy[base + i] }
+                                    let (pg, pb) = gradientSums(gy + base, xh + base, relu.map { $0 + base }, count: plane)
                                     sg += Double(pg)
                                     sb += Double(pb)
                                 }
@@ -149,12 +160,23 @@ extension BatchNormalization {
                                     let meanB = bSum / m, meanG = gSum / m
                                     for img in 0 ..< n {
                                         let base = (img * c + ch) * plane
-                                        for i in 0 ..< plane { dxp[base + i] = k * (gy[base + i] - meanB - xh[base + i] * meanG) }
+                                        if let relu {
+                                            for i in 0 ..< plane {
+                                                let d = relu[base + i] <= 0 ? 0 : gy[base + i]
+                                                dxp[base + i] = k * (d - meanB - xh[base + i] * meanG)
+                                            }
+                                        } else {
+                                            for i in 0 ..< plane { dxp[base + i] = k * (gy[base + i] - meanB - xh[base + i] * meanG) }
+                                        }
                                     }
                                 } else {
                                     for img in 0 ..< n {
                                         let base = (img * c + ch) * plane
-                                        for i in 0 ..< plane { dxp[base + i] = k * gy[base + i] }
+                                        if let relu {
+                                            for i in 0 ..< plane { dxp[base + i] = k * (relu[base + i] <= 0 ? 0 : gy[base + i]) }
+                                        } else {
+                                            for i in 0 ..< plane { dxp[base + i] = k * gy[base + i] }
+                                        }
                                     }
                                 }
                             }
@@ -162,12 +184,47 @@ extension BatchNormalization {
                     }
                 }
             }
+          }
         }
         var result = LayerGradients()
         if needs.input { result.dInput = DenseTensor(uncheckedShape: dOutput.shape, values: dx) }
         if needs.weight { result.dWeight = DenseTensor(uncheckedShape: [c], values: dGamma) }
         if needs.bias { result.dBias = DenseTensor(uncheckedShape: [c], values: dBeta) }
         return result
+    }
+
+    /// `(Σ dy·x̂, Σ dy)` over `count` elements, `dy` masked by a ReLU's output when given, in eight
+    /// lanes (a single running sum would wait on each addition).
+    @inline(__always)
+    static func gradientSums(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                             count: Int) -> (Float, Float) {
+        typealias V = SIMD8<Float>
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        var sg = V(), sb = V()
+        var i = 0
+        if let relu {
+            while i + 8 <= count {
+                let d = load(gy + i).replacing(with: 0, where: load(relu + i) .<= 0)
+                sg += d * load(xh + i)
+                sb += d
+                i += 8
+            }
+        } else {
+            while i + 8 <= count {
+                let d = load(gy + i)
+                sg += d * load(xh + i)
+                sb += d
+                i += 8
+            }
+        }
+        var pg = sg.sum(), pb = sb.sum()
+        while i < count {
+            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
+            pg += d * xh[i]
+            pb += d
+            i += 1
+        }
+        return (pg, pb)
     }
 
     /// `1/sqrt(var + eps)` per channel of the running variance: all an eval-mode batch norm's

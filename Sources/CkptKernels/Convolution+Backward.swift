@@ -275,12 +275,14 @@ extension Convolution {
         }
     }
 
-    /// `dWeight` on the microkernel: per chunk of output pixels and group,
-    /// `dW_gᵀ[kdim × C_out/g] = unfold(x)[kdim × P] · dYᵀ[P × C_out/g]` with the unfolded input
-    /// packed as the kernel's `A` (it is reused across every output channel), then added into the
-    /// lane's `dW`. A chunk is several whole images when planes are small (layer4's 7×7: a product
-    /// as deep as one image's 49 pixels would be all overhead), else a band of one image's rows.
-    /// Chunks are dealt to the cores, each with its own `dW`, summed at the end.
+    /// `dWeight` on the microkernel: `dW_g[C_out/g × kdim] += dY_g[C_out/g × P] · unfold(x)ᵀ[P × kdim]`
+    /// over blocks of `P = 144` output pixels numbered through the batch (a block spans images when
+    /// planes are small), with `dY` packed as the kernel's `A` (once per superchunk of pixels, up to
+    /// 1 MiB packed) and the unfolded input made straight into transposed panels of `B`, one slice
+    /// of at most 384 of its rows at a time (so the slice of `dW` stays in L2 while the superchunk's
+    /// blocks run against it). The cores split `dW`'s columns (the rows of the unfold: no duplicated
+    /// unfold, no reduction) when there are few pixels for the size of `dW`, else the pixels, each
+    /// with its own `dW`. Stride-1 layers that keep their planes' size unfold by shifting whole planes.
     static func weightGradientPacked(_ dOutput: DenseTensor, input: DenseTensor, geometry g: Conv2dGeometry,
                                      sizes: (n: Int, c: Int, h: Int, w: Int), outputSize: (Int, Int)) -> DenseTensor {
         let (n, c, h, w) = sizes
@@ -289,78 +291,96 @@ extension Convolution {
         let cinG = c / groups, coutG = g.outputChannels / groups
         let kdim = cinG * g.kernelSize.height * g.kernelSize.width
         let plane = oh * ow
+        let total = n * plane
         let weightCount = g.outputChannels * kdim
-        // up to 8 MB of unfolded input per chunk, and at least one output row
-        let maxColumns = max(ow, 2 * columnBudget / max(kdim, 1))
-        let imagesPerChunk = plane <= maxColumns ? max(1, min(n, maxColumns / max(plane, 1))) : 1
-        let rowsPerChunk = plane <= maxColumns ? oh : max(1, maxColumns / max(ow, 1))
-        let bandsPerImage = (oh + rowsPerChunk - 1) / rowsPerChunk
-        let imageChunks = (n + imagesPerChunk - 1) / imagesPerChunk
-        let jobs = groups * imageChunks * bandsPerImage
-        let lanes = max(1, min(Gemm.threadCount, jobs))
-        let columns = imagesPerChunk * rowsPerChunk * ow
-        let packFloats = (Microkernel.packingFloats(rows: kdim, columns: columns) + 15) / 16 * 16
-        let laneFloats = (kdim * columns + columns * coutG + 15) / 16 * 16 + packFloats
-        // per lane: dWᵀ of every group ([group][kdim × coutG]), accumulated by the kernel itself
-        var dWs = [Float](repeating: 0, count: lanes * weightCount)
+        let depth = 144  // a 144 × 48 panel of B (27 KiB) stays in L1 while every panel of dY runs against it
+        let sliceRows = 384  // B of one block: 144 × 384 floats (216 KiB)
+        let paddedRows = (coutG + 15) / 16 * 16
+        let superPixels = max(depth, (1 << 18) / paddedRows / depth * depth)
+        let lanes = max(1, Gemm.threadCount)
+        let units = (kdim + 15) / 16  // column splits in 16s: a 16-wide tile costs a third of a 48-wide one
+        // by columns, every lane packs all of dY; by pixels, the lanes' dW are summed: the cheaper of the two
+        let splitColumns = lanes > 1 && units >= lanes && total < 2 * kdim
+        let blocks = (total + depth - 1) / depth
+        let workers = splitColumns ? lanes : max(1, min(lanes, blocks))
+        let aFloats = (paddedRows * min(superPixels, blocks * depth) + 15) / 16 * 16
+        let bFloats = depth * min(sliceRows, (kdim + 47) / 48 * 48)
+        let laneFloats = aFloats + bFloats
+        var dW = [Float](repeating: 0, count: weightCount)
+        // pixel split: lane 0 adds into dW, the others into their own partial sums
+        var partials = [Float](repeating: 0, count: splitColumns ? 0 : (workers - 1) * weightCount)
         input.values.withUnsafeBufferPointer { xb in
             dOutput.values.withUnsafeBufferPointer { dyb in
-                dWs.withUnsafeMutableBufferPointer { dwb in
-                    withUnsafeTemporaryAllocation(byteCount: lanes * laneFloats * 4, alignment: 64) { sb in
-                        guard let x = xb.baseAddress, let dy = dyb.baseAddress, let dwAll = dwb.baseAddress,
-                              let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: lanes * laneFloats) else { return }
-                        let box = UncheckedSendable((x, dy, dwAll, s))
-                        parallelFor(lanes, minimumWork: 2) { lane in
-                            let (x, dy, dwAll, s) = box.value
-                            let packing = s + lane * laneFloats  // first: 64-byte aligned
-                            let col = packing + packFloats
-                            let dyT = col + kdim * columns
-                            let dwT = dwAll + lane * weightCount
-                            var job = lane
-                            while job < jobs {
-                                defer { job += lanes }
-                                let band = job % bandsPerImage
-                                let chunk = (job / bandsPerImage) % imageChunks
-                                let grp = job / (bandsPerImage * imageChunks)
-                                let img0 = chunk * imagesPerChunk, img1 = min(n, img0 + imagesPerChunk)
-                                let y0 = band * rowsPerChunk, y1 = min(oh, y0 + rowsPerChunk)
-                                let part = (y1 - y0) * ow  // pixels per image in this chunk
-                                let width = (img1 - img0) * part
-                                for img in img0 ..< img1 {
-                                    let j = (img - img0) * part
-                                    let xg = x + (img * c + grp * cinG) * h * w
-                                    if g.isPointwise {
-                                        for r in 0 ..< kdim { (col + r * width + j).update(from: xg + r * plane + y0 * ow, count: part) }
-                                    } else {
-                                        Im2col.unfold(input: xg, channels: cinG, height: h, width: w, geometry: g, outputHeight: oh,
-                                                      outputWidth: ow, rows: y0 ..< y1, rowStride: width, threaded: false, into: col + j)
+                dW.withUnsafeMutableBufferPointer { dwb in
+                  partials.withUnsafeMutableBufferPointer { pb in
+                    withUnsafeTemporaryAllocation(byteCount: workers * laneFloats * 4, alignment: 64) { sb in
+                        guard let x = xb.baseAddress, let dy = dyb.baseAddress, let dwMain = dwb.baseAddress,
+                              let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: workers * laneFloats) else { return }
+                        let box = UncheckedSendable((x, dy, dwMain, pb.baseAddress, s))
+                        parallelFor(workers) { lane in
+                            let (x, dy, dwMain, partial, s) = box.value
+                            let aPanels = s + lane * laneFloats
+                            let bPanels = aPanels + aFloats
+                            let rows = splitColumns
+                                ? min(kdim, lane * units / lanes * 16) ..< min(kdim, (lane + 1) * units / lanes * 16)
+                                : 0 ..< kdim
+                            let pixels = splitColumns
+                                ? 0 ..< total
+                                : min(total, lane * blocks / workers * depth) ..< min(total, (lane + 1) * blocks / workers * depth)
+                            guard let dw = splitColumns || lane == 0 ? dwMain : partial.map({ $0 + (lane - 1) * weightCount }) else { return }
+                            for grp in 0 ..< groups {
+                                let dwg = dw + grp * coutG * kdim
+                                var s0 = pixels.lowerBound
+                                while s0 < pixels.upperBound {
+                                    let s1 = min(pixels.upperBound, s0 + superPixels)
+                                    // dY of pixels s0 ..< s1, block by block of `depth` pixels, run by run within one image
+                                    var i = s0
+                                    while i < s1 {
+                                        let block = (i - s0) / depth
+                                        let blockStart = s0 + block * depth
+                                        let blockDepth = min(depth, s1 - blockStart)
+                                        let img = i / plane, q = i % plane
+                                        let count = min(plane - q, blockStart + blockDepth - i)
+                                        Microkernel.packRows(dy + (img * g.outputChannels + grp * coutG) * plane + q, rowStride: plane,
+                                                             rows: coutG, count: count, column: i - blockStart, depth: blockDepth,
+                                                             into: aPanels + block * paddedRows * depth)
+                                        i += count
                                     }
-                                    let dyg = dy + (img * g.outputChannels + grp * coutG) * plane + y0 * ow
-                                    for o in 0 ..< coutG {
-                                        let src = dyg + o * plane
-                                        for p in 0 ..< part { dyT[(j + p) * coutG + o] = src[p] }
+                                    var r0 = rows.lowerBound
+                                    while r0 < rows.upperBound {
+                                        let r1 = min(rows.upperBound, r0 + sliceRows)
+                                        var p0 = s0
+                                        while p0 < s1 {
+                                            let p1 = min(s1, p0 + depth)
+                                            Microkernel.unfoldTransposed(x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
+                                                                         height: h, width: w, geometry: g, outputHeight: oh,
+                                                                         outputWidth: ow, pixels: p0 ..< p1, matrixRows: r0 ..< r1,
+                                                                         into: bPanels)
+                                            Microkernel.multiplyAdd(panelsOfA: aPanels + (p0 - s0) / depth * paddedRows * depth,
+                                                                    rows: coutG, depth: p1 - p0, panelsOfB: bPanels, columns: r1 - r0,
+                                                                    c: dwg + r0, ldc: kdim)
+                                            p0 = p1
+                                        }
+                                        r0 = r1
                                     }
+                                    s0 = s1
                                 }
-                                // dW_gᵀ[kdim × coutG] += col[kdim × width] · dYᵀ[width × coutG]
-                                Microkernel.multiplyAddPackingA(col, m: kdim, k: width, lda: width, storage: packing, b: dyT,
-                                                                ldb: coutG, n: coutG, c: dwT + grp * kdim * coutG, ldc: coutG)
                             }
                         }
                     }
+                  }
                 }
             }
         }
-        // dW[grp·coutG + o, r] = Σ_lanes dWᵀ[grp][r, o]
-        var dW = [Float](repeating: 0, count: weightCount)
-        dW.withUnsafeMutableBufferPointer { d in
-            dWs.withUnsafeBufferPointer { t in
-                guard let dp = d.baseAddress, let tp = t.baseAddress else { return }
-                for l in 0 ..< lanes {
-                    for grp in 0 ..< groups {
-                        let src = tp + l * weightCount + grp * kdim * coutG
-                        let dst = dp + grp * coutG * kdim
-                        for r in 0 ..< kdim {
-                            for o in 0 ..< coutG { dst[o * kdim + r] += src[r * coutG + o] }
+        if !partials.isEmpty {
+            dW.withUnsafeMutableBufferPointer { d in
+                partials.withUnsafeBufferPointer { p in
+                    guard let dp = d.baseAddress, let pp = p.baseAddress else { return }
+                    let box = UncheckedSendable((dp, pp))
+                    parallelRanges(weightCount, lanes: lanes, multiple: 16) { range in
+                        let (dp, pp) = box.value
+                        for l in 0 ..< workers - 1 {
+                            for i in range { dp[i] += pp[l * weightCount + i] }
                         }
                     }
                 }

@@ -52,20 +52,6 @@ public enum Microkernel {
         PackedGemm.multiply(w.matrices[group], b: b, ldb: ldb, columns: n, c: c, ldc: ldc)
     }
 
-    /// `C += A · B` for a row-major `A` (`m × k`, row stride `lda`) packed here into `storage`
-    /// (`packingFloats(rows: m, columns: k)` floats, 64-byte aligned, reused by the caller), `B`
-    /// (`k × n`, row stride `ldb`), `C` (`m × n`, row stride `ldc`); on the calling thread. For
-    /// products whose `A` changes every call but serves many columns of `B` (a convolution's
-    /// weight gradient, where `A` is the unfolded input).
-    static func multiplyAddPackingA(_ a: UnsafePointer<Float>, m: Int, k: Int, lda: Int, storage: UnsafeMutablePointer<Float>,
-                                    b: UnsafePointer<Float>, ldb: Int, n: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        let packed = PackedMatrix(a, rows: m, columns: k, rowStride: lda, storage: storage)
-        PackedGemm.multiply(packed, b: b, ldb: ldb, columns: n, c: c, ldc: ldc, accumulate: true)
-    }
-
-    /// Floats `multiplyAddPackingA` packs an `m × k` `A` into.
-    static func packingFloats(rows m: Int, columns k: Int) -> Int { PackedMatrix.storageCount(rows: m, columns: k) }
-
     /// Columns per panel of a `B` laid out for `multiply(_:group:panels:n:c:ldc:)`.
     static let panelWidth = PackedGemm.panelWidth
 
@@ -98,6 +84,45 @@ public enum Microkernel {
                            kernel: (g.kernelSize.height, g.kernelSize.width), stride: (g.stride.height, g.stride.width),
                            padding: (g.padding.height, g.padding.width), dilation: (g.dilation.height, g.dilation.width),
                            outputHeight: outputHeight, outputWidth: outputWidth, pixels: pixels, into: panels)
+    }
+
+    /// Rows `matrixRows` of the im2col matrix of output pixels `pixels`, transposed into 48-column
+    /// panels (`TransposedPanels.unfold`): the `B` of `multiplyAdd(panelsOfA:…)` for a weight gradient.
+    static func unfoldTransposed(_ x: UnsafePointer<Float>, imageStride: Int, channels: Int, height: Int, width: Int,
+                                 geometry g: Conv2dGeometry, outputHeight: Int, outputWidth: Int, pixels: Range<Int>,
+                                 matrixRows: Range<Int>, into panels: UnsafeMutablePointer<Float>) {
+        if hasSamePlaneUnfold(g, height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth)
+            && pixels.lowerBound % 16 == 0 && pixels.count % 16 == 0 {
+            TransposedPanels.unfoldSamePlane(input: x, imageStride: imageStride, height: height, width: width,
+                                             kernel: (g.kernelSize.height, g.kernelSize.width),
+                                             padding: (g.padding.height, g.padding.width), pixels: pixels,
+                                             matrixRows: matrixRows, into: panels)
+            return
+        }
+        TransposedPanels.unfold(input: x, imageStride: imageStride, channels: channels, height: height, width: width,
+                                kernel: (g.kernelSize.height, g.kernelSize.width), stride: (g.stride.height, g.stride.width),
+                                padding: (g.padding.height, g.padding.width), dilation: (g.dilation.height, g.dilation.width),
+                                outputHeight: outputHeight, outputWidth: outputWidth, pixels: pixels, matrixRows: matrixRows,
+                                into: panels)
+    }
+
+    /// True when `unfoldTransposed` takes its shifted-plane path for pixel ranges on multiples of 16:
+    /// stride 1, no dilation, planes that keep their size and hold a multiple of 16 pixels.
+    static func hasSamePlaneUnfold(_ g: Conv2dGeometry, height: Int, width: Int, outputHeight: Int, outputWidth: Int) -> Bool {
+        g.stride == (1, 1) && g.dilation == (1, 1) && outputHeight == height && outputWidth == width && (height * width) % 16 == 0
+    }
+
+    /// Columns `column ..< column + count` of an `m`-row `A` (row stride `rowStride`) into the 8-row
+    /// panels of a matrix `depth` columns deep (`TransposedPanels.packRows`).
+    static func packRows(_ a: UnsafePointer<Float>, rowStride: Int, rows m: Int, count: Int, column: Int, depth: Int,
+                         into panels: UnsafeMutablePointer<Float>) {
+        TransposedPanels.packRows(a, rowStride: rowStride, rows: m, count: count, column: column, depth: depth, into: panels)
+    }
+
+    /// `C[m × n] += A · B` for `A` packed by `packRows` and `B` by `unfoldTransposed`, on the calling thread.
+    static func multiplyAdd(panelsOfA a: UnsafePointer<Float>, rows m: Int, depth: Int, panelsOfB b: UnsafePointer<Float>,
+                            columns n: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        PackedGemm.multiplyAdd(panelsOfA: a, rows: m, depth: depth, panelsOfB: b, columns: n, c: c, ldc: ldc)
     }
 
     /// Winograd F(4×4, 3×3)'s output transform of one output channel of a band (`WinogradOutput4x4`).

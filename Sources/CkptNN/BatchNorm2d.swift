@@ -106,6 +106,13 @@ public final class BatchNorm2d: Module {
     /// Adds `dγ`, `dβ` into trainable parameters and returns `dInput` when needed.
     /// PyTorch counterpart: `native_batch_norm_backward`.
     public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
+        try backward(dOutput, reluOutput: nil, context: context)
+    }
+
+    /// `backward` of `relu(bn(x))` given the ReLU's output (from its tape entry): the ReLU's mask
+    /// is applied as the batch norm reads `dOutput`.
+    /// - Throws: `NNError.backwardOrder` when the tape is out of step; kernel errors.
+    public func backward(_ dOutput: DenseTensor?, reluOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
         let entry = try context.pop(for: self)
         guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
         guard case let .batchNorm(normalized, invstd, batchStatistics) = entry.saved else {
@@ -115,7 +122,8 @@ public final class BatchNorm2d: Module {
                                   bias: bias.requiresGrad)
         // without x̂ (γ frozen, running statistics) the kernel's dγ is not asked for: any tensor of dy's shape serves
         let g = try BatchNormalization.backward(dy, normalized: normalized ?? dy, inverseStandardDeviation: invstd,
-                                                weight: weight.value, batchStatistics: batchStatistics, needs: needs)
+                                                weight: weight.value, batchStatistics: batchStatistics, needs: needs,
+                                                reluOutput: reluOutput)
         if let dw = g.dWeight { try weight.accumulateGradient(dw) }
         if let db = g.dBias { try bias.accumulateGradient(db) }
         return g.dInput

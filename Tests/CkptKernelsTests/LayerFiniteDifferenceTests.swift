@@ -23,6 +23,37 @@ final class LayerFiniteDifferenceTests: XCTestCase {
 
     // MARK: batch norm
 
+    /// A ReLU's output handed to the batch norm's backward masks `dy` exactly as `reluBackward`
+    /// would (NaN outputs pass `dy`, zeros and negatives block it): the gradients equal ReLU's
+    /// backward followed by the batch norm's, with batch and with running statistics, on planes of
+    /// 8k and 8k + 3 elements (vector lanes and the tail).
+    func testBatchNormBackwardMaskedByReLU() throws {
+        for (i, shape) in [[2, 3, 4, 4], [3, 2, 11, 1], [4, 5]].enumerated() {
+            var rng = SplitMix64(seed: 760 + UInt64(i))
+            let x = try offsetInput(shape, rng: &rng)
+            let gamma = try vector(parameters(shape[1], around: 1, rng: &rng))
+            let beta = try vector(parameters(shape[1], around: 0, rng: &rng))
+            let dY = try rng.tensor(shape, scale: 1)
+            let (y, batch) = try BatchNormalization.trainingForward(x, weight: gamma, bias: beta, epsilon: 1e-5)
+            var reluOutput = Elementwise.relu(y)
+            reluOutput.values[1] = .nan
+            reluOutput.values[2] = 0
+            let masked = try Elementwise.reluBackward(dY, output: reluOutput)
+            for batchStatistics in [true, false] {
+                let expected = try BatchNormalization.backward(masked, normalized: batch.normalized,
+                                                               inverseStandardDeviation: batch.inverseStandardDeviation,
+                                                               weight: gamma, batchStatistics: batchStatistics, needs: .all)
+                let fused = try BatchNormalization.backward(dY, normalized: batch.normalized,
+                                                            inverseStandardDeviation: batch.inverseStandardDeviation,
+                                                            weight: gamma, batchStatistics: batchStatistics, needs: .all,
+                                                            reluOutput: reluOutput)
+                XCTAssertEqual(fused.dInput, expected.dInput, "\(shape) batch statistics \(batchStatistics): dInput")
+                XCTAssertEqual(fused.dWeight, expected.dWeight, "\(shape): dγ")
+                XCTAssertEqual(fused.dBias, expected.dBias, "\(shape): dβ")
+            }
+        }
+    }
+
     /// Training mode: `dInput`, `dγ` and `dβ` through the batch statistics.
     func testBatchNormTraining() throws {
         let epsilon: Float = 1e-5
@@ -202,8 +233,12 @@ final class LayerFiniteDifferenceTests: XCTestCase {
     /// Ties go to the first largest element in scan order, a NaN beats everything and a later NaN
     /// beats an earlier one (ATen's `val > maxval || isnan(val)`), a window of −inf routes to its
     /// first tap: the indices equal the reference's, and `dInput` collects each `dy` there.
+    /// A plane 40 wide takes the stride-2 forward's eight-window vector path.
     func testMaxPoolingTiesNaNAndInfinity() throws {
-        let shape = [2, 2, 7, 8]
+        for shape in [[2, 2, 7, 8], [1, 2, 5, 40]] { try checkMaxPoolingTiesNaNAndInfinity(shape: shape) }
+    }
+
+    func checkMaxPoolingTiesNaNAndInfinity(shape: [Int]) throws {
         let count = shape.reduce(1, *)
         var rng = SplitMix64(seed: 870)
         // few distinct values: most windows hold a tie for the maximum
@@ -217,7 +252,7 @@ final class LayerFiniteDifferenceTests: XCTestCase {
         for (inputName, values) in [("ties", ties), ("NaN", nans), ("−inf", infinities), ("constant", constant)] {
             for g in [PoolGeometry(kernelSize: 3, stride: 2, padding: 1), PoolGeometry(kernelSize: 2), PoolGeometry(kernelSize: 3, stride: 1),
                       PoolGeometry(kernelSize: 3, stride: 2, ceilMode: true), PoolGeometry(kernelSize: 2, stride: 2, dilation: 2)] {
-                let what = "max pool \(inputName) k\(g.kernelSize) s\(g.stride) p\(g.padding) d\(g.dilation) ceil \(g.ceilMode)"
+                let what = "max pool \(shape) \(inputName) k\(g.kernelSize) s\(g.stride) p\(g.padding) d\(g.dilation) ceil \(g.ceilMode)"
                 let x = try DenseTensor(shape: shape, values: values)
                 let expected = PoolReference(g).maximum(x.doubles, shape: shape)
                 let (y, indices) = try Pooling.maxForwardWithIndices(x, geometry: g)

@@ -68,4 +68,48 @@ final class MicrokernelTests: XCTestCase {
             }
         }
     }
+
+    /// `dWeight` on the microkernel (dY packed as `A`, the unfold transposed into `B`) against
+    /// OpenBLAS's unfold-and-multiply: slices of the unfold (more than 384 rows), superchunks of
+    /// pixels (more than one 1 MiB packing of dY), pixel blocks spanning images, the shifted-plane
+    /// unfold (stride 1, planes of a multiple of 16 pixels, narrower than 16 too), 16-row groups of
+    /// dY, groups and strides; under 1, 2 and 3 threads (split by columns of dW or by pixels).
+    func testWeightGradientOnMicrokernelEqualsOpenBLAS() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        let savedThreads = Gemm.threadCount
+        defer { Gemm.setThreadCount(savedThreads) }
+        var rng = SplitMix64(seed: 0xd3)
+        // (n, c_in, c_out, h, w, kernel, stride, padding, groups)
+        let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Int)] = [
+            (3, 48, 20, 8, 8, 3, 1, 1, 1),      // shifted planes, 432 rows: two slices; 20 rows of dY
+            (2, 8, 264, 24, 24, 3, 1, 1, 1),    // 1152 pixels: two superchunks of dY
+            (3, 5, 6, 4, 8, 5, 1, 2, 1),        // shifted planes narrower than 16 pixels
+            (4, 16, 32, 7, 7, 3, 1, 1, 1),      // 49-pixel planes: blocks span images on the general unfold
+            (2, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2
+            (2, 16, 24, 10, 10, 3, 2, 1, 4),    // grouped, strided
+            (2, 40, 24, 8, 8, 1, 1, 0, 1),      // pointwise on shifted planes
+            (3, 3, 64, 16, 16, 3, 1, 1, 1),     // 27 rows: split by pixels, partial dW per lane
+        ]
+        for (n, c, cout, h, w, k, s, p, groups) in cases {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: k, stride: s, padding: p, groups: groups)
+            let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 0.1)
+            let dY = try rng.tensor([n, cout, oh, ow], scale: 1)
+            let needs = GradientNeeds(input: false, weight: true, bias: false)
+            Microkernel.isEnabled = false
+            let reference = try XCTUnwrap(try Convolution.backward(dY, input: x, weight: wt, geometry: g, needs: needs).dWeight)
+            Microkernel.isEnabled = true
+            let scale = reference.values.reduce(0) { max($0, abs($1)) }
+            for threads in 1 ... 3 {
+                Gemm.setThreadCount(threads)
+                let dW = try XCTUnwrap(try Convolution.backward(dY, input: x, weight: wt, geometry: g, needs: needs).dWeight)
+                XCTAssertEqual(dW.shape, reference.shape)
+                var worst: Float = 0
+                for (a, e) in zip(dW.values, reference.values) { worst = max(worst, abs(a - e)) }
+                XCTAssertLessThanOrEqual(worst, 2e-6 * scale, "case \((n, c, cout, h, w, k, s, p, groups)), \(threads) threads")
+            }
+        }
+    }
 }
