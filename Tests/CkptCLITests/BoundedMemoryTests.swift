@@ -56,4 +56,24 @@ final class BoundedMemoryTests: XCTestCase {
             XCTAssertEqual(try b.doubles(), [0.25, -2, 3])
         }
     }
+
+    func testDiffComparesInChunks() throws {
+        let a = try write("a.pth")
+        let b = try write("b.pth", changed: 1.75, at: Self.elements - 5)
+        let (same, peakSame) = try RunCkpt.measured(["diff", a, a])
+        XCTAssertEqual(same.status, 0, same.stderr)
+        XCTAssertEqual(same.stdout, "equal: 2 tensors (bit-identical), other values equal\n")
+        XCTAssertLessThan(peakSame, Self.limitKiB, "diff of two 128 MiB tensors held \(peakSame) KiB")
+        let (r, peak) = try RunCkpt.measured(["diff", "--json", a, b])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertLessThan(peak, Self.limitKiB, "diff of two 128 MiB tensors held \(peak) KiB")
+        print("diff: peak \(peakSame) KiB (equal), \(peak) KiB (different)")
+        let j = try r.stdout.utf8CString.withUnsafeBytes { try JSONValue.parse(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+        let rows = try XCTUnwrap(j["tensors"]?.arrayValue)
+        let w = try XCTUnwrap(rows.first { $0["name"]?.stringValue == "w" })
+        XCTAssertEqual(w["differing_elements"], .int(1))
+        XCTAssertEqual(w["max_abs_diff"], .double(0.25))
+        XCTAssertEqual(w["identical"], .bool(false))
+        XCTAssertEqual(rows.first { $0["name"]?.stringValue == "b" }?["identical"], .bool(true))
+    }
 }
