@@ -76,4 +76,58 @@ final class BoundedMemoryTests: XCTestCase {
         XCTAssertEqual(w["identical"], .bool(false))
         XCTAssertEqual(rows.first { $0["name"]?.stringValue == "b" }?["identical"], .bool(true))
     }
+
+    /// Files larger than the address space ckpt may use still open: under `ulimit -v 400000`
+    /// (390 MiB, the binary and its libraries taking a third of it) a 288 MiB checkpoint cannot
+    /// be mapped whole; its zip directory and pickle are read with pread and each record is read
+    /// with pread or mapped alone. "Cannot map" is an I/O error, never "malformed".
+    func testFilesLargerThanTheAddressSpaceStillOpen() throws {
+        let limit = "ulimit -v 400000"
+        let elements = 72 << 20
+        let w = try Tensor(float32: [Float](repeating: 1.5, count: elements), shape: [elements / 4096, 4096])
+        let b = try Tensor(float32: [0.25, -2, 3], shape: [3])
+        let big = dir.appendingPathComponent("big.pth").path
+        try CheckpointWriter.write(Checkpoint(root: .dict(PyDict(items: [(.string("w"), .tensor(w)), (.string("b"), .tensor(b))], kind: .orderedDict)),
+                                              info: FormatInfo(format: .zip)), to: big)
+        let inspect = try RunCkpt.run(["inspect", "--json", big], under: limit)
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertTrue(inspect.stdout.contains("\"w\""), inspect.stdout)
+        let scan = try RunCkpt.run(["scan", big], under: limit)
+        XCTAssertEqual(scan.status, 0, scan.stderr)
+        XCTAssertTrue(scan.stdout.hasPrefix("\(big): tensor data only (zip)"), scan.stdout)
+        let stats = try RunCkpt.run(["inspect", "--stats", "--json", big], under: limit)
+        XCTAssertEqual(stats.status, 0, stats.stderr)
+        let j = try stats.stdout.utf8CString.withUnsafeBytes { try JSONValue.parse(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+        let row = try XCTUnwrap(j["tensors"]?.arrayValue?.first { $0["name"]?.stringValue == "w" })
+        XCTAssertEqual(row["stats"]?["min"], .double(1.5))
+        XCTAssertEqual(row["stats"]?["max"], .double(1.5))
+        // convert (both formats, with a cast) and diff work under the limit too
+        let st = dir.appendingPathComponent("big.safetensors").path
+        XCTAssertEqual(try RunCkpt.run(["convert", big, st], under: limit).status, 0)
+        let half = dir.appendingPathComponent("half.pth").path
+        XCTAssertEqual(try RunCkpt.run(["convert", "--dtype", "float16", st, half], under: limit).status, 0)
+        let d = try RunCkpt.run(["diff", big, st], under: limit)
+        XCTAssertEqual(d.status, 0, d.stderr)
+        XCTAssertEqual(d.stdout, "equal: 2 tensors (bit-identical), other values equal\n")
+        let dh = try RunCkpt.run(["diff", "--tensors-only", "--atol", "0", big, half], under: limit)
+        XCTAssertEqual(dh.status, 1, dh.stderr)
+        XCTAssertTrue(dh.stdout.contains("changed: w: float32 [18432, 4096] -> float16 [18432, 4096]"), dh.stdout)
+
+        // a legacy file (its pickles and data interleave: it needs the whole file mapped) of the
+        // same size: one line saying it cannot be mapped, exit 2 (which also shows the limit is
+        // real: big.pth could not be mapped whole either); scan calls it unreadable
+        let legacy = dir.appendingPathComponent("legacy.pth").path
+        try FileManager.default.copyItem(atPath: RunCkpt.root.appendingPathComponent("fixtures/valid/legacy_cnn.pth").path, toPath: legacy)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: legacy))
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: big)[.size] as? Int)
+        try handle.truncate(atOffset: UInt64(size))
+        try handle.close()
+        let l = try RunCkpt.run(["inspect", legacy], under: limit)
+        XCTAssertEqual(l.status, 2)
+        XCTAssertEqual(l.stderrLines.count, 1, l.stderr)
+        XCTAssertTrue(l.stderr.hasPrefix("ckpt: \(legacy): cannot map \(size) bytes at offset 0: Cannot allocate memory"), l.stderr)
+        let ls = try RunCkpt.run(["scan", legacy], under: limit)
+        XCTAssertEqual(ls.status, 2, ls.stdout + ls.stderr)
+        XCTAssertFalse((ls.stdout + ls.stderr).contains("malformed"), ls.stdout + ls.stderr)
+    }
 }

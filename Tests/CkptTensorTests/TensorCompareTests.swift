@@ -129,3 +129,34 @@ final class TensorCompareTests: XCTestCase {
         }
     }
 }
+
+/// Statistics computed chunk by chunk equal, bit for bit, those of the whole tensor at once.
+final class ChunkedStatsTests: XCTestCase {
+    /// Both ways compared by their text (an infinity makes the mean NaN, and NaN != NaN).
+    private func same(_ t: Tensor, _ u: Tensor) throws -> String {
+        let chunked = "\(try TensorStats.compute(t))", whole = "\(try TensorStats.computeWhole(u))"
+        return chunked == whole ? "equal" : "\(chunked) != \(whole)"
+    }
+
+    func testChunkedStatisticsEqualTheWholeOnes() throws {
+        var s: UInt64 = 3
+        let n = (1 << 18) * 2 + 777
+        let values: [Float] = (0 ..< n).map { i in
+            s = s &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            if i % 10_007 == 0 { return .nan }
+            if i % 20_011 == 0 { return -.infinity }
+            if i % 333 == 0 { return 0 }
+            return Float(Int64(bitPattern: s >> 11) % 2_000_001 - 1_000_000) / 977
+        }
+        let t = try Tensor(float32: values, shape: [n])
+        XCTAssertEqual(try same(t, t), "equal")
+        // a strided view, a float16 cast and a complex tensor too
+        let view = try Tensor(storage: t.storage, dtype: .float32, shape: [1000, 300], strides: [500, 1], storageOffset: 3)
+        XCTAssertEqual(try same(view, view), "equal")
+        let half = try Tensor(storage: t.storage.cast(to: .float16), dtype: .float16, shape: [n], strides: [1], storageOffset: 0)
+        XCTAssertEqual(try same(half, half), "equal")
+        let complex = try Tensor(storage: t.storage, dtype: .complex64, shape: [n / 2], strides: [1], storageOffset: 0)
+        XCTAssertEqual(try same(complex, complex), "equal")
+        XCTAssertEqual(try TensorStats.compute(try Tensor(float32: [], shape: [0])).count, 0)
+    }
+}
