@@ -20,9 +20,11 @@ enum RunCkpt {
     }
 
     /// Runs `ckpt args` under a shell that first runs `setup` (`ulimit -v 400000`), so limits
-    /// apply to ckpt alone.
-    static func run(_ args: [String], under setup: String) throws -> CkptRun {
-        try run(args, executable: "/bin/sh", prefix: ["-c", setup + "; exec \"$0\" \"$@\"", binary])
+    /// apply to ckpt alone; killed after `seconds` (exit status 124), so a hang fails the test
+    /// instead of stopping the suite.
+    static func run(_ args: [String], under setup: String, seconds: Int = 300) throws -> CkptRun {
+        try run(args, executable: "/usr/bin/timeout",
+                prefix: [String(seconds), "/bin/sh", "-c", setup + "; exec \"$0\" \"$@\"", binary])
     }
 
     /// Runs `ckpt args` under `/usr/bin/time`; returns the run and its peak resident memory in KiB.
