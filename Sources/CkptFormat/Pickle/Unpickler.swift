@@ -12,6 +12,11 @@ public struct UnpickleOptions: Sendable {
     /// Most values the object tree may expand to, summed over the whole pickle (shared
     /// references count each time they appear).
     public var maxExpandedValues: Int = 3_000_000
+    /// Most bytes one `bytearray(n)` call may allocate (torch's allowlist includes it).
+    public var maxAllocationPerCall: Int = 1 << 20
+    /// Most bytes the pickle's `bytearray(n)` calls may allocate together (a cap per call alone
+    /// would let many small calls ask for gigabytes).
+    public var maxAllocatedBytes: Int = 64 << 20
 
     /// Default options: refuse anything outside the allowlist.
     public init(salvage: Bool = false) { self.salvage = salvage }
@@ -199,13 +204,16 @@ final class Unpickler {
 
     /// Bytes `bytearray(n)` calls may still allocate, over the whole pickle (a budget per call
     /// would let many small calls ask for gigabytes).
-    private var allocationBudget = 64 << 20
+    private lazy var allocationBudget = options.maxAllocatedBytes
 
     /// Takes `n` bytes from the allocation budget.
-    /// - Throws: `.limit` when the pickle's calls together ask for more.
+    /// - Throws: `.limit` when one call or the pickle's calls together ask for more.
     func chargeAllocation(_ n: Int, what: String) throws {
-        guard n >= 0, n <= allocationBudget else {
-            throw fail(.limit, "\(what) would allocate \(n) bytes, past the \(64 << 20)-byte total the pickle's calls may ask for")
+        guard n >= 0, n <= options.maxAllocationPerCall else {
+            throw fail(.limit, "\(what) would allocate \(n) bytes, past the \(options.maxAllocationPerCall) one call may ask for")
+        }
+        guard n <= allocationBudget else {
+            throw fail(.limit, "\(what) would allocate \(n) bytes, past the \(options.maxAllocatedBytes)-byte total the pickle's calls may ask for")
         }
         allocationBudget -= n
     }
