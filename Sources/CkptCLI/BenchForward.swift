@@ -49,6 +49,7 @@ struct BenchForward: ParsableCommand {
 
     func run() throws {
         try CLI.run {
+            try CLI.prepareKernels()
             let entry = try options.entry()
             if openblasOnly { Microkernel.isEnabled = false }
             let model = try Zoo.make(entry.name, numClasses: options.numClasses, seed: 0, initialize: true)

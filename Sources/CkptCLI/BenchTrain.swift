@@ -59,6 +59,7 @@ struct BenchTrain: ParsableCommand {
 
     func run() throws {
         try CLI.run {
+            try CLI.prepareKernels()
             let entry = try options.entry()
             let model = try Zoo.make(entry.name, numClasses: options.numClasses, seed: 0, initialize: true)
             let selection: TrainableSelection = train.map {

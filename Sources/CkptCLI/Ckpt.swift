@@ -23,6 +23,7 @@ public struct Ckpt: ParsableCommand {
 
     /// Runs the command line; a mistyped subcommand gets the closest name suggested (exit 64).
     public static func runMain() {
+        pinOpenBLASPool()
         // a mapped input truncated or rewritten underneath faults on its next read: one line,
         // the temporary output removed, exit 2 (never a crash by signal)
         signal(SIGBUS, inputChangedHandler)
@@ -34,6 +35,26 @@ public struct Ckpt: ParsableCommand {
             Foundation.exit(64)
         }
         main(args)
+    }
+}
+
+extension Ckpt {
+    /// OpenBLAS starts a pool of threads (one per core) as it loads, before `main`, each
+    /// allocating a 128 MiB work buffer; ckpt runs OpenBLAS on one thread and splits products
+    /// over its own, so the pool only takes cores, and under a memory limit a pool thread whose
+    /// allocation fails retries forever (and `exit` waits for it). OpenBLAS reads
+    /// OPENBLAS_NUM_THREADS only as it loads: ckpt starts itself again with it set to 1, passing
+    /// the threads asked for (OPENBLAS_NUM_THREADS, else the cores) in CKPT_BLAS_THREADS.
+    static func pinOpenBLASPool() {
+        #if os(Linux)
+        guard getenv("CKPT_BLAS_THREADS") == nil else { return }
+        let asked = getenv("OPENBLAS_NUM_THREADS").flatMap { Int(String(cString: $0)) }.flatMap { $0 > 0 ? $0 : nil }
+        setenv("CKPT_BLAS_THREADS", String(asked ?? ProcessInfo.processInfo.activeProcessorCount), 1)
+        if asked == 1 { return }  // the pool is already off
+        setenv("OPENBLAS_NUM_THREADS", "1", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // only reached when exec fails: run on, with the pool
+        #endif
     }
 }
 

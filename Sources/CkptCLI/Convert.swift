@@ -65,6 +65,8 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
+        // chunk buffers come and go per storage: each a mapping of its own, returned when freed
+        CLI.returnLargeAllocations()
         try CLI.run {
             var ckpt = try CLI.load(input, read)
             if ckpt.info.format == .torchscript {

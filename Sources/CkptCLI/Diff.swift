@@ -61,6 +61,8 @@ struct Diff: ParsableCommand {
 
     func run() throws {
         var different = false
+        // chunk buffers come and go per tensor: each a mapping of its own, returned when freed
+        CLI.returnLargeAllocations()
         try CLI.run {
             let ca = try CLI.load(a, read), cb = try CLI.load(b, read)
             let ta = tensors(ca), tb = tensors(cb)
@@ -101,12 +103,9 @@ struct Diff: ParsableCommand {
                 } catch {
                     throw FormatError(.corrupt, file: "\(a) / \(b)", member: p, "\(error)")
                 }
-                // both files were read through their mappings: drop those pages again, so memory
-                // holds one pair of tensors at a time, not both files
-                for t in [x, y] {
-                    (try? t.storage.slice())?.releasePages()
-                    t.storage.evict()
-                }
+                // the comparison read both tensors chunk by chunk (pread, or a gather whose mapped
+                // pages it dropped); a storage inflated into memory for it is dropped here
+                for t in [x, y] { t.storage.evict() }
                 progress.update(i + 1)
             }
             progress.finish()

@@ -155,7 +155,10 @@ struct Finetune: ParsableCommand {
             CLI.printError(e.description)
             throw ExitCode(64)
         }
-        try CLI.run { try job.run() }
+        try CLI.run {
+            try CLI.prepareKernels()
+            try job.run()
+        }
     }
 
     /// The library's options from the flags.

@@ -48,6 +48,7 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         try CLI.run {
+            try CLI.prepareKernels()
             let entry = try options.entry()
             let located = KeyAnalysis.locateStateDict(try CLI.load(weights, read))
             let (model, classes, stateDict) = try Forward.build(entry, numClasses: options.numClasses, fitting: located)

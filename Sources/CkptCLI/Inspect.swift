@@ -71,6 +71,13 @@ struct InspectReport {
             if stats, t.dtype.isNumericallyReadable {
                 do {
                     s = try TensorStats.compute(t)
+                } catch let e as TensorError {
+                    // a read that fails (a file that shrank, a record that cannot be mapped) is
+                    // an I/O error, never a malformed file
+                    if case let .io(_, m) = e { throw FormatError(.io, file: file, member: p, m) }
+                    throw FormatError(.corrupt, file: file, member: p, "\(e)")
+                } catch let e as FormatError where e.kind == .io {
+                    throw e
                 } catch {
                     throw FormatError(.corrupt, file: file, member: p, "\(error)")
                 }

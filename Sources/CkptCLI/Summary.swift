@@ -43,6 +43,7 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         try CLI.run {
+            try CLI.prepareKernels()
             let entry = try options.entry()
             let model = try Zoo.make(entry.name, numClasses: options.numClasses, initialize: false)
             let shapes = try input.map { try ModelShapes.parse($0).map { [batch] + $0 } } ?? entry.inputShapes(batch: batch)

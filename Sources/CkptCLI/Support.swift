@@ -1,5 +1,6 @@
 import ArgumentParser
 import CkptFormat
+import CkptKernels
 import CkptTensor
 import Foundation
 
@@ -46,6 +47,13 @@ enum CLI {
             _ = unsafeBitCast(f, to: Mallopt.self)(-3, 1 << 20)
         }
         #endif
+    }
+
+    /// Has OpenBLAS take its work buffers now, before a model runs: a memory limit too low for
+    /// them is one line and exit 2, never OpenBLAS retrying a failed allocation forever.
+    /// - Throws: `GemmError.workspace` (printed by `run` as one line).
+    static func prepareKernels() throws {
+        try Gemm.prepare()
     }
 
     /// Reads a checkpoint, mapping I/O errors to one line.

@@ -111,6 +111,7 @@ struct Transplant: ParsableCommand {
     func run() throws {
         CLI.returnLargeAllocations()
         try CLI.run {
+            try CLI.prepareKernels()
             let job = try TransplantJob.prepare(self)
             try job.run(self)
         }

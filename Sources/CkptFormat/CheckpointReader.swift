@@ -4,12 +4,15 @@ import CkptTensor
 /// torch does (zip magic at offset 0, then tar, then the legacy magic pickle), then safetensors.
 /// Counterpart: `torch.load(path, weights_only=True)` plus `safetensors.torch.load_file`.
 public enum CheckpointReader {
-    /// Reads the checkpoint at `path`; tensor data is mapped, not read.
-    /// - Throws: `FormatError` naming the file, member and offset of what is wrong.
+    /// Reads the checkpoint at `path`; tensor data is mapped, not read. A file too large for the
+    /// address space ckpt may use is opened unmapped: a zip or safetensors file is then read with
+    /// `pread` and each record mapped alone when its bytes are needed.
+    /// - Throws: `FormatError` naming the file, member and offset of what is wrong; `.io` (never
+    ///   a format error) when what is needed cannot be mapped.
     public static func read(path: String, options: UnpickleOptions = UnpickleOptions()) throws -> Checkpoint {
         let region: ByteRegion
         do {
-            region = try ByteRegion.map(path: path)
+            region = try ByteRegion.open(path: path)
         } catch let e as TensorError {
             if case let .io(_, m) = e { throw FormatError(.io, file: path, m) }
             throw FormatError(.io, file: path, "\(e)")
@@ -20,11 +23,31 @@ public enum CheckpointReader {
     /// Reads a checkpoint held in `region`; `file` names it in errors.
     /// - Throws: `FormatError`.
     public static func read(region: ByteRegion, file: String, options: UnpickleOptions = UnpickleOptions()) throws -> Checkpoint {
-        let b = region.bytes
-        switch detect(b) {
+        // the leading bytes tell the format; a region not mapped whole gives them by pread
+        let head: ByteRegion
+        do {
+            head = region.isMapped ? region : try region.copy(offset: 0, count: min(region.count, 4096))
+        } catch {
+            throw FormatError(.io, file: file, "\(error)")
+        }
+        let b = head.bytes
+        defer { withExtendedLifetime(head) {} }
+        /// tar and legacy files interleave pickles and data from the first byte: they need the
+        /// whole file mapped, and a file too large for that is an I/O error, not a malformed one
+        func whole() throws -> ByteRegion {
+            if region.isMapped { return region }
+            do {
+                _ = try region.mapped()
+            } catch let e as TensorError {
+                if case let .io(_, m) = e { throw FormatError(.io, file: file, m) }
+                throw FormatError(.io, file: file, "\(e)")
+            }
+            return region
+        }
+        switch detect(prefix: b, fileSize: region.count) {
         case .zip: return try TorchZipReader.read(try ZipArchive(region: region, file: file), options: options)
-        case .tar: return try TarReader.read(region, file: file, options: options)
-        case .legacy: return try LegacyReader.read(region, file: file, options: options)
+        case .tar: return try TarReader.read(try whole(), file: file, options: options)
+        case .legacy: return try LegacyReader.read(try whole(), file: file, options: options)
         case .safetensors: return try Safetensors.read(region, file: file)
         case .torchscript:
             throw FormatError(.unsupported, file: file, offset: 0, "TorchScript preview format (PYTORCH1), which torch itself no longer reads")
@@ -43,11 +66,16 @@ public enum CheckpointReader {
     /// The container format the leading bytes announce (`.torchscript` here means the refused
     /// `PYTORCH1` preview format), or nil when none matches.
     public static func detect(_ b: UnsafeRawBufferPointer) -> CheckpointFormat? {
+        detect(prefix: b, fileSize: b.count)
+    }
+
+    /// As `detect(_:)` from the first bytes of a file of `fileSize` bytes (4 KiB are plenty).
+    public static func detect(prefix b: UnsafeRawBufferPointer, fileSize: Int) -> CheckpointFormat? {
         if b.count >= 4, b[0] == 0x50, b[1] == 0x4B, b[2] == 3, b[3] == 4 { return .zip }
         if b.count >= 8, Array(b[0 ..< 8]) == Array("PYTORCH1".utf8) { return .torchscript }
         if TarReader.looksTar(b) { return .tar }
         if LegacyReader.looksLegacy(b) { return .legacy }
-        if Safetensors.looksLikeSafetensors(b) { return .safetensors }
+        if Safetensors.looksLikeSafetensors(prefix: b, fileSize: fileSize) { return .safetensors }
         return nil
     }
 }

@@ -62,6 +62,10 @@ public enum CheckpointWriter {
             let total = pickler.storages.reduce(0) { $0 + $1.byteCount }
             var done = 0
             for (i, s) in pickler.storages.enumerated() {
+                // each storage streams into its record chunk by chunk (pread from the input, a
+                // cast computed per chunk); one this call had to load (an inflated record) is
+                // dropped once written, so memory holds one storage at most, never all of them
+                let loadedBefore = s.isLoaded
                 do {
                     try zip.addRecord(prefix + "/data/\(i)", size: s.byteCount) { write in
                         try s.forEachLittleEndianChunk { try write($0) }
@@ -69,6 +73,7 @@ public enum CheckpointWriter {
                 } catch let e as TensorError {
                     throw FormatError(.corrupt, file: path, member: "storage \(s.key)", "\(e)")
                 }
+                if !loadedBefore { s.evict() }
                 done += s.byteCount
                 progress?(done, total)
             }

@@ -66,14 +66,25 @@ public enum Safetensors {
     ///   non-string metadata, `.unsupported` for unknown dtype codes (`F128`, `f32`: codes are exact
     ///   and case-sensitive) and sub-byte dtypes (F4, F6_*), `.limit` for sizes that overflow 64 bits.
     public static func read(_ region: ByteRegion, file: String) throws -> Checkpoint {
-        let all = region.bytes
-        let size = all.count
+        let size = region.count
         func headerError(_ kind: FormatError.Kind, _ offset: Int, _ message: String) -> FormatError {
             FormatError(kind, file: file, member: "header", offset: offset, message)
         }
         guard size >= 8 else {
             throw headerError(.truncated, 0, "file is \(size) bytes, expected at least 8 for the header length")
         }
+        // the header only: of a file not mapped whole, just its first 8 + length bytes are mapped
+        let head: ByteSlice
+        do {
+            let length = try region.copy(offset: 0, count: 8)
+            let wanted = withExtendedLifetime(length) { readU64LE(length.bytes) }
+            head = region.part(offset: 0, count: wanted > UInt64(size - 8) || wanted > UInt64(maxHeaderLength) ? 8 : 8 + Int(wanted))
+            _ = try head.mappedBytes()
+        } catch {
+            throw FormatError(.io, file: file, member: "header", "\(error)")
+        }
+        let all = try head.mappedBytes()
+        defer { withExtendedLifetime(head) {} }
         let n64 = readU64LE(all)
         guard n64 <= UInt64(maxHeaderLength) else {
             throw headerError(.limit, 0, "header length \(n64) exceeds the limit of \(maxHeaderLength) bytes")
@@ -150,7 +161,7 @@ public enum Safetensors {
             let start = dataStart + e.begin
             let count = e.end - e.begin
             let storage = Storage(key: e.name, dtype: e.dtype, byteCount: count) { [region] in
-                ByteSlice(region: region, offset: start, count: count)
+                region.part(offset: start, count: count)
             }
             let tensor: Tensor
             do {

@@ -1,4 +1,11 @@
 internal import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Foundation
 
 /// Single-precision matrix multiply on OpenBLAS: the only file that talks to BLAS.
 ///
@@ -94,11 +101,100 @@ public enum Gemm {
         workers = max(1, count)
     }
 
-    // written only outside parallel regions (setup, withThreadCount), read inside them
+    /// Address space one thread calling OpenBLAS needs for its work buffer: BUFFER_SIZE of
+    /// OpenBLAS's x86-64 builds (128 MiB) plus a page. OpenBLAS allocates it on a thread's first
+    /// call and, when the allocation fails, retries forever (`blas_memory_alloc`).
+    public static let workspacePerThread = (128 << 20) + 4096
+
+    /// Makes sure OpenBLAS can get its work buffers before any model runs, so a memory limit
+    /// ends in an error instead of OpenBLAS spinning on a failed allocation: checks that the
+    /// address space for one buffer per thread is free (using fewer threads when only fewer
+    /// fit), then has each thread make one product so OpenBLAS allocates its buffers now.
+    /// - Throws: `GemmError.workspace` when not even one thread's buffer fits.
+    public static func prepare() throws {
+        if prepared { return }
+        var lanes = workers
+        while lanes > 0, !addressSpaceFree(lanes * workspacePerThread) { lanes -= 1 }
+        guard lanes > 0 else {
+            throw GemmError.workspace(bytes: workspacePerThread)
+        }
+        workers = lanes
+        let count = lanes
+        // every lane multiplies at once (each waits, at most a second, for the others to
+        // arrive), so OpenBLAS takes one buffer per lane now rather than in the middle of a model
+        let n = 256
+        let a = [Float](repeating: 1, count: n * n)
+        let box = UncheckedSendable(a)
+        let arrivals = Arrivals()
+        DispatchQueue.concurrentPerform(iterations: count) { _ in
+            arrivals.arriveAndWait(for: count, atMost: 1)
+            var c = [Float](repeating: 0, count: n * n)
+            box.value.withUnsafeBufferPointer { p in
+                guard let m = p.baseAddress else { return }
+                c.withUnsafeMutableBufferPointer { q in
+                    guard let out = q.baseAddress else { return }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(n), blasint(n), 1,
+                                m, blasint(n), m, blasint(n), 0, out, blasint(n))
+                }
+            }
+        }
+        prepared = true
+    }
+
+    /// True when `bytes` of address space can be mapped now (reserved without touching memory,
+    /// then released).
+    private static func addressSpaceFree(_ bytes: Int) -> Bool {
+        guard let m = mmap(nil, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), m != MAP_FAILED else { return false }
+        munmap(m, bytes)
+        return true
+    }
+
+    nonisolated(unsafe) private static var prepared = false
+
+    // written only outside parallel regions (setup, withThreadCount), read inside them. The
+    // threads come from CKPT_BLAS_THREADS (the CLI sets it from OPENBLAS_NUM_THREADS or the
+    // cores before OpenBLAS loads with a pool of one), never more than the cores we may use.
     nonisolated(unsafe) private static var workers: Int = {
-        let count = Int(openblas_get_num_threads())
+        // the cores this process may run on (its affinity mask, as taskset or a container sets it)
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let asked = getenv("CKPT_BLAS_THREADS").flatMap { Int(String(cString: $0)) } ?? Int(openblas_get_num_threads())
         openblas_set_num_threads(1)
-        return max(1, count)
+        return max(1, min(asked, cores))
     }()
+
     nonisolated(unsafe) private static var splitting = true
+}
+
+/// A count of threads that have arrived, for `Gemm.prepare`'s rendezvous.
+private final class Arrivals: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+
+    /// Counts this thread in, then waits until `lanes` have arrived or `seconds` have passed.
+    func arriveAndWait(for lanes: Int, atMost seconds: Double) {
+        lock.lock()
+        count += 1
+        lock.unlock()
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        while DispatchTime.now().uptimeNanoseconds < deadline {
+            lock.lock()
+            let all = count >= lanes
+            lock.unlock()
+            if all { return }
+            usleep(100)
+        }
+    }
+}
+
+/// Failures of the BLAS layer.
+public enum GemmError: Error, CustomStringConvertible {
+    /// OpenBLAS could not get the address space for its work buffer.
+    case workspace(bytes: Int)
+
+    public var description: String {
+        switch self {
+        case let .workspace(bytes):
+            return "OpenBLAS needs \(bytes >> 20) MiB of address space for its work buffer and cannot get it (is the virtual memory limit, ulimit -v, too low?)"
+        }
+    }
 }

@@ -30,7 +30,9 @@ public enum HalfFloat {
 
 extension Storage {
     /// A storage holding every element of this one converted to `target` (torch's `.half()`,
-    /// `.bfloat16()`, `.float()` rounding), computed lazily when first read.
+    /// `.bfloat16()`, `.float()` rounding). Read chunk by chunk (`forEachLittleEndianChunk`, as
+    /// the writers read), it converts each chunk of the source as it goes and never holds the
+    /// whole result; read whole (`slice()`), it converts everything into memory once.
     /// - Throws: `TensorError.unsupportedDType` unless both dtypes are float64/32/16 or bfloat16.
     public func cast(to target: DType) throws -> Storage {
         let castable: Set<DType> = [.float64, .float32, .float16, .bfloat16]
@@ -39,13 +41,35 @@ extension Storage {
         }
         let source = self
         let count = elementCount
-        return Storage(key: key, dtype: target, byteCount: count * target.itemSize, byteOrder: .little, location: location) {
-            let region = try ByteRegion.allocate(count: count * target.itemSize) { dst in
+        let from = dtype, unitIn = dtype.itemSize, unitOut = target.itemSize
+        // bytes [start, start + length) of the cast: elements start/unitOut ..< (start+length)/unitOut
+        // of the source, converted one source chunk at a time into one reused buffer
+        let streamer: ChunkStreamer = { start, length, chunk, body in
+            precondition(start % unitOut == 0 && length % unitOut == 0)
+            // at most 4 MiB of output per chunk: two buffers (source and cast) stay small
+            let perChunk = max(1, min(chunk, 4 << 20) / unitOut)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(perChunk, length / unitOut) * unitOut, alignment: 64)
+            defer { buffer.deallocate() }
+            guard let d = buffer.baseAddress else { return }
+            try source.forEachLittleEndianChunk(from: start / unitOut * unitIn, length: length / unitOut * unitIn,
+                                                chunk: perChunk * unitIn) { src in
+                // the source may hand back smaller pieces than asked; each is whole elements
+                var done = 0
+                while done < src.count {
+                    let n = min(perChunk, (src.count - done) / unitIn)
+                    HalfFloat.convert(UnsafeRawBufferPointer(rebasing: src[done ..< done + n * unitIn]), from: from, to: d, target, count: n)
+                    try body(UnsafeRawBufferPointer(start: d, count: n * unitOut))
+                    done += n * unitIn
+                }
+            }
+        }
+        return Storage(key: key, dtype: target, byteCount: count * unitOut, byteOrder: .little, location: location, streamer: streamer) {
+            let region = try ByteRegion.allocate(count: count * unitOut) { dst in
                 guard let d = dst.baseAddress else { return }
                 var at = 0
                 try source.forEachLittleEndianChunk(chunk: 1 << 20) { chunk in
-                    let n = chunk.count / source.dtype.itemSize
-                    HalfFloat.convert(chunk, from: source.dtype, to: d + at * target.itemSize, target, count: n)
+                    let n = chunk.count / unitIn
+                    HalfFloat.convert(chunk, from: from, to: d + at * unitOut, target, count: n)
                     at += n
                 }
             }

@@ -6,17 +6,32 @@ import Darwin
 import Dispatch
 import Foundation
 
-/// A block of read-only bytes that stays valid while the object lives: an mmap of a whole file
-/// or a heap allocation. Storages point into one of these.
+/// An open file descriptor shared by the regions of one file, closed with the last of them.
+final class OpenFile: @unchecked Sendable {
+    let fd: Int32
+    let path: String
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+    deinit { close(fd) }
+}
+
+/// A block of read-only bytes that stays valid while the object lives: an mmap of a whole file,
+/// a window of a file mapped only when its bytes are first needed, or a heap allocation.
+/// Storages point into one of these.
 public final class ByteRegion: @unchecked Sendable {
-    /// First byte of the region (nil only when the region is empty).
-    public let base: UnsafeRawPointer?
+    private let eagerBase: UnsafeRawPointer?
     /// Length in bytes.
     public let count: Int
     private let ownership: Ownership
-    /// An open descriptor of the mapped file, kept so bulk reads can use `pread` instead of
-    /// faulting the mapping page by page.
-    public private(set) var fileDescriptor: Int32 = -1
+    /// The file the region maps or reads (nil for memory).
+    private let file: OpenFile?
+    /// Offset in the file of the region's byte 0 (0 for a whole-file mapping).
+    public let fileOffset: Int
+    private let windowLock = NSLock()
+    /// A window's mapping once made: the page-aligned address and length given to mmap.
+    private var windowMapping: (address: UnsafeMutableRawPointer, length: Int)?
 
     /// Who frees the memory when the region dies.
     public enum Ownership: Sendable {
@@ -26,13 +41,66 @@ public final class ByteRegion: @unchecked Sendable {
         case heap
         /// An `mmap` of `count` bytes.
         case mapped
+        /// A range of a file, read with `pread` and mapped (just that range) only when its
+        /// bytes are asked for: what ckpt uses when the whole file does not fit the address space.
+        case window
     }
 
     /// Wraps memory that `ownership` says how to free.
     public init(base: UnsafeRawPointer?, count: Int, ownership: Ownership) {
-        self.base = base
+        precondition(ownership != .window, "a window is made by ByteRegion.open or window(offset:count:)")
+        self.eagerBase = base
         self.count = count
         self.ownership = ownership
+        self.file = nil
+        self.fileOffset = 0
+    }
+
+    private init(base: UnsafeRawPointer?, count: Int, ownership: Ownership, file: OpenFile?, fileOffset: Int) {
+        self.eagerBase = base
+        self.count = count
+        self.ownership = ownership
+        self.file = file
+        self.fileOffset = fileOffset
+    }
+
+    /// First byte of the region (nil only when the region is empty, or when a window cannot be
+    /// mapped: use `mapped()` where that must be an error).
+    public var base: UnsafeRawPointer? {
+        if ownership == .window { return try? mapped() }
+        return eagerBase
+    }
+
+    /// The first byte if the memory is there now, without mapping a window.
+    public var baseIfMapped: UnsafeRawPointer? {
+        guard ownership == .window else { return eagerBase }
+        windowLock.lock(); defer { windowLock.unlock() }
+        return windowMapping.map { UnsafeRawPointer($0.address + (fileOffset - alignedFileOffset)) }
+    }
+
+    /// False only for a window whose bytes have not been mapped yet.
+    public var isMapped: Bool { count == 0 || baseIfMapped != nil }
+
+    private var alignedFileOffset: Int { fileOffset & ~(ByteRegion.pageSize - 1) }
+
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// The first byte, mapping a window's range of the file now if it is not mapped yet.
+    /// - Throws: `TensorError.io` naming the file when the range cannot be mapped (the address
+    ///   space ckpt may use is too small): never a format error.
+    public func mapped() throws -> UnsafeRawPointer? {
+        guard ownership == .window, count > 0, let f = file else { return eagerBase }
+        windowLock.lock(); defer { windowLock.unlock() }
+        let start = alignedFileOffset
+        if let m = windowMapping { return UnsafeRawPointer(m.address + (fileOffset - start)) }
+        let length = fileOffset - start + count
+        guard let m = mmap(nil, length, PROT_READ, MAP_PRIVATE, f.fd, off_t(start)), m != MAP_FAILED else {
+            throw TensorError.io(path: f.path, message: "cannot map \(count) bytes at offset \(fileOffset): " + String(cString: strerror(errno))
+                                 + " (the address space ckpt may use is too small for them)")
+        }
+        mappedFiles.insert(f.path)
+        windowMapping = (m, length)
+        return UnsafeRawPointer(m + (fileOffset - start))
     }
 
     /// Copies `bytes` into a new heap region.
@@ -81,35 +149,86 @@ public final class ByteRegion: @unchecked Sendable {
     /// Maps a whole file read-only. Touches no page until it is read.
     /// - Throws: `TensorError.io` when the file cannot be opened or mapped.
     public static func map(path: String) throws -> ByteRegion {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try open(path: path, whole: true)
+    }
+
+    /// Opens a file for reading. `whole` nil: mapped whole when the address space allows, else
+    /// an unmapped window over the file whose parts readers `pread` or map as they need them;
+    /// true: mapped whole or an error; false: always a window (what a file larger than the
+    /// address space gets; tests use it to read every file that way).
+    /// - Throws: `TensorError.io` when the file cannot be opened (or, with `whole`, mapped).
+    public static func open(path: String, whole: Bool? = nil) throws -> ByteRegion {
+        #if canImport(Glibc)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        #else
+        let fd = Darwin.open(path, O_RDONLY | O_CLOEXEC)
+        #endif
         if fd < 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
-        var keep = false
-        defer { if !keep { close(fd) } }
+        let f = OpenFile(fd: fd, path: path)
         var st = stat()
         if fstat(fd, &st) != 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw TensorError.io(path: path, message: "is a directory") }
         let size = Int(st.st_size)
         if size == 0 { return ByteRegion(base: nil, count: 0, ownership: .borrowed) }
-        guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
+        if whole != false, let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED {
+            mappedFiles.insert(path)
+            return ByteRegion(base: UnsafeRawPointer(m), count: size, ownership: .mapped, file: f, fileOffset: 0)
+        }
+        if whole == true {
             throw TensorError.io(path: path, message: "mmap failed: " + String(cString: strerror(errno)))
         }
-        let region = ByteRegion(base: UnsafeRawPointer(m), count: size, ownership: .mapped)
-        region.fileDescriptor = fd
-        keep = true
-        mappedFiles.insert(path)
-        return region
+        return ByteRegion(base: nil, count: size, ownership: .window, file: f, fileOffset: 0)
     }
 
-    /// The region's bytes.
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    /// Bytes `[offset, offset + count)` of this region as a region of its own: a window of the
+    /// same file (mapped only when its bytes are asked for) when this region is a window, else
+    /// nil (slice this region instead).
+    public func window(offset: Int, count n: Int) -> ByteRegion? {
+        guard ownership == .window, let f = file else { return nil }
+        precondition(offset >= 0 && n >= 0 && offset <= count && n <= count - offset)
+        if n == 0 { return ByteRegion(base: nil, count: 0, ownership: .borrowed) }
+        return ByteRegion(base: nil, count: n, ownership: .window, file: f, fileOffset: fileOffset + offset)
+    }
+
+    /// Bytes `[offset, offset + count)` as a slice: of a window of its own when this region is a
+    /// window (so only that range is ever mapped), else of this region.
+    public func part(offset: Int, count n: Int) -> ByteSlice {
+        if let w = window(offset: offset, count: n) { return ByteSlice(region: w) }
+        return ByteSlice(region: self, offset: offset, count: n)
+    }
+
+    /// A heap copy of bytes `[offset, offset + count)`, read with `pread` when the region is a
+    /// file (nothing is mapped), else copied.
+    /// - Throws: `TensorError.io` when the file gives fewer bytes (it changed underneath).
+    public func copy(offset: Int, count n: Int) throws -> ByteRegion {
+        precondition(offset >= 0 && n >= 0 && offset <= count && n <= count - offset)
+        return try ByteRegion.allocate(count: n) { dst in
+            try ByteSlice(region: self, offset: offset, count: n).copy(into: dst)
+        }
+    }
+
+    /// The region's bytes (a window is mapped first; see `mapped()` for an error instead).
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: base == nil ? 0 : count) }
+
+    /// True when the region is a read-only mapping of a file (whose pages may be dropped and
+    /// read again), not heap or anonymous memory.
+    public var isFileMapping: Bool {
+        (ownership == .mapped || ownership == .window) && file != nil
+    }
+
+    /// An open descriptor of the file the region maps or reads, so bulk reads can use `pread`
+    /// instead of faulting the mapping page by page; -1 for memory.
+    public var fileDescriptor: Int32 { file?.fd ?? -1 }
+
+    /// The path of the file the region maps or reads, if any.
+    public var filePath: String? { file?.path }
 
     deinit {
-        if fileDescriptor >= 0 { close(fileDescriptor) }
-        guard let b = base else { return }
         switch ownership {
         case .borrowed: break
-        case .heap: UnsafeMutableRawPointer(mutating: b).deallocate()
-        case .mapped: munmap(UnsafeMutableRawPointer(mutating: b), count)
+        case .heap: if let b = eagerBase { UnsafeMutableRawPointer(mutating: b).deallocate() }
+        case .mapped: if let b = eagerBase { munmap(UnsafeMutableRawPointer(mutating: b), count) }
+        case .window: if let m = windowMapping { munmap(m.address, m.length) }
         }
     }
 }
@@ -135,11 +254,12 @@ public struct ByteSlice: Sendable {
     public init(region: ByteRegion) { self.init(region: region, offset: 0, count: region.count) }
 
     /// Asks the kernel to map the slice's pages now, in one call, before a full read: far
-    /// cheaper than one page fault per 4 KiB. Only for mapped files; a no-op elsewhere.
+    /// cheaper than one page fault per 4 KiB. Only for mapped files; a no-op elsewhere (and for
+    /// a window not mapped yet).
     public func prefetch() {
         #if os(Linux)
-        guard count >= 1 << 20, let b = region.base else { return }
-        let page = 4096
+        guard count >= 1 << 20, region.isFileMapping, let b = region.baseIfMapped else { return }
+        let page = ByteRegion.pageSize
         let start = (Int(bitPattern: b) + offset) & ~(page - 1)
         let end = Int(bitPattern: b) + offset + count
         _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 22 /* MADV_POPULATE_READ */)
@@ -148,11 +268,12 @@ public struct ByteSlice: Sendable {
 
     /// Drops the slice's pages of a mapped file from resident memory (a later read faults them in
     /// again from the file): after a tensor was read through the mapping, so reading a whole file
-    /// that way does not leave it all resident. Does nothing for heap memory.
+    /// that way does not leave it all resident. Does nothing for heap or anonymous memory (where
+    /// MADV_DONTNEED would zero it) and for a window not mapped.
     public func releasePages() {
         #if os(Linux)
-        guard region.fileDescriptor >= 0, count > 0, let b = region.base else { return }
-        let page = 4096
+        guard region.isFileMapping, count > 0, let b = region.baseIfMapped else { return }
+        let page = ByteRegion.pageSize
         let start = (Int(bitPattern: b) + offset) & ~(page - 1)
         let end = Int(bitPattern: b) + offset + count
         _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 4 /* MADV_DONTNEED */)
@@ -160,36 +281,55 @@ public struct ByteSlice: Sendable {
     }
 
     /// Copies bytes `[from, from + dst.count)` of the slice into `dst`: with `pread` from the
-    /// file when the region maps one (no page faults on the mapping), else with memcpy.
-    public func copy(from: Int = 0, into dst: UnsafeMutableRawBufferPointer) {
+    /// file when the region is one (no page faults on a mapping, nothing mapped for a window),
+    /// else with memcpy.
+    /// - Throws: `TensorError.io` when the file gives fewer bytes and cannot be mapped either.
+    public func copy(from: Int = 0, into dst: UnsafeMutableRawBufferPointer) throws {
         guard let d = dst.baseAddress, dst.count > 0 else { return }
         precondition(from >= 0 && dst.count <= count - from)
         let fd = region.fileDescriptor
+        let fileStart = region.fileOffset + offset + from
         // large copies are split over the cores: each part faults and fills its own pages
         let total = dst.count
         let parts = total >= 16 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
         let chunk = (total + parts - 1) / parts
         let base = UInt(bitPattern: d)
+        let shortPointer = UnsafeMutablePointer<Int>.allocate(capacity: parts)
+        shortPointer.initialize(repeating: -1, count: parts)
+        defer { shortPointer.deallocate() }
+        let shortAddress = UInt(bitPattern: shortPointer)
         DispatchQueue.concurrentPerform(iterations: parts) { i in
             let start = i * chunk
             let end = min(total, start + chunk)
             guard start < end, let out = UnsafeMutableRawPointer(bitPattern: base) else { return }
             var done = start
-            if fd >= 0, total >= 1 << 16 {
+            if fd >= 0 {
                 while done < end {
-                    let n = pread(fd, out + done, end - done, off_t(offset + from + done))
+                    let n = pread(fd, out + done, end - done, off_t(fileStart + done))
                     if n <= 0 { break }
                     done += n
                 }
             }
-            if done < end, let b = region.base { memcpy(out + done, b + offset + from + done, end - done) }
+            if done < end, let short = UnsafeMutablePointer<Int>(bitPattern: shortAddress) { short[i] = done }
+        }
+        let short = shortPointer
+        // what pread could not give (the file shrank underneath) is read through the mapping,
+        // where a whole-file map faults and the SIGBUS handler names the file
+        for i in 0 ..< parts where short[i] >= 0 {
+            let done = short[i]
+            let end = min(total, i * chunk + chunk)
+            guard let b = try region.mapped() else {
+                throw TensorError.io(path: region.filePath ?? "<memory>", message: "the file changed while ckpt was reading it: no bytes at offset \(fileStart + done)")
+            }
+            memcpy(d + done, b + offset + from + done, end - done)
         }
     }
 
     /// Calls `body` with bytes `[from, from + length)` of the slice in consecutive chunks of at
     /// most `chunk` bytes (a multiple of `elementSize`), read into one reused buffer.
+    /// - Throws: `TensorError.io` from the reads, what `body` throws.
     public func forEachChunk(from: Int = 0, length: Int? = nil, chunk: Int, elementSize: Int = 1,
-                             _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+                             _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let total = length ?? (count - from)
         let step = max(elementSize, chunk / elementSize * elementSize)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(step, max(total, 1)), alignment: 64)
@@ -198,13 +338,31 @@ public struct ByteSlice: Sendable {
         while o < total {
             let n = min(step, total - o)
             let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0 ..< n])
-            copy(from: from + o, into: part)
+            try copy(from: from + o, into: part)
             try body(UnsafeRawBufferPointer(part))
             o += n
         }
     }
 
-    /// The bytes of the slice.
+    /// Calls `body` with the bytes, the region kept alive meanwhile (a window is mapped first).
+    /// - Throws: `TensorError.io` when a window cannot be mapped; what `body` throws.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let all = try mappedBytes()
+        return try withExtendedLifetime(region) { try body(all) }
+    }
+
+    /// The bytes of the slice, mapping a window first.
+    /// - Throws: `TensorError.io` naming the file when a window cannot be mapped.
+    public func mappedBytes() throws -> UnsafeRawBufferPointer {
+        guard count > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        guard let b = try region.mapped() else {
+            throw TensorError.io(path: region.filePath ?? "<memory>", message: "region of \(count) bytes has no memory")
+        }
+        return UnsafeRawBufferPointer(start: b + offset, count: count)
+    }
+
+    /// The bytes of the slice (empty if a window cannot be mapped: use `mappedBytes()` where
+    /// that must be an error).
     public var bytes: UnsafeRawBufferPointer {
         guard let b = region.base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(start: b + offset, count: count)
@@ -234,19 +392,35 @@ public final class Storage: @unchecked Sendable {
     public let location: String
 
     private let loader: @Sendable () throws -> ByteSlice
+    /// Produces bytes `[from, from + length)` in little-endian chunks of at most `chunk` bytes
+    /// without loading the whole storage (a cast computed as it is read); nil for storages
+    /// whose bytes are read from a region.
+    private let streamer: ChunkStreamer?
     private let lock = NSLock()
     private var cached: ByteSlice?
 
+    /// Produces bytes `[from, from + length)` of a storage in chunks of at most `chunk` bytes
+    /// (whole elements), calling the last argument with each.
+    public typealias ChunkStreamer = @Sendable (_ from: Int, _ length: Int, _ chunk: Int,
+                                                _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
     /// A storage whose bytes `loader` produces on first use; `loader` must return exactly `byteCount` bytes.
+    /// `streamer`, when given, produces the same bytes chunk by chunk for bounded-memory reads.
     public init(key: String, dtype: DType, byteCount: Int, byteOrder: ByteOrder = .little,
-                location: String = "cpu", loader: @escaping @Sendable () throws -> ByteSlice) {
+                location: String = "cpu", streamer: ChunkStreamer? = nil,
+                loader: @escaping @Sendable () throws -> ByteSlice) {
         self.key = key
         self.dtype = dtype
         self.byteCount = byteCount
         self.byteOrder = byteOrder
         self.location = location
+        self.streamer = streamer
         self.loader = loader
     }
+
+    /// True when the bytes are computed as they are read (a cast): reading them chunk by chunk
+    /// with `forEachLittleEndianChunk` never holds the whole storage.
+    public var isStreamed: Bool { streamer != nil }
 
     /// A storage over bytes already in memory.
     public convenience init(key: String, dtype: DType, slice: ByteSlice, byteOrder: ByteOrder = .little) {
@@ -294,11 +468,25 @@ extension Storage {
     /// `chunk` bytes; big-endian storages are swapped chunk by chunk, so memory stays bounded.
     /// - Throws: storage load errors, or what `body` throws.
     public func forEachLittleEndianChunk(chunk: Int = 1 << 24, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try forEachLittleEndianChunk(from: 0, length: byteCount, chunk: chunk, body)
+    }
+
+    /// As `forEachLittleEndianChunk(chunk:_:)`, over bytes `[from, from + length)` only (both
+    /// multiples of the element size): a streamed storage (a cast) computes just that range, a
+    /// storage over a file reads just that range with `pread`.
+    /// - Throws: storage load errors, or what `body` throws.
+    public func forEachLittleEndianChunk(from: Int, length: Int, chunk: Int = 1 << 24,
+                                         _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        precondition(from >= 0 && length >= 0 && length <= byteCount - from)
+        if let streamer, !isLoaded {
+            if length > 0 { try streamer(from, length, max(chunk, dtype.itemSize), body) }
+            return
+        }
         let s = try slice()
-        if s.region.fileDescriptor >= 0, s.count >= 1 << 16 {
+        if s.region.fileDescriptor >= 0 {
             // read through a buffer: the mapping is never faulted, so resident memory stays at
             // one chunk however large the storage, and however many storages are written
-            try s.forEachChunk(chunk: chunk, elementSize: dtype.itemSize) { buffer in
+            try s.forEachChunk(from: from, length: length, chunk: chunk, elementSize: dtype.itemSize) { buffer in
                 if byteOrder == .big, let d = UnsafeMutableRawPointer(mutating: buffer.baseAddress) {
                     Tensor.swapBytes(d, count: buffer.count / dtype.itemSize, dtype: dtype)
                 }
@@ -306,9 +494,8 @@ extension Storage {
             }
             return
         }
-        s.prefetch()
-        try withExtendedLifetime(s) {
-            let all = s.bytes
+        try s.withBytes { whole in
+            let all = UnsafeRawBufferPointer(rebasing: whole[from ..< from + length])
             if byteOrder == .little {
                 if all.count > 0 { try body(all) }
                 return

@@ -15,10 +15,10 @@ extension Tensor {
         let slice = try storage.slice()
         if isPlainContiguous {
             let start = storageOffset * dtype.itemSize
+            let all = try slice.mappedBytes()
             if byteCount >= 1 << 20 {
                 ByteSlice(region: slice.region, offset: slice.offset + start, count: byteCount).prefetch()
             }
-            let all = slice.bytes
             let view = UnsafeRawBufferPointer(rebasing: all[start ..< start + byteCount])
             return try withExtendedLifetime(slice) { try body(view) }
         }
@@ -31,6 +31,7 @@ extension Tensor {
     public func contiguousRegion() throws -> ByteSlice {
         let slice = try storage.slice()
         if isPlainContiguous {
+            _ = try slice.mappedBytes()
             return ByteSlice(region: slice.region, offset: slice.offset + storageOffset * dtype.itemSize, count: byteCount)
         }
         return ByteSlice(region: try materialize(slice: slice))
@@ -43,7 +44,7 @@ extension Tensor {
         precondition(dst.count == byteCount)
         if isPlainContiguous {
             let slice = try storage.slice()
-            slice.copy(from: storageOffset * dtype.itemSize, into: dst)
+            try slice.copy(from: storageOffset * dtype.itemSize, into: dst)
             return
         }
         try withContiguousBytes { src in
@@ -52,11 +53,18 @@ extension Tensor {
     }
 
     /// Calls `body` with the elements as contiguous little-endian bytes in consecutive chunks
-    /// of at most `chunk` bytes when the view is plain contiguous over a mapped file (resident
-    /// memory stays at one chunk), else once with the whole gathered tensor.
+    /// of at most `chunk` bytes when the view is plain contiguous over a mapped file or a
+    /// streamed storage (a cast): resident memory stays at one chunk. Else once with the whole
+    /// gathered tensor.
     /// - Throws: storage load errors, what `body` throws.
     public func forEachContiguousChunk(chunk: Int = 1 << 24, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        if isPlainContiguous, byteCount > chunk {
+        if isPlainContiguous, storage.isStreamed, !storage.isLoaded {
+            if byteCount > 0 {
+                try storage.forEachLittleEndianChunk(from: storageOffset * dtype.itemSize, length: byteCount, chunk: chunk, body)
+            }
+            return
+        }
+        if isPlainContiguous {
             let slice = try storage.slice()
             if slice.region.fileDescriptor >= 0 {
                 try slice.forEachChunk(from: storageOffset * dtype.itemSize, length: byteCount, chunk: chunk,
@@ -75,7 +83,7 @@ extension Tensor {
     private func materialize(slice: ByteSlice) throws -> ByteRegion {
         try checkMaterializable()
         let size = dtype.itemSize
-        let src = slice.bytes
+        let src = try slice.mappedBytes()
         return ByteRegion.allocate(count: byteCount) { dst in
             guard let d = dst.baseAddress, let s = src.baseAddress else { return }
             gather(from: s, to: d, itemSize: size)
@@ -88,40 +96,59 @@ extension Tensor {
 
     /// Copies the strided view from storage bytes `s` to contiguous `d`.
     private func gather(from s: UnsafeRawPointer, to d: UnsafeMutableRawPointer, itemSize: Int) {
-        let rank = shape.count
         if elementCount == 0 { return }
+        _ = gather(0 ..< elementCount, from: s, to: d, itemSize: itemSize)
+    }
+
+    /// Copies elements `range` (row-major order) of the strided view from storage bytes `s` to
+    /// contiguous `d`; returns the lowest and highest storage element offsets it read.
+    private func gather(_ range: Range<Int>, from s: UnsafeRawPointer, to d: UnsafeMutableRawPointer, itemSize: Int) -> (low: Int, high: Int) {
+        let rank = shape.count
         if rank == 0 {
             memcpy(d, s + storageOffset * itemSize, itemSize)
-            return
+            return (storageOffset, storageOffset)
         }
         let inner = shape[rank - 1]
         let innerStride = strides[rank - 1]
-        let outer = elementCount / inner
-        var index = [Int](repeating: 0, count: max(rank - 1, 0))
+        // the multi-index of the range's first element (every size is > 0: the range is not empty)
+        var index = [Int](repeating: 0, count: rank)
+        var rest = range.lowerBound
+        for k in stride(from: rank - 1, through: 0, by: -1) {
+            index[k] = rest % shape[k]
+            rest /= shape[k]
+        }
+        var low = Int.max, high = Int.min
+        var left = range.count
         var out = d
-        for _ in 0 ..< outer {
+        while left > 0 {
             var off = storageOffset
             for k in 0 ..< rank - 1 { off += index[k] * strides[k] }
+            let first = index[rank - 1]
+            let n = min(inner - first, left)
+            off += first * innerStride
+            low = min(low, off)
+            high = max(high, off + (n - 1) * innerStride)
             let base = s + off * itemSize
             if innerStride == 1 {
-                memcpy(out, base, inner * itemSize)
-                out += inner * itemSize
+                memcpy(out, base, n * itemSize)
             } else {
                 switch itemSize {
                 case 4:
-                    for j in 0 ..< inner {
+                    for j in 0 ..< n {
                         out.storeBytes(of: (base + j * innerStride * 4).loadUnaligned(as: UInt32.self), toByteOffset: j * 4, as: UInt32.self)
                     }
                 case 2:
-                    for j in 0 ..< inner {
+                    for j in 0 ..< n {
                         out.storeBytes(of: (base + j * innerStride * 2).loadUnaligned(as: UInt16.self), toByteOffset: j * 2, as: UInt16.self)
                     }
                 default:
-                    for j in 0 ..< inner { memcpy(out + j * itemSize, base + j * innerStride * itemSize, itemSize) }
+                    for j in 0 ..< n { memcpy(out + j * itemSize, base + j * innerStride * itemSize, itemSize) }
                 }
-                out += inner * itemSize
             }
-            // advance the multi-index over the outer dimensions
+            out += n * itemSize
+            left -= n
+            // next row: advance the multi-index over the outer dimensions
+            index[rank - 1] = 0
             var k = rank - 2
             while k >= 0 {
                 index[k] += 1
@@ -129,6 +156,49 @@ extension Tensor {
                 index[k] = 0
                 k -= 1
             }
+        }
+        return (low, high)
+    }
+
+    /// Elements per chunk of `readElements` must start at a multiple of this, so a big-endian
+    /// storage of a wider dtype than the view swaps the same byte groups it swaps whole.
+    public static let elementChunkAlignment = 16
+
+    /// Copies elements `range` (row-major, as `contiguous()` orders them) into `dst` as
+    /// little-endian bytes (`range.count × itemSize` bytes), reading only those elements:
+    /// plain contiguous views with `pread` from a mapped file (the mapping is never faulted) or
+    /// from a streamed cast, others gathered from the storage, whose mapped pages are dropped
+    /// again afterwards (file mappings only, never heap memory). `range.lowerBound` is a
+    /// multiple of `elementChunkAlignment` unless the range ends at `elementCount`.
+    /// - Throws: storage load errors.
+    public func readElements(_ range: Range<Int>, into dst: UnsafeMutableRawBufferPointer) throws {
+        let size = dtype.itemSize
+        precondition(range.lowerBound >= 0 && range.upperBound <= elementCount && dst.count == range.count * size)
+        if range.isEmpty { return }
+        if isPlainContiguous {
+            let from = (storageOffset + range.lowerBound) * size
+            if storage.isStreamed, !storage.isLoaded {
+                var at = 0
+                try storage.forEachLittleEndianChunk(from: from, length: dst.count, chunk: 1 << 20) { part in
+                    if let d = dst.baseAddress, let p = part.baseAddress { memcpy(d + at, p, part.count) }
+                    at += part.count
+                }
+                return
+            }
+            try storage.slice().copy(from: from, into: dst)
+            return
+        }
+        let slice = try storage.slice()
+        guard let d = dst.baseAddress else { return }
+        let touched: (low: Int, high: Int) = try slice.withBytes { src in
+            guard let s = src.baseAddress else { return (0, -1) }
+            return gather(range, from: s, to: d, itemSize: size)
+        }
+        if storage.byteOrder == .big { Tensor.swapBytes(d, count: dst.count / storage.dtype.itemSize, dtype: storage.dtype) }
+        if isNegated { Tensor.negate(d, count: range.count, dtype: dtype) }
+        if isConjugated { Tensor.conjugate(d, count: range.count, dtype: dtype) }
+        if touched.low <= touched.high {
+            ByteSlice(region: slice.region, offset: slice.offset + touched.low * size, count: (touched.high - touched.low + 1) * size).releasePages()
         }
     }
 

@@ -185,6 +185,29 @@ final class ModelCommandTests: XCTestCase {
 
     // MARK: forward
 
+    func testAMemoryLimitTooLowForOpenBLASIsOneLineNotAHang() throws {
+        // OpenBLAS retries a failed allocation of its 128 MiB work buffer forever: ckpt checks
+        // the address space first, and runs OpenBLAS without its own pool of threads (whose
+        // threads allocated at load and, failing, kept `exit` waiting for them)
+        let weights = try write(try Self.formulaStateDict(Self.smallCNNSpecs()), to: "weights.pth")
+        let input = try write([("x", try Self.formulaInput([2, 3, 32, 32]))], to: "input.safetensors")
+        let limit = "ulimit -v 200000"
+        let expected = "ckpt: OpenBLAS needs 128 MiB of address space for its work buffer and cannot get it (is the virtual memory limit, ulimit -v, too low?)"
+        let r = try RunCkpt.run(["forward", "smallcnn", "--weights", weights, "--input", input, "-o", path("y.pth")], under: limit, seconds: 120)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderrLines, [Substring(expected)])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("y.pth")))
+        let s = try RunCkpt.run(["summary", "smallcnn"], under: limit, seconds: 120)
+        XCTAssertEqual(s.status, 2, s.stderr)
+        XCTAssertEqual(s.stderrLines, [Substring(expected)])
+        // commands that run no model never touch OpenBLAS, and exit under a tighter limit still
+        let i = try RunCkpt.run(["inspect", "fixtures/valid/cnn.pth"], under: "ulimit -v 150000", seconds: 120)
+        XCTAssertEqual(i.status, 0, i.stderr)
+        // with room for the buffer the same forward runs
+        let ok = try RunCkpt.run(["forward", "smallcnn", "--weights", weights, "--input", input, "-o", path("y.pth")], under: "ulimit -v 600000", seconds: 300)
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+    }
+
     func testForwardOfSmallCNNMatchesTorch() throws {
         // nested like a training checkpoint and wrapped by DataParallel: located and unwrapped
         let weights = try write(try Self.formulaStateDict(Self.smallCNNSpecs()).map { ("module." + $0.0, $0.1) },

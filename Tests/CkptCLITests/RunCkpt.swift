@@ -19,10 +19,34 @@ enum RunCkpt {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
     }
 
+    /// Runs `ckpt args` under a shell that first runs `setup` (`ulimit -v 400000`), so limits
+    /// apply to ckpt alone; killed after `seconds` (exit status 124), so a hang fails the test
+    /// instead of stopping the suite.
+    static func run(_ args: [String], under setup: String, seconds: Int = 300) throws -> CkptRun {
+        try run(args, executable: "/usr/bin/timeout",
+                prefix: [String(seconds), "/bin/sh", "-c", setup + "; exec \"$0\" \"$@\"", binary])
+    }
+
+    /// Runs `ckpt args` under `/usr/bin/time`; returns the run and its peak resident memory in KiB.
+    static func measured(_ args: [String]) throws -> (run: CkptRun, peakKiB: Int) {
+        var r = try run(args, executable: "/usr/bin/time", prefix: ["-f", "peak-rss-kib %M", binary])
+        var lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        guard let last = lines.popLast(), last.hasPrefix("peak-rss-kib "), let kib = Int(last.dropFirst("peak-rss-kib ".count)) else {
+            throw NSError(domain: "RunCkpt", code: 1, userInfo: [NSLocalizedDescriptionKey: "no peak from /usr/bin/time in: \(r.stderr)"])
+        }
+        r.stderr = lines.map { $0 + "\n" }.joined()
+        return (r, kib)
+    }
+
     static func run(_ args: [String]) throws -> CkptRun {
+        try run(args, executable: binary, prefix: [])
+    }
+
+    private static func run(_ args: [String], executable: String, prefix: [String]) throws -> CkptRun {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = prefix + args
         p.currentDirectoryURL = root
         var env = ProcessInfo.processInfo.environment
         env["COLUMNS"] = "100"

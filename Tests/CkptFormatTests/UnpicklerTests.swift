@@ -161,3 +161,52 @@ final class Zip64WriterTests: XCTestCase {
         for ((_, a), (_, b)) in zip(ckpt.tensors, back.tensors) { XCTAssertEqual(try a.contiguousBytes(), try b.contiguousBytes()) }
     }
 }
+
+/// `convert --dtype` to .pth: each cast storage streams into its record chunk by chunk.
+final class StreamedCastWriterTests: XCTestCase {
+    func testCastStoragesStreamIntoTheZipBitIdenticalToWholeCasts() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cast-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // a source over a mapped file (the storages read with pread), big enough for several chunks
+        let n = 3 << 20
+        var values = [Float](repeating: 0, count: n)
+        for i in 0 ..< n { values[i] = Float(bitPattern: UInt32(truncatingIfNeeded: i &* 2_654_435_761)) }
+        let a = try Tensor(float32: values, shape: [n])
+        let b = try Tensor(float32: Array(values.prefix(1000)), shape: [10, 100])
+        let source = dir.appendingPathComponent("in.pth").path
+        try CheckpointWriter.write(Checkpoint(root: .dict(PyDict(items: [(.string("a"), .tensor(a)), (.string("b"), .tensor(b))], kind: .orderedDict)),
+                                              info: FormatInfo(format: .zip)), to: source)
+        let input = try CheckpointReader.read(path: source)
+        for target in [DType.float16, .bfloat16] {
+            var casts: [Storage] = []
+            let streamed = try input.mapTensors { _, t in
+                let s = try t.storage.cast(to: target)
+                casts.append(s)
+                return try Tensor(storage: s, dtype: target, shape: t.shape, strides: t.strides, storageOffset: t.storageOffset)
+            }
+            // one file name (torch's archive folder is named after it) in two folders
+            try FileManager.default.createDirectory(at: dir.appendingPathComponent("streamed-\(target.rawValue)"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: dir.appendingPathComponent("whole-\(target.rawValue)"), withIntermediateDirectories: true)
+            let out = dir.appendingPathComponent("streamed-\(target.rawValue)/out.pth").path
+            try CheckpointWriter.write(streamed, to: out)
+            XCTAssertEqual(casts.count, 2)
+            for s in casts { XCTAssertFalse(s.isLoaded, "the cast of storage \(s.key) was held whole") }
+            // the same checkpoint with every cast computed whole first writes the same bytes
+            let whole = try input.mapTensors { _, t in
+                let s = try t.storage.cast(to: target)
+                _ = try s.slice()
+                return try Tensor(storage: s, dtype: target, shape: t.shape, strides: t.strides, storageOffset: t.storageOffset)
+            }
+            let reference = dir.appendingPathComponent("whole-\(target.rawValue)/out.pth").path
+            try CheckpointWriter.write(whole, to: reference)
+            let written = try Data(contentsOf: URL(fileURLWithPath: out)), expectedFile = try Data(contentsOf: URL(fileURLWithPath: reference))
+            XCTAssertTrue(written == expectedFile, "streamed and whole casts wrote different files (\(written.count) and \(expectedFile.count) bytes)")
+            // and the values are torch's rounding of every element
+            let back = try CheckpointReader.read(path: out)
+            let got = try XCTUnwrap(back.tensors.first { $0.path == "a" }?.tensor).contiguousBytes()
+            let expected: [UInt16] = values.map { target == .float16 ? HalfFloat.halfBits(from: $0) : HalfFloat.bfloat16Bits(from: $0) }
+            XCTAssertTrue(got == expected.withUnsafeBytes { Array($0) }, "values are not torch's rounding")
+        }
+    }
+}

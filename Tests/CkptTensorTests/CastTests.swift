@@ -125,3 +125,69 @@ final class FastCastTests: XCTestCase {
         check(f32Bytes, .float32, .float64)
     }
 }
+
+/// A cast read chunk by chunk (as the writers read it) gives exactly the bytes of the cast held
+/// whole, for every chunking and range, and never loads the whole result.
+final class StreamedCastTests: XCTestCase {
+    private func streamed(_ s: Storage, from: Int, length: Int, chunk: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var largest = 0
+        try s.forEachLittleEndianChunk(from: from, length: length, chunk: chunk) { part in
+            largest = max(largest, part.count)
+            out += part
+        }
+        XCTAssertLessThanOrEqual(largest, max(chunk / s.dtype.itemSize, 1) * s.dtype.itemSize, "a chunk larger than asked")
+        return out
+    }
+
+    func testStreamedCastIsBitIdenticalToTheWholeCast() throws {
+        let g = try CastTests.golden()
+        let f32 = g.float32.bits.withUnsafeBytes { Array($0) }
+        let f64 = g.float64.bits.withUnsafeBytes { Array($0) }
+        let sources: [(DType, [UInt8])] = [(.float32, f32), (.float64, f64)]
+        for (dtype, bytes) in sources {
+            let source = Storage(key: "0", dtype: dtype, bytes: bytes)
+            for target in [DType.float16, .bfloat16, .float32, .float64] where target != dtype {
+                let wholeCast = try source.cast(to: target)
+                let whole = try wholeCast.slice().withBytes { Array($0) }
+                XCTAssertEqual(whole.count, source.elementCount * target.itemSize)
+                let unit = target.itemSize
+                let n = source.elementCount
+                for chunk in [unit, 3 * unit, 7 * unit + 1, 64, 1 << 20] {
+                    for (start, count) in [(0, n), (1, n - 1), (5, 17), (n - 1, 1), (3, 0)] {
+                        let c = try source.cast(to: target)
+                        let got = try streamed(c, from: start * unit, length: count * unit, chunk: chunk)
+                        XCTAssertTrue(got == Array(whole[start * unit ..< (start + count) * unit]),
+                                       "\(dtype.rawValue) → \(target.rawValue), chunk \(chunk), elements \(start)..<\(start + count)")
+                        XCTAssertFalse(c.isLoaded, "streaming loaded the whole cast")
+                    }
+                }
+            }
+        }
+    }
+
+    func testCastOfACastStreamsThroughBoth() throws {
+        let values: [Float] = (0 ..< 5000).map { Float($0) * 0.001 - 2.5 }
+        let source = try Tensor(float32: values, shape: [values.count]).storage
+        let twice = try source.cast(to: .float64).cast(to: .bfloat16)
+        let directCast = try source.cast(to: .bfloat16)
+        let direct = try directCast.slice().withBytes { Array($0) }
+        XCTAssertTrue(try streamed(twice, from: 0, length: twice.byteCount, chunk: 1000) == direct)
+        XCTAssertFalse(twice.isLoaded)
+    }
+
+    func testContiguousChunksOfAViewOverACastStream() throws {
+        let values: [Float] = (0 ..< 4096).map { Float($0).squareRoot() }
+        let source = try Tensor(float32: values, shape: [values.count]).storage
+        let cast = try source.cast(to: .float16)
+        // a contiguous view at an offset: its chunks are the cast of its elements only
+        let view = try Tensor(storage: cast, dtype: .float16, shape: [10, 100], strides: [100, 1], storageOffset: 96)
+        var got: [UInt8] = []
+        var calls = 0
+        try view.forEachContiguousChunk(chunk: 256) { got += $0; calls += 1 }
+        XCTAssertFalse(cast.isLoaded)
+        XCTAssertEqual(calls, 8, "2,000 bytes in chunks of 256")
+        let expected = (96 ..< 1096).map { HalfFloat.halfBits(from: values[$0]) }
+        XCTAssertEqual(got, expected.withUnsafeBytes { Array($0) })
+    }
+}

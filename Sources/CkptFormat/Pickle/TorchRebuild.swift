@@ -82,7 +82,7 @@ enum TorchRebuild {
             switch first {
             case let .bytes(b): return .value(.bytes(b))
             case let .int(n):
-                guard n >= 0, n <= 1 << 20 else { throw c.rebuildError(.limit, "\(g)(\(n)) would allocate \(n) bytes") }
+                guard n >= 0 else { throw c.rebuildError(.limit, "\(g)(\(n)) would allocate \(n) bytes") }
                 try c.chargeAllocation(n, what: "\(g)(\(n))")
                 return .value(.bytes([UInt8](repeating: 0, count: n)))
             default: throw bad("argument is a \(first.typeName)")

@@ -16,6 +16,11 @@ public struct UnpickleOptions: Sendable {
     /// arguments and BUILD state kept as data), for readers of one known pickle such as a DCP
     /// `.metadata`; everything else outside the allowlist is still refused.
     public var inertGlobals: Set<QualifiedName> = []
+    /// Most bytes one `bytearray(n)` call may allocate (torch's allowlist includes it).
+    public var maxAllocationPerCall: Int = 1 << 20
+    /// Most bytes the pickle's `bytearray(n)` calls may allocate together (a cap per call alone
+    /// would let many small calls ask for gigabytes).
+    public var maxAllocatedBytes: Int = 64 << 20
 
     /// Default options: refuse anything outside the allowlist.
     public init(salvage: Bool = false) { self.salvage = salvage }
@@ -203,13 +208,16 @@ final class Unpickler {
 
     /// Bytes `bytearray(n)` calls may still allocate, over the whole pickle (a budget per call
     /// would let many small calls ask for gigabytes).
-    private var allocationBudget = 64 << 20
+    private lazy var allocationBudget = options.maxAllocatedBytes
 
     /// Takes `n` bytes from the allocation budget.
-    /// - Throws: `.limit` when the pickle's calls together ask for more.
+    /// - Throws: `.limit` when one call or the pickle's calls together ask for more.
     func chargeAllocation(_ n: Int, what: String) throws {
-        guard n >= 0, n <= allocationBudget else {
-            throw fail(.limit, "\(what) would allocate \(n) bytes, past the \(64 << 20)-byte total the pickle's calls may ask for")
+        guard n >= 0, n <= options.maxAllocationPerCall else {
+            throw fail(.limit, "\(what) would allocate \(n) bytes, past the \(options.maxAllocationPerCall) one call may ask for")
+        }
+        guard n <= allocationBudget else {
+            throw fail(.limit, "\(what) would allocate \(n) bytes, past the \(options.maxAllocatedBytes)-byte total the pickle's calls may ask for")
         }
         allocationBudget -= n
     }

@@ -51,7 +51,7 @@ enum TorchZipReader {
         let pklBytes = try archive.read(pkl)
         // torch does not check CRCs, but the pickle is the attack surface and small: a mismatch
         // means corruption or tampering (a CRC of 0 means the writer turned CRCs off)
-        let actualCRC = pklBytes.withBytes { ZipArchive.crc32($0) }
+        let actualCRC = try mapped(pklBytes, file: file, member: pkl.name) { ZipArchive.crc32($0) }
         if pkl.crc32 != 0, pkl.method == 0, actualCRC != pkl.crc32 {
             throw FormatError(.corrupt, file: file, member: pkl.name, "crc-32 mismatch: the central directory says \(String(pkl.crc32, radix: 16)), the bytes give \(String(actualCRC, radix: 16))")
         }
@@ -68,7 +68,7 @@ enum TorchZipReader {
         }
         var opts = options
         if isScript { opts.salvage = true }
-        let root = try pklBytes.withBytes { raw -> (Value, Unpickler) in
+        let root = try mapped(pklBytes, file: file, member: pkl.name) { raw -> (Value, Unpickler) in
             let u = Unpickler(bytes: raw, file: file, member: pkl.name, options: opts, persistentLoad: table.loadZipPID)
             return (try u.run(), u)
         }
@@ -125,14 +125,25 @@ enum TorchZipReader {
     }
 }
 
-extension ByteSlice {
-    /// A copy of the first `n` bytes (the slice stays alive while copying).
-    func copyPrefix(_ n: Int) -> [UInt8] {
-        withBytes { Array($0.prefix(n)) }
+/// Calls `body` with `slice`'s bytes, a window mapped first; "cannot map" is an I/O error
+/// naming the record, never a format error.
+func mapped<R>(_ slice: ByteSlice, file: String, member: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+    let bytes: UnsafeRawBufferPointer
+    do {
+        bytes = try slice.mappedBytes()
+    } catch let e as TensorError {
+        if case let .io(_, m) = e { throw FormatError(.io, file: file, member: member, m) }
+        throw FormatError(.io, file: file, member: member, "\(e)")
     }
+    return try withExtendedLifetime(slice) { try body(bytes) }
+}
 
-    /// Calls `body` with the bytes.
-    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withExtendedLifetime(region) { try body(bytes) }
+extension ByteSlice {
+    /// A copy of the first `n` bytes, read without mapping anything.
+    /// - Throws: `TensorError.io` when the file gives fewer bytes.
+    func copyPrefix(_ n: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: min(n, count))
+        try out.withUnsafeMutableBytes { try copy(into: $0) }
+        return out
     }
 }

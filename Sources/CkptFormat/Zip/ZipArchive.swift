@@ -49,9 +49,21 @@ public final class ZipArchive: @unchecked Sendable {
     public init(region: ByteRegion, file: String) throws {
         self.file = file
         self.region = region
-        let b = region.bytes
-        let p = ZipParser(bytes: b, file: file)
-        let list = try p.parseAll()
+        let list: [ZipEntry]
+        if region.isMapped {
+            list = try withExtendedLifetime(region) { try ZipParser(bytes: region.bytes, file: file).parseAll() }
+        } else {
+            // a file too large to map whole: the end records, the central directory and the local
+            // headers are read with pread; records are mapped one by one when asked for
+            let source = FileBytes(fd: region.fileDescriptor, base: region.fileOffset, count: region.count)
+            do {
+                list = try ZipParser(bytes: source, file: file).parseAll()
+            } catch {
+                if let f = source.failure { throw FormatError(.io, file: file, "cannot read the zip directory: \(f)") }
+                throw error
+            }
+            if let f = source.failure { throw FormatError(.io, file: file, "cannot read the zip directory: \(f)") }
+        }
         entries = list
         var map: [ExactKey: Int] = [:]
         var lower: [ExactKey: String] = [:]
@@ -78,7 +90,8 @@ public final class ZipArchive: @unchecked Sendable {
     public func read(_ e: ZipEntry) throws -> ByteSlice {
         switch e.method {
         case 0:
-            return ByteSlice(region: region, offset: e.dataOffset, count: e.size)
+            // a window of its own when the file is not mapped whole: mapped when first read
+            return region.part(offset: e.dataOffset, count: e.size)
         case 8:
             return ByteSlice(region: try inflate(e))
         default:
@@ -95,8 +108,14 @@ public final class ZipArchive: @unchecked Sendable {
         }
         // Inflate the raw deflate stream of this entry only: wrap its compressed bytes in a
         // one-entry view for libzip's own decompressor by giving zlib the stream directly.
-        let src = UnsafeRawBufferPointer(rebasing: region.bytes[e.dataOffset ..< e.dataOffset + e.compressedSize])
-        return try ByteRegion.allocate(count: e.size) { dst in
+        let compressed = region.part(offset: e.dataOffset, count: e.compressedSize)
+        let src: UnsafeRawBufferPointer
+        do {
+            src = try compressed.mappedBytes()
+        } catch {
+            throw FormatError(.io, file: file, member: e.name, "\(error)")
+        }
+        return try withExtendedLifetime(compressed) { try ByteRegion.allocate(count: e.size) { dst in
             var stream = z_stream()
             var rc = inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
             guard rc == Z_OK else { throw FormatError(.io, file: file, member: e.name, "zlib init failed") }
@@ -115,7 +134,7 @@ public final class ZipArchive: @unchecked Sendable {
             if e.crc32 != 0, ZipArchive.crc32(UnsafeRawBufferPointer(dst)) != e.crc32 {
                 throw FormatError(.corrupt, file: file, member: e.name, "crc-32 mismatch after inflating")
             }
-        }
+        } }
     }
 
     /// CRC-32 (zip's polynomial) of `bytes`, through zlib.

@@ -1,8 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Random access to the bytes of a zip file: a mapping, or `pread` through a small cache.
+protocol ZipByteSource {
+    var count: Int { get }
+    subscript(_ i: Int) -> UInt8 { get }
+    /// A copy of bytes `range` (the caller checked the bounds).
+    func copy(_ range: Range<Int>) -> [UInt8]
+}
+
+extension UnsafeRawBufferPointer: ZipByteSource {
+    func copy(_ range: Range<Int>) -> [UInt8] { Array(self[range]) }
+}
+
+/// A file read with `pread` in 16 KiB blocks, a few kept: the end records, the central directory
+/// and each local header are read, never the data between them, so a file far larger than the
+/// address space parses in a few hundred KiB. A failed read gives zeros and is kept in `failure`,
+/// which the caller reports instead of whatever those zeros made the parser say.
+final class FileBytes: ZipByteSource {
+    let fd: Int32
+    let count: Int
+    /// Offset in the file of byte 0.
+    let base: Int
+    private(set) var failure: String?
+    private var blocks: [(index: Int, data: [UInt8])] = []
+    private static let shift = 14
+    private static let kept = 8
+
+    init(fd: Int32, base: Int, count: Int) {
+        self.fd = fd
+        self.base = base
+        self.count = count
+    }
+
+    subscript(_ i: Int) -> UInt8 {
+        let b = i >> FileBytes.shift
+        if let k = blocks.lastIndex(where: { $0.index == b }) { return blocks[k].data[i - (b << FileBytes.shift)] }
+        let start = b << FileBytes.shift
+        let n = min(1 << FileBytes.shift, count - start)
+        var data = [UInt8](repeating: 0, count: n)
+        var done = 0
+        data.withUnsafeMutableBytes { d in
+            while done < n, let p = d.baseAddress {
+                let r = pread(fd, p + done, n - done, off_t(base + start + done))
+                if r <= 0 {
+                    if failure == nil {
+                        failure = r < 0 ? String(cString: strerror(errno)) : "the file ends at \(base + start + done), before its \(count) bytes (it changed while ckpt was reading it)"
+                    }
+                    break
+                }
+                done += r
+            }
+        }
+        if blocks.count >= FileBytes.kept { blocks.removeFirst() }
+        blocks.append((b, data))
+        return data[i - start]
+    }
+
+    func copy(_ range: Range<Int>) -> [UInt8] { range.map { self[$0] } }
+}
+
 /// Strict parsing of a zip's end records and central directory (APPNOTE 6.3, zip64 included),
 /// checking every entry against its local header. All arithmetic on file-supplied numbers is
 /// checked; nothing is allocated from a declared size.
-struct ZipParser {
-    let bytes: UnsafeRawBufferPointer
+struct ZipParser<Bytes: ZipByteSource> {
+    let bytes: Bytes
     let file: String
 
     private func fail(_ kind: FormatError.Kind, _ member: String?, _ offset: Int?, _ m: String) -> FormatError {
@@ -107,7 +172,7 @@ struct ZipParser {
         var lho = UInt64(u32(o + 42))
         let next = o + 46 + nameLen + extraLen + commentLen
         guard next <= cdEnd else { throw fail(.corrupt, nil, o, "central directory entry \(index) runs past the directory") }
-        let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[o + 46 ..< o + 46 + nameLen])
+        let nameBytes = bytes.copy(o + 46 ..< o + 46 + nameLen)
         guard let name = String(validating: nameBytes, as: UTF8.self) else {
             throw fail(.corrupt, nil, o, "entry \(index) name is not valid utf-8")
         }
@@ -144,8 +209,8 @@ struct ZipParser {
         }
         let lNameLen = u16(local + 26), lExtraLen = u16(local + 28)
         guard has(local + 30, lNameLen + lExtraLen) else { throw fail(.truncated, name, local, "local header cut short") }
-        let lName = UnsafeRawBufferPointer(rebasing: bytes[local + 30 ..< local + 30 + lNameLen])
-        guard lName.elementsEqual(nameBytes) else {
+        let lName = bytes.copy(local + 30 ..< local + 30 + lNameLen)
+        guard lName == nameBytes else {
             throw fail(.refused, name, local, "local header names '\(String(decoding: lName, as: UTF8.self))', central directory names '\(name)'")
         }
         guard u16(local + 8) == method else {
