@@ -222,6 +222,4 @@ struct Finetune: ParsableCommand {
     var trainCheckpointPath: String { output + ".train.pth" }
     /// `OUT.metrics.csv`.
     var metricsPath: String { output + ".metrics.csv" }
-    /// `OUT.curves.svg`.
-    var curvesPath: String { output + ".curves.svg" }
 }

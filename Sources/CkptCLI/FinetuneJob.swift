@@ -131,17 +131,4 @@ struct FinetuneJob {
         }
         out.finish(run, summary: summary, seconds: Date().timeIntervalSince(start), resumedFrom: resumedFrom, reports: reports)
     }
-
-    /// Replaces `path` atomically with `text`.
-    /// - Throws: `FormatError(.io)` naming the file.
-    static func writeText(_ text: String, to path: String) throws {
-        let file = try AtomicFileWriter(destination: path)
-        do {
-            try file.write(Array(text.utf8))
-            try file.commit()
-        } catch {
-            file.abort()
-            throw error
-        }
-    }
 }

@@ -43,7 +43,7 @@ public enum Evaluation {
             let y = try model.evaluate([x])
             let l = try loss.forward(y, targets: batch.labels)
             total += Double(l.values.first ?? .nan) * Double(batch.count)
-            correct += correctCount(y, targets: batch.labels)
+            correct += self.correct(y, targets: batch.labels, ignoreIndex: loss.ignoreIndex).correct
             images += batch.count
         }
         guard images > 0 else { return EvaluationResult(loss: .nan, accuracy: .nan, images: 0) }
@@ -68,7 +68,7 @@ public enum Evaluation {
             let y = try head.evaluate([b.x])
             let l = try loss.forward(y, targets: b.labels)
             total += Double(l.values.first ?? .nan) * Double(b.labels.count)
-            correct += correctCount(y, targets: b.labels)
+            correct += self.correct(y, targets: b.labels, ignoreIndex: loss.ignoreIndex).correct
             images += b.labels.count
         }
         guard images > 0 else { return EvaluationResult(loss: .nan, accuracy: .nan, images: 0) }
@@ -148,22 +148,6 @@ public enum Evaluation {
             if p == t { correct += 1 }
         }
         return (correct, counted)
-    }
-
-    /// How many rows of `logits` have their largest value (the first, on ties, as `argmax`) at
-    /// their target.
-    public static func correctCount(_ logits: DenseTensor, targets: [Int]) -> Int {
-        guard logits.rank == 2 else { return 0 }
-        let (n, k) = (logits.shape[0], logits.shape[1])
-        var correct = 0
-        logits.values.withUnsafeBufferPointer { v in
-            for i in 0 ..< min(n, targets.count) {
-                var best = 0
-                for j in 1 ..< max(k, 1) where v[i * k + j] > v[i * k + best] { best = j }
-                if k > 0, best == targets[i] { correct += 1 }
-            }
-        }
-        return correct
     }
 }
 
