@@ -25,7 +25,8 @@ struct Finetune: ParsableCommand {
             Resize(round(S*256/224)) + CenterCrop(S). Without augmentation, where only a head trains (feature extraction, \
             the first stage of two-stage), the frozen network runs once per image and the head trains on its outputs \
             (--no-cache runs the whole network every epoch). The best epoch (validation accuracy, else training loss) is \
-            written to OUT, every epoch to OUT.train.pth ({model, optimizer, scheduler, epoch}; --resume continues \
+            written to OUT (with a classifier's class names, one per line in index order, to OUT.classes.txt, which \
+            predict reads beside its weights), every epoch to OUT.train.pth ({model, optimizer, scheduler, epoch}; --resume continues \
             from it), OUT.metrics.csv and OUT.curves.svg (loss and accuracy per epoch), and with --tensorboard DIR the same \
             scalars to a TensorBoard event file in DIR. A loss that is not finite stops the run, naming epoch and batch; the files \
             keep the last good epoch. Exit 0 trained, 1 stopped (a proof, a source check, a non-finite loss, a \
@@ -222,4 +223,6 @@ struct Finetune: ParsableCommand {
     var trainCheckpointPath: String { output + ".train.pth" }
     /// `OUT.metrics.csv`.
     var metricsPath: String { output + ".metrics.csv" }
+    /// `OUT.classes.txt`: the class names in index order (classifiers), what predict reads beside its weights.
+    var classesPath: String { output + ".classes.txt" }
 }

@@ -88,7 +88,7 @@ struct FinetuneJob {
         let out = FinetuneOutput(c: c, json: c.json)
         out.summary(run, located: located, proof: proof, resumedFrom: resumedFrom)
 
-        var written: (best: Int?, last: Int?) = (run.best?.epoch, resumedFrom)
+        var written: (best: Int?, last: Int?, classes: String?) = (run.best?.epoch, resumedFrom, nil)
         var warned = Set<String>()
         let inputs = [c.weights] + (c.resume.map { [$0] } ?? [])
         let summary: FineTuneSummary
@@ -101,6 +101,10 @@ struct FinetuneJob {
                     let root = Value.dict(PyDict(items: state.map { (.string($0.key), .tensor($0.tensor)) }, kind: .orderedDict))
                     try CheckpointWriter.write(Checkpoint(root: root, info: FormatInfo(format: .zip)), to: c.output, forbidding: inputs)
                     written.best = outcome.metrics.epoch
+                    if written.classes == nil, run.task == .classification, let text = ClassLabels.text(naming: run.classNames) {
+                        try AtomicFileWriter.write(Array(text.utf8), to: c.classesPath, forbidding: inputs)
+                        written.classes = c.classesPath
+                    }
                 }
                 try CheckpointWriter.write(Checkpoint(root: try run.trainingCheckpoint().value, info: FormatInfo(format: .zip)),
                                            to: c.trainCheckpointPath, forbidding: [c.weights])
@@ -129,6 +133,6 @@ struct FinetuneJob {
         } catch let e as ReportError {
             out.warning(e.description)
         }
-        out.finish(run, summary: summary, seconds: Date().timeIntervalSince(start), resumedFrom: resumedFrom, reports: reports)
+        out.finish(run, summary: summary, seconds: Date().timeIntervalSince(start), resumedFrom: resumedFrom, reports: reports, classesPath: written.classes)
     }
 }

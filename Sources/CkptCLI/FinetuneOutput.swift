@@ -157,7 +157,7 @@ final class FinetuneOutput {
     }
 
     /// The closing line, or the JSON report.
-    func finish(_ run: FineTuning, summary: FineTuneSummary, seconds: Double, resumedFrom: Int?, reports: TrainingReports) {
+    func finish(_ run: FineTuning, summary: FineTuneSummary, seconds: Double, resumedFrom: Int?, reports: TrainingReports, classesPath: String?) {
         let best = summary.epochs.first { $0.epoch == summary.bestEpoch }
         if json {
             func number(_ x: Double?) -> JSONValue { x.map { $0.isFinite ? .double($0) : .string("\($0)") } ?? .null }
@@ -174,7 +174,7 @@ final class FinetuneOutput {
                 ("best_epoch", summary.bestEpoch.map { .int($0) } ?? .null), ("metrics", .array(metrics)),
                 ("trainable", .array(run.trainableKeys.map { .string($0) })), ("steps", .int(summary.steps)),
                 ("seconds", .double(seconds)), ("images_per_second", .double(summary.imagesPerSecond)),
-                ("output", .string(c.output)), ("train_checkpoint", .string(c.trainCheckpointPath)), ("metrics_csv", .string(reports.metricsPath)), ("curves_svg", .string(reports.curvesPath)),
+                ("output", .string(c.output)), ("train_checkpoint", .string(c.trainCheckpointPath)), ("metrics_csv", .string(reports.metricsPath)), ("curves_svg", .string(reports.curvesPath)), ("classes_txt", classesPath.map { .string($0) } ?? .null),
                 ("tensorboard", reports.tensorBoard.map { .string($0.path) } ?? .null),
                 ("warnings", .array(warnings.map { .string($0) })),
             ]))
@@ -187,6 +187,7 @@ final class FinetuneOutput {
             line += " (an earlier run's)"
         }
         line += ": wrote \(c.output), \(c.trainCheckpointPath), \(reports.metricsPath), \(reports.curvesPath)"
+        if let classesPath { line += ", \(classesPath)" }
         if let tb = reports.tensorBoard { line += ", \(tb.path)" }
         line += " in " + String(format: "%.1f s (%.1f img/s)", seconds, summary.imagesPerSecond)
         say(line)

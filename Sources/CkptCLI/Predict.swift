@@ -17,7 +17,8 @@ struct Predict: ParsableCommand {
             with a warning. --weights is fitted strictly (as forward fits it; the class count is read from the \
             head, or --num-classes); weights of another model stop the command. Labels: --labels FILE (one per \
             line, blank lines ignored) or --classes-from DIR (the class folders of a finetune data folder, in the \
-            order finetune indexed them); without either the class index is shown (label null in JSON). segnet: \
+            order finetune indexed them); without either, W.classes.txt beside the weights (what finetune writes) names \
+            them when it exists, else the class index is shown (label null in JSON). segnet: \
             --inputs pair takes x1 from --image and x2 from --image2 (matched in order), --inputs split takes x1 \
             and x2 from the red and green planes of one image, --inputs grey feeds one grey image to both (what \
             finetune trains segnet on by default); --output-mask writes each per-pixel argmax as an \

@@ -103,13 +103,6 @@ enum PredictInputs {
     /// - Throws: `FormatError(.io)` naming the file; `DataError` when libpng fails.
     static func write(_ mask: LabelMap, to path: String, forbidding inputs: [String]) throws {
         let bytes = try mask.pngBytes(name: path)
-        let file = try AtomicFileWriter(destination: path, forbidding: inputs)
-        do {
-            try file.write(bytes)
-            try file.commit()
-        } catch {
-            file.abort()
-            throw error
-        }
+        try AtomicFileWriter.write(bytes, to: path, forbidding: inputs)
     }
 }

@@ -42,6 +42,10 @@ struct PredictJob {
         } else if let dir = c.classesFrom {
             classNames = try ImageDataset.load(dir).classes
             labelSource = dir + " (class folders)"
+        } else if FileManager.default.fileExists(atPath: c.weights + ".classes.txt") {
+            // what finetune wrote beside its output
+            classNames = try ClassLabels.read(contentsOf: c.weights + ".classes.txt")
+            labelSource = c.weights + ".classes.txt"
         }
 
         let checkpoint = try CLI.load(c.weights, c.read)

@@ -232,14 +232,7 @@ struct TransplantJob {
                 members.insert(("source_sha256", .string(try digest.wait())), at: 1)
                 provenance = .object(members)
             }
-            let planFile = try AtomicFileWriter(destination: out + ".plan.json", forbidding: [c.source])
-            do {
-                try planFile.write(Array((provenance.serialized(pretty: true) + "\n").utf8))
-                try planFile.commit()
-            } catch {
-                planFile.abort()
-                throw error
-            }
+            try AtomicFileWriter.write(Array((provenance.serialized(pretty: true) + "\n").utf8), to: out + ".plan.json", forbidding: [c.source])
             lap("hash and plan file")
         }
         if c.json {

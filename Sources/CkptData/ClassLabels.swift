@@ -21,6 +21,14 @@ public enum ClassLabels {
             .filter { !$0.isEmpty }
     }
 
+    /// The text of a labels file that names `names` in order (one per line, each ending in `\n`),
+    /// or nil when `parse` would not give them back: a blank name, one with a line break, or with
+    /// spaces or tabs around it cannot be written in this format.
+    public static func text(naming names: [String]) -> String? {
+        let text = names.map { $0 + "\n" }.joined()
+        return !names.isEmpty && parse(text) == names ? text : nil
+    }
+
     /// The labels of the file at `path`.
     /// - Throws: `DataError.io` when it cannot be read, `.limit` when larger than
     ///   `maximumFileBytes`, `.corrupt` when it is not UTF-8 text, `.layout` when it holds no label.

@@ -104,6 +104,20 @@ public final class AtomicFileWriter {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
+    /// Writes `bytes` as the whole of `destination`: a temporary file beside it, committed, or
+    /// removed when anything fails (`destination` then untouched).
+    /// - Throws: as `init`, `write` and `commit`.
+    public static func write(_ bytes: [UInt8], to destination: String, forbidding inputs: [String] = []) throws {
+        let file = try AtomicFileWriter(destination: destination, forbidding: inputs)
+        do {
+            try file.write(bytes)
+            try file.commit()
+        } catch {
+            file.abort()
+            throw error
+        }
+    }
+
     /// Flushes, fsyncs and renames the temporary file over `destination`, then fsyncs the
     /// directory. On failure the temporary file is removed and `destination` is left as it was.
     /// - Throws: `FormatError(.io)` naming `destination`.

@@ -46,7 +46,8 @@ final class FinetuneCommandTests: XCTestCase {
         let r = try finetune("out.pth", ["--epochs", "2", "--batch", "8", "--lr", "0.01", "--mode", "feature-extract", "--no-augment", "--json",
                                          "--tensorboard", path("tb")])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try files(), ["out.pth", "out.pth.curves.svg", "out.pth.metrics.csv", "out.pth.train.pth", "tb"])
+        XCTAssertEqual(try files(), ["out.pth", "out.pth.classes.txt", "out.pth.curves.svg", "out.pth.metrics.csv", "out.pth.train.pth", "tb"])
+        XCTAssertEqual(try String(contentsOfFile: path("out.pth.classes.txt"), encoding: .utf8), "5\n6\n7\n8\n9\n")
         let events = try FileManager.default.contentsOfDirectory(atPath: path("tb"))
         XCTAssertEqual(events.count, 1)
         XCTAssertTrue(events[0].hasPrefix("events.out.tfevents."), events[0])
@@ -76,6 +77,15 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertNotNil(json["best_epoch"] as? Int)
         XCTAssertEqual(json["trainable"] as? [String], ["model.8.weight", "model.8.bias"])
         XCTAssertEqual(json["curves_svg"] as? String, path("out.pth.curves.svg"))
+        XCTAssertEqual(json["classes_txt"] as? String, path("out.pth.classes.txt"))
+        // predict names the classes from the list beside the weights
+        let p = try ckpt(["predict", "smallcnn", "--weights", path("out.pth"), "--image", digits + "/val/7", "--top", "1", "--json"])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let predicted = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(predicted["labels"] as? String, path("out.pth.classes.txt"))
+        let labels = try XCTUnwrap(predicted["images"] as? [[String: Any]]).compactMap { ($0["predictions"] as? [[String: Any]])?.first?["label"] as? String }
+        XCTAssertEqual(labels.count, 2)
+        XCTAssertTrue(labels.allSatisfy { ["5", "6", "7", "8", "9"].contains($0) }, "\(labels)")
         XCTAssertEqual((json["tensorboard"] as? String).map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }, path("tb"))
     }
 

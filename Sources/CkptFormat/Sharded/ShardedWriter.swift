@@ -194,14 +194,7 @@ public enum ShardedCheckpointWriter {
                 ("metadata", .object([("total_size", .int(split.totalSize))])),
                 ("weight_map", .object(map)),
             ])
-            let out = try AtomicFileWriter(destination: path, forbidding: inputs)
-            do {
-                try out.write(json.serializedBytes(pretty: true) + [0x0A])
-                try out.commit()
-            } catch {
-                out.abort()
-                throw error
-            }
+            try AtomicFileWriter.write(json.serializedBytes(pretty: true) + [0x0A], to: path, forbidding: inputs)
             indexPath = path
             written.append(path)
         }
