@@ -11,7 +11,8 @@ struct Finetune: ParsableCommand {
         discussion: """
             DIR is DIR/train/<class>/* with DIR/val/<class>/* (or validation/, valid/), or one folder of class \
             folders (--val-split holds out a share of each class); classes are sorted by name and must number \
-            --num-classes. --weights is fitted to MODEL by the plan forward and transplant use; a head of another \
+            --num-classes. For segnet, DIR holds images/ and masks/ (PNG class maps paired by name; or the two under \
+            train/ and val/), and images2/ with --inputs pair. --weights is fitted to MODEL by the plan forward and transplant use; a head of another \
             class count is re-initialised as transplant does (seeded by --seed); anything else that does not fit \
             stops the command. Before training every loaded tensor is checked against its source and, when \
             W.plan.json (a transplant's plan) sits beside the weights, the transplant's activation proof is run \
@@ -117,7 +118,7 @@ struct Finetune: ParsableCommand {
     @Option(name: .long, help: "Segmentation: the mask value left out of the loss and the metrics (255 for void pixels).")
     var ignoreIndex: Int?
 
-    @Option(name: .long, help: "segnet: grey (the grey image to both inputs, the default) or split (x1, x2 the red and green planes of one image), as predict reads them.")
+    @Option(name: .long, help: "segnet: grey (the grey image to both inputs, the default), split (x1, x2 the red and green planes of one image) or pair (x1 from images/, x2 from the same name in images2/), as predict reads them.")
     var inputs: String?
 
     @Flag(name: .long, help: "Leave unreadable images out (each named once) instead of stopping.")
@@ -212,8 +213,11 @@ struct Finetune: ParsableCommand {
         switch inputs {
         case nil, "grey": o.inputPlanes = nil
         case "split": o.inputPlanes = [0, 1]
+        case "pair":
+            o.inputPlanes = [0, 1]
+            o.pairedInputs = true
         case let other?:
-            throw TrainingError.invalidOption(option: "--inputs", message: "must be grey or split, got '\(other)'")
+            throw TrainingError.invalidOption(option: "--inputs", message: "must be grey, split or pair, got '\(other)'")
         }
         try o.validate()
         return o

@@ -103,7 +103,10 @@ public final class BatchLoader: Sendable {
                         out.writeTensor(into: slot, channels: c, normalization: normalization)
                         labels.append(samples[sampleIndex].classIndex)
                     case let .segmentation(samples):
-                        let image = try ImageDecoder.decode(contentsOf: samples[sampleIndex].imagePath).image
+                        var image = try ImageDecoder.decode(contentsOf: samples[sampleIndex].imagePath).image
+                        if let second = samples[sampleIndex].secondImagePath {
+                            image = try RasterImage.planes(image, try ImageDecoder.decode(contentsOf: second).image, secondFile: second)
+                        }
                         let mask = try ImageDecoder.labelMap(contentsOf: samples[sampleIndex].maskPath)
                         let (out, outMask) = try transform.apply(to: image, mask: mask, fill: options.maskFill, sampler: &rng)
                         out.writeTensor(into: slot, channels: c, normalization: normalization)

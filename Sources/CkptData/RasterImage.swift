@@ -103,7 +103,25 @@ public struct RasterImage: Sendable, Equatable {
         default: throw DataError(.invalidArgument, file: "<image>", "an image converts to 1 or 3 channels, got \(count)")
         }
     }
-}
+
+
+    /// Two images of one size as the red and green planes of one RGB image (blue 0), each
+    /// converted to grey first: a two-input model's x1 and x2 go through one transform, so both
+    /// get the same crop and flip, and come out as planes 0 and 1.
+    /// - Throws: `DataError.invalidArgument` naming `secondFile` when the sizes differ.
+    public static func planes(_ first: RasterImage, _ second: RasterImage, secondFile: String) throws -> RasterImage {
+        guard first.width == second.width, first.height == second.height else {
+            throw DataError(.invalidArgument, file: secondFile,
+                            "is \(second.width)x\(second.height) but its first image is \(first.width)x\(first.height); the two inputs must be the same size")
+        }
+        let a = first.grey().pixels, b = second.grey().pixels
+        var pixels = [UInt8](repeating: 0, count: a.count * 3)
+        for i in 0 ..< a.count {
+            pixels[3 * i] = a[i]
+            pixels[3 * i + 1] = b[i]
+        }
+        return try RasterImage(width: first.width, height: first.height, channels: 3, pixels: pixels)
+    }}
 
 /// What a decoder returns: the pixels in the smallest of grey or RGB that holds them exactly,
 /// and what the file declared.

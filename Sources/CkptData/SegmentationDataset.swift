@@ -6,11 +6,14 @@ public struct SegmentationSample: Sendable, Equatable {
     public var imagePath: String
     /// The mask file (a palette or grey PNG whose values are class indices).
     public var maskPath: String
+    /// A second image of the same scene (`images2/`, a two-input model's x2), or nil.
+    public var secondImagePath: String?
 
-    /// A pair of files.
-    public init(imagePath: String, maskPath: String) {
+    /// A pair of files (with a second image, a triple).
+    public init(imagePath: String, maskPath: String, secondImagePath: String? = nil) {
         self.imagePath = imagePath
         self.maskPath = maskPath
+        self.secondImagePath = secondImagePath
     }
 }
 
@@ -39,18 +42,20 @@ public struct SegmentationDataset: Sendable {
     /// - Throws: `DataError.layout` when `dir` has neither `images/` + `masks/` nor
     ///   `train/images/` + `train/masks/`, or a fraction is given beside a validation folder;
     ///   `DataError.io` when a folder cannot be listed.
+    ///   - secondImages: pair each image with the file of the same stem under `images2/` beside
+    ///     `images/` (a two-input model's x2); images without one are reported as unpaired.
     public static func load(_ dir: String, validationFraction: Double? = nil, seed: UInt64 = 0,
-                            options: FolderOptions = FolderOptions()) throws -> SegmentationDataset {
+                            options: FolderOptions = FolderOptions(), secondImages: Bool = false) throws -> SegmentationDataset {
         if let f = validationFraction, !(f >= 0 && f < 1) {
             throw DataError(.invalidArgument, file: dir, "validation fraction must be in [0, 1), got \(f)")
         }
         if ImageDataset.isDirectory(dir + "/train/images") {
-            let train = try pairs(dir + "/train", split: "train", options: options)
+            let train = try pairs(dir + "/train", split: "train", options: options, secondImages: secondImages)
             if let valName = ImageDataset.validationFolderNames.first(where: { ImageDataset.isDirectory(dir + "/" + $0 + "/images") }) {
                 if validationFraction != nil {
                     throw DataError(.layout, file: dir, "has a \(valName)/ folder: a validation fraction would split train/ as well; drop the fraction or the folder")
                 }
-                let val = try pairs(dir + "/" + valName, split: valName, options: options)
+                let val = try pairs(dir + "/" + valName, split: valName, options: options, secondImages: secondImages)
                 return SegmentationDataset(train: train.samples, validation: val.samples, issues: train.issues + val.issues, layout: "train/\(valName) folders")
             }
             return split(train, fraction: validationFraction, seed: seed)
@@ -58,7 +63,7 @@ public struct SegmentationDataset: Sendable {
         guard ImageDataset.isDirectory(dir + "/images") else {
             throw DataError(.layout, file: dir, "expected images/ and masks/ folders (or train/images/ and train/masks/)")
         }
-        return split(try pairs(dir, split: "", options: options), fraction: validationFraction, seed: seed)
+        return split(try pairs(dir, split: "", options: options, secondImages: secondImages), fraction: validationFraction, seed: seed)
     }
 
     private static func split(_ all: (samples: [SegmentationSample], issues: [FolderIssue]), fraction: Double?, seed: UInt64) -> SegmentationDataset {
@@ -77,26 +82,34 @@ public struct SegmentationDataset: Sendable {
                                    layout: "one folder split \(100 - percent)/\(percent) (seed \(seed))")
     }
 
-    /// The pairs under `root/images` and `root/masks`.
-    private static func pairs(_ root: String, split: String, options: FolderOptions) throws -> (samples: [SegmentationSample], issues: [FolderIssue]) {
+    /// The pairs under `root/images` and `root/masks` (triples with `root/images2`).
+    private static func pairs(_ root: String, split: String, options: FolderOptions,
+                              secondImages: Bool) throws -> (samples: [SegmentationSample], issues: [FolderIssue]) {
         guard ImageDataset.isDirectory(root + "/masks") else {
             throw DataError(.layout, file: root, "has images/ but no masks/ folder")
+        }
+        if secondImages, !ImageDataset.isDirectory(root + "/images2") {
+            throw DataError(.layout, file: root, "has images/ and masks/ but no images2/ folder (the second input's images, named as in images/)")
         }
         var issues: [FolderIssue] = []
         let images = try files(root + "/images", split: split, options: options, issues: &issues)
         let masks = try files(root + "/masks", split: split, options: options, issues: &issues)
+        let seconds = secondImages ? try files(root + "/images2", split: split, options: options, issues: &issues) : []
         let imageByStem = unique(images, split: split, issues: &issues)
         let maskByStem = unique(masks, split: split, issues: &issues)
+        let secondByStem = unique(seconds, split: split, issues: &issues)
         var samples: [SegmentationSample] = []
         for (stem, image) in imageByStem.sorted(by: { PathOrder.precedes($0.value, $1.value) }) {
-            if let mask = maskByStem[stem] {
-                samples.append(SegmentationSample(imagePath: image, maskPath: mask))
+            if let mask = maskByStem[stem], !secondImages || secondByStem[stem] != nil {
+                samples.append(SegmentationSample(imagePath: image, maskPath: mask, secondImagePath: secondByStem[stem]))
             } else {
                 issues.append(FolderIssue(.unpaired, path: image, split: split))
             }
         }
-        for (stem, mask) in maskByStem.sorted(by: { PathOrder.precedes($0.value, $1.value) }) where imageByStem[stem] == nil {
-            issues.append(FolderIssue(.unpaired, path: mask, split: split))
+        for (byStem, partners) in [(maskByStem, imageByStem), (secondByStem, imageByStem)] {
+            for (stem, path) in byStem.sorted(by: { PathOrder.precedes($0.value, $1.value) }) where partners[stem] == nil {
+                issues.append(FolderIssue(.unpaired, path: path, split: split))
+            }
         }
         return (samples, issues)
     }

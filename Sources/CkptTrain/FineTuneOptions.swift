@@ -87,6 +87,10 @@ public struct FineTuneOptions: Sendable {
     /// Segmentation with several inputs: the RGB plane (0 red, 1 green, 2 blue) each input gets,
     /// normalised as a grey image (`--inputs split`: `[0, 1]`); nil feeds the grey image to every input.
     public var inputPlanes: [Int]?
+    /// Segmentation with two inputs (`--inputs pair`): x1 from `images/`, x2 from the file of the
+    /// same name under `images2/`, each converted to grey, both cropped and flipped alike (they
+    /// travel as planes 0 and 1 of one image, so `inputPlanes` is `[0, 1]`).
+    public var pairedInputs = false
     /// Before training, check every loaded tensor against its source.
     public var verify = true
     /// Without augmentation, when only a head trains (feature extraction, a two-stage run's
@@ -117,6 +121,7 @@ public struct FineTuneOptions: Sendable {
         guard freezeFirst >= 0 else { throw fail("--freeze-first", "must be 0 or more, got \(freezeFirst)") }
         if let s = imageSize, !(1 ... 4096).contains(s) { throw fail("--image-size", "must be 1…4096, got \(s)") }
         if let f = validationFraction, !(f >= 0 && f < 1) { throw fail("--val-split", "must be in [0, 1), got \(f)") }
+        if pairedInputs, inputPlanes != [0, 1] { throw fail("--inputs", "pair feeds planes 0 and 1 (x1, x2), got \(inputPlanes.map { "\($0)" } ?? "none")") }
         guard workers >= 0, workers <= 64 else { throw fail("--workers", "must be 0…64, got \(workers)") }
         if !train.isEmpty, !freeze.isEmpty || freezeFirst > 0 {
             throw fail("--train", "names what trains and --freeze / --freeze-first what does not; give one or the other")

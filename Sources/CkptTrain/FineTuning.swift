@@ -79,7 +79,7 @@ public final class FineTuning {
         let size = options.imageSize ?? shape[1]
         if let chosen = options.inputPlanes {
             guard shapes.count > 1, chosen.count == shapes.count else {
-                throw TrainingError.invalidOption(option: "--inputs", message: "\(entry.name) takes \(shapes.count) input(s); --inputs split is for a model with two")
+                throw TrainingError.invalidOption(option: "--inputs", message: "\(entry.name) takes \(shapes.count) input(s); --inputs \(options.pairedInputs ? "pair" : "split") is for a model with two")
             }
         }
         // the image's planes: grey repeated once per input, or RGB when --inputs picks planes of it
@@ -106,7 +106,8 @@ public final class FineTuning {
             validationLoader = dataset.validation.isEmpty ? nil : try BatchLoader(
                 samples: dataset.validation, transform: .eval(size: size, channels: planes, normalization: normalization), options: validationOptions)
         case .segmentation:
-            let dataset = try SegmentationDataset.load(data, validationFraction: options.validationFraction, seed: options.seed)
+            let dataset = try SegmentationDataset.load(data, validationFraction: options.validationFraction, seed: options.seed,
+                                                       secondImages: options.pairedInputs)
             guard !dataset.train.isEmpty else { throw TrainingError.unsupported(message: "\(data): no training image and mask pairs") }
             self.dataset = nil
             segmentationDataset = dataset

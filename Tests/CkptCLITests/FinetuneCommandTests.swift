@@ -179,7 +179,8 @@ final class FinetuneCommandTests: XCTestCase {
             (["--group-lr", "model.8=0"], 64, "--group-lr: model.8: the learning rate must be positive and finite, got 0.0"),
             (["--group-lr", "modle.8=0.1"], 64, "--group-lr: no module or parameter named 'modle.8'; did you mean model.8?"),
             (["--inputs", "split"], 64, "--inputs: smallcnn takes 1 input(s)"),
-            (["--inputs", "x,y"], 64, "--inputs: must be grey or split, got 'x,y'"),
+            (["--inputs", "pair"], 64, "--inputs: smallcnn takes 1 input(s); --inputs pair is for a model with two"),
+            (["--inputs", "x,y"], 64, "--inputs: must be grey, split or pair, got 'x,y'"),
         ]
         for (args, status, message) in cases {
             var full = args

@@ -149,4 +149,18 @@ final class FolderTests: XCTestCase {
         XCTAssertEqual(split.validation.count, 1)
         XCTAssertEqual(split.train.count, 3)
     }
+
+    func testSecondImagesPairByStemAndTheirAbsenceIsALayoutError() throws {
+        try make(["images/001.jpg", "images/002.jpg", "images/003.jpg", "masks/001.png", "masks/002.png", "masks/003.png"], under: temp)
+        XCTAssertThrowsError(try SegmentationDataset.load(temp.path, secondImages: true)) { e in
+            XCTAssertTrue("\(e)".contains("no images2/ folder"), "\(e)")
+        }
+        XCTAssertNil(try SegmentationDataset.load(temp.path).train.first?.secondImagePath, "images2/ is read only when asked for")
+        try make(["images2/001.png", "images2/003.jpg", "images2/004.jpg"], under: temp)
+        let ds = try SegmentationDataset.load(temp.path, secondImages: true)
+        let triples = ds.train.map { [$0.imagePath, $0.secondImagePath ?? "-", $0.maskPath].map { String($0.dropFirst(temp.path.count + 1)) } }
+        XCTAssertEqual(triples, [["images/001.jpg", "images2/001.png", "masks/001.png"], ["images/003.jpg", "images2/003.jpg", "masks/003.png"]])
+        let issues = ds.issues.map { "\($0.kind.rawValue) \($0.path.dropFirst(temp.path.count + 1))" }
+        XCTAssertEqual(Set(issues), ["unpaired images/002.jpg", "unpaired images2/004.jpg"])
+    }
 }

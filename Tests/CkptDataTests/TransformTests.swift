@@ -179,4 +179,32 @@ final class TransformTests: XCTestCase {
         let meanMask = outMask.labels.reduce(0) { $0 + Int($1) } / 1600
         XCTAssertEqual(Double(meanImage), Double(meanMask), accuracy: 12)
     }
+
+    /// Two inputs travel as the red and green planes of one image: every transform (random crop
+    /// and flip included) gives each plane what it gives that image alone, converted to grey.
+    func testTwoImagesAsPlanesTransformAsEachAlone() throws {
+        let first = try DataFixtures.image("resize_src.png")
+        var noise = SeededRandom(seed: 3, stream: [7])
+        let second = try RasterImage(width: first.width, height: first.height, channels: 1,
+                                     pixels: (0 ..< first.width * first.height).map { _ in UInt8(truncatingIfNeeded: noise.next()) })
+        let both = try RasterImage.planes(first, second, secondFile: "b.png")
+        XCTAssertEqual(both.channels, 3)
+        let mask = try LabelMap(width: first.width, height: first.height, labels: [UInt8](repeating: 1, count: first.width * first.height))
+        for (t, grey) in [(ImageTransform.train(size: 40, channels: 3, normalization: .imagenetGrey), ImageTransform.train(size: 40, channels: 1)),
+                          (ImageTransform.eval(size: 40, channels: 3, normalization: .imagenetGrey), ImageTransform.eval(size: 40, channels: 1))] {
+            for seed in 0 ..< UInt64(4) {
+                var a = SeededRandom(seed: seed, stream: [1]), b = a, c = a
+                let (out, _) = try t.apply(to: both, mask: mask, sampler: &a)
+                let (x1, _) = try grey.apply(to: first, mask: mask, sampler: &b)
+                let (x2, _) = try grey.apply(to: second, mask: mask, sampler: &c)
+                XCTAssertEqual(stride(from: 0, to: out.pixels.count, by: 3).map { out.pixels[$0] }, x1.pixels, "plane 0, seed \(seed)")
+                XCTAssertEqual(stride(from: 1, to: out.pixels.count, by: 3).map { out.pixels[$0] }, x2.pixels, "plane 1, seed \(seed)")
+            }
+        }
+        let small = try RasterImage(width: 3, height: 2, channels: 1, repeating: 0)
+        XCTAssertThrowsError(try RasterImage.planes(first, small, secondFile: "b.png")) { e in
+            XCTAssertTrue("\(e)".contains("b.png") && "\(e)".contains("same size"), "\(e)")
+        }
+    }
+
 }

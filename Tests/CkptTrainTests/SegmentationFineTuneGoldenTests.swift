@@ -12,9 +12,14 @@ import XCTest
 /// trained on an image and mask folder with void pixels (255) left out: per-epoch losses, pixel
 /// accuracies and mean IoU, and the head's tensors within 1e-4 of their largest magnitude.
 final class SegmentationFineTuneGoldenTests: XCTestCase {
-    func testSegNetHeadOnAMaskFolderEqualsTorch() throws {
+    func testSegNetHeadOnAMaskFolderEqualsTorch() throws { try check("segnet_seg.json", pair: false) }
+
+    /// x1 from images/, x2 from images2/ (`--inputs pair`): torch feeds the two files' tensors.
+    func testSegNetWithTwoImageFoldersEqualsTorch() throws { try check("segnet_seg_pair.json", pair: true) }
+
+    func check(_ goldenFile: String, pair: Bool) throws {
         let golden = try XCTUnwrap(JSONSerialization.jsonObject(
-            with: Data(contentsOf: FineTuneFixtures.root.appendingPathComponent("segnet_seg.json"))) as? [String: Any])
+            with: Data(contentsOf: FineTuneFixtures.root.appendingPathComponent(goldenFile))) as? [String: Any])
         // keys that share a parameter (segnet's repeated triples) hold the last key's values, as in torch
         let shared = try Zoo.make("segnet", numClasses: 3, initialize: false)
         try shared.load(stateDict: try TrainingGoldens.formulaStateDict(try Zoo.specification("segnet", numClasses: 3).parameterSpecs),
@@ -26,6 +31,10 @@ final class SegmentationFineTuneGoldenTests: XCTestCase {
         o.batchSize = try XCTUnwrap(golden["batch"] as? Int)
         o.imageSize = 64
         o.ignoreIndex = try XCTUnwrap(golden["ignore_index"] as? Int)
+        if pair {
+            o.inputPlanes = [0, 1]
+            o.pairedInputs = true
+        }
         let run = try FineTuning(model: "segnet", numClasses: 3, weights: weights,
                                  data: FineTuneFixtures.root.appendingPathComponent("shapes").path, options: o)
         XCTAssertEqual(run.task, .segmentation)
