@@ -36,8 +36,27 @@ enum TrainingGoldens {
         return 2 * (Double(h) / 4_294_967_296) - 1
     }
 
+    /// The mixing hash of cases marked `"hash": "mix"` (segnet in training mode): splitmix64's
+    /// finaliser of `(i + (k+1)·2⁴⁰)·0x9E3779B97F4A7C15`, its high 32 bits as `h`. Its weight
+    /// matrices are as far from low rank as random ones.
+    static func mixHash(_ i: Int, _ k: Int) -> Double {
+        var x = (UInt64(i) &+ (UInt64(k + 1) << 40)) &* 0x9E37_79B9_7F4A_7C15
+        x ^= x >> 30
+        x = x &* 0xBF58_476D_1CE4_E5B9
+        x ^= x >> 27
+        x = x &* 0x94D0_49BB_1331_11EB
+        x ^= x >> 31
+        return 2 * (Double(x >> 32) / 4_294_967_296) - 1
+    }
+
+    /// The hash a case's weights and inputs come from.
+    static func hash(of golden: [String: Any]) -> (Int, Int) -> Double {
+        if golden["hash"] as? String == "mix" { return { mixHash($0, $1) } }
+        return { hash($0, $1) }
+    }
+
     /// The training formula's state dict: entry k, element i, from `s(i, k)`.
-    static func formulaStateDict(_ specs: [ParameterSpec]) throws -> StateDict {
+    static func formulaStateDict(_ specs: [ParameterSpec], hash: (Int, Int) -> Double = TrainingGoldens.hash(_:_:)) throws -> StateDict {
         StateDict(try specs.enumerated().map { k, spec in
             if spec.dtype == .int64 {
                 return (spec.key, try Tensor(dtype: .int64, shape: spec.shape, bytes: [UInt8](repeating: 0, count: 8 * spec.elementCount)))
@@ -56,7 +75,7 @@ enum TrainingGoldens {
     }
 
     /// Forward argument `a`: element i is `s(i, 1000 + a)`.
-    static func input(_ shape: [Int], argument a: Int) throws -> DenseTensor {
+    static func input(_ shape: [Int], argument a: Int, hash: (Int, Int) -> Double = TrainingGoldens.hash(_:_:)) throws -> DenseTensor {
         let n = shape.reduce(1, *)
         return try DenseTensor(shape: shape, values: (0 ..< n).map { Float(hash($0, 1000 + a)) })
     }
