@@ -13,8 +13,10 @@ public struct UnpickleOptions: Sendable {
     /// references count each time they appear), for a pickle of up to `maxExpandedValues /
     /// expandedValuesPerPickleByte` bytes; a larger pickle may expand to
     /// `expandedValuesPerPickleByte` values per byte read, so every file torch writes is read
-    /// (300,000 tensors expand to ~7 million values) while a small pickle that expands hugely
-    /// through shared references is still refused.
+    /// (a state dict takes about a dozen values and 110 bytes of pickle per tensor: 300,000
+    /// tensors pass 3,000,000 values) while a small pickle that expands hugely through shared
+    /// references is still refused. A pickle with no shared reference never expands to more
+    /// values than it has bytes.
     public var maxExpandedValues: Int = 3_000_000
     /// Values a pickle may expand to per byte of it read so far, once that is more than
     /// `maxExpandedValues`.
