@@ -228,11 +228,12 @@ struct StreamFile {
         }
         member("sys_info", Self.pickle([0x7D]))
         var main: [UInt8] = [0x7D, 0x28]
-        for (i, t) in tensors.enumerated() { main += Self.text(t.name) + Self.text("t\(i)") + [0x51] }
+        // as torch wrote them: tensors keyed by ints, which the main pickle names as strings
+        for (i, t) in tensors.enumerated() { main += Self.text(t.name) + Self.text(String(i)) + [0x51] }
         member("pickle", Self.pickle(main + [0x75]))
         var tb = Self.pickle(Self.int(tensors.count))
         for (i, t) in tensors.enumerated() {
-            tb += Self.pickle(Self.text("t\(i)") + Self.text("s\(i)") + Self.global("torch", "FloatTensor") + [0x87])
+            tb += Self.pickle(Self.int(i) + Self.text("s\(i)") + Self.global("torch", "FloatTensor") + [0x87])
             tb += Self.le(Int32(1)) + [0, 0, 0, 0] + Self.le(Int64(t.count)) + Self.le(Int64(1)) + Self.le(Int64(0))
         }
         member("tensors", tb)
