@@ -96,6 +96,7 @@ bench: build
 	python3 bench/bench_data.py --ckpt $(CKPT)
 	python3 bench/bench_finetune.py --ckpt $(CKPT) --whole-epoch
 	python3 bench/bench_cast.py --ckpt $(CKPT)
+	python3 bench/bench_scale.py --ckpt $(CKPT)
 
 # libFuzzer over the readers (Swift's -sanitize=fuzzer,address), seeded by the committed corpus.
 fuzz-build: deps

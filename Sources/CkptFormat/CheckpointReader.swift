@@ -5,8 +5,9 @@ import CkptTensor
 /// Counterpart: `torch.load(path, weights_only=True)` plus `safetensors.torch.load_file`.
 public enum CheckpointReader {
     /// Reads the checkpoint at `path`; tensor data is mapped, not read. A file too large for the
-    /// address space ckpt may use is opened unmapped: a zip or safetensors file is then read with
-    /// `pread` and each record mapped alone when its bytes are needed.
+    /// address space ckpt may use is opened unmapped: its structure (zip directory, safetensors
+    /// header, the pickles and record headers of a legacy or tar stream) is then read with `pread`
+    /// or in small windows, and each record mapped alone when its bytes are needed.
     /// - Throws: `FormatError` naming the file, member and offset of what is wrong; `.io` (never
     ///   a format error) when what is needed cannot be mapped.
     public static func read(path: String, options: UnpickleOptions = UnpickleOptions()) throws -> Checkpoint {
@@ -32,22 +33,10 @@ public enum CheckpointReader {
         }
         let b = head.bytes
         defer { withExtendedLifetime(head) {} }
-        /// tar and legacy files interleave pickles and data from the first byte: they need the
-        /// whole file mapped, and a file too large for that is an I/O error, not a malformed one
-        func whole() throws -> ByteRegion {
-            if region.isMapped { return region }
-            do {
-                _ = try region.mapped()
-            } catch let e as TensorError {
-                if case let .io(_, m) = e { throw FormatError(.io, file: file, m) }
-                throw FormatError(.io, file: file, "\(e)")
-            }
-            return region
-        }
         switch detect(prefix: b, fileSize: region.count) {
-        case .zip: return try TorchZipReader.read(try ZipArchive(region: region, file: file), options: options)
-        case .tar: return try TarReader.read(try whole(), file: file, options: options)
-        case .legacy: return try LegacyReader.read(try whole(), file: file, options: options)
+        case .zip: return try TorchZipReader.read(try ZipArchive(region: region, file: file, maxInflatedSize: options.maxInflatedRecordSize), options: options)
+        case .tar: return try TarReader.read(region, file: file, options: options)
+        case .legacy: return try LegacyReader.read(region, file: file, options: options)
         case .safetensors: return try Safetensors.read(region, file: file)
         case .torchscript:
             throw FormatError(.unsupported, file: file, offset: 0, "TorchScript preview format (PYTORCH1), which torch itself no longer reads")

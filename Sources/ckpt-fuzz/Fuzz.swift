@@ -1,16 +1,25 @@
 import CkptFormat
 import CkptTensor
 
-/// Feeds one input to every reader, strict and salvage, and reads every tensor it finds.
-/// Any error is fine; a crash, a hang or an unbounded allocation is a finding.
+/// Budgets far below the CLI's: each input stays well inside libFuzzer's timeout in the
+/// sanitizer build (the budgets' own logic is the same at any size).
+func fuzzBudgets(salvage: Bool) -> UnpickleOptions {
+    var options = UnpickleOptions(salvage: salvage)
+    options.maxExpandedValues = 50_000
+    options.maxObjects = 2_000_000
+    options.maxInflatedRecordSize = 64 << 20
+    return options
+}
+
+/// Feeds one input to every reader, strict and salvage, and reads every tensor it finds; then
+/// to the DCP `.metadata` decoder. Any error is fine; a crash, a hang or an unbounded allocation
+/// is a finding.
 func readEverything(_ bytes: UnsafeRawBufferPointer) {
     let region = ByteRegion(copying: bytes)
+    _ = try? DistributedCheckpointReader.entryNames(metadata: UnsafeRawBufferPointer(start: region.base, count: region.count),
+                                                    file: "fuzz", budgets: fuzzBudgets(salvage: false))
     for salvage in [false, true] {
-        // budgets far below the CLI's: each input stays well inside libFuzzer's timeout in the
-        // sanitizer build (the budgets' own logic is the same at any size)
-        var options = UnpickleOptions(salvage: salvage)
-        options.maxExpandedValues = 50_000
-        options.maxObjects = 2_000_000
+        let options = fuzzBudgets(salvage: salvage)
         guard let c = try? CheckpointReader.read(region: region, file: "fuzz", options: options) else { continue }
         for (_, t) in c.tensors {
             _ = try? t.withContiguousBytes { $0.count }

@@ -87,11 +87,68 @@ final class BudgetTests: XCTestCase {
         let v = try run(laughs(m: 2999, k: 999, r: 999), o)
         XCTAssertEqual(v.sequenceValue?.count, 2999 + 999)
         assertLimit(laughs(m: 2999, k: 999, r: 1000), o, "object tree expands to more than 3000000 values")
-        // scaled: the same boundary at 1 + 3 × 11 + 2 = 36
+        // scaled: the same boundary at 1 + 3 × 11 + 2 = 36 (the per-byte budget off)
         var small = UnpickleOptions()
         small.maxExpandedValues = 36
+        small.expandedValuesPerPickleByte = 0
         XCTAssertEqual(try run(laughs(m: 3, k: 10, r: 2), small).sequenceValue?.count, 5)
         assertLimit(laughs(m: 3, k: 10, r: 3), small, "more than 36 values")
+    }
+
+    /// `laughs(m:k:r:)` padded with no-ops (NONE POP, 2 bytes; LONG_BINPUT of the last int,
+    /// 5 bytes) to exactly `length` bytes.
+    private func laughs(m: Int, k: Int, r: Int, length: Int) -> [UInt8] {
+        let p = laughs(m: m, k: k, r: r)
+        var pad = length - p.count
+        precondition(pad >= 4 || pad == 0 || pad == 2)
+        var filler: [UInt8] = []
+        if pad % 2 == 1 { filler += put(0xFFFF); pad -= 5 }
+        for _ in 0 ..< pad / 2 { filler += [0x4E, 0x30] }
+        // before the final APPENDS + STOP, where the stack holds the last int
+        return Array(p.dropLast(2)) + filler + [0x65, 0x2E]
+    }
+
+    func testExpansionBudgetGrowsWithThePickleBytes() throws {
+        // 1 + 300 × 101 + 5 = 30,306 values; at one value per byte read (the default rate), a
+        // pickle of 30,306 bytes may expand to them and one of 30,305 bytes may not
+        let values = 1 + 300 * 101 + 5
+        var o = UnpickleOptions()
+        XCTAssertEqual(o.expandedValuesPerPickleByte, 1)
+        o.maxExpandedValues = 1000
+        XCTAssertEqual(try run(laughs(m: 300, k: 100, r: 5, length: values), o).sequenceValue?.count, 305)
+        assertLimit(laughs(m: 300, k: 100, r: 5, length: values - 1), o, "object tree expands to more than 30305 values")
+        // the floor still holds for a small pickle: 3,000 bytes expanding to 30,306 values
+        XCTAssertLessThan(laughs(m: 300, k: 100, r: 5).count, 3000)
+        assertLimit(laughs(m: 300, k: 100, r: 5, length: 3000), o, "more than 3000 values")
+    }
+
+    /// A state dict of 300,000 tensors (~110 bytes of pickle and a dozen values each, past the
+    /// fixed 3,000,000) reads, as torch reads it.
+    func testThreeHundredThousandTensorsRead() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("budget-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let n = 300_000
+        let storage = Storage(key: "0", dtype: .float32, bytes: withUnsafeBytes(of: Float(2.5)) { Array($0) })
+        var items: [(key: Value, value: Value)] = []
+        items.reserveCapacity(n)
+        for i in 0 ..< n {
+            // views of one shared storage keep the file small; each is its own tensor
+            items.append((.string("layer\(i / 10).block.\(i % 10).weight"), .tensor(try Tensor(storage: storage, dtype: .float32, shape: [1], strides: [1], storageOffset: 0))))
+        }
+        let path = dir.appendingPathComponent("many.pth").path
+        try CheckpointWriter.write(Checkpoint(root: .dict(PyDict(items: items, kind: .orderedDict)), info: FormatInfo(format: .zip)), to: path)
+        // past the fixed budget: refused when the budget does not grow with the pickle
+        var fixed = UnpickleOptions()
+        fixed.expandedValuesPerPickleByte = 0
+        XCTAssertThrowsError(try CheckpointReader.read(path: path, options: fixed)) { e in
+            XCTAssertTrue("\(e)".contains("object tree expands to more than 3000000 values"), "\(e)")
+        }
+        let c = try CheckpointReader.read(path: path)
+        let tensors = c.tensors
+        XCTAssertEqual(tensors.count, n)
+        XCTAssertEqual(tensors.last?.path, "layer29999.block.9.weight")
+        XCTAssertEqual(try tensors.last?.tensor.doubles(), [2.5])
     }
 
     func testAllocationBudgetsPerCallAndInTotalAtTheirRealValues() throws {
@@ -113,6 +170,22 @@ final class BudgetTests: XCTestCase {
         XCTAssertEqual(try run(bytearrays([10, 10, 5]), small).sequenceValue?.count, 3)
         assertLimit(bytearrays([10, 10, 6]), small, "past the 25-byte total")
         assertLimit(bytearrays([11]), small, "past the 10 one call may ask for")
+    }
+
+    func testInflatedRecordBudget() throws {
+        XCTAssertEqual(UnpickleOptions().maxInflatedRecordSize, 1 << 30)
+        // every record deflated; the largest one read is data.pkl, 306 bytes once inflated
+        let path = GoldenFixtureTests.fixtures.appendingPathComponent("hostile/files/either_deflated_records.pth").path
+        var o = UnpickleOptions()
+        o.maxInflatedRecordSize = 306
+        let c = try CheckpointReader.read(path: path, options: o)
+        XCTAssertEqual(c.tensors.count, 2)
+        for (_, t) in c.tensors { XCTAssertFalse(try t.doubles().isEmpty) }
+        o.maxInflatedRecordSize = 305
+        XCTAssertThrowsError(try CheckpointReader.read(path: path, options: o)) { e in
+            XCTAssertEqual((e as? FormatError)?.kind, .limit, "\(e)")
+            XCTAssertEqual("\(e)", "\(path): archive/data.pkl: deflated record declares 306 bytes (limit 305)")
+        }
     }
 
     func testSafetensorsHeaderLengthAtItsRealValue() throws {

@@ -136,6 +136,25 @@ final class ShardedCheckpointTests: XCTestCase {
         assertRefused("two_indexes", mentions: ["2 shard indexes"])
     }
 
+    /// The decoder the fuzz target feeds: from the `.metadata` bytes alone, the entries the folder
+    /// reads, in order; a hostile one refused as the folder is; and lower budgets apply.
+    func testDCPMetadataDecodesFromItsBytesAlone() throws {
+        let folder = try CheckpointSource.read(path: Self.path("dcp_chunked"))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Self.path("dcp_chunked/.metadata")))
+        let names = try bytes.withUnsafeBytes { try DistributedCheckpointReader.entryNames(metadata: $0, file: ".metadata") }
+        XCTAssertEqual(names.count, 4)
+        XCTAssertEqual(Set(folder.tensors.map(\.path)).subtracting(names), [])
+        let hostile = try Data(contentsOf: URL(fileURLWithPath: Self.path("broken/dcp_hostile_metadata/.metadata")))
+        XCTAssertThrowsError(try hostile.withUnsafeBytes { try DistributedCheckpointReader.entryNames(metadata: $0, file: "h") }) { e in
+            XCTAssertTrue("\(e)".contains("os.system"), "\(e)")
+        }
+        var tiny = UnpickleOptions()
+        tiny.maxObjects = 10
+        XCTAssertThrowsError(try bytes.withUnsafeBytes { try DistributedCheckpointReader.entryNames(metadata: $0, file: "m", budgets: tiny) }) { e in
+            XCTAssertEqual((e as? FormatError)?.kind, .limit, "\(e)")
+        }
+    }
+
     func testBrokenDCPFoldersAreRefused() {
         assertRefused("dcp_truncated", mentions: ["__0_0.distcp", "past the end"])
         assertRefused("dcp_missing_file", mentions: ["__0_0.distcp", "No such file"])

@@ -10,8 +10,17 @@ public struct UnpickleOptions: Sendable {
     /// Deepest container nesting accepted when the object tree is built.
     public var maxDepth: Int = 200
     /// Most values the object tree may expand to, summed over the whole pickle (shared
-    /// references count each time they appear).
+    /// references count each time they appear), for a pickle of up to `maxExpandedValues /
+    /// expandedValuesPerPickleByte` bytes; a larger pickle may expand to
+    /// `expandedValuesPerPickleByte` values per byte read, so every file torch writes is read
+    /// (a state dict takes about a dozen values and 110 bytes of pickle per tensor: 300,000
+    /// tensors pass 3,000,000 values) while a small pickle that expands hugely through shared
+    /// references is still refused. A pickle with no shared reference never expands to more
+    /// values than it has bytes.
     public var maxExpandedValues: Int = 3_000_000
+    /// Values a pickle may expand to per byte of it read so far, once that is more than
+    /// `maxExpandedValues`.
+    public var expandedValuesPerPickleByte: Int = 1
     /// Globals outside the allowlist accepted in this pickle as inert objects (never called, their
     /// arguments and BUILD state kept as data), for readers of one known pickle such as a DCP
     /// `.metadata`; everything else outside the allowlist is still refused.
@@ -21,6 +30,9 @@ public struct UnpickleOptions: Sendable {
     /// Most bytes the pickle's `bytearray(n)` calls may allocate together (a cap per call alone
     /// would let many small calls ask for gigabytes).
     public var maxAllocatedBytes: Int = 64 << 20
+    /// Largest deflated zip record read into memory (torch.save never compresses; TorchScript
+    /// archives deflate their small `code/` files).
+    public var maxInflatedRecordSize: Int = 1 << 30
 
     /// Default options: refuse anything outside the allowlist.
     public init(salvage: Bool = false) { self.salvage = salvage }
@@ -741,14 +753,24 @@ final class Unpickler {
 
     // MARK: arena → values
 
-    /// Values still allowed to be built, across every conversion of this pickle (REDUCE
-    /// arguments and the final tree), so many small expansions cannot add up to a large one.
-    private lazy var expansionBudget = options.maxExpandedValues
+    /// Values built so far, across every conversion of this pickle (REDUCE arguments and the
+    /// final tree), so many small expansions cannot add up to a large one.
+    private var expanded = 0
+    /// The expansion budget of the conversion under way.
+    private var expansionLimit = 0
+
+    /// Most values the pickle may expand to once its first `bytesRead` bytes are read: the
+    /// fixed budget, or more for a large pickle (what is read so far, never what a window or a
+    /// length field promises, so the budget is the same however the bytes are given).
+    func expansionLimit(bytesRead: Int) -> Int {
+        max(options.maxExpandedValues, Checked.mul(bytesRead, options.expandedValuesPerPickleByte) ?? Int.max)
+    }
 
     /// Converts node `i` to a value tree, within the depth and expansion budgets.
     private func value(of i: Int) throws -> Value {
-        var budget = expansionBudget
-        defer { expansionBudget = budget }
+        expansionLimit = expansionLimit(bytesRead: pos)
+        var budget = expansionLimit - expanded
+        defer { expanded = expansionLimit - budget }
         var trail = Trail()
         return try value(of: i, depth: 0, budget: &budget, component: "", trail: &trail)
     }
@@ -779,7 +801,7 @@ final class Unpickler {
         if trailPosition[i] >= 0 { return .reference(trail.path(upTo: Int(trailPosition[i]))) }
         budget -= 1
         guard budget >= 0 else {
-            throw fail(.limit, "object tree expands to more than \(options.maxExpandedValues) values (shared references)")
+            throw fail(.limit, "object tree expands to more than \(expansionLimit) values (shared references)")
         }
         func child(_ j: Int, _ c: String) throws -> Value {
             try value(of: j, depth: depth + 1, budget: &budget, component: c, trail: &trail)

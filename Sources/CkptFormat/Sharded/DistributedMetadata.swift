@@ -55,11 +55,13 @@ struct DistributedMetadata {
         case index(Int)
     }
 
-    /// Decodes `bytes` (the `.metadata` file).
+    /// Decodes `bytes` (the `.metadata` file) within the budgets of `budgets` (its salvage mode
+    /// and allowed globals are ignored).
     /// - Throws: `FormatError` naming `file`: `.refused` for globals outside the allowlist and the
     ///   DCP classes, `.corrupt` for a structure that is not DCP metadata.
-    static func decode(_ bytes: UnsafeRawBufferPointer, file: String) throws -> DistributedMetadata {
-        var options = UnpickleOptions()
+    static func decode(_ bytes: UnsafeRawBufferPointer, file: String, budgets: UnpickleOptions = UnpickleOptions()) throws -> DistributedMetadata {
+        var options = budgets
+        options.salvage = false
         options.inertGlobals = inertGlobals
         let u = Unpickler(bytes: bytes, file: file, member: ".metadata", options: options, persistentLoad: nil)
         let root: Value
@@ -198,5 +200,15 @@ struct DistributedMetadata {
             transforms = items.compactMap(\.stringValue)
         }
         return DistributedStorageInfo(relativePath: path, offset: offset, length: length, transforms: transforms)
+    }
+}
+
+extension DistributedCheckpointReader {
+    /// The names (fqns) a DCP `.metadata` file lists, in file order, from its bytes alone: the
+    /// decoder `read(folder:)` runs first, for fuzzing and checks that have no folder.
+    /// - Throws: `FormatError` naming `file`, as `read(folder:)` does for its `.metadata`.
+    public static func entryNames(metadata bytes: UnsafeRawBufferPointer, file: String,
+                                  budgets: UnpickleOptions = UnpickleOptions()) throws -> [String] {
+        try DistributedMetadata.decode(bytes, file: file, budgets: budgets).entries.map(\.fqn)
     }
 }

@@ -1,22 +1,5 @@
 import CkptTensor
 
-/// Byte ranges of storage records found after the pickles of a legacy or tar stream. Filled
-/// once the stream has been walked, before any storage loader runs.
-final class RecordIndex: @unchecked Sendable {
-    var ranges: [ExactKey: (offset: Int, count: Int)] = [:]
-}
-
-/// Runs one pickle that starts at `offset` of `region` and returns it with its end offset.
-func runEmbeddedPickle(_ bytes: UnsafeRawBufferPointer, at offset: Int, file: String, member: String,
-                       memberBase: Int = 0, options: UnpickleOptions,
-                       persistentLoad: Unpickler.PersistentLoad? = nil) throws -> (value: Value, end: Int, unpickler: Unpickler) {
-    let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-    let u = Unpickler(bytes: rest, file: file, member: member, baseOffset: offset - memberBase, options: options,
-                      persistentLoad: persistentLoad)
-    let v = try u.run()
-    return (v, offset + u.endOffset, u)
-}
-
 /// Reads the legacy magic-number stream (torch 0.1.10–1.5, and `_use_new_zipfile_serialization=False`):
 /// magic, protocol, sys_info, the main pickle, the sorted key list, then `i64 numel` + raw bytes per key.
 /// Every pickle of the stream goes through the same restricted unpickler.
@@ -33,18 +16,20 @@ enum LegacyReader {
         return s == magicDecimal
     }
 
+    /// Reads the stream in `region`; its pickles run in windows and its record headers are read
+    /// with `pread`, so the region need not be mapped whole and no tensor page is touched.
     static func read(_ region: ByteRegion, file: String, options: UnpickleOptions) throws -> Checkpoint {
-        let bytes = region.bytes
+        let stream = StreamBytes(region: region, file: file)
         var info = FormatInfo(format: .legacy)
-        let magic = try runEmbeddedPickle(bytes, at: 0, file: file, member: "magic", options: options)
+        let magic = try stream.pickle(member: "magic", at: 0, options: options)
         guard case let .bigInt(m) = magic.value, m == magicDecimal else {
             throw FormatError(.corrupt, file: file, member: "magic", offset: 0, "not the torch legacy magic number")
         }
-        let proto = try runEmbeddedPickle(bytes, at: magic.end, file: file, member: "protocol", options: options)
+        let proto = try stream.pickle(member: "protocol", at: magic.end, options: options)
         guard case .int(1001) = proto.value else {
             throw FormatError(.unsupported, file: file, member: "protocol", offset: magic.end, "legacy protocol version \(proto.value.pathComponent), expected 1001")
         }
-        let sys = try runEmbeddedPickle(bytes, at: proto.end, file: file, member: "sys_info", options: options)
+        let sys = try stream.pickle(member: "sys_info", at: proto.end, options: options)
         guard case .dict = sys.value else {
             throw FormatError(.corrupt, file: file, member: "sys_info", offset: proto.end, "sys_info is a \(sys.value.typeName), expected a dict")
         }
@@ -58,7 +43,7 @@ enum LegacyReader {
                 guard r.count == count else {
                     throw FormatError(.corrupt, file: file, member: "storage \(key)", offset: r.offset, "record holds \(r.count) bytes, the pickle declares \(count)")
                 }
-                return ByteSlice(region: region, offset: r.offset, count: r.count)
+                return stream.part(offset: r.offset, count: r.count)
             }
         }
         var views: [ExactKey: Storage] = [:]
@@ -91,8 +76,8 @@ enum LegacyReader {
             views[ExactKey(vk)] = v
             return .storage(v)
         }
-        let main = try runEmbeddedPickle(bytes, at: sys.end, file: file, member: "main pickle", options: options, persistentLoad: load)
-        let keysPickle = try runEmbeddedPickle(bytes, at: main.end, file: file, member: "storage keys", options: options)
+        let main = try stream.pickle(member: "main pickle", at: sys.end, options: options, persistentLoad: load)
+        let keysPickle = try stream.pickle(member: "storage keys", at: main.end, options: options)
         guard case let .list(keyValues) = keysPickle.value else {
             throw FormatError(.corrupt, file: file, member: "storage keys", offset: main.end, "key list is a \(keysPickle.value.typeName)")
         }
@@ -102,15 +87,15 @@ enum LegacyReader {
             guard let s = table.storages[ExactKey(key)] else {
                 throw FormatError(.corrupt, file: file, member: "storage \(key)", offset: o, "key list names a storage the pickle never used")
             }
-            guard o <= bytes.count - 8 else { throw FormatError(.truncated, file: file, member: "storage \(key)", offset: o, "stream ends before the record size") }
-            let numel = bytes.loadUnaligned(fromByteOffset: o, as: Int64.self)
+            guard o <= region.count - 8 else { throw FormatError(.truncated, file: file, member: "storage \(key)", offset: o, "stream ends before the record size") }
+            let numel = try stream.integer(Int64.self, at: o, member: "storage \(key)")
             guard numel >= 0, let n = Checked.mul(Int(numel), s.dtype.itemSize) else {
                 throw FormatError(.corrupt, file: file, member: "storage \(key)", offset: o, "record declares \(numel) elements")
             }
             guard n == s.byteCount else {
                 throw FormatError(.corrupt, file: file, member: "storage \(key)", offset: o, "record holds \(n) bytes, the pickle declares \(s.byteCount)")
             }
-            guard n <= bytes.count - o - 8 else {
+            guard n <= region.count - o - 8 else {
                 throw FormatError(.truncated, file: file, member: "storage \(key)", offset: o, "record of \(n) bytes runs past the end of the file")
             }
             index.ranges[ExactKey(key)] = (o + 8, n)
@@ -119,7 +104,7 @@ enum LegacyReader {
         if let missing = table.order.first(where: { index.ranges[ExactKey($0)] == nil }) {
             throw FormatError(.corrupt, file: file, member: "storage \(missing)", "storage used by the pickle has no record")
         }
-        if o != bytes.count { info.warnings.append("\(bytes.count - o) bytes after the last storage record") }
+        if o != region.count { info.warnings.append("\(region.count - o) bytes after the last storage record") }
         for u in [magic.unpickler, proto.unpickler, sys.unpickler, main.unpickler, keysPickle.unpickler] { info.record(u) }
         info.pickleProtocol = main.unpickler.proto
         return Checkpoint(root: main.value, info: info)

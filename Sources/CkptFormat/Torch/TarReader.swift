@@ -10,13 +10,19 @@ enum TarReader {
         b.count >= 512 && b[257] == 0x75 && b[258] == 0x73 && b[259] == 0x74 && b[260] == 0x61 && b[261] == 0x72
     }
 
-    /// Member name → byte range, walking 512-byte headers; pax and GNU long-name records are skipped.
-    static func members(_ b: UnsafeRawBufferPointer, file: String) throws -> [ExactKey: (offset: Int, count: Int)] {
+    /// Longest GNU long name ckpt reads (Linux paths end at 4096 bytes).
+    static let maxLongName = 1 << 16
+
+    /// Member name → byte range, walking 512-byte headers read with `pread` (nothing between
+    /// them is read); pax records are refused, GNU long names applied.
+    static func members(_ stream: StreamBytes) throws -> [ExactKey: (offset: Int, count: Int)] {
+        let file = stream.file
+        let total = stream.region.count
         var out: [ExactKey: (Int, Int)] = [:]
         var o = 0
         var longName: String?
-        while o + 512 <= b.count {
-            let header = UnsafeRawBufferPointer(rebasing: b[o ..< o + 512])
+        while o + 512 <= total {
+            let header = try stream.read(512, at: o, member: "tar header")
             if header.allSatisfy({ $0 == 0 }) { break }
             let nameField = header[0 ..< 100].prefix { $0 != 0 }
             var name = String(decoding: nameField, as: UTF8.self)
@@ -26,13 +32,16 @@ enum TarReader {
             }
             let type = header[156]
             let data = o + 512
-            guard size <= b.count - data else {
+            guard size <= total - data else {
                 throw FormatError(.truncated, file: file, member: name, offset: o, "tar member of \(size) bytes runs past the end of the file")
             }
             let padded = (size + 511) / 512 * 512
             switch type {
             case UInt8(ascii: "L"):
-                longName = String(decoding: b[data ..< data + size].prefix { $0 != 0 }, as: UTF8.self)
+                guard size <= TarReader.maxLongName else {
+                    throw FormatError(.limit, file: file, member: name, offset: o, "GNU long name of \(size) bytes (limit \(TarReader.maxLongName))")
+                }
+                longName = String(decoding: try stream.read(size, at: data, member: name).prefix { $0 != 0 }, as: UTF8.self)
             case UInt8(ascii: "x"), UInt8(ascii: "g"):
                 // pax records can rename or resize the next member as Python's tarfile reads it:
                 // refused rather than read differently (torch's tar files predate pax)
@@ -50,22 +59,27 @@ enum TarReader {
             default:
                 throw FormatError(.refused, file: file, member: longName ?? name, offset: o, "tar member of type '\(String(UnicodeScalar(type)))' in a torch tar file")
             }
-            o = data + min(padded, b.count - data)
+            o = data + min(padded, total - data)
         }
         return out
     }
 
+    /// Reads the tar file in `region`; headers are read with `pread` and the `storages` member's
+    /// pickles run in windows, so the region need not be mapped whole and no tensor page is touched.
     static func read(_ region: ByteRegion, file: String, options: UnpickleOptions) throws -> Checkpoint {
-        let b = region.bytes
-        let m = try members(b, file: file)
+        let stream = StreamBytes(region: region, file: file)
+        let m = try members(stream)
         func member(_ n: String) throws -> (offset: Int, count: Int) {
             guard let r = m[ExactKey(n)] else { throw FormatError(.corrupt, file: file, member: n, "tar checkpoint has no '\(n)' member") }
             return r
         }
+        /// a member holding only metadata, mapped alone while `body` reads it
+        func withMember<R>(_ n: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+            let r = try member(n)
+            return try mapped(stream.part(offset: r.offset, count: r.count), file: file, member: n, body)
+        }
         var info = FormatInfo(format: .tar)
-        let sysRange = try member("sys_info")
-        let sysBytes = UnsafeRawBufferPointer(rebasing: b[sysRange.offset ..< sysRange.offset + sysRange.count])
-        let sysInfo = try runEmbeddedPickle(sysBytes, at: 0, file: file, member: "sys_info", options: options)
+        let sysInfo = try withMember("sys_info") { try runEmbeddedPickle($0, at: 0, file: file, member: "sys_info", options: options) }
         info.record(sysInfo.unpickler)
 
         // storages: count, then per storage (key, location, class) + i64 numel + bytes; then the view list
@@ -75,34 +89,36 @@ enum TarReader {
                 guard let r = index.ranges[ExactKey(key)], r.count == count else {
                     throw FormatError(.corrupt, file: file, member: "storages", "storage \(key) has no record of \(count) bytes")
                 }
-                return ByteSlice(region: region, offset: r.offset, count: r.count)
+                return stream.part(offset: r.offset, count: r.count)
             }
         }
         let sr = try member("storages")
-        let sb = UnsafeRawBufferPointer(rebasing: b[sr.offset ..< sr.offset + sr.count])
+        func storagesPickle(at o: Int) throws -> (value: Value, end: Int, unpickler: Unpickler) {
+            try stream.pickle(member: "storages", start: sr.offset, length: sr.count, at: o, options: options)
+        }
         var objects: [ExactKey: Value] = [:]
-        var p = try runEmbeddedPickle(sb, at: 0, file: file, member: "storages", options: options)
-        guard case let .int(storageCount) = p.value, storageCount >= 0, storageCount <= sb.count / 8 else {
+        var p = try storagesPickle(at: 0)
+        guard case let .int(storageCount) = p.value, storageCount >= 0, storageCount <= sr.count / 8 else {
             throw FormatError(.corrupt, file: file, member: "storages", offset: 0, "storage count is not a small int")
         }
         var o = p.end
         for _ in 0 ..< storageCount {
-            p = try runEmbeddedPickle(sb, at: o, file: file, member: "storages", options: options)
+            p = try storagesPickle(at: o)
             guard case let .tuple(t) = p.value, t.count == 3, let key = table.keyString(t[0]) else {
                 throw FormatError(.corrupt, file: file, member: "storages", offset: o, "storage header is not (key, location, class)")
             }
             let d = try table.dtype(ofStorageClass: t[2])
             o = p.end
-            guard o <= sb.count - 8 else { throw FormatError(.truncated, file: file, member: "storages", offset: o, "ends before a storage size") }
-            let numel = Int(sb.loadUnaligned(fromByteOffset: o, as: Int64.self))
-            guard numel >= 0, let n = Checked.mul(numel, d.itemSize), n <= sb.count - o - 8 else {
+            guard o <= sr.count - 8 else { throw FormatError(.truncated, file: file, member: "storages", offset: o, "ends before a storage size") }
+            let numel = Int(try stream.integer(Int64.self, at: sr.offset + o, member: "storages"))
+            guard numel >= 0, let n = Checked.mul(numel, d.itemSize), n <= sr.count - o - 8 else {
                 throw FormatError(.truncated, file: file, member: "storages", offset: o, "storage \(key) of \(numel) elements runs past the member")
             }
             index.ranges[ExactKey(key)] = (sr.offset + o + 8, n)
             objects[ExactKey(key)] = .storage(try table.storage(key: key, dtype: d, numel: numel, location: t[1].stringValue ?? "cpu"))
             o += 8 + n
         }
-        p = try runEmbeddedPickle(sb, at: o, file: file, member: "storages", options: options)
+        p = try storagesPickle(at: o)
         for v in p.value.sequenceValue ?? [] {
             guard let t = v.sequenceValue, t.count == 4, let vk = table.keyString(t[0]), let rk = table.keyString(t[1]),
                   case let .int(off) = t[2], case let .int(vn) = t[3], case let .storage(root)? = objects[ExactKey(rk)],
@@ -117,52 +133,50 @@ enum TarReader {
         }
 
         // tensors: count, then per tensor (key, storage key, class) + i32 ndim, pad, sizes, strides, offset
-        let tr = try member("tensors")
-        let tb = UnsafeRawBufferPointer(rebasing: b[tr.offset ..< tr.offset + tr.count])
-        p = try runEmbeddedPickle(tb, at: 0, file: file, member: "tensors", options: options)
-        guard case let .int(tensorCount) = p.value, tensorCount >= 0, tensorCount <= tb.count / 8 else {
-            throw FormatError(.corrupt, file: file, member: "tensors", offset: 0, "tensor count is not a small int")
-        }
-        o = p.end
-        for _ in 0 ..< tensorCount {
-            p = try runEmbeddedPickle(tb, at: o, file: file, member: "tensors", options: options)
-            guard case let .tuple(t) = p.value, t.count == 3, let key = table.keyString(t[0]) else {
-                throw FormatError(.corrupt, file: file, member: "tensors", offset: o, "tensor header is not (key, storage key, class)")
+        try withMember("tensors") { tb in
+            var p = try runEmbeddedPickle(tb, at: 0, file: file, member: "tensors", options: options)
+            guard case let .int(tensorCount) = p.value, tensorCount >= 0, tensorCount <= tb.count / 8 else {
+                throw FormatError(.corrupt, file: file, member: "tensors", offset: 0, "tensor count is not a small int")
             }
-            o = p.end
-            guard o <= tb.count - 8 else { throw FormatError(.truncated, file: file, member: "tensors", offset: o, "ends inside tensor metadata") }
-            let ndim = Int(tb.loadUnaligned(fromByteOffset: o, as: Int32.self))
-            guard ndim >= 0, ndim <= 64, 8 + ndim * 16 + 8 <= tb.count - o else {
-                throw FormatError(.corrupt, file: file, member: "tensors", offset: o, "tensor \(key) has \(ndim) dimensions or is cut short")
-            }
-            var q = o + 8
-            var shape: [Int] = [], strides: [Int] = []
-            for _ in 0 ..< ndim { shape.append(Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))); q += 8 }
-            for _ in 0 ..< ndim { strides.append(Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))); q += 8 }
-            let offset = Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))
-            o = q + 8
-            guard case let .global(cls) = t[2], let d = DType(legacyTensorClassName: cls.name) else {
-                throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key) class is not a torch tensor class")
-            }
-            if case .none = t[1] {
-                let empty = Storage(key: key + ".empty", dtype: d, bytes: [])
-                objects[ExactKey(key)] = .tensor(try Tensor(storage: empty, dtype: d, shape: shape.map { _ in 0 }, strides: strides.map { _ in 0 }, storageOffset: 0))
-                continue
-            }
-            guard let sk = table.keyString(t[1]), case let .storage(s)? = objects[ExactKey(sk)] else {
-                throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key) names a missing storage")
-            }
-            do {
-                objects[ExactKey(key)] = .tensor(try Tensor(storage: s, dtype: d, shape: shape, strides: strides, storageOffset: offset))
-            } catch {
-                throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key): \(error)")
+            var o = p.end
+            for _ in 0 ..< tensorCount {
+                p = try runEmbeddedPickle(tb, at: o, file: file, member: "tensors", options: options)
+                guard case let .tuple(t) = p.value, t.count == 3, let key = table.keyString(t[0]) else {
+                    throw FormatError(.corrupt, file: file, member: "tensors", offset: o, "tensor header is not (key, storage key, class)")
+                }
+                o = p.end
+                guard o <= tb.count - 8 else { throw FormatError(.truncated, file: file, member: "tensors", offset: o, "ends inside tensor metadata") }
+                let ndim = Int(tb.loadUnaligned(fromByteOffset: o, as: Int32.self))
+                guard ndim >= 0, ndim <= 64, 8 + ndim * 16 + 8 <= tb.count - o else {
+                    throw FormatError(.corrupt, file: file, member: "tensors", offset: o, "tensor \(key) has \(ndim) dimensions or is cut short")
+                }
+                var q = o + 8
+                var shape: [Int] = [], strides: [Int] = []
+                for _ in 0 ..< ndim { shape.append(Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))); q += 8 }
+                for _ in 0 ..< ndim { strides.append(Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))); q += 8 }
+                let offset = Int(tb.loadUnaligned(fromByteOffset: q, as: Int64.self))
+                o = q + 8
+                guard case let .global(cls) = t[2], let d = DType(legacyTensorClassName: cls.name) else {
+                    throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key) class is not a torch tensor class")
+                }
+                if case .none = t[1] {
+                    let empty = Storage(key: key + ".empty", dtype: d, bytes: [])
+                    objects[ExactKey(key)] = .tensor(try Tensor(storage: empty, dtype: d, shape: shape.map { _ in 0 }, strides: strides.map { _ in 0 }, storageOffset: 0))
+                    continue
+                }
+                guard let sk = table.keyString(t[1]), case let .storage(s)? = objects[ExactKey(sk)] else {
+                    throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key) names a missing storage")
+                }
+                do {
+                    objects[ExactKey(key)] = .tensor(try Tensor(storage: s, dtype: d, shape: shape, strides: strides, storageOffset: offset))
+                } catch {
+                    throw FormatError(.corrupt, file: file, member: "tensors", "tensor \(key): \(error)")
+                }
             }
         }
 
         // the main pickle: string persistent ids look objects up in the two tables
-        let pr = try member("pickle")
-        let pb = UnsafeRawBufferPointer(rebasing: b[pr.offset ..< pr.offset + pr.count])
-        let main = try runEmbeddedPickle(pb, at: 0, file: file, member: "pickle", options: options) { pid in
+        let main = try withMember("pickle") { try runEmbeddedPickle($0, at: 0, file: file, member: "pickle", options: options) { pid in
             if let key = table.keyString(pid), let obj = objects[ExactKey(key)] { return obj }
             if case let .tuple(t) = pid, t.count == 3 {
                 guard options.salvage else {
@@ -173,7 +187,7 @@ enum TarReader {
             // burn-store style: _rebuild_tensor_v2 with zip-style 5-tuple ids
             if case .tuple = pid { return try table.loadZipPID(pid) }
             throw FormatError(.corrupt, file: file, member: "pickle", "persistent id '\(pid.pathComponent.prefix(40))' names no tensor or storage")
-        }
+        } }
         info.record(main.unpickler)
         return Checkpoint(root: main.value, info: info)
     }

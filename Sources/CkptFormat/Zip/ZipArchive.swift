@@ -41,20 +41,23 @@ public final class ZipArchive: @unchecked Sendable {
     public let entries: [ZipEntry]
     private let byName: [ExactKey: Int]
 
-    /// Largest record ckpt inflates into memory.
-    public static let maxInflatedSize = 1 << 30
+    /// Largest record this archive inflates into memory (`UnpickleOptions.maxInflatedRecordSize`).
+    public let maxInflatedSize: Int
 
-    /// Parses the archive's central directory and checks every entry.
+    /// Parses the archive's central directory and checks every entry; deflated records of more
+    /// than `maxInflatedSize` bytes are refused when read.
     /// - Throws: `FormatError` naming the entry and offset for anything malformed or hostile.
-    public init(region: ByteRegion, file: String) throws {
+    public init(region: ByteRegion, file: String, maxInflatedSize: Int = UnpickleOptions().maxInflatedRecordSize) throws {
         self.file = file
         self.region = region
+        self.maxInflatedSize = maxInflatedSize
         let list: [ZipEntry]
-        if region.isMapped {
+        if region.fileDescriptor < 0 {
             list = try withExtendedLifetime(region) { try ZipParser(bytes: region.bytes, file: file).parseAll() }
         } else {
-            // a file too large to map whole: the end records, the central directory and the local
-            // headers are read with pread; records are mapped one by one when asked for
+            // the end records, the central directory and the local headers are read with pread,
+            // mapped or not: no tensor page is touched, and a file too large to map whole has its
+            // records mapped one by one when asked for
             let source = FileBytes(fd: region.fileDescriptor, base: region.fileOffset, count: region.count)
             do {
                 list = try ZipParser(bytes: source, file: file).parseAll()
@@ -100,8 +103,8 @@ public final class ZipArchive: @unchecked Sendable {
     }
 
     private func inflate(_ e: ZipEntry) throws -> ByteRegion {
-        guard e.size <= ZipArchive.maxInflatedSize else {
-            throw FormatError(.limit, file: file, member: e.name, "deflated record declares \(e.size) bytes (limit \(ZipArchive.maxInflatedSize))")
+        guard e.size <= maxInflatedSize else {
+            throw FormatError(.limit, file: file, member: e.name, "deflated record declares \(e.size) bytes (limit \(maxInflatedSize))")
         }
         guard e.size <= e.compressedSize &* 1100 + 1024 else {
             throw FormatError(.corrupt, file: file, member: e.name, "declared size \(e.size) is impossible for \(e.compressedSize) deflated bytes")

@@ -16,10 +16,12 @@ extension UnsafeRawBufferPointer: ZipByteSource {
     func copy(_ range: Range<Int>) -> [UInt8] { Array(self[range]) }
 }
 
-/// A file read with `pread` in 16 KiB blocks, a few kept: the end records, the central directory
+/// A file read with `pread` in 4 KiB blocks, a few kept: the end records, the central directory
 /// and each local header are read, never the data between them, so a file far larger than the
-/// address space parses in a few hundred KiB. A failed read gives zeros and is kept in `failure`,
-/// which the caller reports instead of whatever those zeros made the parser say.
+/// address space parses in a few hundred KiB, and a mapped file's tensor pages are never faulted
+/// in (with fault-around, touching each local header through the mapping made 64 KiB per record
+/// resident). A failed read gives zeros and is kept in `failure`, which the caller reports
+/// instead of whatever those zeros made the parser say.
 final class FileBytes: ZipByteSource {
     let fd: Int32
     let count: Int
@@ -27,8 +29,10 @@ final class FileBytes: ZipByteSource {
     let base: Int
     private(set) var failure: String?
     private var blocks: [(index: Int, data: [UInt8])] = []
-    private static let shift = 14
-    private static let kept = 8
+    /// The block read last (most reads fall in it).
+    private var last = -1
+    private static let shift = 12
+    private static let kept = 16
 
     init(fd: Int32, base: Int, count: Int) {
         self.fd = fd
@@ -38,25 +42,18 @@ final class FileBytes: ZipByteSource {
 
     subscript(_ i: Int) -> UInt8 {
         let b = i >> FileBytes.shift
-        if let k = blocks.lastIndex(where: { $0.index == b }) { return blocks[k].data[i - (b << FileBytes.shift)] }
+        if last >= 0, blocks[last].index == b { return blocks[last].data[i - (b << FileBytes.shift)] }
+        if let k = blocks.lastIndex(where: { $0.index == b }) {
+            last = k
+            return blocks[k].data[i - (b << FileBytes.shift)]
+        }
         let start = b << FileBytes.shift
         let n = min(1 << FileBytes.shift, count - start)
         var data = [UInt8](repeating: 0, count: n)
-        var done = 0
-        data.withUnsafeMutableBytes { d in
-            while done < n, let p = d.baseAddress {
-                let r = pread(fd, p + done, n - done, off_t(base + start + done))
-                if r <= 0 {
-                    if failure == nil {
-                        failure = r < 0 ? String(cString: strerror(errno)) : "the file ends at \(base + start + done), before its \(count) bytes (it changed while ckpt was reading it)"
-                    }
-                    break
-                }
-                done += r
-            }
-        }
+        if let f = data.withUnsafeMutableBytes({ preadFully(fd, $0, at: base + start) }), failure == nil { failure = f }
         if blocks.count >= FileBytes.kept { blocks.removeFirst() }
         blocks.append((b, data))
+        last = blocks.count - 1
         return data[i - start]
     }
 
