@@ -360,24 +360,11 @@ final class StreamFormatMemoryTests: XCTestCase {
                 let f = setup == "true" ? small : StreamFile(tensors: small.tensors + [("big", Self.elements, 1)])
                 if format == "legacy" { try f.writeLegacy(to: source) } else { try f.writeTar(to: source) }
                 for delay in [0.0, 0.02, 0.05] {
-                    let copy = dir.appendingPathComponent("in.pth").path
-                    try? FileManager.default.removeItem(atPath: copy)
-                    try FileManager.default.copyItem(atPath: source, toPath: copy)
-                    let p = Process()
-                    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-                    p.arguments = ["-c", setup + "; exec \"$0\" \"$@\"", RunCkpt.binary, "convert", copy, dir.appendingPathComponent("out.safetensors").path]
-                    let err = Pipe()
-                    p.standardError = err
-                    p.standardOutput = Pipe()
-                    try p.run()
-                    Thread.sleep(forTimeInterval: delay)
-                    XCTAssertEqual(truncate(copy, 4096), 0)
-                    p.waitUntilExit()
-                    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    let (reason, status, stderr) = try RunCkpt.convertWhileTruncating(source, in: dir, delay: delay, setup: setup)
                     let what = "\(format), \(setup), delay \(delay)"
-                    XCTAssertEqual(p.terminationReason, .exit, "killed by a signal (\(what)): \(stderr)")
-                    XCTAssertTrue([0, 2].contains(p.terminationStatus), "\(what): \(stderr)")
-                    if p.terminationStatus == 2 { XCTAssertEqual(stderr.split(separator: "\n").count, 1, "\(what): \(stderr)") }
+                    XCTAssertEqual(reason, .exit, "killed by a signal (\(what)): \(stderr)")
+                    XCTAssertTrue([0, 2].contains(status), "\(what): \(stderr)")
+                    if status == 2 { XCTAssertEqual(stderr.split(separator: "\n").count, 1, "\(what): \(stderr)") }
                     let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp-") }
                     XCTAssertEqual(leftovers, [], "temporary files left (\(what))")
                     try? FileManager.default.removeItem(at: dir.appendingPathComponent("out.safetensors"))

@@ -73,23 +73,10 @@ final class ShrinkingInputTests: XCTestCase {
         }
         try CheckpointWriter.write(Checkpoint(root: .dict(PyDict(items: items)), info: FormatInfo(format: .zip)), to: source)
         for delay in [0.0, 0.02, 0.05] {
-            let copy = dir.appendingPathComponent("in.pth").path
-            try? FileManager.default.removeItem(atPath: copy)
-            try FileManager.default.copyItem(atPath: source, toPath: copy)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: RunCkpt.binary)
-            p.arguments = ["convert", copy, dir.appendingPathComponent("out.safetensors").path]
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = Pipe()
-            try p.run()
-            Thread.sleep(forTimeInterval: delay)
-            XCTAssertEqual(truncate(copy, 4096), 0)
-            p.waitUntilExit()
-            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            XCTAssertEqual(p.terminationReason, .exit, "killed by a signal: \(stderr)")
-            XCTAssertTrue([0, 2].contains(p.terminationStatus), stderr)
-            if p.terminationStatus == 2 { XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr) }
+            let (reason, status, stderr) = try RunCkpt.convertWhileTruncating(source, in: dir, delay: delay)
+            XCTAssertEqual(reason, .exit, "killed by a signal: \(stderr)")
+            XCTAssertTrue([0, 2].contains(status), stderr)
+            if status == 2 { XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr) }
             let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp-") }
             XCTAssertEqual(leftovers, [], "temporary files left after delay \(delay)")
         }

@@ -70,4 +70,26 @@ enum RunCkpt {
         return CkptRun(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                        stderr: String(decoding: errBox.data, as: UTF8.self))
     }
+
+    /// `ckpt convert` of a copy of `source` (to `out.safetensors` in `dir`), the copy cut to 4 KiB
+    /// `delay` seconds after the start, with `setup` (shell commands, e.g. a ulimit) run first.
+    /// - Returns: how the process ended, its status and its stderr.
+    static func convertWhileTruncating(_ source: String, in dir: URL, delay: Double,
+                                       setup: String = "true") throws -> (reason: Process.TerminationReason, status: Int32, stderr: String) {
+        let copy = dir.appendingPathComponent("in.pth").path
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: source, toPath: copy)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", setup + "; exec \"$0\" \"$@\"", binary, "convert", copy, dir.appendingPathComponent("out.safetensors").path]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        Thread.sleep(forTimeInterval: delay)
+        guard truncate(copy, 4096) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        p.waitUntilExit()
+        return (p.terminationReason, p.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
 }
