@@ -164,6 +164,29 @@ def main():
             from safetensors.torch import save_file  # noqa
             cmd = [sys.executable, "-c", f"import torch; from safetensors.torch import save_file; save_file(torch.load({a.file!r}, weights_only=True), {os.path.join(tmp, 't.safetensors')!r})"]
             r["torch_convert_peak_rss_mib"] = peak_rss_kib(cmd) / 1024
+            # wall time, engines alternating: ckpt's convert fsyncs (its atomic rename needs it);
+            # torch's load + save_file does not, so it is timed both ways, and in-process (after
+            # `import torch`) to tell Python's start-up from the work
+            code = ("import os, sys, time, json\nt0 = time.perf_counter()\nimport torch\n"
+                    "from safetensors.torch import save_file\nt1 = time.perf_counter()\n"
+                    "save_file(torch.load(sys.argv[1], weights_only=True), sys.argv[2])\nt2 = time.perf_counter()\n"
+                    "fd = os.open(sys.argv[2], os.O_RDONLY); os.fsync(fd); os.close(fd)\nt3 = time.perf_counter()\n"
+                    "print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))")
+            best = {"ckpt": 9e9, "torch_import": 9e9, "torch_work": 9e9, "torch_fsync": 9e9, "torch_whole": 9e9}
+            for _ in range(a.repeat):
+                t = time.perf_counter()
+                subprocess.run([a.ckpt, "convert", a.file, st, "--force"], check=True, stdout=subprocess.DEVNULL)
+                best["ckpt"] = min(best["ckpt"], time.perf_counter() - t)
+                t = time.perf_counter()
+                out = subprocess.run([sys.executable, "-c", code, a.file, os.path.join(tmp, "t.safetensors")],
+                                     check=True, capture_output=True, text=True).stdout
+                whole = time.perf_counter() - t
+                imp, work, sync = json.loads(out.strip().splitlines()[-1])
+                best["torch_import"] = min(best["torch_import"], imp)
+                best["torch_work"] = min(best["torch_work"], work)
+                best["torch_fsync"] = min(best["torch_fsync"], sync)
+                best["torch_whole"] = min(best["torch_whole"], whole)
+            r["convert_wall_s"] = best
     finally:
         shutil.rmtree(tmp)
 
@@ -190,6 +213,9 @@ def main():
           f" (file {size / 2**20:.0f} MiB), {r['convert_to_safetensors_s']:.2f} s, round trip identical: {r['round_trip_identical']}", end="")
     if torch_ok:
         print(f"  | torch.load+save_file {r['torch_convert_peak_rss_mib']:.0f} MiB")
+        b = r["convert_wall_s"]
+        print(f"convert wall: ckpt {b['ckpt']:.2f} s (fsync included) | torch whole command {b['torch_whole']:.2f} s without fsync"
+              f" (import {b['torch_import']:.2f} s, load+save_file {b['torch_work']:.2f} s), fsync after it {b['torch_fsync']:.2f} s")
     else:
         print()
     print(json.dumps(r))
