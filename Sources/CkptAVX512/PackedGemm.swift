@@ -252,8 +252,51 @@ public enum PackedGemm {
             kernel48(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
         } else if width > 16 {
             kernel32(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
-        } else {
+        } else if width > 4 {
             kernel16(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
+        } else {
+            kernelNarrow(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
+        }
+    }
+
+    /// `C[rows × width] (+)= A-panel · B-panel` for `width` ≤ 4 (the last pixel of a 7×7 plane, 49 =
+    /// 48 + 1): one 8-row vector of `A` per depth against each column's broadcast value, a quarter of
+    /// `kernel16`'s instructions for one column. Each element is the same FMA chain over the depth as
+    /// in the wider kernels, so the result is bit-identical to theirs.
+    @inline(__always)
+    static func kernelNarrow(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                             ldc: Int, accumulate: Bool, rows: Int, width: Int, aStride: Int) {
+        typealias V8 = SIMD8<Float>
+        var acc = (V8(), V8(), V8(), V8())
+        var pa = a, pb = b
+        if width == 1 {
+            for _ in 0 ..< depth {
+                acc.0.addProduct(UnsafeRawPointer(pa).loadUnaligned(as: V8.self), V8(repeating: pb[0]))
+                pa += aStride
+                pb += 48
+            }
+        } else {
+            // a B-panel row is 48 floats: columns up to 3 are always there to read
+            for _ in 0 ..< depth {
+                let x = UnsafeRawPointer(pa).loadUnaligned(as: V8.self)
+                acc.0.addProduct(x, V8(repeating: pb[0]))
+                acc.1.addProduct(x, V8(repeating: pb[1]))
+                acc.2.addProduct(x, V8(repeating: pb[2]))
+                acc.3.addProduct(x, V8(repeating: pb[3]))
+                pa += aStride
+                pb += 48
+            }
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 4) { t in
+            guard let tile = t.baseAddress else { return }
+            // tile[r·4 + j] = acc_j[r]
+            for r in 0 ..< 8 {
+                tile[r * 4] = acc.0[r]
+                tile[r * 4 + 1] = acc.1[r]
+                tile[r * 4 + 2] = acc.2[r]
+                tile[r * 4 + 3] = acc.3[r]
+            }
+            copyOut(tile, tileWidth: 4, rows: rows, width: width, to: c, ldc: ldc, accumulate: accumulate)
         }
     }
 

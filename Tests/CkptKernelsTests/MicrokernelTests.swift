@@ -19,6 +19,8 @@ final class MicrokernelTests: XCTestCase {
             (1, 48, 64, 40, 40, 3, 1, 1, 1),    // band-parallel path, depth 432
             (4, 32, 24, 7, 7, 3, 1, 1, 1),      // images batched per product
             (1, 64, 512, 7, 7, 3, 1, 1, 1),     // wide and short: split by rows of panels
+            (1, 9, 13, 5, 10, 3, 1, 1, 1),      // 50 pixels: a last panel 2 columns wide
+            (1, 5, 11, 3, 17, 3, 1, 1, 1),      // 51 pixels: 3 columns
             (2, 16, 40, 12, 12, 1, 1, 0, 1),    // pointwise
             (1, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2 (ResNet's stem)
             (1, 3, 16, 70, 70, 7, 2, 3, 1),     // … wide enough for the 16-column stride-2 gather
