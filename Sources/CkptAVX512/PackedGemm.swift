@@ -153,6 +153,55 @@ public enum PackedGemm {
         }
     }
 
+    /// `C = A·B` for an unpacked `A` stored transposed (element `(i, kk)` at `a[kk·lda + i]`, as a
+    /// transposed-convolution weight `[C_in, C_out·kH·kW]` holds its product's rows) and `B` laid out
+    /// as in `multiply(_:panelsOfB:…)`, `depth` rows deep. The 8 rows of a panel at one depth are
+    /// adjacent, so full panels are read in place (a weight used once per call is never packed);
+    /// a last panel of fewer than 8 rows is copied, zero-padded, into a small buffer first.
+    /// `panels` limits the product to those 8-row panels of `A` and `C`.
+    public static func multiply(transposedA a: UnsafePointer<Float>, lda: Int, rows m: Int, depth k: Int,
+                                panelsOfB b: UnsafePointer<Float>, columns n: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                panels: Range<Int>? = nil) {
+        let panelRange = panels ?? 0 ..< (m + 7) / 8
+        let firstRow = panelRange.lowerBound * 8, end = min(m, panelRange.upperBound * 8)
+        if end <= firstRow || n == 0 { return }
+        if k == 0 {
+            for i in firstRow ..< end { (c + i * ldc).update(repeating: 0, count: n) }
+            return
+        }
+        let blocks = (k + depthBlock - 1) / depthBlock
+        let blockDepth = (k + blocks - 1) / blocks
+        withUnsafeTemporaryAllocation(byteCount: blockDepth * 8 * 4, alignment: 64) { raw in
+            guard let edge = raw.baseAddress?.bindMemory(to: Float.self, capacity: blockDepth * 8) else { return }
+            var k0 = 0
+            while k0 < k {
+                let depth = min(blockDepth, k - k0)
+                var m0 = firstRow
+                while m0 < end {
+                    let rows = min(8, end - m0)
+                    var panelA = a + k0 * lda + m0
+                    var aStride = lda
+                    if rows < 8 {
+                        for kk in 0 ..< depth {
+                            (edge + kk * 8).update(from: panelA + kk * lda, count: rows)
+                            (edge + kk * 8 + rows).update(repeating: 0, count: 8 - rows)
+                        }
+                        panelA = UnsafePointer(edge)
+                        aStride = 8
+                    }
+                    var n0 = 0
+                    while n0 < n {
+                        kernel(depth, panelA, b + n0 * k + k0 * 48, c + m0 * ldc + n0, ldc: ldc,
+                               accumulate: k0 > 0, rows: rows, width: min(48, n - n0), aStride: aStride)
+                        n0 += 48
+                    }
+                    m0 += 8
+                }
+                k0 += depth
+            }
+        }
+    }
+
     /// `C[m × n] += A · B` over the whole `depth` in one pass per tile, for `A` as 8-row panels
     /// (`TransposedPanels.packRows`: panel `i` at `a + 8i·depth`, column `kk` of it at `+ 8kk`) and
     /// `B` as 48-column panels (`multiply(_:panelsOfB:…)`'s layout, panel `j` at `b + 48j·depth`).
@@ -194,16 +243,60 @@ public enum PackedGemm {
     }
 
     /// `C[rows × width] (+)= A-panel · B-panel` over `depth`, with the narrowest kernel that covers
-    /// `width` (so a ragged last panel of 1–16 columns costs a third of a full one).
+    /// `width` (so a ragged last panel of 1–16 columns costs a third of a full one). The A-panel's
+    /// 8 values of depth `kk` lie at `a + kk·aStride` (8 when packed).
     @inline(__always)
     static func kernel(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                       ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+                       ldc: Int, accumulate: Bool, rows: Int, width: Int, aStride: Int = 8) {
         if width > 32 {
-            kernel48(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+            kernel48(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
         } else if width > 16 {
-            kernel32(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+            kernel32(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
+        } else if width > 4 {
+            kernel16(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
         } else {
-            kernel16(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+            kernelNarrow(depth, a, b, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width, aStride: aStride)
+        }
+    }
+
+    /// `C[rows × width] (+)= A-panel · B-panel` for `width` ≤ 4 (the last pixel of a 7×7 plane, 49 =
+    /// 48 + 1): one 8-row vector of `A` per depth against each column's broadcast value, a quarter of
+    /// `kernel16`'s instructions for one column. Each element is the same FMA chain over the depth as
+    /// in the wider kernels, so the result is bit-identical to theirs.
+    @inline(__always)
+    static func kernelNarrow(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                             ldc: Int, accumulate: Bool, rows: Int, width: Int, aStride: Int) {
+        typealias V8 = SIMD8<Float>
+        var acc = (V8(), V8(), V8(), V8())
+        var pa = a, pb = b
+        if width == 1 {
+            for _ in 0 ..< depth {
+                acc.0.addProduct(UnsafeRawPointer(pa).loadUnaligned(as: V8.self), V8(repeating: pb[0]))
+                pa += aStride
+                pb += 48
+            }
+        } else {
+            // a B-panel row is 48 floats: columns up to 3 are always there to read
+            for _ in 0 ..< depth {
+                let x = UnsafeRawPointer(pa).loadUnaligned(as: V8.self)
+                acc.0.addProduct(x, V8(repeating: pb[0]))
+                acc.1.addProduct(x, V8(repeating: pb[1]))
+                acc.2.addProduct(x, V8(repeating: pb[2]))
+                acc.3.addProduct(x, V8(repeating: pb[3]))
+                pa += aStride
+                pb += 48
+            }
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 4) { t in
+            guard let tile = t.baseAddress else { return }
+            // tile[r·4 + j] = acc_j[r]
+            for r in 0 ..< 8 {
+                tile[r * 4] = acc.0[r]
+                tile[r * 4 + 1] = acc.1[r]
+                tile[r * 4 + 2] = acc.2[r]
+                tile[r * 4 + 3] = acc.3[r]
+            }
+            copyOut(tile, tileWidth: 4, rows: rows, width: width, to: c, ldc: ldc, accumulate: accumulate)
         }
     }
 
@@ -212,7 +305,7 @@ public enum PackedGemm {
     /// `C`; edge tiles through a local tile and `copyOut`.
     @inline(__always)
     static func kernel48(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                        ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+                        ldc: Int, accumulate: Bool, rows: Int, width: Int, aStride: Int = 8) {
         var acc = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
         var pa = a, pb = b
         for _ in 0 ..< depth {
@@ -228,7 +321,7 @@ public enum PackedGemm {
             x = V(repeating: pa[5]); acc.15.addProduct(x, b0); acc.16.addProduct(x, b1); acc.17.addProduct(x, b2)
             x = V(repeating: pa[6]); acc.18.addProduct(x, b0); acc.19.addProduct(x, b1); acc.20.addProduct(x, b2)
             x = V(repeating: pa[7]); acc.21.addProduct(x, b0); acc.22.addProduct(x, b1); acc.23.addProduct(x, b2)
-            pa += 8
+            pa += aStride
             pb += 48
         }
         @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V, add: Bool) {
@@ -273,7 +366,7 @@ public enum PackedGemm {
     /// `C`; edge tiles through a local tile and `copyOut`.
     @inline(__always)
     static func kernel32(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                        ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+                        ldc: Int, accumulate: Bool, rows: Int, width: Int, aStride: Int = 8) {
         var acc = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
         var pa = a, pb = b
         for _ in 0 ..< depth {
@@ -288,7 +381,7 @@ public enum PackedGemm {
             x = V(repeating: pa[5]); acc.10.addProduct(x, b0); acc.11.addProduct(x, b1)
             x = V(repeating: pa[6]); acc.12.addProduct(x, b0); acc.13.addProduct(x, b1)
             x = V(repeating: pa[7]); acc.14.addProduct(x, b0); acc.15.addProduct(x, b1)
-            pa += 8
+            pa += aStride
             pb += 48
         }
         @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, add: Bool) {
@@ -331,7 +424,7 @@ public enum PackedGemm {
     /// `C`; edge tiles through a local tile and `copyOut`.
     @inline(__always)
     static func kernel16(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                        ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+                        ldc: Int, accumulate: Bool, rows: Int, width: Int, aStride: Int = 8) {
         var acc = (V(), V(), V(), V(), V(), V(), V(), V())
         var pa = a, pb = b
         for _ in 0 ..< depth {
@@ -345,7 +438,7 @@ public enum PackedGemm {
             x = V(repeating: pa[5]); acc.5.addProduct(x, b0)
             x = V(repeating: pa[6]); acc.6.addProduct(x, b0)
             x = V(repeating: pa[7]); acc.7.addProduct(x, b0)
-            pa += 8
+            pa += aStride
             pb += 48
         }
         @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, add: Bool) {

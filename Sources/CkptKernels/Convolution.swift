@@ -177,11 +177,9 @@ public enum Convolution {
         }
     }
 
-    /// The convolution on the microkernel as an implicit GEMM: the output pixels of the whole batch
-    /// are cut into chunks of up to eight 48-column panels (≤ 2 MiB unfolded; one depth block of
-    /// them stays in a core's L2 cache); each chunk is unfolded straight into panel layout, multiplied by the packed
-    /// weight, and written out through the bias and ReLU. Chunks are dealt to the cores; when there
-    /// are few chunks (small planes, one image), the output channels are split too.
+    /// The convolution on the microkernel as an implicit GEMM (`PanelSchedule`): each chunk of
+    /// output pixels is unfolded straight into panel layout, multiplied by the packed weight, and
+    /// written out through the bias and ReLU.
     static func forwardPanels(
         _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
         outputSize: (Int, Int), relu: Bool
@@ -190,68 +188,38 @@ public enum Convolution {
         let (oh, ow) = outputSize
         let groups = g.groups
         let cinG = c / groups, coutG = g.outputChannels / groups
-        let kdim = packed.columns
         let plane = oh * ow
-        let total = n * plane
-        let panelWidth = Microkernel.panelWidth
-        let lanes = Gemm.threadCount
-        // as few chunks as the size limit allows, their count a multiple of the cores (even load)
-        let totalPanels = (total + panelWidth - 1) / panelWidth
-        let largest = max(1, min(8, (2 << 20) / max(1, kdim * panelWidth * 4)))
-        var chunkCount = (totalPanels + largest - 1) / largest
-        if chunkCount >= lanes { chunkCount = (chunkCount + lanes - 1) / lanes * lanes }
-        let chunkPanels = max(1, (totalPanels + chunkCount - 1) / chunkCount)
-        let chunk = chunkPanels * panelWidth
-        let chunks = (total + chunk - 1) / chunk
-        let rowPanels = (coutG + 7) / 8
-        // few chunks (small planes at batch 1) would leave a core idle or unevenly loaded: each
-        // chunk's output channels are then split over the cores too (each unfolds the chunk itself)
-        let splits = groups * chunks >= 4 * lanes ? 1 : min(lanes, rowPanels)
-        let jobs = groups * chunks * splits
-        let panelFloats = kdim * chunk
-        let laneFloats = (panelFloats + coutG * chunk + 15) / 16 * 16
-        let workers = min(lanes, jobs)
+        let schedule = PanelSchedule(pixels: n * plane, depth: packed.columns, rows: coutG, groups: groups)
+        let chunk = schedule.chunk
         input.values.withUnsafeBufferPointer { xb in
             out.withUnsafeMutableBufferPointer { yb in
-                withUnsafeTemporaryAllocation(byteCount: workers * laneFloats * 4, alignment: 64) { sb in
-                    guard let x = xb.baseAddress, let y = yb.baseAddress,
-                          let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: workers * laneFloats) else { return }
-                    let box = UncheckedSendable((x, y, s))
-                    parallelFor(workers) { lane in
-                        let (x, y, s) = box.value
-                        let panels = s + lane * laneFloats
-                        let product = panels + panelFloats
-                        var job = lane
-                        while job < jobs {
-                            defer { job += workers }
-                            let split = job % splits
-                            let chunkIndex = (job / splits) % chunks
-                            let grp = job / (splits * chunks)
-                            let i0 = chunkIndex * chunk, i1 = min(total, i0 + chunk)
-                            let p0 = split * rowPanels / splits, p1 = (split + 1) * rowPanels / splits
-                            Microkernel.unfold(x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
-                                               height: h, width: w, geometry: g, outputHeight: oh, outputWidth: ow,
-                                               pixels: i0 ..< i1, into: panels)
-                            Microkernel.multiply(packed, group: grp, panels: panels, n: i1 - i0, c: product, ldc: chunk,
-                                                 rowPanels: p0 ..< p1)
-                            // out[img, grp·coutG + o, q] = relu?(product[o, i − i0] + bias), run by run within one image
-                            var i = i0
-                            while i < i1 {
-                                let img = i / plane, q = i % plane
-                                let count = min(plane - q, i1 - i)
-                                for o in min(coutG, p0 * 8) ..< min(coutG, p1 * 8) {
-                                    let src = product + o * chunk + (i - i0)
-                                    let dst = y + (img * g.outputChannels + grp * coutG + o) * plane + q
-                                    let beta = bias?[grp * coutG + o] ?? 0
-                                    if relu {
-                                        for k in 0 ..< count { dst[k] = max(src[k] + beta, 0) }
-                                    } else {
-                                        for k in 0 ..< count { dst[k] = src[k] + beta }
-                                    }
-                                }
-                                i += count
+                guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                let box = UncheckedSendable((x, y))
+                schedule.run { job, panels, product in
+                    let (x, y) = box.value
+                    let grp = job.group, i0 = job.pixels.lowerBound, i1 = job.pixels.upperBound
+                    let (p0, p1) = (job.rowPanels.lowerBound, job.rowPanels.upperBound)
+                    Microkernel.unfold(x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
+                                       height: h, width: w, geometry: g, outputHeight: oh, outputWidth: ow,
+                                       pixels: job.pixels, into: panels)
+                    Microkernel.multiply(packed, group: grp, panels: panels, n: i1 - i0, c: product, ldc: chunk,
+                                         rowPanels: job.rowPanels)
+                    // out[img, grp·coutG + o, q] = relu?(product[o, i − i0] + bias), run by run within one image
+                    var i = i0
+                    while i < i1 {
+                        let img = i / plane, q = i % plane
+                        let count = min(plane - q, i1 - i)
+                        for o in min(coutG, p0 * 8) ..< min(coutG, p1 * 8) {
+                            let src = product + o * chunk + (i - i0)
+                            let dst = y + (img * g.outputChannels + grp * coutG + o) * plane + q
+                            let beta = bias?[grp * coutG + o] ?? 0
+                            if relu {
+                                for k in 0 ..< count { dst[k] = max(src[k] + beta, 0) }
+                            } else {
+                                for k in 0 ..< count { dst[k] = src[k] + beta }
                             }
                         }
+                        i += count
                     }
                 }
             }

@@ -66,6 +66,14 @@ public enum Microkernel {
         PackedGemm.multiply(w.matrices[group], panelsOfB: b, columns: n, c: c, ldc: ldc, panels: rowPanels)
     }
 
+    /// `C = A·B` for an unpacked `A` read transposed (element `(i, kk)` at `a[kk·lda + i]`, `rows × depth`)
+    /// and `B` laid out as panels, on the calling thread; `rowPanels` as in `multiply(_:group:panels:…)`.
+    static func multiply(transposedA a: UnsafePointer<Float>, lda: Int, rows: Int, depth: Int, panels b: UnsafePointer<Float>,
+                         n: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rowPanels: Range<Int>? = nil) {
+        PackedGemm.multiply(transposedA: a, lda: lda, rows: rows, depth: depth, panelsOfB: b, columns: n, c: c, ldc: ldc,
+                            panels: rowPanels)
+    }
+
     /// Winograd F(4×4, 3×3)'s input transform of one channel of a band, in panel layout (`WinogradInput4x4`).
     static func winograd4x4Input(_ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: (Int, Int),
                                  tilesH: Int, tilesW: Int, rows: Range<Int>, channel: Int,

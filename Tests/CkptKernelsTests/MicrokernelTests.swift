@@ -19,6 +19,8 @@ final class MicrokernelTests: XCTestCase {
             (1, 48, 64, 40, 40, 3, 1, 1, 1),    // band-parallel path, depth 432
             (4, 32, 24, 7, 7, 3, 1, 1, 1),      // images batched per product
             (1, 64, 512, 7, 7, 3, 1, 1, 1),     // wide and short: split by rows of panels
+            (1, 9, 13, 5, 10, 3, 1, 1, 1),      // 50 pixels: a last panel 2 columns wide
+            (1, 5, 11, 3, 17, 3, 1, 1, 1),      // 51 pixels: 3 columns
             (2, 16, 40, 12, 12, 1, 1, 0, 1),    // pointwise
             (1, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2 (ResNet's stem)
             (1, 3, 16, 70, 70, 7, 2, 3, 1),     // … wide enough for the 16-column stride-2 gather
@@ -42,6 +44,43 @@ final class MicrokernelTests: XCTestCase {
                 XCTAssertLessThanOrEqual(worst, 2e-5, "case \((n, c, cout, h, w, k, s, p, groups))")
                 XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
             }
+        }
+    }
+
+    /// Transposed convolutions whose kernel equals the stride take the scatter path (weights read in
+    /// place as the transposed GEMM operand, no col2im): against the Double reference and the
+    /// OpenBLAS + col2im path, on ragged shapes.
+    func testScatterTransposedConvolutionEqualsReference() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        var rng = SplitMix64(seed: 0x7c0)
+        typealias G = Conv2dGeometry
+        // (n, h, w, geometry, bias)
+        let cases: [(Int, Int, Int, G, Bool)] = [
+            (1, 5, 7, G(inputChannels: 3, outputChannels: 5, kernelSize: 2, stride: 2), true),    // 20 rows: a partial panel
+            (3, 7, 9, G(inputChannels: 20, outputChannels: 6, kernelSize: 2, stride: 2), true),   // pixels across images and panels
+            (2, 4, 5, G(inputChannels: 170, outputChannels: 3, kernelSize: 2, stride: 2), false), // depth 170: two blocks
+            (1, 3, 4, G(inputChannels: 64, outputChannels: 200, kernelSize: 2, stride: 2), true), // 800 rows split over the cores
+            (2, 3, 5, G(inputChannels: 8, outputChannels: 6, kernelSize: (3, 2), stride: (3, 2), groups: 2), true),
+            (1, 6, 6, G(inputChannels: 5, outputChannels: 7, kernelSize: 3, stride: 3), true),    // odd taps: rows of a pixel split by panels
+            (2, 17, 19, G(inputChannels: 16, outputChannels: 16, kernelSize: 2, stride: 2), true), // many chunks
+        ]
+        for (n, h, w, g, bias) in cases {
+            let ref = TransposedConvolutionReference(g, images: n, height: h, width: w)
+            let x = try rng.tensor(ref.inputShape, scale: 1)
+            let wt = try rng.tensor(g.transposedWeightShape, scale: 1 / Float(g.inputChannels / g.groups).squareRoot())
+            let b = bias ? try rng.tensor([g.outputChannels], scale: 0.1) : nil
+            let y = try TransposedConvolution.forward(x, weight: wt, bias: b, geometry: g)
+            FiniteDifference.checkForward("scatter conv_transpose2d \(g)", kernel: y,
+                                          reference: ref.forward(x.doubles, wt.doubles, b?.doubles), shape: ref.outputShape)
+            Microkernel.isEnabled = false
+            let blas = try TransposedConvolution.forward(x, weight: wt, bias: b, geometry: g)
+            Microkernel.isEnabled = true
+            XCTAssertEqual(y.shape, blas.shape)
+            var worst: Float = 0
+            for (a, e) in zip(y.values, blas.values) { worst = max(worst, abs(a - e)) }
+            XCTAssertLessThanOrEqual(worst, 2e-5, "\(g)")
+            XCTAssertTrue(y.values.allSatisfy(\.isFinite))
         }
     }
 
