@@ -198,9 +198,11 @@ public enum TransposedPanels {
     @inline(__always)
     static func transposeReversed(_ t: inout Tile) {
         for _ in 0 ..< 4 {
+            // element by element, which LLVM turns into two vpermi2ps (SIMD32's evenHalf/oddHalf
+            // were left as an out-of-line call in unfoldSamePlane, through memory)
             @inline(__always) func unzip(_ a: V, _ b: V) -> (V, V) {
-                let joined = SIMD32<Float>(lowHalf: a, highHalf: b)
-                return (joined.evenHalf, joined.oddHalf)
+                (V(a[0], a[2], a[4], a[6], a[8], a[10], a[12], a[14], b[0], b[2], b[4], b[6], b[8], b[10], b[12], b[14]),
+                 V(a[1], a[3], a[5], a[7], a[9], a[11], a[13], a[15], b[1], b[3], b[5], b[7], b[9], b[11], b[13], b[15]))
             }
             let (u0, u1) = unzip(t.0, t.8), (u2, u3) = unzip(t.1, t.9)
             let (u4, u5) = unzip(t.2, t.10), (u6, u7) = unzip(t.3, t.11)

@@ -57,15 +57,19 @@ extension Convolution {
         if needs.bias { result.dBias = channelSums(dOutput) }
         let flippedInput = needs.input && g.stride == (1, 1) && g.dilation == (1, 1) && !g.isPointwise
             && g.padding.height < g.kernelSize.height && g.padding.width < g.kernelSize.width
+        // strided layers: one stride-1 convolution of dY per phase of the input grid
+        let phasedInput = needs.input && !flippedInput && g.dilation == (1, 1) && g.stride != (1, 1) && Microkernel.isEnabled
         if flippedInput {
             result.dInput = try inputGradientByConvolution(dOutput, weight: weight, geometry: g, height: h, width: w)
+        } else if phasedInput {
+            result.dInput = try inputGradientByPhases(dOutput, weight: weight, geometry: g, height: h, width: w)
         }
         // the weight gradient on the microkernel, in chunks of pixels that span images when planes are small
         let packedWeight = needs.weight && Microkernel.isEnabled
         if packedWeight {
             result.dWeight = weightGradientPacked(dOutput, input: input, geometry: g, sizes: (n, c, h, w), outputSize: (oh, ow))
         }
-        let unfoldNeeds = GradientNeeds(input: needs.input && !flippedInput, weight: needs.weight && !packedWeight, bias: false)
+        let unfoldNeeds = GradientNeeds(input: needs.input && !flippedInput && !phasedInput, weight: needs.weight && !packedWeight, bias: false)
         if unfoldNeeds.input || unfoldNeeds.weight {
             let (dX, dW) = unfoldedBackward(dOutput, input: input, weight: weight, geometry: g, needs: unfoldNeeds,
                                             sizes: (n, c, h, w), outputSize: (oh, ow))
@@ -131,6 +135,75 @@ extension Convolution {
             y = cropOrPad(y, height: h, width: w)
         }
         return y
+    }
+
+    /// `dInput` of a strided, undilated convolution as one stride-1 convolution of `dY` per phase
+    /// `(a, b)` of the input grid (the rows `y` with `(y + p_h) mod s_h = a`, the columns likewise):
+    /// only the taps `i = a + s_h·t` reach such a row, from output row `(y + p_h − a)/s_h − t`, so the
+    /// phase is `conv2d(dY, W_ab, padding k_ab − 1)` with `W_ab[ci, co, t, u] =
+    /// W[co, ci, a + s_h·(k_a − 1 − t), b + s_w·(k_b − 1 − u)]` per group, on the forward's fast
+    /// paths, its output scattered onto the phase's rows and columns (a phase no tap reaches stays 0).
+    static func inputGradientByPhases(_ dOutput: DenseTensor, weight: DenseTensor, geometry g: Conv2dGeometry,
+                                      height h: Int, width w: Int) throws -> DenseTensor {
+        let groups = g.groups
+        let cinG = g.inputChannels / groups, coutG = g.outputChannels / groups
+        let (kh, kw) = (g.kernelSize.height, g.kernelSize.width)
+        let (sh, sw) = (g.stride.height, g.stride.width)
+        let (ph, pw) = (g.padding.height, g.padding.width)
+        let n = dOutput.shape[0], oh = dOutput.shape[2], ow = dOutput.shape[3]
+        let c = g.inputChannels
+        var dx = [Float](repeating: 0, count: n * c * h * w)
+        for a in 0 ..< sh {
+            for b in 0 ..< sw {
+                // taps per phase; rows of the phase: y = s_h·Y − p_h + a for Y from ⌈(p_h − a)/s_h⌉
+                let ka = (kh - a + sh - 1) / sh, kb = (kw - b + sw - 1) / sw
+                guard ka > 0, kb > 0 else { continue }
+                var sub = [Float].uninitialized(g.inputChannels * coutG * ka * kb)
+                weight.values.withUnsafeBufferPointer { src in
+                    for grp in 0 ..< groups {
+                        for co in 0 ..< coutG {
+                            for ci in 0 ..< cinG {
+                                let s = ((grp * coutG + co) * cinG + ci) * kh * kw
+                                let d = ((grp * cinG + ci) * coutG + co) * ka * kb
+                                for t in 0 ..< ka {
+                                    for u in 0 ..< kb {
+                                        sub[d + t * kb + u] = src[s + (a + sh * (ka - 1 - t)) * kw + b + sw * (kb - 1 - u)]
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let phase = Conv2dGeometry(
+                    inputChannels: g.outputChannels, outputChannels: c, kernelSize: (ka, kb),
+                    stride: (1, 1), padding: (ka - 1, kb - 1), dilation: (1, 1), groups: groups)
+                let y = try forward(dOutput, weight: DenseTensor(uncheckedShape: phase.convolutionWeightShape, values: sub),
+                                    bias: nil, geometry: phase)
+                let (yh, yw) = (oh + ka - 1, ow + kb - 1)
+                // the phase's first row and column in the input, and their index in y
+                let row0 = (ph - a + sh - 1) / sh, col0 = (pw - b + sw - 1) / sw
+                let lastRow = h - 1 + ph - a, lastCol = w - 1 + pw - b
+                let rows = lastRow < 0 ? 0 : min(yh, lastRow / sh + 1) - row0
+                let cols = lastCol < 0 ? 0 : min(yw, lastCol / sw + 1) - col0
+                guard rows > 0, cols > 0 else { continue }
+                y.values.withUnsafeBufferPointer { yb in
+                    dx.withUnsafeMutableBufferPointer { db in
+                        guard let yp = yb.baseAddress, let dp = db.baseAddress else { return }
+                        let box = UncheckedSendable((yp, dp))
+                        parallelFor(n * c, minimumWork: 4) { p in
+                            let (yp, dp) = box.value
+                            let src = yp + p * yh * yw, dst = dp + p * h * w
+                            for r in 0 ..< rows {
+                                let sr = src + (row0 + r) * yw + col0
+                                let dr = dst + ((row0 + r) * sh - ph + a) * w + col0 * sw - pw + b
+                                for q in 0 ..< cols { dr[q * sw] = sr[q] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, c, h, w], values: dx)
     }
 
     /// The top-left `h×w` of each plane, zero-extended where `y` is smaller.

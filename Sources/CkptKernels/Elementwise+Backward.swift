@@ -18,7 +18,20 @@ extension Elementwise {
                     let count = d.count, slice = 1 << 16
                     parallelFor((count + slice - 1) / slice) { part in
                         let (dp, gp, yp) = box.value
-                        for i in part * slice ..< min(count, (part + 1) * slice) { dp[i] = yp[i] <= 0 ? 0 : gp[i] }
+                        // sixteen lanes with a select: a branch per element mispredicts on half of a ReLU's mask
+                        typealias V = SIMD16<Float>
+                        var i = part * slice
+                        let end = min(count, (part + 1) * slice)
+                        while i + 16 <= end {
+                            var d = UnsafeRawPointer(gp + i).loadUnaligned(as: V.self)
+                            d.replace(with: 0, where: UnsafeRawPointer(yp + i).loadUnaligned(as: V.self) .<= 0)
+                            UnsafeMutableRawPointer(dp + i).storeBytes(of: d, as: V.self)
+                            i += 16
+                        }
+                        while i < end {
+                            dp[i] = yp[i] <= 0 ? 0 : gp[i]
+                            i += 1
+                        }
                     }
                 }
             }

@@ -23,17 +23,23 @@ extension TransposedConvolution {
         let cinG = c / groups, coutG = g.outputChannels / groups
         let kdim = coutG * g.kernelSize.height * g.kernelSize.width
         let inPlane = h * w, outPlane = oh * ow
+        // dX = W · unfold(dY) is the convolution of dY with the same weight read as a Conv2d's
+        // ([C_in, C_out/g, kH, kW] is the layout of a convolution from C_out to C_in channels)
+        let conv = Conv2dGeometry(inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
+                                  stride: g.stride, padding: g.padding, dilation: g.dilation, groups: groups)
         if needs.input {
-            // dX = W · unfold(dY) is the convolution of dY with the same weight read as a Conv2d's
-            // ([C_in, C_out/g, kH, kW] is the layout of a convolution from C_out to C_in channels)
-            let conv = Conv2dGeometry(inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
-                                      stride: g.stride, padding: g.padding, dilation: g.dilation, groups: groups)
             var dInput = try Convolution.forward(dOutput, weight: DenseTensor(uncheckedShape: conv.convolutionWeightShape,
                                                                              values: weight.values), bias: nil, geometry: conv)
             if dInput.shape != input.shape { dInput = Convolution.cropOrPad(dInput, height: h, width: w) }
             result.dInput = dInput
         }
         guard needs.weight else { return result }
+        if Microkernel.isEnabled {
+            // and dW is that convolution's weight gradient, with x in the role of its output's gradient
+            result.dWeight = Convolution.weightGradientPacked(input, input: dOutput, geometry: conv,
+                                                              sizes: (n, g.outputChannels, oh, ow), outputSize: (h, w))
+            return result
+        }
         // dW_g[cinG × kdim] += X_g[cinG × HW] · unfold(dY_g)ᵀ[HW × kdim], images dealt to the cores
         let lanes = max(1, min(Gemm.threadCount, n))
         let weightCount = weight.count

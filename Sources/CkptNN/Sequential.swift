@@ -77,10 +77,23 @@ public final class Sequential: Module {
         return x
     }
 
-    /// The children's backwards in reverse order; once no gradient flows, the rest only pop.
+    /// The children's backwards in reverse order; once no gradient flows, the rest only pop. A
+    /// `BatchNorm2d` followed by a `ReLU` runs one backward with the ReLU's mask applied inside the
+    /// batch norm's (their tape entries are the same however the forward ran them).
     public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
         var g = dOutput
-        for (name, layer) in children.reversed() { g = try runBackward(layer, named: name, g, context: context) }
+        let items = children
+        var i = items.count - 1
+        while i >= 0 {
+            let (name, layer) = items[i]
+            if let relu = layer as? ReLU, i > 0, let bn = items[i - 1].module as? BatchNorm2d {
+                g = try backwardBatchNormReLU(bn, named: items[i - 1].name, relu, named: name, g, context: context)
+                i -= 2
+                continue
+            }
+            g = try runBackward(layer, named: name, g, context: context)
+            i -= 1
+        }
         return g
     }
 }

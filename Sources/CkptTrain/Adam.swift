@@ -76,14 +76,43 @@ struct AdamRule {
         }
         let lr = group.learningRate
         let (beta1, beta2) = group.betas
+        if group.weightDecay != 0 && decoupled {
+            let keep = Float(1 - lr * group.weightDecay)
+            p.value.values.withUnsafeMutableBufferPointer { w in
+                for i in 0 ..< n { w[i] *= keep }
+            }
+        }
+        if OptimizerKernels.isEnabled {
+            // one pass over the AVX-512 lanes, slices over the cores: the same values as the loops below
+            let decay = group.weightDecay != 0 && !decoupled ? Float(group.weightDecay) : 0
+            _ = states.modify(p) { s in
+                s.step += 1
+                let (divisor, eps, scale) = Self.stepScalars(group, step: s.step)
+                gradient.withUnsafeBufferPointer { gb in
+                    p.value.values.withUnsafeMutableBufferPointer { wb in
+                        s.expAvg.withUnsafeMutableBufferPointer { mb in
+                            s.expAvgSq.withUnsafeMutableBufferPointer { vb in
+                                guard let g = gb.baseAddress, let w = wb.baseAddress, let m = mb.baseAddress,
+                                      let v = vb.baseAddress else { return }
+                                let box = UncheckedSendable((w, g, m, v))
+                                let slice = 1 << 15
+                                parallelFor((n + slice - 1) / slice) { part in
+                                    let (w, g, m, v) = box.value
+                                    _ = OptimizerKernels.adam(weights: w, gradient: g, expAvg: m, expAvgSq: v,
+                                                              range: part * slice ..< min(n, (part + 1) * slice), coupledDecay: decay,
+                                                              lerpWeight: Float(1 - beta1), beta2: Float(beta2),
+                                                              oneMinusBeta2: Float(1 - beta2), divisor: divisor, eps: eps, scale: scale)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return
+        }
         var g = gradient
         if group.weightDecay != 0 {
-            if decoupled {
-                let keep = Float(1 - lr * group.weightDecay)
-                p.value.values.withUnsafeMutableBufferPointer { w in
-                    for i in 0 ..< n { w[i] *= keep }
-                }
-            } else {
+            if !decoupled {
                 let wd = Float(group.weightDecay)
                 p.value.values.withUnsafeBufferPointer { w in
                     for i in 0 ..< n { g[i] = g[i].addingProduct(w[i], wd) }
@@ -103,15 +132,7 @@ struct AdamRule {
             let c2 = Float(1 - beta2)
             for i in 0 ..< n { s.expAvgSq[i] = (s.expAvgSq[i] * b2).addingProduct(c2 * g[i], g[i]) }
 
-            // Python floats: step.item(), beta**step, lr / bc1, bc2**0.5
-            let t = Double(s.step)
-            let bc1 = 1 - pow(beta1, t)
-            let bc2 = 1 - pow(beta2, t)
-            let stepSize = lr / bc1
-            let bc2Sqrt = pow(bc2, 0.5)
-            let divisor = Float(bc2Sqrt)
-            let eps = Float(group.eps)
-            let scale = Float(-stepSize)
+            let (divisor, eps, scale) = Self.stepScalars(group, step: s.step)
             p.value.values.withUnsafeMutableBufferPointer { w in
                 for i in 0 ..< n {
                     let denom = s.expAvgSq[i].squareRoot() / divisor + eps
@@ -119,6 +140,17 @@ struct AdamRule {
                 }
             }
         }
+    }
+
+    /// The update's scalars at step `step` (from 1), as torch computes them in Python floats
+    /// (`step.item()`, `beta**step`, `lr / bc1`, `bc2**0.5`): the divisor `√bc2`, eps and `−lr/bc1`.
+    static func stepScalars(_ group: ParameterGroup, step: Float) -> (divisor: Float, eps: Float, scale: Float) {
+        let (beta1, beta2) = group.betas
+        let t = Double(step)
+        let bc1 = 1 - pow(beta1, t)
+        let bc2 = 1 - pow(beta2, t)
+        let stepSize = group.learningRate / bc1
+        return (Float(pow(bc2, 0.5)), Float(group.eps), Float(-stepSize))
     }
 
     /// The groups' items in torch's key order (without `initial_lr` and `params`).

@@ -98,7 +98,10 @@ public final class SGD: Optimizer {
             let slice = 1 << 15
             parallelFor((n + slice - 1) / slice) { part in
                 let (w, g, b) = box.value
-                for i in part * slice ..< min(n, (part + 1) * slice) {
+                let range = part * slice ..< min(n, (part + 1) * slice)
+                if OptimizerKernels.sgd(weights: w, gradient: g, buffer: b, range: range, weightDecay: wd, momentum: m,
+                                        keep: keep, nesterov: nesterov, first: first, step: step) { return }
+                for i in range {
                     var d = g[i]
                     if wd != 0 { d = d.addingProduct(w[i], wd) }
                     if let b {

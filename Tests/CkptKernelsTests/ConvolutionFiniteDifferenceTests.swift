@@ -233,21 +233,28 @@ final class ConvolutionFiniteDifferenceTests: XCTestCase {
             let dX = FiniteDifference.gradient(of: xd, at: Array(xd.indices)) { xs, _ in weightedSum(ref.forward(xs, wd, bd), r) }
             let dW = FiniteDifference.gradient(of: wd, at: Array(wd.indices)) { ws, _ in weightedSum(ref.forward(xd, ws, bd), r) }
             let dB = FiniteDifference.gradient(of: bd, at: Array(bd.indices)) { bs, _ in weightedSum(ref.forward(xd, wd, bs), r) }
-            let grads = try TransposedConvolution.backward(dY, input: x, weight: wt, geometry: g, needs: .all)
-            let errors = [
-                "dInput": FiniteDifference.check("conv_transpose2d \(name) dInput", kernel: grads.dInput, shape: x.shape, reference: dX),
-                "dWeight": FiniteDifference.check("conv_transpose2d \(name) dWeight", kernel: grads.dWeight, shape: wt.shape, reference: dW),
-                "dBias": FiniteDifference.check("conv_transpose2d \(name) dBias", kernel: grads.dBias, shape: [g.outputChannels], reference: dB),
-            ]
-            FiniteDifference.report("conv_transpose2d \(name)", errors, probes: [dX.count, dW.count, dB.count])
-            let inputOnly = try TransposedConvolution.backward(dY, input: x, weight: wt, geometry: g,
-                                                               needs: GradientNeeds(input: true, weight: false, bias: false))
-            let weightOnly = try TransposedConvolution.backward(dY, input: x, weight: wt, geometry: g,
-                                                                needs: GradientNeeds(input: false, weight: true, bias: false))
-            XCTAssertEqual(inputOnly.dInput, grads.dInput, name)
-            XCTAssertNil(inputOnly.dWeight, name)
-            XCTAssertEqual(weightOnly.dWeight, grads.dWeight, name)
-            XCTAssertNil(weightOnly.dInput, name)
+            // dWeight on the microkernel (the weight gradient of the convolution dX is) and on OpenBLAS
+            for microkernel in Microkernel.isSupported ? [true, false] : [false] {
+                let savedMicrokernel = Microkernel.isEnabled
+                Microkernel.isEnabled = microkernel
+                defer { Microkernel.isEnabled = savedMicrokernel }
+                let label = "conv_transpose2d \(name) [microkernel \(microkernel)]"
+                let grads = try TransposedConvolution.backward(dY, input: x, weight: wt, geometry: g, needs: .all)
+                let errors = [
+                    "dInput": FiniteDifference.check("\(label) dInput", kernel: grads.dInput, shape: x.shape, reference: dX),
+                    "dWeight": FiniteDifference.check("\(label) dWeight", kernel: grads.dWeight, shape: wt.shape, reference: dW),
+                    "dBias": FiniteDifference.check("\(label) dBias", kernel: grads.dBias, shape: [g.outputChannels], reference: dB),
+                ]
+                FiniteDifference.report(label, errors, probes: [dX.count, dW.count, dB.count])
+                let inputOnly = try TransposedConvolution.backward(dY, input: x, weight: wt, geometry: g,
+                                                                   needs: GradientNeeds(input: true, weight: false, bias: false))
+                let weightOnly = try TransposedConvolution.backward(dY, input: x, weight: wt, geometry: g,
+                                                                    needs: GradientNeeds(input: false, weight: true, bias: false))
+                XCTAssertEqual(inputOnly.dInput, grads.dInput, name)
+                XCTAssertNil(inputOnly.dWeight, name)
+                XCTAssertEqual(weightOnly.dWeight, grads.dWeight, name)
+                XCTAssertNil(weightOnly.dInput, name)
+            }
         }
     }
 }
