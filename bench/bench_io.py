@@ -174,8 +174,10 @@ def main():
                     "print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))")
             best = {"ckpt": 9e9, "torch_import": 9e9, "torch_work": 9e9, "torch_fsync": 9e9, "torch_whole": 9e9}
             for _ in range(a.repeat):
+                if os.path.exists(st):
+                    os.remove(st)
                 t = time.perf_counter()
-                subprocess.run([a.ckpt, "convert", a.file, st, "--force"], check=True, stdout=subprocess.DEVNULL)
+                subprocess.run([a.ckpt, "convert", a.file, st], check=True, stdout=subprocess.DEVNULL)
                 best["ckpt"] = min(best["ckpt"], time.perf_counter() - t)
                 t = time.perf_counter()
                 out = subprocess.run([sys.executable, "-c", code, a.file, os.path.join(tmp, "t.safetensors")],
