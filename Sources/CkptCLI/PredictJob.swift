@@ -49,15 +49,7 @@ struct PredictJob {
         }
 
         let checkpoint = try CLI.load(c.weights, c.read)
-        let located: LocatedStateDict
-        if let key = c.key {
-            guard let l = KeyAnalysis.locateStateDict(checkpoint, at: key) else {
-                throw SurgeryError(.emptySource, "\(c.weights): no tensors under '\(key)'")
-            }
-            located = l
-        } else {
-            located = KeyAnalysis.locateStateDict(checkpoint)
-        }
+        let located = try CLI.locateStateDict(checkpoint, key: c.key, file: c.weights)
         guard !located.raw.isEmpty else { throw SurgeryError(.emptySource, "\(c.weights): no tensors") }
         let fitted: FittedModel
         let predictor: Predictor

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CkptFormat
 import CkptKernels
+import CkptSurgery
 import CkptTensor
 import Foundation
 
@@ -59,6 +60,16 @@ enum CLI {
     /// Reads a checkpoint, mapping I/O errors to one line.
     static func load(_ path: String, _ options: ReadOptions) throws -> Checkpoint {
         try CheckpointSource.read(path: path, options: options.unpickle)
+    }
+
+    /// The state dict inside `checkpoint`: under the dotted `key` when given (none there is
+    /// `SurgeryError.emptySource` naming `file`), else where `KeyAnalysis` finds it.
+    static func locateStateDict(_ checkpoint: Checkpoint, key: String?, file: String) throws -> LocatedStateDict {
+        guard let key else { return KeyAnalysis.locateStateDict(checkpoint) }
+        guard let located = KeyAnalysis.locateStateDict(checkpoint, at: key) else {
+            throw SurgeryError(.emptySource, "\(file): no tensors under '\(key)'")
+        }
+        return located
     }
 
     /// `11,689,512`.

@@ -39,15 +39,7 @@ struct TransplantJob {
     /// - Throws: `FormatError`, `SurgeryError`, `ZooError`, `ValidationError` for bad input.
     static func prepare(_ c: Transplant) throws -> TransplantJob {
         let checkpoint = try CLI.load(c.source, c.read)
-        let located: LocatedStateDict
-        if let key = c.key {
-            guard let l = KeyAnalysis.locateStateDict(checkpoint, at: key) else {
-                throw SurgeryError(.emptySource, "\(c.source): no tensors under '\(key)'")
-            }
-            located = l
-        } else {
-            located = KeyAnalysis.locateStateDict(checkpoint)
-        }
+        let located = try CLI.locateStateDict(checkpoint, key: c.key, file: c.source)
         let sourceState = located.stateDict
         guard !sourceState.isEmpty else {
             throw SurgeryError(.emptySource, "\(c.source): no tensors" + (located.rootPath.isEmpty ? "" : " under '\(located.rootPath)'"))
