@@ -8,7 +8,7 @@ Measures on a vgg19_bn-shaped checkpoint (575 MB, float32, torchvision keys):
 The checkpoint is generated (torchvision when present, else a pure-Python writer of the same
 keys and shapes with random bytes), never downloaded. Results print as a table and JSON.
 """
-import argparse, json, os, platform, random, resource, shutil, struct, subprocess, sys, tempfile, time
+import argparse, json, os, platform, random, resource, shlex, shutil, struct, subprocess, sys, tempfile, time
 
 VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 
@@ -108,6 +108,17 @@ def main():
         while f.read(1 << 24):
             pass
 
+    # the physical limits beside the figures: reading the (cached) file once, as `cat` does, and
+    # copying it to a new file with its fsync, which is all a format conversion must do at least
+    r["cat_s"] = run_timed(["sh", "-c", f"cat {shlex.quote(a.file)} > /dev/null"], a.repeat)
+    r["cat_gbps"] = size / r["cat_s"] / 1e9
+    copy_dir = tempfile.mkdtemp()
+    try:
+        dst = os.path.join(copy_dir, "copy.pth")
+        r["copy_fsync_s"] = run_timed(["sh", "-c", f"cp {shlex.quote(a.file)} {shlex.quote(dst)} && sync {shlex.quote(dst)}"], a.repeat)
+    finally:
+        shutil.rmtree(copy_dir)
+
     r["inspect_ms"] = run_timed([a.ckpt, "inspect", a.file], a.repeat) * 1000
     r["inspect_peak_rss_mib"] = peak_rss_kib([a.ckpt, "inspect", a.file]) / 1024
     if torch_ok:
@@ -205,7 +216,7 @@ def main():
     print(f"read all: ckpt {r['ckpt_read_gbps']:.2f} GB/s", end="")
     if torch_ok:
         print(f"  | torch.load {r['torch_load_gbps']:.2f} GB/s  (ratio {r['read_ratio_vs_torch']:.2f}x)", end="")
-    print(f"  | memcpy {r['memcpy_gbps']:.2f} GB/s")
+    print(f"  | memcpy {r['memcpy_gbps']:.2f} GB/s | cat {r['cat_gbps']:.2f} GB/s")
     print(f"resident: ckpt (mapped, zero-copy) {r['ckpt_mapped_gbps']:.2f} GB/s", end="")
     if torch_ok:
         print(f"  | torch.load(mmap=True) + touch every page {r['torch_mmap_touch_gbps']:.2f} GB/s  (ratio {r['mapped_ratio_vs_torch_mmap']:.2f}x)")
@@ -218,6 +229,7 @@ def main():
         b = r["convert_wall_s"]
         print(f"convert wall: ckpt {b['ckpt']:.2f} s (fsync included) | torch whole command {b['torch_whole']:.2f} s without fsync"
               f" (import {b['torch_import']:.2f} s, load+save_file {b['torch_work']:.2f} s), fsync after it {b['torch_fsync']:.2f} s")
+        print(f"              the file's own copy (cp + sync): {r['copy_fsync_s']:.2f} s")
     else:
         print()
     print(json.dumps(r))
