@@ -382,6 +382,18 @@ extension Convolution {
         var dW = [Float](repeating: 0, count: weightCount)
         // pixel split: lane 0 adds into dW, the others into their own partial sums
         var partials = [Float](repeating: 0, count: splitColumns ? 0 : (workers - 1) * weightCount)
+        // the unfold gathered from a padded channels-last copy (dW's columns then run tap-major)
+        let channelsLast = ChannelsLastUnfold.applies(g)
+        var padded = [Float].uninitialized(channelsLast ? ChannelsLastUnfold.paddedCount(g, images: n, height: h, width: w) : 0)
+        if channelsLast {
+            input.values.withUnsafeBufferPointer { xb in
+                padded.withUnsafeMutableBufferPointer { pb in
+                    guard let x = xb.baseAddress, let p = pb.baseAddress else { return }
+                    ChannelsLastUnfold.pad(x, geometry: g, images: n, height: h, width: w, into: p)
+                }
+            }
+        }
+        padded.withUnsafeBufferPointer { paddedBuffer in
         input.values.withUnsafeBufferPointer { xb in
             dOutput.values.withUnsafeBufferPointer { dyb in
                 dW.withUnsafeMutableBufferPointer { dwb in
@@ -389,9 +401,9 @@ extension Convolution {
                     withUnsafeTemporaryAllocation(byteCount: workers * laneFloats * 4, alignment: 64) { sb in
                         guard let x = xb.baseAddress, let dy = dyb.baseAddress, let dwMain = dwb.baseAddress,
                               let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: workers * laneFloats) else { return }
-                        let box = UncheckedSendable((x, dy, dwMain, pb.baseAddress, s))
+                        let box = UncheckedSendable((x, dy, dwMain, pb.baseAddress, s, paddedBuffer.baseAddress))
                         parallelFor(workers) { lane in
-                            let (x, dy, dwMain, partial, s) = box.value
+                            let (x, dy, dwMain, partial, s, padded) = box.value
                             let aPanels = s + lane * laneFloats
                             let bPanels = aPanels + aFloats
                             let rows = splitColumns
@@ -425,10 +437,16 @@ extension Convolution {
                                         var p0 = s0
                                         while p0 < s1 {
                                             let p1 = min(s1, p0 + depth)
-                                            Microkernel.unfoldTransposed(x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
-                                                                         height: h, width: w, geometry: g, outputHeight: oh,
-                                                                         outputWidth: ow, pixels: p0 ..< p1, matrixRows: r0 ..< r1,
-                                                                         into: bPanels)
+                                            if channelsLast, let padded {
+                                                ChannelsLastUnfold.gather(padded, geometry: g, group: grp, height: h, width: w,
+                                                                          outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
+                                                                          matrixRows: r0 ..< r1, into: bPanels)
+                                            } else {
+                                                Microkernel.unfoldTransposed(x + grp * cinG * h * w, imageStride: c * h * w,
+                                                                             channels: cinG, height: h, width: w, geometry: g,
+                                                                             outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
+                                                                             matrixRows: r0 ..< r1, into: bPanels)
+                                            }
                                             Microkernel.multiplyAdd(panelsOfA: aPanels + (p0 - s0) / depth * paddedRows * depth,
                                                                     rows: coutG, depth: p1 - p0, panelsOfB: bPanels, columns: r1 - r0,
                                                                     c: dwg + r0, ldc: kdim)
@@ -445,6 +463,7 @@ extension Convolution {
                 }
             }
         }
+        }
         if !partials.isEmpty {
             dW.withUnsafeMutableBufferPointer { d in
                 partials.withUnsafeBufferPointer { p in
@@ -459,6 +478,7 @@ extension Convolution {
                 }
             }
         }
+        if channelsLast { dW = ChannelsLastUnfold.restoreColumnOrder(dW, geometry: g) }
         return DenseTensor(uncheckedShape: g.convolutionWeightShape, values: dW)
     }
 }
