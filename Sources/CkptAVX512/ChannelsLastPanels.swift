@@ -24,49 +24,62 @@ public enum ChannelsLastPanels {
         let (ph, pw) = padding
         let (hp, wp) = (h + 2 * ph, w + 2 * pw)
         let plane = h * w
-        for img in images {
-            let src = input + img * c * plane
-            let dst = out + img * hp * wp * c
-            // the border: whole rows above and below, the columns left and right of each row
-            dst.update(repeating: 0, count: ph * wp * c)
-            (dst + (ph + h) * wp * c).update(repeating: 0, count: ph * wp * c)
-            if pw > 0 {
-                for y in 0 ..< h {
-                    let row = dst + (ph + y) * wp * c
-                    row.update(repeating: 0, count: pw * c)
-                    (row + (pw + w) * c).update(repeating: 0, count: pw * c)
-                }
-            }
-            @inline(__always) func at(_ q: Int) -> UnsafeMutablePointer<Float> {
-                dst + ((q / w + ph) * wp + q % w + pw) * c
-            }
-            var c0 = 0
-            while c0 + 16 <= c {
-                var q = 0
-                while q + 16 <= plane {
-                    @inline(__always) func row(_ s: Int) -> V { UnsafeRawPointer(src + (c0 + s) * plane + q).loadUnaligned(as: V.self) }
-                    var t: TransposedPanels.Tile = (row(0), row(8), row(4), row(12), row(2), row(10), row(6), row(14),
-                                                    row(1), row(9), row(5), row(13), row(3), row(11), row(7), row(15))
-                    TransposedPanels.transposeReversed(&t)
-                    // vector k holds pixel q + bitrev(k), its sixteen channels in order
-                    @inline(__always) func put(_ v: V, _ k: Int) {
-                        UnsafeMutableRawPointer(at(q + k) + c0).storeBytes(of: v, as: V.self)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 16) { placeBuffer in
+            guard let places = placeBuffer.baseAddress else { return }
+            for img in images {
+                let src = input + img * c * plane
+                let dst = out + img * hp * wp * c
+                // the border: whole rows above and below, the columns left and right of each row
+                dst.update(repeating: 0, count: ph * wp * c)
+                (dst + (ph + h) * wp * c).update(repeating: 0, count: ph * wp * c)
+                if pw > 0 {
+                    for y in 0 ..< h {
+                        let row = dst + (ph + y) * wp * c
+                        row.update(repeating: 0, count: pw * c)
+                        (row + (pw + w) * c).update(repeating: 0, count: pw * c)
                     }
-                    put(t.0, 0); put(t.1, 8); put(t.2, 4); put(t.3, 12); put(t.4, 2); put(t.5, 10); put(t.6, 6); put(t.7, 14)
-                    put(t.8, 1); put(t.9, 9); put(t.10, 5); put(t.11, 13); put(t.12, 3); put(t.13, 11); put(t.14, 7); put(t.15, 15)
+                }
+                @inline(__always) func at(_ q: Int) -> UnsafeMutablePointer<Float> {
+                    dst + ((q / w + ph) * wp + q % w + pw) * c
+                }
+                // sixteen pixels at a time through every block of sixteen channels, so the pixels'
+                // channels-last lines are finished while they are in L1
+                let fullChannels = c / 16 * 16
+                var q = 0
+                var (y, x) = (0, 0)
+                while q + 16 <= plane {
+                    // each of the sixteen pixels' place, stepped without a division
+                    for k in 0 ..< 16 {
+                        places[k] = ((y + ph) * wp + x + pw) * c
+                        x += 1
+                        if x == w { x = 0; y += 1 }
+                    }
+                    var c0 = 0
+                    while c0 < fullChannels {
+                        @inline(__always) func row(_ s: Int) -> V { UnsafeRawPointer(src + (c0 + s) * plane + q).loadUnaligned(as: V.self) }
+                        var t: TransposedPanels.Tile = (row(0), row(8), row(4), row(12), row(2), row(10), row(6), row(14),
+                                                        row(1), row(9), row(5), row(13), row(3), row(11), row(7), row(15))
+                        TransposedPanels.transposeReversed(&t)
+                        // vector k holds pixel q + bitrev(k), its sixteen channels in order
+                        @inline(__always) func put(_ v: V, _ k: Int) {
+                            UnsafeMutableRawPointer(dst + places[k] + c0).storeBytes(of: v, as: V.self)
+                        }
+                        put(t.0, 0); put(t.1, 8); put(t.2, 4); put(t.3, 12); put(t.4, 2); put(t.5, 10); put(t.6, 6); put(t.7, 14)
+                        put(t.8, 1); put(t.9, 9); put(t.10, 5); put(t.11, 13); put(t.12, 3); put(t.13, 11); put(t.14, 7); put(t.15, 15)
+                        c0 += 16
+                    }
                     q += 16
                 }
-                while q < plane {
-                    let d = at(q) + c0
-                    for s in 0 ..< 16 { d[s] = src[(c0 + s) * plane + q] }
-                    q += 1
+                // the plane's last pixels, all channels; the ragged channels of the others
+                for r in q ..< plane {
+                    let d = at(r)
+                    for ch in 0 ..< fullChannels { d[ch] = src[ch * plane + r] }
                 }
-                c0 += 16
-            }
-            if c0 < c {
-                for q in 0 ..< plane {
-                    let d = at(q)
-                    for ch in c0 ..< c { d[ch] = src[ch * plane + q] }
+                if fullChannels < c {
+                    for r in 0 ..< plane {
+                        let d = at(r)
+                        for ch in fullChannels ..< c { d[ch] = src[ch * plane + r] }
+                    }
                 }
             }
         }

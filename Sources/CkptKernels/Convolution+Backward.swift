@@ -437,19 +437,27 @@ extension Convolution {
                                         var p0 = s0
                                         while p0 < s1 {
                                             let p1 = min(s1, p0 + depth)
+                                            let panelsOfA = aPanels + (p0 - s0) / depth * paddedRows * depth
                                             if channelsLast, let padded {
-                                                ChannelsLastUnfold.gather(padded, geometry: g, group: grp, height: h, width: w,
-                                                                          outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
-                                                                          matrixRows: r0 ..< r1, into: bPanels)
+                                                // one 48-row panel gathered and multiplied at a time: it stays in L1
+                                                var q0 = r0
+                                                while q0 < r1 {
+                                                    let q1 = min(r1, q0 + 48)
+                                                    ChannelsLastUnfold.gather(padded, geometry: g, group: grp, height: h, width: w,
+                                                                              outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
+                                                                              matrixRows: q0 ..< q1, into: bPanels)
+                                                    Microkernel.multiplyAdd(panelsOfA: panelsOfA, rows: coutG, depth: p1 - p0,
+                                                                            panelsOfB: bPanels, columns: q1 - q0, c: dwg + q0, ldc: kdim)
+                                                    q0 = q1
+                                                }
                                             } else {
                                                 Microkernel.unfoldTransposed(x + grp * cinG * h * w, imageStride: c * h * w,
                                                                              channels: cinG, height: h, width: w, geometry: g,
                                                                              outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
                                                                              matrixRows: r0 ..< r1, into: bPanels)
+                                                Microkernel.multiplyAdd(panelsOfA: panelsOfA, rows: coutG, depth: p1 - p0,
+                                                                        panelsOfB: bPanels, columns: r1 - r0, c: dwg + r0, ldc: kdim)
                                             }
-                                            Microkernel.multiplyAdd(panelsOfA: aPanels + (p0 - s0) / depth * paddedRows * depth,
-                                                                    rows: coutG, depth: p1 - p0, panelsOfB: bPanels, columns: r1 - r0,
-                                                                    c: dwg + r0, ldc: kdim)
                                             p0 = p1
                                         }
                                         r0 = r1
