@@ -59,10 +59,14 @@ public enum ChannelsLastUnfold {
         dW.withUnsafeBufferPointer { s in
             out.withUnsafeMutableBufferPointer { d in
                 guard let sp = s.baseAddress, let dp = d.baseAddress else { return }
-                for row in 0 ..< g.outputChannels {
-                    let src = sp + row * kdim, dst = dp + row * kdim
-                    for t in 0 ..< taps {
-                        for c in 0 ..< cinG { dst[c * taps + t] = src[t * cinG + c] }
+                let box = UncheckedSendable((sp, dp))
+                parallelRanges(g.outputChannels, lanes: Gemm.threadCount) { rows in
+                    let (sp, dp) = box.value
+                    for row in rows {
+                        let src = sp + row * kdim, dst = dp + row * kdim
+                        for c in 0 ..< cinG {
+                            for t in 0 ..< taps { dst[c * taps + t] = src[t * cinG + c] }
+                        }
                     }
                 }
             }
