@@ -57,15 +57,11 @@ public enum ChannelsLastPanels {
                     var c0 = 0
                     while c0 < fullChannels {
                         @inline(__always) func row(_ s: Int) -> V { UnsafeRawPointer(src + (c0 + s) * plane + q).loadUnaligned(as: V.self) }
-                        var t: TransposedPanels.Tile = (row(0), row(8), row(4), row(12), row(2), row(10), row(6), row(14),
-                                                        row(1), row(9), row(5), row(13), row(3), row(11), row(7), row(15))
-                        TransposedPanels.transposeReversed(&t)
-                        // vector k holds pixel q + bitrev(k), its sixteen channels in order
+                        // column k: pixel q + k, its sixteen channels in order
                         @inline(__always) func put(_ v: V, _ k: Int) {
                             UnsafeMutableRawPointer(dst + places[k] + c0).storeBytes(of: v, as: V.self)
                         }
-                        put(t.0, 0); put(t.1, 8); put(t.2, 4); put(t.3, 12); put(t.4, 2); put(t.5, 10); put(t.6, 6); put(t.7, 14)
-                        put(t.8, 1); put(t.9, 9); put(t.10, 5); put(t.11, 13); put(t.12, 3); put(t.13, 11); put(t.14, 7); put(t.15, 15)
+                        TransposedPanels.transpose16(row, put)
                         c0 += 16
                     }
                     q += 16
