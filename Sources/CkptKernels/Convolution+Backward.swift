@@ -355,7 +355,9 @@ extension Convolution {
     /// of at most 384 of its rows at a time (so the slice of `dW` stays in L2 while the superchunk's
     /// blocks run against it). The cores split `dW`'s columns (the rows of the unfold: no duplicated
     /// unfold, no reduction) when there are few pixels for the size of `dW`, else the pixels, each
-    /// with its own `dW`. Stride-1 layers that keep their planes' size unfold by shifting whole planes.
+    /// with its own `dW`. Groups of 16 input channels and more gather the unfold from a padded
+    /// channels-last copy of the input, one 48-row panel at a time (`ChannelsLastUnfold`); narrower
+    /// ones unfold by transposes (stride-1 layers that keep their planes' size by shifting whole planes).
     static func weightGradientPacked(_ dOutput: DenseTensor, input: DenseTensor, geometry g: Conv2dGeometry,
                                      sizes: (n: Int, c: Int, h: Int, w: Int), outputSize: (Int, Int)) -> DenseTensor {
         let (n, c, h, w) = sizes
