@@ -112,16 +112,12 @@ public enum TransposedPanels {
                         }
                     }
                     @inline(__always) func row(_ s: Int) -> V { rowsBuffer[s] }
-                    var t: Tile = (row(0), row(8), row(4), row(12), row(2), row(10), row(6), row(14),
-                                   row(1), row(9), row(5), row(13), row(3), row(11), row(7), row(15))
-                    transposeReversed(&t)
                     let local = r0 - matrixRows.lowerBound
                     let out = b + local / 48 * depth * 48 + g * 48 + local % 48
                     @inline(__always) func put(_ v: V, _ col: Int) {
                         UnsafeMutableRawPointer(out + col * 48).storeBytes(of: v, as: V.self)
                     }
-                    put(t.0, 0); put(t.1, 8); put(t.2, 4); put(t.3, 12); put(t.4, 2); put(t.5, 10); put(t.6, 6); put(t.7, 14)
-                    put(t.8, 1); put(t.9, 9); put(t.10, 5); put(t.11, 13); put(t.12, 3); put(t.13, 11); put(t.14, 7); put(t.15, 15)
+                    transpose16(row, put)
                     r0 += 16
                 }
                 g += 16
@@ -146,18 +142,14 @@ public enum TransposedPanels {
                 @inline(__always) func row(_ r: Int) -> V {
                     r < live ? UnsafeRawPointer(a + (o0 + r) * rowStride + j).loadUnaligned(as: V.self) : zero
                 }
-                var t: Tile = (row(0), row(8), row(4), row(12), row(2), row(10), row(6), row(14),
-                               row(1), row(9), row(5), row(13), row(3), row(11), row(7), row(15))
-                transposeReversed(&t)
-                // vector k holds column bitrev(k): rows 0–7 to the first panel, 8–15 to the second
+                // column col: rows 0–7 to the first panel, 8–15 to the second
                 @inline(__always) func put(_ v: V, _ col: Int) {
                     UnsafeMutableRawPointer(panel0 + (j + col) * 8).storeBytes(of: v.lowHalf, as: SIMD8<Float>.self)
                     if live > 8 {
                         UnsafeMutableRawPointer(panel1 + (j + col) * 8).storeBytes(of: v.highHalf, as: SIMD8<Float>.self)
                     }
                 }
-                put(t.0, 0); put(t.1, 8); put(t.2, 4); put(t.3, 12); put(t.4, 2); put(t.5, 10); put(t.6, 6); put(t.7, 14)
-                put(t.8, 1); put(t.9, 9); put(t.10, 5); put(t.11, 13); put(t.12, 3); put(t.13, 11); put(t.14, 7); put(t.15, 15)
+                transpose16(row, put)
                 j += 16
             }
             while j < count {
@@ -180,17 +172,24 @@ public enum TransposedPanels {
             for rb in 0 ..< 3 {
                 let src = tile + rb * 16 * 48 + jb * 16
                 @inline(__always) func row(_ r: Int) -> V { UnsafeRawPointer(src + r * 48).load(as: V.self) }
-                var t: Tile = (row(0), row(8), row(4), row(12), row(2), row(10), row(6), row(14),
-                               row(1), row(9), row(5), row(13), row(3), row(11), row(7), row(15))
-                transposeReversed(&t)
                 let out = dst + jb * 16 * 48 + rb * 16
                 @inline(__always) func put(_ v: V, _ col: Int) {
                     if col < live { UnsafeMutableRawPointer(out + col * 48).storeBytes(of: v, as: V.self) }
                 }
-                put(t.0, 0); put(t.1, 8); put(t.2, 4); put(t.3, 12); put(t.4, 2); put(t.5, 10); put(t.6, 6); put(t.7, 14)
-                put(t.8, 1); put(t.9, 9); put(t.10, 5); put(t.11, 13); put(t.12, 3); put(t.13, 11); put(t.14, 7); put(t.15, 15)
+                transpose16(row, put)
             }
         }
+    }
+
+    /// The sixteen vectors `row(0) … row(15)` transposed: `put(v, k)` receives column `k` (its
+    /// element `s` from `row(s)`), in the order the unzips leave them.
+    @inline(__always)
+    static func transpose16(_ row: (Int) -> V, _ put: (V, Int) -> Void) {
+        var t: Tile = (row(0), row(8), row(4), row(12), row(2), row(10), row(6), row(14),
+                       row(1), row(9), row(5), row(13), row(3), row(11), row(7), row(15))
+        transposeReversed(&t)
+        put(t.0, 0); put(t.1, 8); put(t.2, 4); put(t.3, 12); put(t.4, 2); put(t.5, 10); put(t.6, 6); put(t.7, 14)
+        put(t.8, 1); put(t.9, 9); put(t.10, 5); put(t.11, 13); put(t.12, 3); put(t.13, 11); put(t.14, 7); put(t.15, 15)
     }
 
     /// Four rounds of pairwise unzips: with source row `bitrev(p)` at position `p` (bitrev over four

@@ -58,6 +58,7 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
+        CLI.reuseFreedMemory()
         try CLI.run {
             try CLI.prepareKernels()
             let entry = try options.entry()

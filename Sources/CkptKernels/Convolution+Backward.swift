@@ -355,7 +355,9 @@ extension Convolution {
     /// of at most 384 of its rows at a time (so the slice of `dW` stays in L2 while the superchunk's
     /// blocks run against it). The cores split `dW`'s columns (the rows of the unfold: no duplicated
     /// unfold, no reduction) when there are few pixels for the size of `dW`, else the pixels, each
-    /// with its own `dW`. Stride-1 layers that keep their planes' size unfold by shifting whole planes.
+    /// with its own `dW`. Groups of 16 input channels and more gather the unfold from a padded
+    /// channels-last copy of the input, one 48-row panel at a time (`ChannelsLastUnfold`); narrower
+    /// ones unfold by transposes (stride-1 layers that keep their planes' size by shifting whole planes).
     static func weightGradientPacked(_ dOutput: DenseTensor, input: DenseTensor, geometry g: Conv2dGeometry,
                                      sizes: (n: Int, c: Int, h: Int, w: Int), outputSize: (Int, Int)) -> DenseTensor {
         let (n, c, h, w) = sizes
@@ -382,6 +384,18 @@ extension Convolution {
         var dW = [Float](repeating: 0, count: weightCount)
         // pixel split: lane 0 adds into dW, the others into their own partial sums
         var partials = [Float](repeating: 0, count: splitColumns ? 0 : (workers - 1) * weightCount)
+        // the unfold gathered from a padded channels-last copy (dW's columns then run tap-major)
+        let channelsLast = ChannelsLastUnfold.applies(g)
+        var padded = [Float].uninitialized(channelsLast ? ChannelsLastUnfold.paddedCount(g, images: n, height: h, width: w) : 0)
+        if channelsLast {
+            input.values.withUnsafeBufferPointer { xb in
+                padded.withUnsafeMutableBufferPointer { pb in
+                    guard let x = xb.baseAddress, let p = pb.baseAddress else { return }
+                    ChannelsLastUnfold.pad(x, geometry: g, images: n, height: h, width: w, into: p)
+                }
+            }
+        }
+        padded.withUnsafeBufferPointer { paddedBuffer in
         input.values.withUnsafeBufferPointer { xb in
             dOutput.values.withUnsafeBufferPointer { dyb in
                 dW.withUnsafeMutableBufferPointer { dwb in
@@ -389,9 +403,9 @@ extension Convolution {
                     withUnsafeTemporaryAllocation(byteCount: workers * laneFloats * 4, alignment: 64) { sb in
                         guard let x = xb.baseAddress, let dy = dyb.baseAddress, let dwMain = dwb.baseAddress,
                               let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: workers * laneFloats) else { return }
-                        let box = UncheckedSendable((x, dy, dwMain, pb.baseAddress, s))
+                        let box = UncheckedSendable((x, dy, dwMain, pb.baseAddress, s, paddedBuffer.baseAddress))
                         parallelFor(workers) { lane in
-                            let (x, dy, dwMain, partial, s) = box.value
+                            let (x, dy, dwMain, partial, s, padded) = box.value
                             let aPanels = s + lane * laneFloats
                             let bPanels = aPanels + aFloats
                             let rows = splitColumns
@@ -425,13 +439,27 @@ extension Convolution {
                                         var p0 = s0
                                         while p0 < s1 {
                                             let p1 = min(s1, p0 + depth)
-                                            Microkernel.unfoldTransposed(x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
-                                                                         height: h, width: w, geometry: g, outputHeight: oh,
-                                                                         outputWidth: ow, pixels: p0 ..< p1, matrixRows: r0 ..< r1,
-                                                                         into: bPanels)
-                                            Microkernel.multiplyAdd(panelsOfA: aPanels + (p0 - s0) / depth * paddedRows * depth,
-                                                                    rows: coutG, depth: p1 - p0, panelsOfB: bPanels, columns: r1 - r0,
-                                                                    c: dwg + r0, ldc: kdim)
+                                            let panelsOfA = aPanels + (p0 - s0) / depth * paddedRows * depth
+                                            if channelsLast, let padded {
+                                                // one 48-row panel gathered and multiplied at a time: it stays in L1
+                                                var q0 = r0
+                                                while q0 < r1 {
+                                                    let q1 = min(r1, q0 + 48)
+                                                    ChannelsLastUnfold.gather(padded, geometry: g, group: grp, height: h, width: w,
+                                                                              outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
+                                                                              matrixRows: q0 ..< q1, into: bPanels)
+                                                    Microkernel.multiplyAdd(panelsOfA: panelsOfA, rows: coutG, depth: p1 - p0,
+                                                                            panelsOfB: bPanels, columns: q1 - q0, c: dwg + q0, ldc: kdim)
+                                                    q0 = q1
+                                                }
+                                            } else {
+                                                Microkernel.unfoldTransposed(x + grp * cinG * h * w, imageStride: c * h * w,
+                                                                             channels: cinG, height: h, width: w, geometry: g,
+                                                                             outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
+                                                                             matrixRows: r0 ..< r1, into: bPanels)
+                                                Microkernel.multiplyAdd(panelsOfA: panelsOfA, rows: coutG, depth: p1 - p0,
+                                                                        panelsOfB: bPanels, columns: r1 - r0, c: dwg + r0, ldc: kdim)
+                                            }
                                             p0 = p1
                                         }
                                         r0 = r1
@@ -444,6 +472,7 @@ extension Convolution {
                   }
                 }
             }
+        }
         }
         if !partials.isEmpty {
             dW.withUnsafeMutableBufferPointer { d in
@@ -459,6 +488,7 @@ extension Convolution {
                 }
             }
         }
+        if channelsLast { dW = ChannelsLastUnfold.restoreColumnOrder(dW, geometry: g) }
         return DenseTensor(uncheckedShape: g.convolutionWeightShape, values: dW)
     }
 }
