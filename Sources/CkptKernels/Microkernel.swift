@@ -66,6 +66,14 @@ public enum Microkernel {
         PackedGemm.multiply(w.matrices[group], panelsOfB: b, columns: n, c: c, ldc: ldc, panels: rowPanels)
     }
 
+    /// `C = W[group] · B` for `B` read in place, row `kk` at `b + rowOffsets[kk]` with `n` rounded up
+    /// to 48 floats readable (`PackedGemm.multiply(_:shiftedB:…)`), on the calling thread;
+    /// `rowPanels` as in `multiply(_:group:panels:…)`.
+    static func multiply(_ w: PackedWeights, group: Int = 0, shifted b: UnsafePointer<Float>, rowOffsets: UnsafePointer<Int>,
+                         n: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rowPanels: Range<Int>? = nil) {
+        PackedGemm.multiply(w.matrices[group], shiftedB: b, rowOffsets: rowOffsets, columns: n, c: c, ldc: ldc, panels: rowPanels)
+    }
+
     /// `C = A·B` for an unpacked `A` read transposed (element `(i, kk)` at `a[kk·lda + i]`, `rows × depth`)
     /// and `B` laid out as panels, on the calling thread; `rowPanels` as in `multiply(_:group:panels:…)`.
     static func multiply(transposedA a: UnsafePointer<Float>, lda: Int, rows: Int, depth: Int, panels b: UnsafePointer<Float>,

@@ -47,6 +47,52 @@ final class MicrokernelTests: XCTestCase {
         }
     }
 
+    /// Stride-1 convolutions whose padding adds little read the im2col matrix in place from a
+    /// zero-padded copy of the input (`readsPaddedInput`): against OpenBLAS's unfold-and-multiply on
+    /// ragged shapes (output channels not a multiple of 8, a last panel past the last column),
+    /// depths over one block, batches whose padded planes run into each other, dilation, 5×5
+    /// kernels, no padding, groups; with and without bias and ReLU.
+    func testShiftedInputConvolutionEqualsOpenBLAS() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        var rng = SplitMix64(seed: 0x5417)
+        // (n, c_in, c_out, h, w, kernel, padding, dilation, groups)
+        let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Int)] = [
+            (1, 3, 5, 20, 18, 3, 1, 1, 1),      // depth 27, 5 output rows, 400 columns: a ragged last panel
+            (2, 20, 13, 24, 40, 3, 1, 1, 1),    // depth 180: two blocks; two images' padded planes
+            (1, 16, 24, 56, 56, 3, 1, 1, 1),    // ResNet layer1's plane
+            (1, 4, 9, 30, 33, 3, 2, 2, 1),      // dilation 2
+            (1, 6, 10, 40, 44, 5, 2, 1, 1),     // 5×5
+            (1, 7, 11, 30, 30, 3, 0, 1, 1),     // no padding
+            (2, 16, 24, 20, 30, 3, 1, 1, 4),    // groups
+            (3, 8, 40, 32, 32, 3, 1, 1, 1),     // three images, 40 rows
+        ]
+        for (n, c, cout, h, w, k, p, d, groups) in cases {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: k, padding: p, dilation: d, groups: groups)
+            XCTAssertTrue(Convolution.readsPaddedInput(g, images: n, height: h, width: w), "case \((n, c, cout, h, w, k, p, d, groups))")
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(k * k * c / groups).squareRoot())
+            let b = try rng.tensor([cout], scale: 0.1)
+            for (bias, epilogue) in [(b, Convolution.Epilogue.relu), (nil, .none)] {
+                Microkernel.isEnabled = false
+                let reference = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
+                Microkernel.isEnabled = true
+                let y = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
+                XCTAssertEqual(y.shape, reference.shape)
+                var worst: Float = 0
+                for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
+                XCTAssertLessThanOrEqual(worst, 2e-5, "case \((n, c, cout, h, w, k, p, d, groups))")
+                XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
+            }
+        }
+        // small planes, where the padding would add a third or more, and strides keep unfolding
+        let layer4 = Conv2dGeometry(inputChannels: 512, outputChannels: 512, kernelSize: 3, padding: 1)
+        XCTAssertFalse(Convolution.readsPaddedInput(layer4, images: 1, height: 7, width: 7))
+        XCTAssertFalse(Convolution.readsPaddedInput(layer4, images: 8, height: 14, width: 14))
+        let strided = Conv2dGeometry(inputChannels: 64, outputChannels: 64, kernelSize: 3, stride: 2, padding: 1)
+        XCTAssertFalse(Convolution.readsPaddedInput(strided, images: 1, height: 56, width: 56))
+    }
+
     /// Transposed convolutions whose kernel equals the stride take the scatter path (weights read in
     /// place as the transposed GEMM operand, no col2im): against the Double reference and the
     /// OpenBLAS + col2im path, on ragged shapes.
