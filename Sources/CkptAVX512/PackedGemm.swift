@@ -153,30 +153,46 @@ public enum PackedGemm {
         }
     }
 
-    /// `C = A·B` with `B` never copied: row `kk` of `B` is the `n` floats at `b + rowOffsets[kk]`
+    /// `C = A·B` with `B` read in place: row `kk` of `B` is the `n` floats at `b + rowOffsets[kk]`
     /// (for a stride-1 convolution, the zero-padded input shifted by each kernel tap, so the
-    /// im2col matrix is read in place). Columns are computed 48 at a time: every row needs
-    /// `n` rounded up to 48 readable floats (the extra columns are computed and dropped).
-    /// `panels` as in `multiply(_:panelsOfB:…)`.
+    /// im2col matrix is never unfolded). Whole 48-column panels are loaded from there; a last
+    /// panel of at most 32 columns is copied into a small panel first, so it runs on the narrow
+    /// kernels, while a wider one is read 48 wide: every row needs `n` rounded up to 48 readable
+    /// floats then (the extra columns are computed and dropped). `panels` as in `multiply(_:panelsOfB:…)`.
     public static func multiply(_ a: PackedMatrix, shiftedB b: UnsafePointer<Float>, rowOffsets: UnsafePointer<Int>,
                                 columns n: Int, c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil) {
         let k = a.columns
         guard let (firstRow, m) = rowsToCompute(a, panels: panels, columns: n, c: c, ldc: ldc) else { return }
-        var k0 = 0
-        while k0 < k {
-            let depth = min(a.blockDepth, k - k0)
-            let blockA = a.storage + k0 * a.paddedRows
-            var m0 = firstRow
-            while m0 < m {
-                var n0 = 0
-                while n0 < n {
-                    kernel48Shifted(depth, blockA + m0 * depth, b + n0, rowOffsets: rowOffsets + k0, c + m0 * ldc + n0, ldc: ldc,
-                                    accumulate: k0 > 0, rows: min(8, m - m0), width: min(48, n - n0))
-                    n0 += 48
+        let tail = n % 48 <= 32 ? n % 48 : 0
+        let shiftedColumns = n - tail
+        withUnsafeTemporaryAllocation(byteCount: (tail > 0 ? a.blockDepth * 48 : 16) * 4, alignment: 64) { raw in
+            guard let panel = raw.baseAddress?.bindMemory(to: Float.self, capacity: tail > 0 ? a.blockDepth * 48 : 16) else { return }
+            // the copied columns stay within the first `tail` of each row: the rest is zero once
+            if tail > 0 { panel.initialize(repeating: 0, count: a.blockDepth * 48) }
+            var k0 = 0
+            while k0 < k {
+                let depth = min(a.blockDepth, k - k0)
+                let blockA = a.storage + k0 * a.paddedRows
+                if tail > 0 {
+                    for kk in 0 ..< depth { (panel + kk * 48).update(from: b + rowOffsets[k0 + kk] + shiftedColumns, count: tail) }
                 }
-                m0 += 8
+                var m0 = firstRow
+                while m0 < m {
+                    let rows = min(8, m - m0)
+                    var n0 = 0
+                    while n0 < shiftedColumns {
+                        kernel48Shifted(depth, blockA + m0 * depth, b + n0, rowOffsets: rowOffsets + k0, c + m0 * ldc + n0, ldc: ldc,
+                                        accumulate: k0 > 0, rows: rows, width: min(48, shiftedColumns - n0))
+                        n0 += 48
+                    }
+                    if tail > 0 {
+                        kernel(depth, blockA + m0 * depth, panel, c + m0 * ldc + shiftedColumns, ldc: ldc, accumulate: k0 > 0,
+                               rows: rows, width: tail)
+                    }
+                    m0 += 8
+                }
+                k0 += depth
             }
-            k0 += depth
         }
     }
 

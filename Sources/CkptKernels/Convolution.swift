@@ -243,20 +243,23 @@ public enum Convolution {
 
     /// True when `forward` takes a stride-1 convolution on the microkernel through `forwardShifted`
     /// (the im2col matrix read in place from a zero-padded copy of the input, no unfold): when the
-    /// columns it computes for the padding (`W_out·(H + 2p)` per plane against `W_out·H_out`, the
-    /// last image's bottom padding excepted) add at most an eighth. A 56×56 plane with padding 1
-    /// adds 4 %; a 7×7 one would add 65 %, and stays on the unfolding path.
+    /// columns it computes in the padding (`W_out·(H + 2p)` per plane rather than `W_out·H_out`,
+    /// less the last image's bottom rows) add at most an eighth. A 56×56 plane with padding 1 adds
+    /// 2 %, a single 7×7 one 12 %; 7×7 planes of a batch add 47 % and keep unfolding. The padding
+    /// may not reach past the kernel (`p ≤ d·(k − 1)`, always so for PyTorch's "same" convolutions).
     package static func readsPaddedInput(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
-        guard g.stride == (1, 1), !g.isPointwise, images >= 1 else { return false }
-        let (hp, wp) = (height + 2 * g.padding.height, width + 2 * g.padding.width)
-        let oh = hp - g.dilation.height * (g.kernelSize.height - 1), ow = wp - g.dilation.width * (g.kernelSize.width - 1)
+        guard g.stride == (1, 1), !g.isPointwise, images >= 1,
+              g.padding.width <= g.dilation.width * (g.kernelSize.width - 1) else { return false }
+        let (hp, wp) = (height + 2 * g.padding.height, width + g.padding.width)
+        let oh = hp - g.dilation.height * (g.kernelSize.height - 1), ow = wp + g.padding.width - g.dilation.width * (g.kernelSize.width - 1)
         guard oh > 0, ow > 0 else { return false }
-        return 8 * ((images - 1) * hp * wp + oh * wp) <= 9 * images * oh * ow
+        return 8 * ((images - 1) * hp * wp + (oh - 1) * wp + ow) <= 9 * images * oh * ow
     }
 
     /// A stride-1 convolution as an implicit GEMM with no unfold: the input is copied once into
-    /// zero-padded planes laid out `[C_in, N, H + 2p, W + 2p]`; numbering the product's columns
-    /// by position in those planes (`img·H_p·W_p + y·W_p + x` for output pixel `(y, x)`), row
+    /// zero-padded planes laid out `[C_in, N, H + 2p, W + p]`, each row its `p` zeros then its `W`
+    /// values (a row's right padding is the next row's left). Numbering the product's columns by
+    /// position in those planes (`img·H_p·W_p + y·W_p + x` for output pixel `(y, x)`), row
     /// `(c, i, j)` of the im2col matrix is the padded input shifted by `c·N·H_p·W_p + i·d·W_p + j·d`,
     /// which the microkernel reads in place. Columns that fall in the padding are computed and
     /// dropped. Jobs, bias and ReLU as in `forwardPanels`.
@@ -271,12 +274,12 @@ public enum Convolution {
         let groups = g.groups
         let cinG = c / groups, coutG = g.outputChannels / groups
         let plane = oh * ow
-        let (hp, wp) = (h + 2 * ph, w + 2 * pw)
+        let (hp, wp) = (h + 2 * ph, w + pw)
         let paddedPlane = hp * wp, channelStride = n * paddedPlane
-        let total = (n - 1) * paddedPlane + oh * wp
-        // the last chunk's 48-column panels read up to 47 floats past the last column, shifted by
-        // up to a whole channel plane and (kw − 1)·dw
-        let count = c * channelStride + 64 + (kw - 1) * dw
+        let total = (n - 1) * paddedPlane + (oh - 1) * wp + ow
+        // 48-column panels read up to 47 floats past the last column, shifted by up to a whole
+        // channel plane and a row's padding
+        let count = c * channelStride + 64 + pw
         let schedule = PanelSchedule(pixels: total, depth: packed.columns, rows: coutG, groups: groups)
         let chunk = schedule.chunk
         // row (ch, i, j) of a group's im2col matrix starts this far into the group's padded planes
@@ -303,7 +306,6 @@ public enum Convolution {
                                 let d = dst + (ph + row) * wp
                                 d.initialize(repeating: 0, count: pw)
                                 (d + pw).initialize(from: src + row * w, count: w)
-                                (d + pw + w).initialize(repeating: 0, count: pw)
                             }
                             (dst + (ph + h) * wp).initialize(repeating: 0, count: ph * wp)
                         }

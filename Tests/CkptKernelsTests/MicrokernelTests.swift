@@ -49,7 +49,7 @@ final class MicrokernelTests: XCTestCase {
 
     /// Stride-1 convolutions whose padding adds little read the im2col matrix in place from a
     /// zero-padded copy of the input (`readsPaddedInput`): against OpenBLAS's unfold-and-multiply on
-    /// ragged shapes (output channels not a multiple of 8, a last panel past the last column),
+    /// ragged shapes (output channels not a multiple of 8, last panels read in place or copied),
     /// depths over one block, batches whose padded planes run into each other, dilation, 5×5
     /// kernels, no padding, groups; with and without bias and ReLU.
     func testShiftedInputConvolutionEqualsOpenBLAS() throws {
@@ -66,6 +66,7 @@ final class MicrokernelTests: XCTestCase {
             (1, 7, 11, 30, 30, 3, 0, 1, 1),     // no padding
             (2, 16, 24, 20, 30, 3, 1, 1, 4),    // groups
             (3, 8, 40, 32, 32, 3, 1, 1, 1),     // three images, 40 rows
+            (1, 24, 20, 7, 7, 3, 1, 1, 1),      // one 7×7 plane: 55 columns, a last panel of 7 copied
         ]
         for (n, c, cout, h, w, k, p, d, groups) in cases {
             let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: k, padding: p, dilation: d, groups: groups)
@@ -85,10 +86,12 @@ final class MicrokernelTests: XCTestCase {
                 XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
             }
         }
-        // small planes, where the padding would add a third or more, and strides keep unfolding
+        // batches of small planes, where the padding adds a third or more, padding past the
+        // kernel, and strides keep unfolding
         let layer4 = Conv2dGeometry(inputChannels: 512, outputChannels: 512, kernelSize: 3, padding: 1)
-        XCTAssertFalse(Convolution.readsPaddedInput(layer4, images: 1, height: 7, width: 7))
-        XCTAssertFalse(Convolution.readsPaddedInput(layer4, images: 8, height: 14, width: 14))
+        XCTAssertFalse(Convolution.readsPaddedInput(layer4, images: 8, height: 7, width: 7))
+        let wide = Conv2dGeometry(inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: 3)
+        XCTAssertFalse(Convolution.readsPaddedInput(wide, images: 1, height: 64, width: 64))
         let strided = Conv2dGeometry(inputChannels: 64, outputChannels: 64, kernelSize: 3, stride: 2, padding: 1)
         XCTAssertFalse(Convolution.readsPaddedInput(strided, images: 1, height: 56, width: 56))
     }
