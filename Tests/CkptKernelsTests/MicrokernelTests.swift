@@ -157,6 +157,47 @@ final class MicrokernelTests: XCTestCase {
         }
     }
 
+    /// F(2×2, 3×3) on the microkernel (`WinogradDriver`, bands of tile rows numbered through the
+    /// batch, split over images) against F(2×2) on OpenBLAS and the im2col reference, on ragged
+    /// shapes: odd planes (a last tile half outside), channels not a multiple of 8, bands that
+    /// start inside an image, no padding; and where it replaces F(4×4).
+    func testWinograd2x2OnMicrokernelEqualsOpenBLAS() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        var rng = SplitMix64(seed: 0x2f2)
+        for (n, c, cout, h, w, p) in [(1, 256, 256, 14, 14, 1), (1, 136, 132, 13, 11, 1), (3, 40, 36, 17, 11, 0),
+                                      (2, 130, 129, 9, 30, 1), (5, 24, 16, 6, 7, 1)] {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
+            let b = try rng.tensor([cout], scale: 0.1)
+            for (bias, epilogue) in [(b, Convolution.Epilogue.relu), (nil, .none)] {
+                Microkernel.isEnabled = false
+                let reference = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
+                let openBLAS = try Winograd.forward(x, weights: try Winograd.transform(weight: wt), bias: bias, geometry: g,
+                                                    epilogue: epilogue)
+                Microkernel.isEnabled = true
+                let y = try Winograd.forward(x, weights: try Winograd.transform(weight: wt), bias: bias, geometry: g,
+                                             epilogue: epilogue)
+                for (r, name) in [(reference, "im2col"), (openBLAS, "F(2x2) on OpenBLAS")] {
+                    XCTAssertEqual(y.shape, r.shape)
+                    var worst: Float = 0
+                    for (a, e) in zip(y.values, r.values) { worst = max(worst, abs(a - e)) }
+                    XCTAssertLessThanOrEqual(worst, 2e-5, "against \(name), case \((n, c, cout, h, w, p))")
+                }
+                XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
+            }
+        }
+        // ResNet's layer3 at batch 1 (16 F(4×4) tiles) takes F(2×2); at batch 8, and layer2 (49 tiles), F(4×4)
+        let layer3 = Conv2dGeometry(inputChannels: 256, outputChannels: 256, kernelSize: 3, padding: 1)
+        XCTAssertTrue(Winograd.isFaster(layer3, images: 1, height: 14, width: 14))
+        XCTAssertFalse(Winograd4x4.isFaster(layer3, images: 1, height: 14, width: 14))
+        XCTAssertTrue(Winograd4x4.isFaster(layer3, images: 8, height: 14, width: 14))
+        let layer2 = Conv2dGeometry(inputChannels: 128, outputChannels: 128, kernelSize: 3, padding: 1)
+        XCTAssertTrue(Winograd4x4.isFaster(layer2, images: 1, height: 28, width: 28))
+        XCTAssertFalse(Winograd.isFaster(layer2, images: 1, height: 28, width: 28))
+    }
+
     /// `dWeight` on the microkernel (dY packed as `A`, the unfold transposed into `B`) against
     /// OpenBLAS's unfold-and-multiply: slices of the unfold (more than 384 rows), superchunks of
     /// pixels (more than one 1 MiB packing of dY), pixel blocks spanning images, the shifted-plane
