@@ -25,21 +25,25 @@ public enum Winograd {
         g.kernelSize == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1 && g.outputPadding == (0, 0)
     }
 
-    /// True when Winograd is measured to beat im2col for this layer on `images` input planes of
-    /// `height × width`. On OpenBLAS (AVX-512, 2 cores): ≥256 channels on planes from ~10×10 to
-    /// 28×28 (5–17 % faster); narrower layers and larger planes lose to the transforms' memory
-    /// traffic. On the microkernel, only where F(4×4) has too few tiles (`Winograd4x4.hasFewTiles`,
-    /// ResNet's 14×14 layers at batch 1): F(2×2) reads 16 transformed matrices instead of 36
-    /// and multiplies them by three times the tiles, so its products run on the 48-column kernel
-    /// rather than streaming 9 MB of weights through the 16-column one; elsewhere the implicit
-    /// GEMM beat F(2×2) (ResNet-34's 64-channel layers: 117 against 139 ms at batch 8) and F(4×4)
-    /// takes the wide layers.
-    public static func isFaster(_ g: Conv2dGeometry, images: Int = 1, height: Int, width: Int) -> Bool {
-        if Microkernel.isEnabled {
-            return Winograd4x4.hasFewTiles(g, images: images, height: height, width: width)
-        }
-        return isApplicable(g) && g.inputChannels >= 256 && g.outputChannels >= 256
+    /// True when Winograd is measured to beat im2col for this layer on an input plane of
+    /// `height × width` (AVX-512 OpenBLAS, 2 cores): ≥256 channels on planes from ~10×10 to 28×28
+    /// (5–17 % faster); narrower layers and larger planes lose to the transforms' memory traffic.
+    /// Never with the microkernel: its implicit GEMM beat F(2×2) there (ResNet-34's 64-channel
+    /// layers: 117 against 139 ms at batch 8), and F(4×4) takes the wide layers, except where
+    /// `isFasterOnMicrokernel`.
+    public static func isFaster(_ g: Conv2dGeometry, height: Int, width: Int) -> Bool {
+        !Microkernel.isEnabled && isApplicable(g) && g.inputChannels >= 256 && g.outputChannels >= 256
             && height * width >= 100 && height * width <= 28 * 28
+    }
+
+    /// True when F(2×2) on the microkernel is measured to beat F(4×4) and the implicit GEMM for a
+    /// weight transformed once and kept (eval): where F(4×4) has few tiles (`Winograd4x4.hasFewTiles`,
+    /// ResNet's 14×14 layers of 256 channels at batch 1). F(2×2) reads 16 transformed matrices
+    /// instead of 36 and multiplies them by three times the tiles, so its products run on the
+    /// 48-column kernel rather than streaming 9 MB of weights through the 16-column one
+    /// (ResNet-34's layer3 at batch 1: 18.0 → 14.6 ms).
+    public static func isFasterOnMicrokernel(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
+        Microkernel.isEnabled && Winograd4x4.hasFewTiles(g, images: images, height: height, width: width)
     }
 
     /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight,

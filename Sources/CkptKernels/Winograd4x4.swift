@@ -33,12 +33,12 @@ public enum Winograd4x4 {
             && !(Microkernel.isEnabled && hasFewTiles(g, images: images, height: height, width: width))
     }
 
-    /// True for a layer `isFaster` would take whose 36 products have fewer than 48 tiles over the
-    /// batch (one 14×14 plane: 16), so they run on the microkernel's 16- and 32-column kernels
-    /// while 36 transformed matrices stream through: F(2×2)'s 16 products of three times the
-    /// tiles are faster there (ResNet-34's layer3 at batch 1).
+    /// True for a layer of ≥256 channels `isFaster` would take whose 36 products have fewer than
+    /// 48 tiles over the batch (one 14×14 plane: 16), so they run on the microkernel's 16- and
+    /// 32-column kernels while 36 transformed matrices of at least 9 MB stream through: F(2×2)'s
+    /// 16 products of three times the tiles are faster there (ResNet-34's layer3 at batch 1).
     static func hasFewTiles(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
-        guard Winograd.isApplicable(g), g.inputChannels >= 128, g.outputChannels >= 128, images * height * width >= 100,
+        guard Winograd.isApplicable(g), g.inputChannels >= 256, g.outputChannels >= 256, images * height * width >= 100,
               let (oh, ow) = try? g.convolutionOutputSize(height: height, width: width) else { return false }
         return images * ((oh + 3) / 4) * ((ow + 3) / 4) < 48
     }

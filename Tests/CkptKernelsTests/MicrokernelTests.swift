@@ -22,6 +22,8 @@ final class MicrokernelTests: XCTestCase {
             (1, 9, 13, 5, 10, 3, 1, 1, 1),      // 50 pixels: a last panel 2 columns wide
             (1, 5, 11, 3, 17, 3, 1, 1, 1),      // 51 pixels: 3 columns
             (2, 16, 40, 12, 12, 1, 1, 0, 1),    // pointwise
+            (1, 128, 260, 14, 14, 1, 1, 0, 1),  // pointwise on a 14×14 plane: split by rows
+            (1, 200, 44, 16, 16, 1, 1, 0, 1),   // pointwise, 256 columns split 144 + 112
             (1, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2 (ResNet's stem)
             (1, 3, 16, 70, 70, 7, 2, 3, 1),     // … wide enough for the 16-column stride-2 gather
             (2, 8, 16, 64, 65, 3, 2, 1, 1),     // 3×3 stride 2 over two images
@@ -166,7 +168,7 @@ final class MicrokernelTests: XCTestCase {
         defer { Microkernel.isEnabled = true }
         var rng = SplitMix64(seed: 0x2f2)
         for (n, c, cout, h, w, p) in [(1, 256, 256, 14, 14, 1), (1, 136, 132, 13, 11, 1), (3, 40, 36, 17, 11, 0),
-                                      (2, 130, 129, 9, 30, 1), (5, 24, 16, 6, 7, 1)] {
+                                      (2, 130, 129, 9, 30, 1), (5, 24, 16, 6, 7, 1), (1, 260, 264, 13, 13, 1)] {
             let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
             let x = try rng.tensor([n, c, h, w], scale: 1)
             let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
@@ -190,12 +192,15 @@ final class MicrokernelTests: XCTestCase {
         }
         // ResNet's layer3 at batch 1 (16 F(4×4) tiles) takes F(2×2); at batch 8, and layer2 (49 tiles), F(4×4)
         let layer3 = Conv2dGeometry(inputChannels: 256, outputChannels: 256, kernelSize: 3, padding: 1)
-        XCTAssertTrue(Winograd.isFaster(layer3, images: 1, height: 14, width: 14))
+        XCTAssertTrue(Winograd.isFasterOnMicrokernel(layer3, images: 1, height: 14, width: 14))
         XCTAssertFalse(Winograd4x4.isFaster(layer3, images: 1, height: 14, width: 14))
         XCTAssertTrue(Winograd4x4.isFaster(layer3, images: 8, height: 14, width: 14))
         let layer2 = Conv2dGeometry(inputChannels: 128, outputChannels: 128, kernelSize: 3, padding: 1)
         XCTAssertTrue(Winograd4x4.isFaster(layer2, images: 1, height: 28, width: 28))
-        XCTAssertFalse(Winograd.isFaster(layer2, images: 1, height: 28, width: 28))
+        XCTAssertFalse(Winograd.isFasterOnMicrokernel(layer2, images: 1, height: 28, width: 28))
+        XCTAssertFalse(Winograd.isFasterOnMicrokernel(layer3, images: 8, height: 14, width: 14))
+        // 128 channels keep F(4×4) even with few tiles
+        XCTAssertTrue(Winograd4x4.isFaster(layer2, images: 1, height: 10, width: 10))
     }
 
     /// `dWeight` on the microkernel (dY packed as `A`, the unfold transposed into `B`) against
