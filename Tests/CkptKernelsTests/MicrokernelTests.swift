@@ -199,7 +199,11 @@ final class MicrokernelTests: XCTestCase {
         XCTAssertTrue(Winograd4x4.isFaster(layer2, images: 1, height: 28, width: 28))
         XCTAssertFalse(Winograd.isFasterOnMicrokernel(layer2, images: 1, height: 28, width: 28))
         XCTAssertFalse(Winograd.isFasterOnMicrokernel(layer3, images: 8, height: 14, width: 14))
-        // 128 channels keep F(4×4) even with few tiles
+        // 25 tiles (20×20) keep F(4×4), and so do 128 channels even with few tiles
+        let segnet = Conv2dGeometry(inputChannels: 512, outputChannels: 512, kernelSize: 3, padding: 1)
+        XCTAssertTrue(Winograd4x4.isFaster(segnet, images: 1, height: 20, width: 20))
+        XCTAssertFalse(Winograd.isFasterOnMicrokernel(segnet, images: 1, height: 20, width: 20))
+        XCTAssertTrue(Winograd.isFasterOnMicrokernel(segnet, images: 1, height: 10, width: 10))
         XCTAssertTrue(Winograd4x4.isFaster(layer2, images: 1, height: 10, width: 10))
     }
 
