@@ -153,6 +153,49 @@ public enum PackedGemm {
         }
     }
 
+    /// `C = A·B` with `B` read in place: row `kk` of `B` is the `n` floats at `b + rowOffsets[kk]`
+    /// (for a stride-1 convolution, the zero-padded input shifted by each kernel tap, so the
+    /// im2col matrix is never unfolded). Whole 48-column panels are loaded from there; a last
+    /// panel of at most 32 columns is copied into a small panel first, so it runs on the narrow
+    /// kernels, while a wider one is read 48 wide: every row needs `n` rounded up to 48 readable
+    /// floats then (the extra columns are computed and dropped). `panels` as in `multiply(_:panelsOfB:…)`.
+    public static func multiply(_ a: PackedMatrix, shiftedB b: UnsafePointer<Float>, rowOffsets: UnsafePointer<Int>,
+                                columns n: Int, c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil) {
+        let k = a.columns
+        guard let (firstRow, m) = rowsToCompute(a, panels: panels, columns: n, c: c, ldc: ldc) else { return }
+        let tail = n % 48 <= 32 ? n % 48 : 0
+        let shiftedColumns = n - tail
+        withUnsafeTemporaryAllocation(byteCount: (tail > 0 ? a.blockDepth * 48 : 16) * 4, alignment: 64) { raw in
+            guard let panel = raw.baseAddress?.bindMemory(to: Float.self, capacity: tail > 0 ? a.blockDepth * 48 : 16) else { return }
+            // the copied columns stay within the first `tail` of each row: the rest is zero once
+            if tail > 0 { panel.initialize(repeating: 0, count: a.blockDepth * 48) }
+            var k0 = 0
+            while k0 < k {
+                let depth = min(a.blockDepth, k - k0)
+                let blockA = a.storage + k0 * a.paddedRows
+                if tail > 0 {
+                    for kk in 0 ..< depth { (panel + kk * 48).update(from: b + rowOffsets[k0 + kk] + shiftedColumns, count: tail) }
+                }
+                var m0 = firstRow
+                while m0 < m {
+                    let rows = min(8, m - m0)
+                    var n0 = 0
+                    while n0 < shiftedColumns {
+                        kernel48Shifted(depth, blockA + m0 * depth, b + n0, rowOffsets: rowOffsets + k0, c + m0 * ldc + n0, ldc: ldc,
+                                        accumulate: k0 > 0, rows: rows, width: min(48, shiftedColumns - n0))
+                        n0 += 48
+                    }
+                    if tail > 0 {
+                        kernel(depth, blockA + m0 * depth, panel, c + m0 * ldc + shiftedColumns, ldc: ldc, accumulate: k0 > 0,
+                               rows: rows, width: tail)
+                    }
+                    m0 += 8
+                }
+                k0 += depth
+            }
+        }
+    }
+
     /// `C = A·B` for an unpacked `A` stored transposed (element `(i, kk)` at `a[kk·lda + i]`, as a
     /// transposed-convolution weight `[C_in, C_out·kH·kW]` holds its product's rows) and `B` laid out
     /// as in `multiply(_:panelsOfB:…)`, `depth` rows deep. The 8 rows of a panel at one depth are
@@ -306,24 +349,57 @@ public enum PackedGemm {
     @inline(__always)
     static func kernel48(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                         ldc: Int, accumulate: Bool, rows: Int, width: Int, aStride: Int = 8) {
-        var acc = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
+        var acc: Tile48 = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
         var pa = a, pb = b
         for _ in 0 ..< depth {
-            let b0 = UnsafeRawPointer(pb).load(fromByteOffset: 0, as: V.self)
-            let b1 = UnsafeRawPointer(pb).load(fromByteOffset: 64, as: V.self)
-            let b2 = UnsafeRawPointer(pb).load(fromByteOffset: 128, as: V.self)
-            var x: V
-            x = V(repeating: pa[0]); acc.0.addProduct(x, b0); acc.1.addProduct(x, b1); acc.2.addProduct(x, b2)
-            x = V(repeating: pa[1]); acc.3.addProduct(x, b0); acc.4.addProduct(x, b1); acc.5.addProduct(x, b2)
-            x = V(repeating: pa[2]); acc.6.addProduct(x, b0); acc.7.addProduct(x, b1); acc.8.addProduct(x, b2)
-            x = V(repeating: pa[3]); acc.9.addProduct(x, b0); acc.10.addProduct(x, b1); acc.11.addProduct(x, b2)
-            x = V(repeating: pa[4]); acc.12.addProduct(x, b0); acc.13.addProduct(x, b1); acc.14.addProduct(x, b2)
-            x = V(repeating: pa[5]); acc.15.addProduct(x, b0); acc.16.addProduct(x, b1); acc.17.addProduct(x, b2)
-            x = V(repeating: pa[6]); acc.18.addProduct(x, b0); acc.19.addProduct(x, b1); acc.20.addProduct(x, b2)
-            x = V(repeating: pa[7]); acc.21.addProduct(x, b0); acc.22.addProduct(x, b1); acc.23.addProduct(x, b2)
+            let row = UnsafeRawPointer(pb)
+            step48(&acc, pa, row.load(fromByteOffset: 0, as: V.self), row.load(fromByteOffset: 64, as: V.self),
+                   row.load(fromByteOffset: 128, as: V.self))
             pa += aStride
             pb += 48
         }
+        store48(acc, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+    }
+
+    /// `C[rows × width] (+)= A-panel · B` over `depth`, row `kk` of `B` read in place at
+    /// `b + rowOffsets[kk]` (unaligned): 48 columns are always read, so `B` must have 48 readable
+    /// floats at every row's start; only `width` of them reach `C`.
+    @inline(__always)
+    static func kernel48Shifted(_ depth: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, rowOffsets: UnsafePointer<Int>,
+                                _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rows: Int, width: Int) {
+        var acc: Tile48 = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
+        var pa = a
+        for kk in 0 ..< depth {
+            let row = UnsafeRawPointer(b + rowOffsets[kk])
+            step48(&acc, pa, row.loadUnaligned(fromByteOffset: 0, as: V.self), row.loadUnaligned(fromByteOffset: 64, as: V.self),
+                   row.loadUnaligned(fromByteOffset: 128, as: V.self))
+            pa += 8
+        }
+        store48(acc, c, ldc: ldc, accumulate: accumulate, rows: rows, width: width)
+    }
+
+    /// The 24 accumulators of an 8×48 tile: row `r` in `.(3r) … .(3r+2)`.
+    typealias Tile48 = (V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V)
+
+    /// One depth step of an 8×48 tile: `acc[r] += a[r] · (b0, b1, b2)` for the A-panel's 8 values at `pa`.
+    @inline(__always)
+    static func step48(_ acc: inout Tile48, _ pa: UnsafePointer<Float>, _ b0: V, _ b1: V, _ b2: V) {
+        var x: V
+        x = V(repeating: pa[0]); acc.0.addProduct(x, b0); acc.1.addProduct(x, b1); acc.2.addProduct(x, b2)
+        x = V(repeating: pa[1]); acc.3.addProduct(x, b0); acc.4.addProduct(x, b1); acc.5.addProduct(x, b2)
+        x = V(repeating: pa[2]); acc.6.addProduct(x, b0); acc.7.addProduct(x, b1); acc.8.addProduct(x, b2)
+        x = V(repeating: pa[3]); acc.9.addProduct(x, b0); acc.10.addProduct(x, b1); acc.11.addProduct(x, b2)
+        x = V(repeating: pa[4]); acc.12.addProduct(x, b0); acc.13.addProduct(x, b1); acc.14.addProduct(x, b2)
+        x = V(repeating: pa[5]); acc.15.addProduct(x, b0); acc.16.addProduct(x, b1); acc.17.addProduct(x, b2)
+        x = V(repeating: pa[6]); acc.18.addProduct(x, b0); acc.19.addProduct(x, b1); acc.20.addProduct(x, b2)
+        x = V(repeating: pa[7]); acc.21.addProduct(x, b0); acc.22.addProduct(x, b1); acc.23.addProduct(x, b2)
+    }
+
+    /// An 8×48 tile's accumulators into `C[rows × width]`,
+    /// added or stored: a full tile straight to `C`, an edge tile through a local tile and `copyOut`.
+    @inline(__always)
+    static func store48(_ acc: Tile48,
+                        _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rows: Int, width: Int) {
         @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v0: V, _ v1: V, _ v2: V, add: Bool) {
             let r = UnsafeMutableRawPointer(p)
             if add {

@@ -46,6 +46,11 @@ public enum Convolution {
         // every element of both buffers is written before it is read: skip zero-filling
         var out = [Float].uninitialized(n * g.outputChannels * plane)
         let pointwise = g.isPointwise
+        if let p = packed, !pointwise, readsPaddedInput(g, images: n, height: h, width: w) {
+            forwardShifted(input, packed: p, bias: bias?.values, output: &out, geometry: g, outputSize: (oh, ow),
+                           relu: epilogue.isReLU)
+            return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
+        }
         if let p = packed, !pointwise {
             let relu = epilogue.isReLU
             forwardPanels(input, packed: p, bias: bias?.values, output: &out, geometry: g, outputSize: (oh, ow), relu: relu)
@@ -204,22 +209,132 @@ public enum Convolution {
                                        pixels: job.pixels, into: panels)
                     Microkernel.multiply(packed, group: grp, panels: panels, n: i1 - i0, c: product, ldc: chunk,
                                          rowPanels: job.rowPanels)
-                    // out[img, grp·coutG + o, q] = relu?(product[o, i − i0] + bias), run by run within one image
+                    // run by run within one image
                     var i = i0
                     while i < i1 {
                         let img = i / plane, q = i % plane
                         let count = min(plane - q, i1 - i)
-                        for o in min(coutG, p0 * 8) ..< min(coutG, p1 * 8) {
-                            let src = product + o * chunk + (i - i0)
-                            let dst = y + (img * g.outputChannels + grp * coutG + o) * plane + q
-                            let beta = bias?[grp * coutG + o] ?? 0
-                            if relu {
-                                for k in 0 ..< count { dst[k] = max(src[k] + beta, 0) }
-                            } else {
-                                for k in 0 ..< count { dst[k] = src[k] + beta }
+                        storeRun(product + (i - i0), chunk: chunk, rows: min(coutG, p0 * 8) ..< min(coutG, p1 * 8),
+                                 to: y + (img * g.outputChannels + grp * coutG) * plane + q, plane: plane, count: count,
+                                 bias: bias, biasOffset: grp * coutG, relu: relu)
+                        i += count
+                    }
+                }
+            }
+        }
+    }
+
+    /// `y[o·plane + k] = relu?(product[o·chunk + k] + bias[biasOffset + o])` for `k < count` and the
+    /// output channels `o` in `rows`: one run of a microkernel product written out to NCHW planes.
+    @inline(__always)
+    static func storeRun(_ product: UnsafePointer<Float>, chunk: Int, rows: Range<Int>, to y: UnsafeMutablePointer<Float>,
+                         plane: Int, count: Int, bias: [Float]?, biasOffset: Int, relu: Bool) {
+        for o in rows {
+            let src = product + o * chunk
+            let dst = y + o * plane
+            let beta = bias?[biasOffset + o] ?? 0
+            if relu {
+                for k in 0 ..< count { dst[k] = max(src[k] + beta, 0) }
+            } else {
+                for k in 0 ..< count { dst[k] = src[k] + beta }
+            }
+        }
+    }
+
+    /// True when `forward` takes a stride-1 convolution on the microkernel through `forwardShifted`
+    /// (the im2col matrix read in place from a zero-padded copy of the input, no unfold): when the
+    /// columns it computes in the padding (`W_out·(H + 2p)` per plane rather than `W_out·H_out`,
+    /// less the last image's bottom rows) add at most an eighth. A 56×56 plane with padding 1 adds
+    /// 2 %, a single 7×7 one 12 %; 7×7 planes of a batch add 47 % and keep unfolding. The padding
+    /// may not reach past the kernel (`p ≤ d·(k − 1)`, always so for PyTorch's "same" convolutions).
+    package static func readsPaddedInput(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
+        guard g.stride == (1, 1), !g.isPointwise, images >= 1,
+              g.padding.width <= g.dilation.width * (g.kernelSize.width - 1) else { return false }
+        let (hp, wp) = (height + 2 * g.padding.height, width + g.padding.width)
+        let oh = hp - g.dilation.height * (g.kernelSize.height - 1), ow = wp + g.padding.width - g.dilation.width * (g.kernelSize.width - 1)
+        guard oh > 0, ow > 0 else { return false }
+        return 8 * ((images - 1) * hp * wp + (oh - 1) * wp + ow) <= 9 * images * oh * ow
+    }
+
+    /// A stride-1 convolution as an implicit GEMM with no unfold: the input is copied once into
+    /// zero-padded planes laid out `[C_in, N, H + 2p, W + p]`, each row its `p` zeros then its `W`
+    /// values (a row's right padding is the next row's left). Numbering the product's columns by
+    /// position in those planes (`img·H_p·W_p + y·W_p + x` for output pixel `(y, x)`), row
+    /// `(c, i, j)` of the im2col matrix is the padded input shifted by `c·N·H_p·W_p + i·d·W_p + j·d`,
+    /// which the microkernel reads in place. Columns that fall in the padding are computed and
+    /// dropped. Jobs, bias and ReLU as in `forwardPanels`.
+    static func forwardShifted(
+        _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
+        outputSize: (Int, Int), relu: Bool
+    ) {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = outputSize
+        let (ph, pw) = (g.padding.height, g.padding.width)
+        let (kh, kw) = (g.kernelSize.height, g.kernelSize.width), (dh, dw) = (g.dilation.height, g.dilation.width)
+        let groups = g.groups
+        let cinG = c / groups, coutG = g.outputChannels / groups
+        let plane = oh * ow
+        let (hp, wp) = (h + 2 * ph, w + pw)
+        let paddedPlane = hp * wp, channelStride = n * paddedPlane
+        let total = (n - 1) * paddedPlane + (oh - 1) * wp + ow
+        // 48-column panels read up to 47 floats past the last column, shifted by up to a whole
+        // channel plane and a row's padding
+        let count = c * channelStride + 64 + pw
+        let schedule = PanelSchedule(pixels: total, depth: packed.columns, rows: coutG, groups: groups)
+        let chunk = schedule.chunk
+        // row (ch, i, j) of a group's im2col matrix starts this far into the group's padded planes
+        var offsets = [Int](repeating: 0, count: packed.columns)
+        for r in offsets.indices {
+            let ch = r / (kh * kw), i = (r / kw) % kh, j = r % kw
+            offsets[r] = ch * channelStride + i * dh * wp + j * dw
+        }
+        withUnsafeTemporaryAllocation(byteCount: count * 4, alignment: 64) { raw in
+            guard let padded = raw.baseAddress?.bindMemory(to: Float.self, capacity: count) else { return }
+            input.values.withUnsafeBufferPointer { xb in
+                out.withUnsafeMutableBufferPointer { yb in
+                    offsets.withUnsafeBufferPointer { ob in
+                        guard let x = xb.baseAddress, let y = yb.baseAddress, let offs = ob.baseAddress else { return }
+                        let box = UncheckedSendable((x, y, padded, offs))
+                        (padded + c * channelStride).initialize(repeating: 0, count: count - c * channelStride)
+                        parallelFor(c * n, minimumWork: n * c * h * w >= 1 << 16 ? 2 : Int.max) { index in
+                            let (x, _, padded, _) = box.value
+                            let ch = index / n, img = index % n
+                            let src = x + (img * c + ch) * h * w
+                            let dst = padded + ch * channelStride + img * paddedPlane
+                            dst.initialize(repeating: 0, count: ph * wp)
+                            for row in 0 ..< h {
+                                let d = dst + (ph + row) * wp
+                                d.initialize(repeating: 0, count: pw)
+                                (d + pw).initialize(from: src + row * w, count: w)
+                            }
+                            (dst + (ph + h) * wp).initialize(repeating: 0, count: ph * wp)
+                        }
+                        schedule.run { job, _, product in
+                            let (_, y, padded, offs) = box.value
+                            let grp = job.group, i0 = job.pixels.lowerBound, i1 = job.pixels.upperBound
+                            let (p0, p1) = (job.rowPanels.lowerBound, job.rowPanels.upperBound)
+                            Microkernel.multiply(packed, group: grp, shifted: padded + grp * cinG * channelStride + i0,
+                                                 rowOffsets: offs, n: i1 - i0, c: product, ldc: chunk, rowPanels: job.rowPanels)
+                            // the columns inside the output, one output row at a time
+                            var i = i0
+                            while i < i1 {
+                                let img = i / paddedPlane, q = i % paddedPlane
+                                let oy = q / wp, ox = q % wp
+                                if oy >= oh {
+                                    i = (img + 1) * paddedPlane
+                                    continue
+                                }
+                                if ox >= ow {
+                                    i += wp - ox
+                                    continue
+                                }
+                                let run = min(ow - ox, i1 - i)
+                                storeRun(product + (i - i0), chunk: chunk, rows: min(coutG, p0 * 8) ..< min(coutG, p1 * 8),
+                                         to: y + (img * g.outputChannels + grp * coutG) * plane + oy * ow + ox, plane: plane,
+                                         count: run, bias: bias, biasOffset: grp * coutG, relu: relu)
+                                i += run
                             }
                         }
-                        i += count
                     }
                 }
             }

@@ -66,6 +66,14 @@ public enum Microkernel {
         PackedGemm.multiply(w.matrices[group], panelsOfB: b, columns: n, c: c, ldc: ldc, panels: rowPanels)
     }
 
+    /// `C = W[group] · B` for `B` read in place, row `kk` at `b + rowOffsets[kk]` with `n` rounded up
+    /// to 48 floats readable (`PackedGemm.multiply(_:shiftedB:…)`), on the calling thread;
+    /// `rowPanels` as in `multiply(_:group:panels:…)`.
+    static func multiply(_ w: PackedWeights, group: Int = 0, shifted b: UnsafePointer<Float>, rowOffsets: UnsafePointer<Int>,
+                         n: Int, c: UnsafeMutablePointer<Float>, ldc: Int, rowPanels: Range<Int>? = nil) {
+        PackedGemm.multiply(w.matrices[group], shiftedB: b, rowOffsets: rowOffsets, columns: n, c: c, ldc: ldc, panels: rowPanels)
+    }
+
     /// `C = A·B` for an unpacked `A` read transposed (element `(i, kk)` at `a[kk·lda + i]`, `rows × depth`)
     /// and `B` laid out as panels, on the calling thread; `rowPanels` as in `multiply(_:group:panels:…)`.
     static func multiply(transposedA a: UnsafePointer<Float>, lda: Int, rows: Int, depth: Int, panels b: UnsafePointer<Float>,
@@ -143,7 +151,8 @@ public enum Microkernel {
     }
 
     /// `multiply` split over the cores (unless the caller already runs one product per core):
-    /// by columns of `B` in whole 48-column panels when there are enough, else by 8-row panels.
+    /// by 8-row panels of `A` when there are enough and `A` has more rows than `B` columns, else
+    /// by columns of `B` in whole 48-column panels.
     static func multiplyThreaded(_ w: PackedWeights, group: Int = 0, b: UnsafePointer<Float>, ldb: Int, n: Int,
                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
         let workers = Gemm.splitsWork ? Gemm.threadCount : 1
@@ -154,11 +163,17 @@ public enum Microkernel {
             return
         }
         let box = UncheckedSendable((b, c))
-        if n >= 48 * 2 * workers || panels < 2 * workers {
-            parallelRanges(n, lanes: workers, multiple: 48) { columns in
+        // split the larger operand when both split well: the weight's rows for small planes (a
+        // 14×14 plane's 196 columns would split 144 + 52), else the columns, on the whole panels
+        // nearest to equal shares (784 columns: 384 + 400)
+        if panels < 2 * workers || (n >= 48 * 2 * workers && w.rows < n) {
+            parallelFor(workers) { lane in
                 let (b, c) = box.value
-                PackedGemm.multiply(matrix, b: b + columns.lowerBound, ldb: ldb, columns: columns.count,
-                                    c: c + columns.lowerBound, ldc: ldc)
+                func boundary(_ lane: Int) -> Int { lane == workers ? n : min(n, (lane * n / workers + 24) / 48 * 48) }
+                let start = boundary(lane), end = boundary(lane + 1)
+                if end > start {
+                    PackedGemm.multiply(matrix, b: b + start, ldb: ldb, columns: end - start, c: c + start, ldc: ldc)
+                }
             }
         } else {
             parallelRanges(panels, lanes: workers) { rowPanels in

@@ -2,12 +2,14 @@
 
 /// 3×3 weights transformed for `Winograd`: `U[ξ] = G·g·Gᵀ` laid out as 16 matrices `[C_out, C_in]`.
 public struct WinogradWeights: Sendable {
-    /// The 16 transformed matrices, `ξ`-major.
+    /// The 16 transformed matrices, `ξ`-major; empty when `packed` holds them.
     let values: [Float]
     /// Output channels.
     public let outputChannels: Int
     /// Input channels.
     public let inputChannels: Int
+    /// The 16 matrices packed for `Microkernel`, when it is in use.
+    let packed: PackedWeights?
 }
 
 /// 3×3, stride-1, undilated, ungrouped convolution by Winograd's minimal filtering F(2×2, 3×3):
@@ -27,10 +29,21 @@ public enum Winograd {
     /// `height × width` (AVX-512 OpenBLAS, 2 cores): ≥256 channels on planes from ~10×10 to 28×28
     /// (5–17 % faster); narrower layers and larger planes lose to the transforms' memory traffic.
     /// Never with the microkernel: its implicit GEMM beat F(2×2) there (ResNet-34's 64-channel
-    /// layers: 117 against 139 ms at batch 8), and F(4×4) takes the wide layers.
+    /// layers: 117 against 139 ms at batch 8), and F(4×4) takes the wide layers, except where
+    /// `isFasterOnMicrokernel`.
     public static func isFaster(_ g: Conv2dGeometry, height: Int, width: Int) -> Bool {
         !Microkernel.isEnabled && isApplicable(g) && g.inputChannels >= 256 && g.outputChannels >= 256
             && height * width >= 100 && height * width <= 28 * 28
+    }
+
+    /// True when F(2×2) on the microkernel is measured to beat F(4×4) and the implicit GEMM for a
+    /// weight transformed once and kept (eval): where F(4×4) has few tiles (`Winograd4x4.hasFewTiles`,
+    /// ResNet's 14×14 layers of 256 channels at batch 1). F(2×2) reads 16 transformed matrices
+    /// instead of 36 and multiplies them by three times the tiles, so its products run on the
+    /// 48-column kernel rather than streaming 9 MB of weights through the 16-column one
+    /// (ResNet-34's layer3 at batch 1: 18.0 → 14.6 ms).
+    public static func isFasterOnMicrokernel(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
+        Microkernel.isEnabled && Winograd4x4.hasFewTiles(g, images: images, height: height, width: width)
     }
 
     /// `U = G·g·Gᵀ` for every (output, input) channel pair of a `[C_out, C_in, 3, 3]` weight,
@@ -42,7 +55,8 @@ public enum Winograd {
         }
         let u = transformedWeights(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
         let cout = weight.shape[0], cin = weight.shape[1]
-        return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin)
+        let packed = Microkernel.pack(u, groups: 16, rows: cout, columns: cin)
+        return WinogradWeights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
     }
 
     /// The shapes of a Winograd forward, `(N, C_in, H, W, C_out, H_out, W_out)`, after checking the
@@ -113,6 +127,10 @@ public enum Winograd {
                                                                     outputChannels: transformed.outputChannels, bias: bias, geometry: g)
         let ph = g.padding.height, pw = g.padding.width
         let tilesH = (oh + 1) / 2, tilesW = (ow + 1) / 2
+        if let packed = transformed.packed {
+            return forwardPacked(input, packed: packed, bias: bias?.values, outputChannels: cout, outputSize: (oh, ow),
+                                 padding: (ph, pw), tiles: (tilesH, tilesW), relu: epilogue.isReLU)
+        }
         // a band of tile rows at a time keeps V and M in cache
         let bandTiles = max(1, min(tilesH, Convolution.columnBudget / max(16 * max(c, cout) * tilesW, 1)))
         let bandCapacity = bandTiles * tilesW
@@ -156,6 +174,48 @@ public enum Winograd {
         return DenseTensor(uncheckedShape: [n, cout, oh, ow], values: out)
     }
 
+    /// `forward` on the microkernel through `WinogradDriver`: bands of tile rows numbered through
+    /// the batch, `V` and `M` row-major (`V[ξ]` is packed into panels by the product itself).
+    private static func forwardPacked(
+        _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, outputChannels cout: Int, outputSize: (Int, Int),
+        padding: (Int, Int), tiles: (Int, Int), relu: Bool
+    ) -> DenseTensor {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = outputSize, (tilesH, tilesW) = tiles
+        var out = [Float].uninitialized(n * cout * oh * ow)
+        input.values.withUnsafeBufferPointer { xb in
+            out.withUnsafeMutableBufferPointer { yb in
+                guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                // the band's tile rows `rows` (numbered through the batch), one image at a time
+                func eachImage(_ rows: Range<Int>, _ body: (_ img: Int, _ local: Range<Int>, _ firstTile: Int) -> Void) {
+                    var r = rows.lowerBound
+                    while r < rows.upperBound {
+                        let img = r / tilesH, r1 = min(rows.upperBound, (img + 1) * tilesH)
+                        body(img, r - img * tilesH ..< r1 - img * tilesH, (r - rows.lowerBound) * tilesW)
+                        r = r1
+                    }
+                }
+                WinogradDriver.run(images: n, inputChannels: c, outputChannels: cout, tilesH: tilesH, tilesW: tilesW,
+                                   points: 16, panelWidth: nil, input: { rows, v, tiles, _, threaded in
+                    eachImage(rows) { img, local, first in
+                        inputTransform(x + img * c * h * w, channels: c, height: h, width: w, padding: padding,
+                                       tileRows: local, tilesW: tilesW, into: v + first, stride: tiles, threaded: threaded)
+                    }
+                }, gemm: { xi, v, vStride, m, tiles in
+                    Microkernel.multiply(packed, group: xi, b: v + xi * vStride, ldb: tiles, n: tiles,
+                                         c: m + xi * cout * tiles, ldc: tiles)
+                }, output: { m, tiles, rows, threaded in
+                    eachImage(rows) { img, local, first in
+                        outputTransform(m + first, channels: cout, stride: tiles, tileRows: local, tilesW: tilesW,
+                                        outputHeight: oh, outputWidth: ow, bias: bias, relu: relu,
+                                        into: y + img * cout * oh * ow, threaded: threaded)
+                    }
+                })
+            }
+        }
+        return DenseTensor(uncheckedShape: [n, cout, oh, ow], values: out)
+    }
+
     /// `Y = Aᵀ·M·A` for the tile whose 16 values lie `planeStride` apart from `p`, plus `beta` and
     /// the ReLU, written at (`row`, `column`) where it lies inside the output plane `dst`.
     @inline(__always)
@@ -182,10 +242,10 @@ public enum Winograd {
     /// `V[ξ][c][t] = (Bᵀ·d·B)[ξ]` for the 4×4 input patch `d` of each tile `t` in the band.
     private static func inputTransform(
         _ x: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int, padding: (Int, Int),
-        tileRows: Range<Int>, tilesW: Int, into v: UnsafeMutablePointer<Float>, stride: Int
+        tileRows: Range<Int>, tilesW: Int, into v: UnsafeMutablePointer<Float>, stride: Int, threaded: Bool = true
     ) {
         let box = UncheckedSendable((x, v))
-        parallelFor(channels, minimumWork: 2) { ch in
+        parallelFor(channels, minimumWork: threaded ? 2 : Int.max) { ch in
             let src = box.value.0 + ch * h * w
             let dst = box.value.1 + ch * stride
             let planeStride = channels * stride
@@ -222,10 +282,11 @@ public enum Winograd {
     /// `Y = Aᵀ·M·A` per tile, plus bias and the epilogue, written where the 2×2 tile lies inside the output.
     private static func outputTransform(
         _ m: UnsafePointer<Float>, channels: Int, stride: Int, tileRows: Range<Int>, tilesW: Int,
-        outputHeight oh: Int, outputWidth ow: Int, bias: [Float]?, relu: Bool, into y: UnsafeMutablePointer<Float>
+        outputHeight oh: Int, outputWidth ow: Int, bias: [Float]?, relu: Bool, into y: UnsafeMutablePointer<Float>,
+        threaded: Bool = true
     ) {
         let box = UncheckedSendable((m, y))
-        parallelFor(channels, minimumWork: 2) { o in
+        parallelFor(channels, minimumWork: threaded ? 2 : Int.max) { o in
             let src = box.value.0 + o * stride
             let dst = box.value.1 + o * oh * ow
             let planeStride = channels * stride

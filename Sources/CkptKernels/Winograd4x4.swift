@@ -27,8 +27,21 @@ public enum Winograd4x4 {
     /// 1e-4 of torch's: ≥128 channels in and out (64-channel layers see larger inputs relative to
     /// their outputs and lose too many digits to the transforms' 4/5/8 coefficients), at least
     /// 100 output pixels over the batch so the 36 GEMMs are not all overhead.
+    /// Not where `hasFewTiles` (F(2×2) takes those on the microkernel).
     public static func isFaster(_ g: Conv2dGeometry, images: Int = 1, height: Int, width: Int) -> Bool {
         Winograd.isApplicable(g) && g.inputChannels >= 128 && g.outputChannels >= 128 && images * height * width >= 100
+            && !(Microkernel.isEnabled && hasFewTiles(g, images: images, height: height, width: width))
+    }
+
+    /// True for a layer of ≥256 channels `isFaster` would take whose 36 products have at most 16
+    /// tiles over the batch (one 14×14 plane), so they run on the microkernel's 16-column kernel
+    /// while 36 transformed matrices of at least 9 MB stream through: F(2×2)'s 16 products of
+    /// three to four times the tiles are faster there (ResNet-34's layer3 and SegNet's 10×10
+    /// layers at batch 1). At 25 tiles (SegNet's 20×20 layers) F(4×4) is still faster.
+    static func hasFewTiles(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
+        guard Winograd.isApplicable(g), g.inputChannels >= 256, g.outputChannels >= 256, images * height * width >= 100,
+              let (oh, ow) = try? g.convolutionOutputSize(height: height, width: width) else { return false }
+        return images * ((oh + 3) / 4) * ((ow + 3) / 4) <= 16
     }
 
     /// `isFaster` for a weight transformed for this one call (a training step, where the weight

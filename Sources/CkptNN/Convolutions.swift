@@ -78,7 +78,9 @@ public final class Conv2d: Module {
             return try Winograd4x4.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
         }
         if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
-           Winograd.isFaster(geometry, height: input.shape[2], width: input.shape[3]) {
+           Winograd.isFaster(geometry, height: input.shape[2], width: input.shape[3])
+            || !freshWeight && Winograd.isFasterOnMicrokernel(geometry, images: input.shape[0], height: input.shape[2],
+                                                              width: input.shape[3]) {
             let u: WinogradWeights
             if let c = winogradCache, c.key == key {
                 u = c.weights

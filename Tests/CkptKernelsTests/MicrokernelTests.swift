@@ -22,6 +22,8 @@ final class MicrokernelTests: XCTestCase {
             (1, 9, 13, 5, 10, 3, 1, 1, 1),      // 50 pixels: a last panel 2 columns wide
             (1, 5, 11, 3, 17, 3, 1, 1, 1),      // 51 pixels: 3 columns
             (2, 16, 40, 12, 12, 1, 1, 0, 1),    // pointwise
+            (1, 128, 260, 14, 14, 1, 1, 0, 1),  // pointwise on a 14×14 plane: split by rows
+            (1, 200, 44, 16, 16, 1, 1, 0, 1),   // pointwise, 256 columns split 144 + 112
             (1, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2 (ResNet's stem)
             (1, 3, 16, 70, 70, 7, 2, 3, 1),     // … wide enough for the 16-column stride-2 gather
             (2, 8, 16, 64, 65, 3, 2, 1, 1),     // 3×3 stride 2 over two images
@@ -45,6 +47,55 @@ final class MicrokernelTests: XCTestCase {
                 XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
             }
         }
+    }
+
+    /// Stride-1 convolutions whose padding adds little read the im2col matrix in place from a
+    /// zero-padded copy of the input (`readsPaddedInput`): against OpenBLAS's unfold-and-multiply on
+    /// ragged shapes (output channels not a multiple of 8, last panels read in place or copied),
+    /// depths over one block, batches whose padded planes run into each other, dilation, 5×5
+    /// kernels, no padding, groups; with and without bias and ReLU.
+    func testShiftedInputConvolutionEqualsOpenBLAS() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        var rng = SplitMix64(seed: 0x5417)
+        // (n, c_in, c_out, h, w, kernel, padding, dilation, groups)
+        let cases: [(Int, Int, Int, Int, Int, Int, Int, Int, Int)] = [
+            (1, 3, 5, 20, 18, 3, 1, 1, 1),      // depth 27, 5 output rows, 400 columns: a ragged last panel
+            (2, 20, 13, 24, 40, 3, 1, 1, 1),    // depth 180: two blocks; two images' padded planes
+            (1, 16, 24, 56, 56, 3, 1, 1, 1),    // ResNet layer1's plane
+            (1, 4, 9, 30, 33, 3, 2, 2, 1),      // dilation 2
+            (1, 6, 10, 40, 44, 5, 2, 1, 1),     // 5×5
+            (1, 7, 11, 30, 30, 3, 0, 1, 1),     // no padding
+            (2, 16, 24, 20, 30, 3, 1, 1, 4),    // groups
+            (3, 8, 40, 32, 32, 3, 1, 1, 1),     // three images, 40 rows
+            (1, 24, 20, 7, 7, 3, 1, 1, 1),      // one 7×7 plane: 55 columns, a last panel of 7 copied
+        ]
+        for (n, c, cout, h, w, k, p, d, groups) in cases {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: k, padding: p, dilation: d, groups: groups)
+            XCTAssertTrue(Convolution.readsPaddedInput(g, images: n, height: h, width: w), "case \((n, c, cout, h, w, k, p, d, groups))")
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(k * k * c / groups).squareRoot())
+            let b = try rng.tensor([cout], scale: 0.1)
+            for (bias, epilogue) in [(b, Convolution.Epilogue.relu), (nil, .none)] {
+                Microkernel.isEnabled = false
+                let reference = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
+                Microkernel.isEnabled = true
+                let y = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
+                XCTAssertEqual(y.shape, reference.shape)
+                var worst: Float = 0
+                for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
+                XCTAssertLessThanOrEqual(worst, 2e-5, "case \((n, c, cout, h, w, k, p, d, groups))")
+                XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
+            }
+        }
+        // batches of small planes, where the padding adds a third or more, padding past the
+        // kernel, and strides keep unfolding
+        let layer4 = Conv2dGeometry(inputChannels: 512, outputChannels: 512, kernelSize: 3, padding: 1)
+        XCTAssertFalse(Convolution.readsPaddedInput(layer4, images: 8, height: 7, width: 7))
+        let wide = Conv2dGeometry(inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: 3)
+        XCTAssertFalse(Convolution.readsPaddedInput(wide, images: 1, height: 64, width: 64))
+        let strided = Conv2dGeometry(inputChannels: 64, outputChannels: 64, kernelSize: 3, stride: 2, padding: 1)
+        XCTAssertFalse(Convolution.readsPaddedInput(strided, images: 1, height: 56, width: 56))
     }
 
     /// Transposed convolutions whose kernel equals the stride take the scatter path (weights read in
@@ -106,6 +157,54 @@ final class MicrokernelTests: XCTestCase {
                 XCTAssertLessThanOrEqual(worst, 2e-5, "\(name) case \((n, c, cout, h, w, p))")
             }
         }
+    }
+
+    /// F(2×2, 3×3) on the microkernel (`WinogradDriver`, bands of tile rows numbered through the
+    /// batch, split over images) against F(2×2) on OpenBLAS and the im2col reference, on ragged
+    /// shapes: odd planes (a last tile half outside), channels not a multiple of 8, bands that
+    /// start inside an image, no padding; and where it replaces F(4×4).
+    func testWinograd2x2OnMicrokernelEqualsOpenBLAS() throws {
+        try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: everything runs on OpenBLAS")
+        defer { Microkernel.isEnabled = true }
+        var rng = SplitMix64(seed: 0x2f2)
+        for (n, c, cout, h, w, p) in [(1, 256, 256, 14, 14, 1), (1, 136, 132, 13, 11, 1), (3, 40, 36, 17, 11, 0),
+                                      (2, 130, 129, 9, 30, 1), (5, 24, 16, 6, 7, 1), (1, 260, 264, 13, 13, 1)] {
+            let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
+            let x = try rng.tensor([n, c, h, w], scale: 1)
+            let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
+            let b = try rng.tensor([cout], scale: 0.1)
+            for (bias, epilogue) in [(b, Convolution.Epilogue.relu), (nil, .none)] {
+                Microkernel.isEnabled = false
+                let reference = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
+                let openBLAS = try Winograd.forward(x, weights: try Winograd.transform(weight: wt), bias: bias, geometry: g,
+                                                    epilogue: epilogue)
+                Microkernel.isEnabled = true
+                let y = try Winograd.forward(x, weights: try Winograd.transform(weight: wt), bias: bias, geometry: g,
+                                             epilogue: epilogue)
+                for (r, name) in [(reference, "im2col"), (openBLAS, "F(2x2) on OpenBLAS")] {
+                    XCTAssertEqual(y.shape, r.shape)
+                    var worst: Float = 0
+                    for (a, e) in zip(y.values, r.values) { worst = max(worst, abs(a - e)) }
+                    XCTAssertLessThanOrEqual(worst, 2e-5, "against \(name), case \((n, c, cout, h, w, p))")
+                }
+                XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
+            }
+        }
+        // ResNet's layer3 at batch 1 (16 F(4×4) tiles) takes F(2×2); at batch 8, and layer2 (49 tiles), F(4×4)
+        let layer3 = Conv2dGeometry(inputChannels: 256, outputChannels: 256, kernelSize: 3, padding: 1)
+        XCTAssertTrue(Winograd.isFasterOnMicrokernel(layer3, images: 1, height: 14, width: 14))
+        XCTAssertFalse(Winograd4x4.isFaster(layer3, images: 1, height: 14, width: 14))
+        XCTAssertTrue(Winograd4x4.isFaster(layer3, images: 8, height: 14, width: 14))
+        let layer2 = Conv2dGeometry(inputChannels: 128, outputChannels: 128, kernelSize: 3, padding: 1)
+        XCTAssertTrue(Winograd4x4.isFaster(layer2, images: 1, height: 28, width: 28))
+        XCTAssertFalse(Winograd.isFasterOnMicrokernel(layer2, images: 1, height: 28, width: 28))
+        XCTAssertFalse(Winograd.isFasterOnMicrokernel(layer3, images: 8, height: 14, width: 14))
+        // 25 tiles (20×20) keep F(4×4), and so do 128 channels even with few tiles
+        let segnet = Conv2dGeometry(inputChannels: 512, outputChannels: 512, kernelSize: 3, padding: 1)
+        XCTAssertTrue(Winograd4x4.isFaster(segnet, images: 1, height: 20, width: 20))
+        XCTAssertFalse(Winograd.isFasterOnMicrokernel(segnet, images: 1, height: 20, width: 20))
+        XCTAssertTrue(Winograd.isFasterOnMicrokernel(segnet, images: 1, height: 10, width: 10))
+        XCTAssertTrue(Winograd4x4.isFaster(layer2, images: 1, height: 10, width: 10))
     }
 
     /// `dWeight` on the microkernel (dY packed as `A`, the unfold transposed into `B`) against
