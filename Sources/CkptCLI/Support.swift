@@ -126,15 +126,21 @@ enum CLI {
     static func table(_ header: [String], _ rows: [[String]], right: Set<Int> = []) -> String {
         var widths = header.map(\.count)
         for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-        func line(_ cells: [String]) -> String {
-            var parts: [String] = []
+        // one string, appended to line by line (no array of lines beside it: 100,000 rows)
+        var out = ""
+        func line(_ cells: [String]) {
             for (i, c) in cells.enumerated() {
+                if i > 0 { out += "  " }
                 let pad = String(repeating: " ", count: max(0, widths[i] - c.count))
-                parts.append(right.contains(i) ? pad + c : (i == cells.count - 1 ? c : c + pad))
+                out += right.contains(i) ? pad + c : (i == cells.count - 1 ? c : c + pad)
             }
-            return parts.joined(separator: "  ")
         }
-        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+        line(header)
+        for r in rows {
+            out += "\n"
+            line(r)
+        }
+        return out
     }
 
     /// Prints a JSON value to stdout.

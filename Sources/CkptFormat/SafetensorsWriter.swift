@@ -134,24 +134,34 @@ public enum SafetensorsWriter {
             return a.name.utf8.lexicographicallyPrecedes(b.name.utf8)
         }
 
-        var members: [(key: String, value: JSONValue)] = []
-        members.reserveCapacity(items.count + 1)
+        // the compact JSON object written member by member into one buffer sized up front (a
+        // tree of every member, then its serialisation growing by doubling, held 500 bytes a
+        // tensor at once); the bytes are JSONValue.object(members).serializedBytes()'s
+        var header: [UInt8] = []
+        header.reserveCapacity(items.reduce(64) { $0 &+ $1.name.utf8.count &+ 64 &+ 8 * $1.tensor.shape.count })
+        header.append(UInt8(ascii: "{"))
+        func member(_ key: String, _ value: JSONValue) {
+            if header.count > 1 { header.append(UInt8(ascii: ",")) }
+            JSONValue.writeString(key, into: &header)
+            header.append(UInt8(ascii: ":"))
+            header.append(contentsOf: value.serializedBytes(pretty: false))
+        }
         if !metadata.isEmpty {
-            members.append(("__metadata__", .object(metadata.map { ($0.0, JSONValue.string($0.1)) })))
+            member("__metadata__", .object(metadata.map { ($0.0, JSONValue.string($0.1)) }))
         }
         var offset = 0
         for item in items {
             guard let end = Checked.add(offset, item.byteCount) else {
                 throw FormatError(.limit, file: file, member: Safetensors.memberName(item.name), "total data size overflows 64 bits")
             }
-            members.append((item.name, .object([
+            member(item.name, .object([
                 ("dtype", .string(item.code)),
                 ("shape", .array(item.tensor.shape.map { JSONValue.int($0) })),
                 ("data_offsets", .array([.int(offset), .int(end)])),
-            ])))
+            ]))
             offset = end
         }
-        var header = JSONValue.object(members).serializedBytes(pretty: false)
+        header.append(UInt8(ascii: "}"))
         header.append(contentsOf: repeatElement(0x20, count: (8 - header.count % 8) % 8))
         guard header.count <= Safetensors.maxHeaderLength else {
             throw FormatError(.limit, file: file, member: "header",

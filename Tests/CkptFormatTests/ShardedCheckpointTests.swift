@@ -99,6 +99,71 @@ final class ShardedCheckpointTests: XCTestCase {
         XCTAssertEqual(c.info.assembledFrom, "torch.distributed.checkpoint folder: 4 entries, 3 tensors in 5 chunks over 2 .distcp files")
     }
 
+    /// Every writer and option of torch 2.15 a user meets (fixtures/shards/write_dcp_variants.py):
+    /// one file per item, several writer threads, FSDP2 model + optimizer state from two ranks,
+    /// the legacy ShardedTensor, HuggingFaceStorageWriter's index and its per-rank safetensors.
+    func testDCPWritersAndOptionsReadAsTorchLoadsThem() throws {
+        let variants = try XCTUnwrap(Self.expected()["dcp_variants"]?.objectValue)
+        XCTAssertEqual(variants.map(\.key).sorted(), ["fsdp2", "hf_distributed", "hf_storage", "per_item_files", "sharded_tensor", "threads"])
+        for (name, e) in variants {
+            let c = try CheckpointSource.read(path: Self.path("dcp_variants/" + name))
+            try assertMatches(c, e)
+        }
+        let fsdp = try CheckpointSource.read(path: Self.path("dcp_variants/fsdp2"))
+        XCTAssertEqual(fsdp.info.assembledFrom, "torch.distributed.checkpoint folder: 28 entries, 16 tensors in 28 chunks over 2 .distcp files")
+        let hf = try CheckpointSource.read(path: Self.path("dcp_variants/hf_distributed"))
+        XCTAssertEqual(hf.info.assembledFrom, "DCP-sharded safetensors folder (HuggingFaceStorageWriter): 2 tensors in 4 chunks over 2 .safetensors files")
+        XCTAssertEqual(try CheckpointSource.kind(of: Self.path("dcp_variants/hf_distributed")), .distributedSafetensors(Self.path("dcp_variants/hf_distributed")))
+        XCTAssertEqual(try CheckpointSource.read(path: Self.path("dcp_variants/per_item_files")).info.assembledFrom,
+                       "torch.distributed.checkpoint folder: 7 entries, 4 tensors in 4 chunks over 7 .distcp files")
+    }
+
+    func testDCPVariantsTorchCannotConvertAreRefusedInOneLine() throws {
+        let refused = try XCTUnwrap(Self.expected()["dcp_variants_refused"])
+        func refusal(_ folder: String) throws -> String {
+            do {
+                let c = try CheckpointSource.read(path: Self.path(folder))
+                XCTFail("read \(c.tensors.count) tensors from \(folder)")
+                return ""
+            } catch let e as FormatError {
+                XCTAssertFalse(e.description.contains("\n"))
+                return e.description
+            }
+        }
+        // compressed items: which extension, and how to get a file ckpt reads
+        let zstd = try refusal("dcp_variants/zstd")
+        let keys = try XCTUnwrap(refused["zstd"]?["keys"]?.arrayValue?.compactMap(\.stringValue))
+        XCTAssertTrue(keys.contains { zstd.contains("'\($0)'") }, zstd)
+        for m in ["zstd/__0_0.distcp", try XCTUnwrap(refused["zstd"]?["says"]?.stringValue), "without _extensions"] {
+            XCTAssertTrue(zstd.contains(m), "\(zstd) lacks \(m)")
+        }
+        // dcp.save(use_collectives=False): per-rank metadata only
+        let perRank = try refusal("dcp_variants/per_rank_metadata")
+        for m in ["per_rank_metadata/__0.metadata", "__1.metadata", "use_collectives=False", "no global .metadata"] {
+            XCTAssertTrue(perRank.contains(m), "\(perRank) lacks \(m)")
+        }
+        // FileSystemWriter(serialization_format=SAFETENSORS): torch's FileSystemReader fails too
+        XCTAssertNotNil(refused["safetensors_format"]?["torch"]?.stringValue)
+        let st = try refusal("dcp_variants/safetensors_format")
+        for m in ["safetensors_format/__0_0.distcp", "serialization_format=SAFETENSORS", "HuggingFaceStorageWriter"] {
+            XCTAssertTrue(st.contains(m), "\(st) lacks \(m)")
+        }
+        // DCP-sharded safetensors that do not tile a tensor or do not place one
+        let missing = try refusal("broken/hf_distributed_missing_rank")
+        XCTAssertTrue(missing.contains("cols.weight") && missing.contains("cover 9 of 21 elements"), missing)
+        let badInfo = try refusal("broken/hf_distributed_bad_info")
+        for m in ["shard-00002-model-00001-of-00001.safetensors", "rows.weight", "saved_offsets"] {
+            XCTAssertTrue(badInfo.contains(m), "\(badInfo) lacks \(m)")
+        }
+    }
+
+    func testDistributedSafetensorsFileNames() {
+        XCTAssertTrue(DistributedSafetensorsReader.isShardFileName("shard-00001-model-00001-of-00001.safetensors"))
+        XCTAssertFalse(DistributedSafetensorsReader.isShardFileName("model-00001-of-00002.safetensors"))
+        XCTAssertFalse(DistributedSafetensorsReader.isShardFileName("shard-1-model-00001-of-00001.safetensors"))
+        XCTAssertFalse(DistributedSafetensorsReader.isShardFileName("shard-00001-model-00001-of-0000x.safetensors"))
+    }
+
     func testScatterPlacesChunksByOffsets() {
         // a [3, 4] int8 tensor from two column chunks: [:, 0:1] and [:, 1:4]
         var full = [UInt8](repeating: 0, count: 12)
@@ -226,7 +291,7 @@ final class ShardedWriterTests: XCTestCase {
     func testShardedRoundTripIsBitIdentical() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-shards-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for source in ["hf_safetensors", "dcp", "dcp_chunked", "hf_bin"] {
+        for source in ["hf_safetensors", "dcp", "dcp_chunked", "hf_bin", "dcp_variants/fsdp2", "dcp_variants/hf_distributed"] {
             let original = try CheckpointSource.read(path: ShardedCheckpointTests.path(source))
             let tensors = original.tensors.map { (name: $0.path, tensor: $0.tensor) }
             for (out, limit) in [(dir + "/\(source)-st", 1000), (dir + "/\(source)-bin/pytorch_model.bin.index.json", 2000)] {

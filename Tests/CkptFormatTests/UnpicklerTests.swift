@@ -24,6 +24,40 @@ final class UnpicklerTests: XCTestCase {
         XCTAssertEqual(v.dictValue?["a"]?.sequenceValue?.first?.intValue, 1)
     }
 
+    func testDictKeysCompareAsPythonsAcrossManyKeys() throws {
+        // {'k0': .., 'k999': .., then every 'ki' again, 1, 1.0, True}: past several growths of the
+        // key table; a repeated key keeps its first position and takes the last value, and 1,
+        // 1.0 and True are one key (the first one's)
+        var p: [UInt8] = [0x80, 0x02, 0x7D, 0x28]
+        for i in 0 ..< 2000 {
+            p += unicode("k\(i % 1000)") + [0x4D, UInt8(i & 0xFF), UInt8(i >> 8)]
+        }
+        p += [0x4B, 0x01] + unicode("a")
+        p += [0x47, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0] + unicode("b")
+        p += [0x88] + unicode("c")
+        p += [0x75, 0x2E]
+        let d = try XCTUnwrap(try run(p).dictValue)
+        XCTAssertEqual(d.items.count, 1001)
+        XCTAssertEqual(d.items[0].key.stringValue, "k0")
+        XCTAssertEqual(d.items[0].value.intValue, 1000)
+        XCTAssertEqual(d.items[999].key.stringValue, "k999")
+        XCTAssertEqual(d.items[999].value.intValue, 1999)
+        XCTAssertEqual(d.items[1000].key.intValue, 1)
+        XCTAssertEqual(d.items[1000].value.stringValue, "c")
+    }
+
+    func testMemoIndicesFarApartAndMemoizeUseLenOfMemo() throws {
+        // 7 → memo[0]; 8 → memo[1000000] (LONG_BINPUT); 9 → MEMOIZE, which puts at len(memo) = 2;
+        // then memo[2], memo[1000000], memo[0] as a tuple
+        let far: [UInt8] = [0x40, 0x42, 0x0F, 0x00]  // 1,000,000 little-endian
+        let p: [UInt8] = [0x80, 0x04, 0x4B, 7, 0x71, 0, 0x4B, 8, 0x72] + far + [0x4B, 9, 0x94, 0x30, 0x30, 0x30,
+                          0x68, 2, 0x6A] + far + [0x68, 0, 0x87, 0x2E]
+        XCTAssertEqual(try run(p).sequenceValue?.compactMap(\.intValue), [9, 8, 7])
+        // an index never put is still an error, in the array's range or past it
+        XCTAssertThrowsError(try run([0x80, 0x04, 0x4B, 7, 0x71, 5, 0x68, 3, 0x2E])) { XCTAssertEqual(($0 as? FormatError)?.kind, .corrupt) }
+        XCTAssertThrowsError(try run([0x80, 0x04, 0x4B, 7, 0x71, 0, 0x6A] + far + [0x2E])) { XCTAssertEqual(($0 as? FormatError)?.kind, .corrupt) }
+    }
+
     func testLong1IsSignedAndWideIntegersKeepTheirValue() throws {
         XCTAssertEqual(try run([0x80, 0x02, 0x8A, 0x01, 0xFF, 0x2E]).intValue, -1)
         XCTAssertEqual(try run([0x80, 0x02, 0x8A, 0x02, 0x00, 0x80, 0x2E]).intValue, -32768)

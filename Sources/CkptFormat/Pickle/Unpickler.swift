@@ -48,14 +48,25 @@ final class Unpickler {
     /// Maps a persistent id (`('storage', cls, key, location, numel)`) to a `.storage` value.
     typealias PersistentLoad = (Value) throws -> Value
 
+    /// One arena slot: 16 bytes (a payload of one word and a tag), so a pickle of a million
+    /// objects costs 16 MB of arena; dicts, objects and globals, larger than a word, live in side
+    /// tables (`dicts`, `objects`, `globalNames`) and the node holds their index.
     private enum Node {
         case value(Value)
-        case tuple([Int])
+        /// An int or a bool kept unboxed (a `Value` payload is a heap box): a state dict has
+        /// several per tensor (sizes, strides, offsets, numel, requires_grad).
+        case int(Int)
+        case bool(Bool)
+        /// `count` items from `start` in `tupleItems` (a tuple never changes: no array of its own).
+        case tuple(start: Int32, count: Int32)
         case list([Int])
         case set([Int])
-        case dict(DictNode)
-        case global(QualifiedName)
-        case object(ObjectNode)
+        /// Index in `dicts`.
+        case dict(Int)
+        /// Index in `globalNames`.
+        case global(Int)
+        /// Index in `objects`.
+        case object(Int)
         /// `torch.FloatTensor()` waiting for the BUILD that sets its storage (torch 0.x).
         case legacyTensor(DType?)
         /// A Python 2 `str` that is not ASCII: decoded when the tree is built, as UTF-8 unless some
@@ -77,7 +88,9 @@ final class Unpickler {
 
     private struct DictNode {
         var items: [(key: Int, value: Int)] = []
-        var index: [KeyID: Int] = [:]
+        /// Open-addressing table of positions in `items` by key (-1: empty), at most half full:
+        /// 4 bytes a slot where a `[KeyID: Int]` takes 32 (a state dict of 300,000 keys).
+        var slots: [Int32] = []
         var kind: DictKind
         var attributes: [(name: String, value: Int)] = []
     }
@@ -98,9 +111,21 @@ final class Unpickler {
     private let persistentLoad: PersistentLoad?
 
     private var nodes: [Node] = []
+    /// The items of every tuple, one after another (node indices).
+    private var tupleItems: [Int32] = []
+    private var dicts: [DictNode] = []
+    private var objects: [ObjectNode] = []
+    /// Each global once (a state dict names `_rebuild_tensor_v2` once per tensor).
+    private var globalNames: [QualifiedName] = []
+    private var globalIndex: [QualifiedName: Int] = [:]
     private var stack: [Int] = []
     private var marks: [Int] = []
-    private var memo: [Int: Int] = [:]
+    /// The memo, as CPython's (index → object): indices as torch writes them (0, 1, 2, ...) in
+    /// an array, 4 bytes each; an index far past the array's end in a dictionary.
+    private var memoDense: [Int32] = []
+    private var memoSparse: [Int: Int] = [:]
+    /// Entries in the memo (`len(memo)`, what MEMOIZE uses as the next index).
+    private var memoCount = 0
     private var pos = 0
     private var opStart = 0
 
@@ -249,14 +274,59 @@ final class Unpickler {
     // MARK: stack
 
     private func add(_ n: Node) throws -> Int {
-        guard nodes.count < options.maxObjects else {
+        guard nodes.count < options.maxObjects, nodes.count < Int(Int32.max) else {
             throw fail(.limit, "more than \(options.maxObjects) objects in one pickle")
+        }
+        if nodes.count == nodes.capacity, nodes.count >= 4096 {
+            // a state dict takes about one node per 7 pickle bytes: room for them at once, so a
+            // large arena is not copied as it doubles (each copy holds the old and the new buffer
+            // at once); at most 128 MB of address space, of which only what is written is resident
+            nodes.reserveCapacity(max(nodes.count * 2, min(bytes.count / 6, 1 << 23)))
         }
         nodes.append(n)
         return nodes.count - 1
     }
 
     private func push(_ n: Node) throws { stack.append(try add(n)) }
+
+    /// The node for a scalar: ints unboxed.
+    private func node(_ v: Value) -> Node {
+        if case let .int(i) = v { return .int(i) }
+        return .value(v)
+    }
+
+    private func newTuple(_ items: [Int]) -> Node {
+        let start = Int32(tupleItems.count)
+        // node indices are below Int32.max (add), so are the items
+        for i in items { tupleItems.append(Int32(truncatingIfNeeded: i)) }
+        return .tuple(start: start, count: Int32(items.count))
+    }
+
+    /// The items of node `i` when it is a tuple or a list.
+    private func sequence(_ i: Int) -> [Int]? {
+        switch nodes[i] {
+        case let .tuple(start, count): return tupleItems[Int(start) ..< Int(start + count)].map { Int($0) }
+        case let .list(a): return a
+        default: return nil
+        }
+    }
+
+    private func newDict(_ kind: DictKind) -> Node {
+        dicts.append(DictNode(kind: kind))
+        return .dict(dicts.count - 1)
+    }
+
+    private func newObject(_ o: ObjectNode) -> Node {
+        objects.append(o)
+        return .object(objects.count - 1)
+    }
+
+    private func globalNode(_ g: QualifiedName) -> Node {
+        if let i = globalIndex[g] { return .global(i) }
+        globalNames.append(g)
+        globalIndex[g] = globalNames.count - 1
+        return .global(globalNames.count - 1)
+    }
 
     private func pop() throws -> Int {
         if let m = marks.last, stack.count <= m { throw fail(.corrupt, "stack underflow (pop across a mark)") }
@@ -279,23 +349,47 @@ final class Unpickler {
 
     private func memoPut(_ i: Int) throws {
         guard i >= 0 else { throw fail(.corrupt, "negative memo index \(i)") }
-        memo[i] = try top()
+        let v = try top()
+        if i < memoDense.count, let v32 = Int32(exactly: v) {
+            if memoDense[i] < 0 { memoCount += 1 }
+            memoDense[i] = v32
+            return
+        }
+        // grow the array over a small gap only, and never over indices already in the dictionary
+        if memoSparse.isEmpty, i >= memoDense.count, i - memoDense.count < 1024, let v32 = Int32(exactly: v) {
+            memoDense += [Int32](repeating: -1, count: i - memoDense.count)
+            memoDense.append(v32)
+            memoCount += 1
+            return
+        }
+        if i < memoDense.count, memoDense[i] >= 0 {
+            // an arena index past Int32 (maxObjects raised that far) replacing an array entry
+            memoDense[i] = -1
+            memoCount -= 1
+        }
+        if memoSparse.updateValue(v, forKey: i) == nil { memoCount += 1 }
     }
 
     private func memoGet(_ i: Int) throws {
-        guard let v = memo[i] else { throw fail(.corrupt, "memo index \(i) read before it was written") }
+        if i >= 0, i < memoDense.count, memoDense[i] >= 0 {
+            stack.append(Int(memoDense[i]))
+            return
+        }
+        guard let v = memoSparse[i] else { throw fail(.corrupt, "memo index \(i) read before it was written") }
         stack.append(v)
     }
 
     private func typeName(_ i: Int) -> String {
         switch nodes[i] {
         case let .value(v): return v.typeName
+        case .int: return "int"
+        case .bool: return "bool"
         case .tuple: return "tuple"
         case .list: return "list"
         case .set: return "set"
-        case let .dict(d): return d.kind.rawValue
-        case let .global(g): return g.description
-        case let .object(o): return o.global.description
+        case let .dict(d): return dicts[d].kind.rawValue
+        case let .global(g): return globalNames[g].description
+        case let .object(o): return objects[o].global.description
         case .legacyTensor: return "Tensor"
         case .py2Text: return "str"
         }
@@ -305,8 +399,8 @@ final class Unpickler {
         switch nodes[i] {
         case let .value(.string(s)): return .string(ExactKey(s))
         case let .py2Text(b): return .py2(ExactKey(String(decoding: b, as: UTF8.self) + String(b.count)))
-        case let .value(.int(v)): return .int(v)
-        case let .value(.bool(b)): return .int(b ? 1 : 0)
+        case let .value(.int(v)), let .int(v): return .int(v)
+        case let .value(.bool(b)), let .bool(b): return .int(b ? 1 : 0)
         case let .value(.float(f)):
             if f.isNaN { return .node(i) }  // NaN equals no other key, but one object is one key
             if f.rounded() == f, abs(f) < 9.2e18 { return .int(Int(f)) }
@@ -317,17 +411,39 @@ final class Unpickler {
     }
 
     private func setItem(_ dictIndex: Int, _ k: Int, _ v: Int) throws {
-        guard case var .dict(d) = nodes[dictIndex] else {
+        guard case let .dict(d) = nodes[dictIndex] else {
             throw fail(.corrupt, "setitem on a \(typeName(dictIndex)), expected a dict")
         }
-        nodes[dictIndex] = .value(.none) // release the copy so the append below does not copy the array
-        if let id = keyID(k), let at = d.index[id] {
-            d.items[at].value = v
-        } else {
-            if let id = keyID(k) { d.index[id] = d.items.count }
-            d.items.append((k, v))
+        guard let id = keyID(k) else {
+            dicts[d].items.append((k, v))  // a key that equals no other (a tuple, an object)
+            return
         }
-        nodes[dictIndex] = .dict(d)
+        if dicts[d].slots.count < 2 * (dicts[d].items.count + 1) { rehash(d) }
+        let mask = dicts[d].slots.count - 1
+        var h = id.hashValue & mask
+        while case let at = Int(dicts[d].slots[h]), at >= 0 {
+            if keyID(dicts[d].items[at].key) == id {
+                dicts[d].items[at].value = v
+                return
+            }
+            h = (h + 1) & mask
+        }
+        dicts[d].slots[h] = Int32(truncatingIfNeeded: dicts[d].items.count)
+        dicts[d].items.append((k, v))
+    }
+
+    /// Rebuilds dict `d`'s slot table at four times its item count (a power of two).
+    private func rehash(_ d: Int) {
+        var size = 8
+        while size < 4 * (dicts[d].items.count + 1) { size *= 2 }
+        var slots = [Int32](repeating: -1, count: size)
+        for (at, item) in dicts[d].items.enumerated() {
+            guard let id = keyID(item.key) else { continue }
+            var h = id.hashValue & (size - 1)
+            while slots[h] >= 0 { h = (h + 1) & (size - 1) }
+            slots[h] = Int32(truncatingIfNeeded: at)
+        }
+        dicts[d].slots = slots
     }
 
     private func appendItems(_ listIndex: Int, _ items: [Int]) throws {
@@ -336,11 +452,9 @@ final class Unpickler {
             nodes[listIndex] = .value(.none)
             a.append(contentsOf: items)
             nodes[listIndex] = .list(a)
-        case var .object(o) where options.salvage:
+        case let .object(o) where options.salvage:
             // list subclasses outside the allowlist: keep the items as arguments
-            nodes[listIndex] = .value(.none)  // release the arena's copy: appending must not copy the array
-            o.arguments.append(contentsOf: items)
-            nodes[listIndex] = .object(o)
+            objects[o].arguments.append(contentsOf: items)
         default:
             throw fail(.corrupt, "append on a \(typeName(listIndex)), expected a list")
         }
@@ -397,22 +511,22 @@ final class Unpickler {
             case .DUP: stack.append(try top())
 
             case .NONE: try push(.value(.none))
-            case .NEWTRUE: try push(.value(.bool(true)))
-            case .NEWFALSE: try push(.value(.bool(false)))
-            case .BININT: try push(.value(.int(Int(try le(Int32.self)))))
-            case .BININT1: try push(.value(.int(Int(try u8()))))
-            case .BININT2: try push(.value(.int(Int(try le(UInt16.self)))))
+            case .NEWTRUE: try push(.bool(true))
+            case .NEWFALSE: try push(.bool(false))
+            case .BININT: try push(.int(Int(try le(Int32.self))))
+            case .BININT1: try push(.int(Int(try u8())))
+            case .BININT2: try push(.int(Int(try le(UInt16.self))))
             case .LONG1:
                 let n = Int(try u8())
-                try push(.value(longValue(try raw(n))))
+                try push(node(longValue(try raw(n))))
             case .LONG4:
                 let n = try length(Int32.self)
-                try push(.value(longValue(try raw(n))))
+                try push(node(longValue(try raw(n))))
             case .INT:
                 let text = try utf8(try line())
-                if text == "00" { try push(.value(.bool(false))) }
-                else if text == "01" { try push(.value(.bool(true))) }
-                else { try push(.value(try decimal(text))) }
+                if text == "00" { try push(.bool(false)) }
+                else if text == "01" { try push(.bool(true)) }
+                else { try push(node(try decimal(text))) }
             case .LONG:
                 var text = try utf8(try line())
                 if text.hasSuffix("L") { text.removeLast() }
@@ -439,20 +553,20 @@ final class Unpickler {
             case .BINBYTES: try push(.value(.bytes(Array(try raw(try length(UInt32.self))))))
             case .BINBYTES8, .BYTEARRAY8: try push(.value(.bytes(Array(try raw(try length(UInt64.self))))))
 
-            case .EMPTY_TUPLE: try push(.tuple([]))
-            case .TUPLE1: let a = try pop(); try push(.tuple([a]))
-            case .TUPLE2: let b = try pop(); let a = try pop(); try push(.tuple([a, b]))
-            case .TUPLE3: let c = try pop(); let b = try pop(); let a = try pop(); try push(.tuple([a, b, c]))
-            case .TUPLE: try push(.tuple(try popMark()))
+            case .EMPTY_TUPLE: try push(newTuple([]))
+            case .TUPLE1: let a = try pop(); try push(newTuple([a]))
+            case .TUPLE2: let b = try pop(); let a = try pop(); try push(newTuple([a, b]))
+            case .TUPLE3: let c = try pop(); let b = try pop(); let a = try pop(); try push(newTuple([a, b, c]))
+            case .TUPLE: try push(newTuple(try popMark()))
             case .EMPTY_LIST: try push(.list([]))
             case .LIST: try push(.list(try popMark()))
             case .APPEND: let v = try pop(); try appendItems(try top(), [v])
             case .APPENDS: let items = try popMark(); try appendItems(try top(), items)
-            case .EMPTY_DICT: try push(.dict(DictNode(kind: .dict)))
+            case .EMPTY_DICT: try push(newDict(.dict))
             case .DICT:
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail(.corrupt, "odd number of items for DICT") }
-                let d = try add(.dict(DictNode(kind: .dict)))
+                let d = try add(newDict(.dict))
                 for i in stride(from: 0, to: items.count, by: 2) { try setItem(d, items[i], items[i + 1]) }
                 stack.append(d)
             case .SETITEM:
@@ -478,7 +592,7 @@ final class Unpickler {
                 try memoPut(i)
             case .BINPUT: try memoPut(Int(try u8()))
             case .LONG_BINPUT: try memoPut(Int(try le(UInt32.self)))
-            case .MEMOIZE: try memoPut(memo.count)
+            case .MEMOIZE: try memoPut(memoCount)
             case .GET:
                 guard let i = Int(try utf8(try line())) else { throw fail(.corrupt, "bad memo index") }
                 try memoGet(i)
@@ -488,13 +602,13 @@ final class Unpickler {
             case .GLOBAL:
                 let module = try utf8(try line())
                 let name = try utf8(try line())
-                try push(.global(try resolve(QualifiedName(module, name))))
+                try push(globalNode(try resolve(QualifiedName(module, name))))
             case .STACK_GLOBAL:
                 let n = try pop(); let m = try pop()
                 guard case let .value(.string(name)) = nodes[n], case let .value(.string(module)) = nodes[m] else {
                     throw fail(.corrupt, "stack_global operands are not strings")
                 }
-                try push(.global(try resolve(QualifiedName(module, name))))
+                try push(globalNode(try resolve(QualifiedName(module, name))))
             case .REDUCE:
                 let args = try pop()
                 let callable = try pop()
@@ -592,12 +706,13 @@ final class Unpickler {
     private func call(_ callable: Int, _ argsIndex: Int, construction: OpaqueObject.Construction) throws -> Node {
         let args: [Int]
         switch nodes[argsIndex] {
-        case let .tuple(a): args = a
+        case .tuple: args = sequence(argsIndex) ?? []
         case .list(let a) where options.salvage: args = a
         default: throw fail(.corrupt, "call arguments are a \(typeName(argsIndex)), expected a tuple")
         }
         switch nodes[callable] {
-        case let .global(g):
+        case let .global(gi):
+            let g = globalNames[gi]
             if Allowlist.contains(g) {
                 if let container = try containerCall(g, args) { return container }
                 switch try TorchRebuild.call(g, construction: construction, args: args.map { try value(of: $0) }, context: self) {
@@ -605,10 +720,10 @@ final class Unpickler {
                 case let .legacyTensor(d): return .legacyTensor(d)
                 }
             }
-            return .object(ObjectNode(global: g, construction: construction, arguments: args, state: nil))
+            return newObject(ObjectNode(global: g, construction: construction, arguments: args, state: nil))
         case let .object(o) where options.salvage:
             // calling an opaque object (a method fetched by getattr, say): keep it inert
-            return .object(ObjectNode(global: o.global, construction: construction, arguments: args, state: nil))
+            return newObject(ObjectNode(global: objects[o].global, construction: construction, arguments: args, state: nil))
         default:
             throw fail(.corrupt, "\(construction == .call ? "reduce" : "newobj") on a \(typeName(callable)), expected a class or function")
         }
@@ -620,22 +735,20 @@ final class Unpickler {
         switch (g.module, g.name) {
         case ("collections", "OrderedDict"), ("collections", "Counter"):
             let kind: DictKind = g.name == "Counter" ? .counter : .orderedDict
-            let d = try add(.dict(DictNode(kind: kind)))
+            let d = try add(newDict(kind))
             if let first = args.first {
                 guard args.count == 1 else { throw fail(.corrupt, "\(g) takes at most 1 argument, got \(args.count)") }
                 let pairs: [Int]
                 switch nodes[first] {
-                case let .list(a), let .tuple(a): pairs = a
-                case let .dict(src): pairs = []; for (k, v) in src.items { try setItem(d, k, v) }
+                case .list, .tuple: pairs = sequence(first) ?? []
+                case let .dict(src): pairs = []; for (k, v) in dicts[src].items { try setItem(d, k, v) }
                 default: throw fail(.corrupt, "\(g) argument is a \(typeName(first))")
                 }
                 for p in pairs {
                     // any two-item iterable, as dict() takes it: tuples, and the two-element lists of
                     // Python 2's OrderedDict.__reduce__
-                    switch nodes[p] {
-                    case let .tuple(kv) where kv.count == 2, let .list(kv) where kv.count == 2: try setItem(d, kv[0], kv[1])
-                    default: throw fail(.corrupt, "\(g) item is not a pair")
-                    }
+                    guard let kv = sequence(p), kv.count == 2 else { throw fail(.corrupt, "\(g) item is not a pair") }
+                    try setItem(d, kv[0], kv[1])
                 }
             }
             let node = nodes[d]
@@ -644,7 +757,8 @@ final class Unpickler {
             guard args.count <= 1 else { throw fail(.corrupt, "set takes at most 1 argument, got \(args.count)") }
             guard let first = args.first else { return .set([]) }
             switch nodes[first] {
-            case let .list(a), let .tuple(a), let .set(a): return .set(a)
+            case let .list(a), let .set(a): return .set(a)
+            case .tuple: return .set(sequence(first) ?? [])
             default: throw fail(.corrupt, "set argument is a \(typeName(first))")
             }
         default:
@@ -654,14 +768,16 @@ final class Unpickler {
 
     private func build(_ target: Int, state stateIndex: Int) throws {
         switch nodes[target] {
-        case var .dict(d):
+        case let .dict(di):
             // OrderedDict.__dict__.update(state): how state_dict()._metadata arrives
+            var d = dicts[di]
             var stateDict: DictNode?
             switch nodes[stateIndex] {
-            case let .dict(s): stateDict = s
-            case let .tuple(t) where t.count == 2:
-                if case let .dict(s) = nodes[t[0]] { stateDict = s }
-                if case .value(.none) = nodes[t[0]], case let .dict(s) = nodes[t[1]] { stateDict = s }
+            case let .dict(s): stateDict = dicts[s]
+            case let .tuple(_, count) where count == 2:
+                let t = sequence(stateIndex) ?? []
+                if case let .dict(s) = nodes[t[0]] { stateDict = dicts[s] }
+                if case .value(.none) = nodes[t[0]], case let .dict(s) = nodes[t[1]] { stateDict = dicts[s] }
             default: break
             }
             guard let s = stateDict else { throw fail(.corrupt, "build on a \(d.kind.rawValue) with a \(typeName(stateIndex)) state") }
@@ -678,7 +794,7 @@ final class Unpickler {
                     d.attributes.append((name, v))
                 }
             }
-            nodes[target] = .dict(d)
+            dicts[di] = d
         case let .legacyTensor(dtype):
             nodes[target] = .value(.tensor(try TorchRebuild.setState(dtype: dtype, state: try value(of: stateIndex), context: self)))
         case let .value(.tensor(t)):
@@ -718,9 +834,8 @@ final class Unpickler {
             default:
                 throw fail(.unsupported, "tensor BUILD state is a \(state.typeName), which torch would apply to the tensor")
             }
-        case var .object(o):
-            o.state = stateIndex
-            nodes[target] = .object(o)
+        case let .object(o):
+            objects[o].state = stateIndex
         default:
             throw fail(.corrupt, "build on a \(typeName(target))")
         }
@@ -823,10 +938,13 @@ final class Unpickler {
         }
         switch nodes[i] {
         case let .value(v): return v
-        case let .tuple(a): return .tuple(try a.enumerated().map { try child($1, String($0)) })
+        case let .int(v): return .int(v)
+        case let .bool(b): return .bool(b)
+        case .tuple: return .tuple(try (sequence(i) ?? []).enumerated().map { try child($1, String($0)) })
         case let .list(a): return .list(try a.enumerated().map { try child($1, String($0)) })
         case let .set(a): return .set(try a.enumerated().map { try child($1, String($0)) })
-        case let .dict(d):
+        case let .dict(di):
+            let d = dicts[di]
             var items: [(key: Value, value: Value)] = []
             items.reserveCapacity(d.items.count)
             for (k, v) in d.items {
@@ -836,10 +954,12 @@ final class Unpickler {
             var attrs: [(name: String, value: Value)] = []
             for (n, v) in d.attributes { attrs.append((n, try child(v, ""))) }
             return .dict(PyDict(items: items, kind: d.kind, attributes: attrs))
-        case let .global(g):
+        case let .global(gi):
+            let g = globalNames[gi]
             if g.module == "torch", let d = DType(rawValue: g.name) { return .dtype(d) }
             return .global(g)
-        case let .object(o):
+        case let .object(oi):
+            let o = objects[oi]
             let args = try o.arguments.enumerated().map { try child($1, "<arg\($0)>") }
             let state = try o.state.map { try child($0, "") }
             return .object(OpaqueObject(global: o.global, construction: o.construction, arguments: args, state: state))

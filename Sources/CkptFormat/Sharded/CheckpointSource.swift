@@ -14,6 +14,8 @@ public enum CheckpointSource {
         case shardIndex(String)
         /// A DCP folder (the folder holding `.metadata`).
         case distributed(String)
+        /// A folder of DCP-sharded safetensors files (`HuggingFaceStorageWriter(save_distributed=True)`).
+        case distributedSafetensors(String)
     }
 
     /// True for a file name a shard index goes by (`model.safetensors.index.json`,
@@ -56,6 +58,12 @@ public enum CheckpointSource {
             return .shardIndex(path + "/" + only)
         }
         if entries.contains(".metadata") { return .distributed(path) }
+        // dcp.save(use_collectives=False): every rank wrote its own __<rank>.metadata, none the global one
+        let perRank = entries.filter { $0.hasPrefix("__") && $0.hasSuffix(".metadata") && Int($0.dropFirst(2).dropLast(9)) != nil }.sorted()
+        if let first = perRank.first {
+            throw FormatError(.unsupported, file: path + "/" + first, "folder holds only per-rank DCP metadata (\(perRank.joined(separator: ", ")): dcp.save(use_collectives=False)), no global .metadata; torch reads it only rank by rank (dcp.load(use_collectives=False) on each rank), and dcp_to_torch_save cannot either: load it that way and save it again with dcp.save or torch.save")
+        }
+        if entries.contains(where: DistributedSafetensorsReader.isShardFileName) { return .distributedSafetensors(path) }
         // what save_pretrained writes when everything fits in one file
         let single = ["model.safetensors", "pytorch_model.bin"].filter(entries.contains)
         if single.count == 1 { return .file(path + "/" + single[0]) }
@@ -69,6 +77,7 @@ public enum CheckpointSource {
         case let .file(f): return try CheckpointReader.read(path: f, options: options)
         case let .shardIndex(i): return try ShardedCheckpointReader.read(indexPath: i, options: options)
         case let .distributed(d): return try DistributedCheckpointReader.read(folder: d, options: options)
+        case let .distributedSafetensors(d): return try DistributedSafetensorsReader.read(folder: d)
         }
     }
 
@@ -81,7 +90,7 @@ public enum CheckpointSource {
         case let .shardIndex(i):
             guard let index = try? ShardIndex.load(path: i) else { return [i] }
             return [i] + index.shards.map { index.folder + "/" + $0 }
-        case let .distributed(d):
+        case let .distributed(d), let .distributedSafetensors(d):
             let files = (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []
             return files.map { d + "/" + $0 }
         }

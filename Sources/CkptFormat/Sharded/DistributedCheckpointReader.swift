@@ -67,8 +67,14 @@ public enum DistributedCheckpointReader {
         func slice(_ info: DistributedStorageInfo, for fqn: String) throws -> (ByteRegion, ByteRegion) {
             let parent = try region(info.relativePath, for: fqn)
             let p = folder + "/" + info.relativePath
+            // FileSystemWriter(serialization_format=SAFETENSORS) writes each rank's items as one
+            // safetensors file, while its .metadata still points at torch.save streams: torch's
+            // FileSystemReader fails on it and HuggingFaceStorageReader reads only *.safetensors
+            if parent.count >= 9, let b = parent.base, Safetensors.looksLikeSafetensors(UnsafeRawBufferPointer(start: b, count: parent.count)) {
+                throw FormatError(.unsupported, file: p, "'\(fqn)' is in a safetensors file, as FileSystemWriter(serialization_format=SAFETENSORS) writes it, which torch's FileSystemReader (and dcp_to_torch_save) cannot read either: save with HuggingFaceStorageWriter, which ckpt reads, or with the default serialization_format")
+            }
             guard info.transforms.isEmpty else {
-                throw FormatError(.unsupported, file: p, offset: info.offset, "'\(fqn)' is stored through transforms \(info.transforms) (a DCP extension such as compression), which ckpt does not read")
+                throw FormatError(.unsupported, file: p, offset: info.offset, "'\(fqn)' is stored through transforms \(info.transforms) (a DCP extension such as compression), which ckpt does not read: load it in torch and save it again without _extensions (dcp.save with a plain FileSystemWriter, or format_utils.dcp_to_torch_save)")
             }
             guard let end = Checked.add(info.offset, info.length), end <= parent.count else {
                 throw FormatError(.truncated, file: p, offset: info.offset, "'\(fqn)' is stored at [\(info.offset), \(info.offset &+ info.length)), past the end of the \(parent.count)-byte file")

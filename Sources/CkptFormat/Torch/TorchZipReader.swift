@@ -64,7 +64,9 @@ enum TorchZipReader {
                 throw FormatError(.corrupt, file: file, member: e.name, "record holds \(e.size) bytes, the pickle declares \(bytes)")
             }
             if e.method != 0 { info.warnings.append("storage record \(e.name) is compressed (torch's mmap loader reads garbage from it)") }
-            return { try archive.read(e) }
+            // the entry's index, not the entry (its name and sizes): 32 bytes a storage, not 88
+            let index = e.index
+            return { try archive.read(archive.entries[index]) }
         }
         var opts = options
         if isScript { opts.salvage = true }
