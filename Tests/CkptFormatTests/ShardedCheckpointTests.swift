@@ -114,6 +114,9 @@ final class ShardedCheckpointTests: XCTestCase {
         let hf = try CheckpointSource.read(path: Self.path("dcp_variants/hf_distributed"))
         XCTAssertEqual(hf.info.assembledFrom, "DCP-sharded safetensors folder (HuggingFaceStorageWriter): 2 tensors in 4 chunks over 2 .safetensors files")
         XCTAssertEqual(try CheckpointSource.kind(of: Self.path("dcp_variants/hf_distributed")), .distributedSafetensors(Self.path("dcp_variants/hf_distributed")))
+        // a folder named with trailing slashes (as a shell completes it) is the same folder
+        XCTAssertEqual(try CheckpointSource.kind(of: Self.path("dcp_variants/hf_distributed") + "//"), .distributedSafetensors(Self.path("dcp_variants/hf_distributed")))
+        XCTAssertEqual(try CheckpointSource.kind(of: Self.path("dcp_variants/fsdp2") + "/"), .distributed(Self.path("dcp_variants/fsdp2")))
         XCTAssertEqual(try CheckpointSource.read(path: Self.path("dcp_variants/per_item_files")).info.assembledFrom,
                        "torch.distributed.checkpoint folder: 7 entries, 4 tensors in 4 chunks over 7 .distcp files")
     }

@@ -33,6 +33,12 @@ public enum CheckpointSource {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return .file(path) }
         let name = (path as NSString).lastPathComponent
+        if isDir.boolValue, path.count > 1, path.hasSuffix("/") {
+            // `folder/` as a shell completes it: name files inside as `folder/x`, not `folder//x`
+            var trimmed = path
+            while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+            return try kind(of: trimmed)
+        }
         if !isDir.boolValue {
             if isShardIndexName(name) { return .shardIndex(path) }
             if name == ".metadata" {
