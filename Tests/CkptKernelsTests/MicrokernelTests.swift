@@ -40,10 +40,7 @@ final class MicrokernelTests: XCTestCase {
             let packed = try XCTUnwrap(Convolution.pack(weight: wt, geometry: g))
             for y in [try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu),
                       try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu, packed: packed)] {
-                XCTAssertEqual(y.shape, reference.shape)
-                var worst: Float = 0
-                for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
-                XCTAssertLessThanOrEqual(worst, 2e-5, "case \((n, c, cout, h, w, k, s, p, groups))")
+                assertClose(y, reference, within: 2e-5, "case \((n, c, cout, h, w, k, s, p, groups))")
                 XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
             }
         }
@@ -81,10 +78,7 @@ final class MicrokernelTests: XCTestCase {
                 let reference = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
                 Microkernel.isEnabled = true
                 let y = try Convolution.forward(x, weight: wt, bias: bias, geometry: g, epilogue: epilogue)
-                XCTAssertEqual(y.shape, reference.shape)
-                var worst: Float = 0
-                for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
-                XCTAssertLessThanOrEqual(worst, 2e-5, "case \((n, c, cout, h, w, k, p, d, groups))")
+                assertClose(y, reference, within: 2e-5, "case \((n, c, cout, h, w, k, p, d, groups))")
                 XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
             }
         }
@@ -127,10 +121,7 @@ final class MicrokernelTests: XCTestCase {
             Microkernel.isEnabled = false
             let blas = try TransposedConvolution.forward(x, weight: wt, bias: b, geometry: g)
             Microkernel.isEnabled = true
-            XCTAssertEqual(y.shape, blas.shape)
-            var worst: Float = 0
-            for (a, e) in zip(y.values, blas.values) { worst = max(worst, abs(a - e)) }
-            XCTAssertLessThanOrEqual(worst, 2e-5, "\(g)")
+            assertClose(y, blas, within: 2e-5, "\(g)")
             XCTAssertTrue(y.values.allSatisfy(\.isFinite))
         }
     }
@@ -151,10 +142,7 @@ final class MicrokernelTests: XCTestCase {
             let y4 = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: wt), bias: b, geometry: g, epilogue: .relu)
             let direct = try Convolution.forward(x, weight: wt, bias: b, geometry: g, epilogue: .relu)
             for (y, r, name) in [(y4, reference4, "F(4x4)"), (direct, reference, "implicit GEMM")] {
-                XCTAssertEqual(y.shape, r.shape)
-                var worst: Float = 0
-                for (a, e) in zip(y.values, r.values) { worst = max(worst, abs(a - e)) }
-                XCTAssertLessThanOrEqual(worst, 2e-5, "\(name) case \((n, c, cout, h, w, p))")
+                assertClose(y, r, within: 2e-5, "\(name) case \((n, c, cout, h, w, p))")
             }
         }
     }
@@ -182,10 +170,7 @@ final class MicrokernelTests: XCTestCase {
                 let y = try Winograd.forward(x, weights: try Winograd.transform(weight: wt), bias: bias, geometry: g,
                                              epilogue: epilogue)
                 for (r, name) in [(reference, "im2col"), (openBLAS, "F(2x2) on OpenBLAS")] {
-                    XCTAssertEqual(y.shape, r.shape)
-                    var worst: Float = 0
-                    for (a, e) in zip(y.values, r.values) { worst = max(worst, abs(a - e)) }
-                    XCTAssertLessThanOrEqual(worst, 2e-5, "against \(name), case \((n, c, cout, h, w, p))")
+                    assertClose(y, r, within: 2e-5, "against \(name), case \((n, c, cout, h, w, p))")
                 }
                 XCTAssertGreaterThan(y.values.reduce(0) { $0 + abs($1) }, 0)
             }
@@ -243,11 +228,17 @@ final class MicrokernelTests: XCTestCase {
             for threads in 1 ... 3 {
                 Gemm.setThreadCount(threads)
                 let dW = try XCTUnwrap(try Convolution.backward(dY, input: x, weight: wt, geometry: g, needs: needs).dWeight)
-                XCTAssertEqual(dW.shape, reference.shape)
-                var worst: Float = 0
-                for (a, e) in zip(dW.values, reference.values) { worst = max(worst, abs(a - e)) }
-                XCTAssertLessThanOrEqual(worst, 2e-6 * scale, "case \((n, c, cout, h, w, k, s, p, groups)), \(threads) threads")
+                assertClose(dW, reference, within: 2e-6 * scale, "case \((n, c, cout, h, w, k, s, p, groups)), \(threads) threads")
             }
         }
     }
+}
+
+/// Same shape, and every element of `y` within `tolerance` of `reference`'s.
+private func assertClose(_ y: DenseTensor, _ reference: DenseTensor, within tolerance: Float, _ message: @autoclosure () -> String,
+                         file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(y.shape, reference.shape, message(), file: file, line: line)
+    var worst: Float = 0
+    for (a, e) in zip(y.values, reference.values) { worst = max(worst, abs(a - e)) }
+    XCTAssertLessThanOrEqual(worst, tolerance, message(), file: file, line: line)
 }
