@@ -58,7 +58,6 @@ public enum TransposedPanels {
         let plane = h * w
         let depth = pixels.count
         let (kh, kw) = kernel, (ph, pw) = padding
-        let laneIndex = I(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
         withUnsafeTemporaryAllocation(byteCount: 16 * 64, alignment: 64) { raw in
             guard let rowsBuffer = raw.baseAddress?.bindMemory(to: V.self, capacity: 16) else { return }
             var g = 0
