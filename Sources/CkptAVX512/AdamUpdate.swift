@@ -10,21 +10,19 @@ public enum AdamUpdate {
                            coupledDecay decay: Float, lerpWeight lw: Float, beta2 b2: Float, oneMinusBeta2 c2: Float,
                            divisor: Float, eps: Float, scale: Float) {
         typealias V = SIMD16<Float>
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        @inline(__always) func store(_ x: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: x, as: V.self) }
         let small = abs(lw) < 0.5
         var i = range.lowerBound
         let end = range.upperBound
         while i + 16 <= end {
-            let wv = load(w + i)
-            var gv = load(g + i)
+            let wv = loadLanes(w + i)
+            var gv = loadLanes(g + i)
             if decay != 0 { gv = gv.addingProduct(wv, decay) }
-            let mv0 = load(m + i)
+            let mv0 = loadLanes(m + i)
             let mv = small ? mv0.addingProduct(lw, gv - mv0) : gv.addingProduct(lw - 1, gv - mv0)
-            let vv = (load(v + i) * b2).addingProduct(c2 * gv, gv)
-            store(mv, m + i)
-            store(vv, v + i)
-            store(wv + (scale * mv) / (vv.squareRoot() / divisor + eps), w + i)
+            let vv = (loadLanes(v + i) * b2).addingProduct(c2 * gv, gv)
+            storeLanes(mv, m + i)
+            storeLanes(vv, v + i)
+            storeLanes(wv + (scale * mv) / (vv.squareRoot() / divisor + eps), w + i)
             i += 16
         }
         while i < end {

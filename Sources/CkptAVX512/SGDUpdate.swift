@@ -9,20 +9,18 @@ public enum SGDUpdate {
                            buffer b: UnsafeMutablePointer<Float>?, range: Range<Int>, weightDecay wd: Float,
                            momentum m: Float, keep: Float, nesterov: Bool, first: Bool, step: Float) {
         typealias V = SIMD16<Float>
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
         var i = range.lowerBound
         let end = range.upperBound
         while i + 16 <= end {
-            var d = load(g + i)
-            let wv = load(w + i)
+            var d = loadLanes(g + i)
+            let wv = loadLanes(w + i)
             if wd != 0 { d = d.addingProduct(wv, wd) }
             if let b {
-                let bv = first ? d : (load(b + i) * m).addingProduct(d, keep)
-                store(bv, b + i)
+                let bv = first ? d : (loadLanes(b + i) * m).addingProduct(d, keep)
+                storeLanes(bv, b + i)
                 d = nesterov ? d.addingProduct(bv, m) : bv
             }
-            store(wv.addingProduct(d, step), w + i)
+            storeLanes(wv.addingProduct(d, step), w + i)
             i += 16
         }
         while i < end {
@@ -36,4 +34,14 @@ public enum SGDUpdate {
             i += 1
         }
     }
+}
+
+/// Sixteen floats from `p` (any alignment), for the optimizer kernels.
+@inline(__always) func loadLanes(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+/// Sixteen floats to `p` (any alignment), for the optimizer kernels.
+@inline(__always) func storeLanes(_ x: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD16<Float>.self)
 }

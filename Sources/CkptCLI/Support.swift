@@ -41,13 +41,7 @@ enum CLI {
     /// freed. glibc otherwise raises that threshold after the first large free, and blocks the
     /// proof frees one after another stay resident (peak memory is part of transplant's contract).
     static func returnLargeAllocations() {
-        #if canImport(Glibc)
-        // mallopt is in <malloc.h>, which the Glibc module does not export; M_MMAP_THRESHOLD is -3
-        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-        if let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
-            _ = unsafeBitCast(f, to: Mallopt.self)(-3, 1 << 20)
-        }
-        #endif
+        mallopt([(-3, 1 << 20)])  // M_MMAP_THRESHOLD
     }
 
     /// Keeps freed memory in the process for the next allocation: no mapping of its own for a large
@@ -55,13 +49,17 @@ enum CLI {
     /// every step, and each fresh page costs a fault and a zeroing (resnet18 at batch 16: ~100,000
     /// faults a step otherwise, with ~50 MB more peak resident memory this way).
     static func reuseFreedMemory() {
+        mallopt([(-4, 0), (-1, Int32.max)])  // M_MMAP_MAX, M_TRIM_THRESHOLD
+    }
+
+    /// glibc's `mallopt(parameter, value)` for each pair, in order; nothing elsewhere. It is in
+    /// <malloc.h>, which the Glibc module does not export, hence the lookup (and the raw parameter
+    /// numbers).
+    private static func mallopt(_ settings: [(Int32, Int32)]) {
         #if canImport(Glibc)
-        // M_MMAP_MAX is -4, M_TRIM_THRESHOLD -1 (<malloc.h>, not exported by the Glibc module)
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-        if let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
-            _ = unsafeBitCast(f, to: Mallopt.self)(-4, 0)
-            _ = unsafeBitCast(f, to: Mallopt.self)(-1, Int32.max)
-        }
+        guard let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        for (parameter, value) in settings { _ = unsafeBitCast(f, to: Mallopt.self)(parameter, value) }
         #endif
     }
 
