@@ -46,7 +46,14 @@ struct Scan: ParsableCommand {
         } catch let e as FormatError where e.kind == .io {
             return Result(file: path, format: nil, verdict: .unreadable, detail: e.description)
         } catch let e as FormatError {
-            return Result(file: path, format: nil, verdict: e.kind == .refused ? .referencesCode : .malformed, detail: e.description)
+            var r = Result(file: path, format: nil, verdict: e.kind == .refused ? .referencesCode : .malformed, detail: e.description)
+            // not a container: torch.load(weights_only=False) would run the file's pickle whole
+            if let g = PlainPickle.globals(path: path) {
+                r.globals = g
+                r.disallowed = g.filter { !Allowlist.contains($0) }
+                if !r.disallowed.isEmpty { r.verdict = .referencesCode }
+            }
+            return r
         } catch {
             return Result(file: path, format: nil, verdict: .malformed, detail: "\(error)")
         }

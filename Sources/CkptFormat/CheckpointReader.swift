@@ -45,6 +45,10 @@ public enum CheckpointReader {
             if b.count >= 8, b[0] == 0x89, b[1] == 0x50, b[2] == 0x4E, b[3] == 0x47 {
                 throw FormatError(.corrupt, file: file, offset: 0, "this is a PNG image, not a checkpoint")
             }
+            let code = PlainPickle.globals(in: region, file: file).filter { !Allowlist.contains($0) }
+            if !code.isEmpty {
+                throw FormatError(.refused, file: file, offset: 0, "not a torch.save file but a plain pickle referencing \(code.map(\.description).joined(separator: ", ")), which torch.load(weights_only=False) calls before it checks the magic number")
+            }
             if b[0] == 0x80 {
                 throw FormatError(.corrupt, file: file, offset: 0, "a plain pickle without torch's magic number: not a torch.save file")
             }

@@ -135,6 +135,11 @@ final class CLITests: XCTestCase {
         try assertSnapshot(r, "scan")
         let j = try json(try ckpt("scan", "--json", "fixtures/valid/cnn.pth", "fixtures/valid/full_model.pth"))
         XCTAssertEqual(j.arrayValue?.map { $0["verdict"] }, [.string("tensor data only"), .string("references code")])
+        // a plain pickle renamed .pth is run whole by torch.load(weights_only=False): its globals are listed
+        let plain = try json(try ckpt("scan", "--json", "fixtures/hostile/files/plain_pickle_os_system.pth",
+                                      "fixtures/hostile/files/plain_pickle_proto0_system.pth", "fixtures/hostile/files/plain_pickle_dict.pth"))
+        XCTAssertEqual(plain.arrayValue?.map { $0["verdict"] }, [.string("references code"), .string("references code"), .string("malformed")])
+        XCTAssertEqual(plain.arrayValue?.map { $0["disallowed_globals"] }, [.array([.string("os.system")]), .array([.string("posix.system")]), .array([])])
     }
 
     func testSalvageConvertOfPickledModuleGivesStateDict() throws {
