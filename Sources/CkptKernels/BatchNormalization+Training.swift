@@ -233,7 +233,9 @@ extension BatchNormalization {
             let m = V(repeating: centre)
             while i + 16 <= count {
                 let d = load(x + i) - m
-                acc.addProduct(d, d)
+                // not addProduct: this module is built without FMA, where a vector fused
+                // multiply-add becomes one libm `fmaf` call per lane
+                acc += d * d
                 i += 16
             }
             var tail = acc.sum()
