@@ -125,7 +125,7 @@ extension Convolution {
         let weightT = DenseTensor(uncheckedShape: transposed.convolutionWeightShape, values: flipped)
         var y: DenseTensor
         if Winograd4x4.paysForTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
-            y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.transform(weight: weightT), bias: nil,
+            y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.trainingTransform(weight: weightT), bias: nil,
                                         geometry: transposed, epilogue: .none)
         } else {
             y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed)

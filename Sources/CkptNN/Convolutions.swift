@@ -72,7 +72,8 @@ public final class Conv2d: Module {
             if let c = winograd4x4Cache, c.key == key {
                 u = c.weights
             } else {
-                u = try Winograd4x4.transform(weight: w)
+                // a training step's transform on the vectorised path (same bits)
+                u = freshWeight ? try Winograd4x4.trainingTransform(weight: w) : try Winograd4x4.transform(weight: w)
                 winograd4x4Cache = (key, u)
             }
             return try Winograd4x4.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)

@@ -1,0 +1,71 @@
+// Weights are [C_out, C_in, 3, 3]; a channel pair is one (output, input) channel's 3×3 kernel.
+
+extension Winograd4x4 {
+    /// `transform(weight:)` for a weight that changes every step (training): the same `U = G·g·Gᵀ`
+    /// in double precision, bit for bit (the same products and sums in the same order, no fused
+    /// multiply-add), eight channel pairs per vector and the pairs dealt to the cores, where
+    /// `transform` takes one pair at a time (0.3 µs each: 73 ms for a 512×512 layer, paid twice
+    /// per step, for the forward and for the input gradient).
+    /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
+    public static func trainingTransform(weight: DenseTensor) throws -> Winograd4x4Weights {
+        guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
+            throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
+        }
+        let cout = weight.shape[0], cin = weight.shape[1]
+        let u = transformedPairs(weight.values, pairs: cout * cin)
+        let packed = Microkernel.pack(u, groups: 36, rows: cout, columns: cin)
+        return Winograd4x4Weights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
+    }
+
+    /// `U[ξ·pairs + p]` for every pair `p` of the 3×3 kernels in `values`: `r = G·k` (6×3), then
+    /// `U = r·Gᵀ` (6×6), as `Winograd.transformedWeights` computes them with F(4×4, 3×3)'s `G`.
+    static func transformedPairs(_ values: [Float], pairs: Int) -> [Float] {
+        typealias V = SIMD8<Double>
+        // F(4×4, 3×3)'s G, row-major 6×3 (the matrix `transform` passes)
+        let gm: [Double] = [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                            1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1]
+        var u = [Float].uninitialized(36 * pairs)
+        let blocks = (pairs + 7) / 8
+        values.withUnsafeBufferPointer { wb in
+            u.withUnsafeMutableBufferPointer { ub in
+                guard let w = wb.baseAddress, let out = ub.baseAddress else { return }
+                let box = UncheckedSendable((w, out))
+                // 512 pairs (18 KiB of kernels) per job
+                let perJob = 64
+                parallelFor((blocks + perJob - 1) / perJob, minimumWork: blocks >= 2 * perJob ? 2 : Int.max) { job in
+                    let (w, out) = box.value
+                    withUnsafeTemporaryAllocation(of: V.self, capacity: 27) { scratch in
+                        // k: the nine taps of eight pairs; r = G·k (6×3)
+                        guard let k = scratch.baseAddress else { return }
+                        let r = k + 9
+                        for block in job * perJob ..< min(blocks, (job + 1) * perJob) {
+                            let p0 = block * 8, lanes = min(8, pairs - p0)
+                            for t in 0 ..< 9 { k[t] = V() }
+                            for l in 0 ..< lanes {
+                                for t in 0 ..< 9 { k[t][l] = Double(w[(p0 + l) * 9 + t]) }
+                            }
+                            for i in 0 ..< 6 {
+                                for j in 0 ..< 3 {
+                                    r[3 * i + j] = gm[3 * i] * k[j] + gm[3 * i + 1] * k[3 + j] + gm[3 * i + 2] * k[6 + j]
+                                }
+                            }
+                            for i in 0 ..< 6 {
+                                for j in 0 ..< 6 {
+                                    let v = r[3 * i] * gm[3 * j] + r[3 * i + 1] * gm[3 * j + 1] + r[3 * i + 2] * gm[3 * j + 2]
+                                    let f = SIMD8<Float>(v)
+                                    let dst = out + (6 * i + j) * pairs + p0
+                                    if lanes == 8 {
+                                        UnsafeMutableRawPointer(dst).storeBytes(of: f, as: SIMD8<Float>.self)
+                                    } else {
+                                        for l in 0 ..< lanes { dst[l] = f[l] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return u
+    }
+}
