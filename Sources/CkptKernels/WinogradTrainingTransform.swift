@@ -1,6 +1,15 @@
 // Weights are [C_out, C_in, 3, 3]; a channel pair is one (output, input) channel's 3×3 kernel.
 
 extension Winograd4x4 {
+    /// `isFaster` for a weight transformed by `trainingTransform` for one call (a training step):
+    /// the transform must be paid back by the product, which takes at least 2048 output pixels
+    /// over the batch (`paysForTransform`'s 4096 was set by the scalar transform). ResNet-18's
+    /// layer3 at batch 16 (3136 pixels) gains: its step −2.5 % of CPU (perf, against the
+    /// unchanged weight-gradient GEMM, two rounds each); layer4 (784 pixels) stays on the panel kernel.
+    public static func paysForTrainingTransform(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
+        isFaster(g, images: images, height: height, width: width) && images * height * width >= 2048
+    }
+
     /// `transform(weight:)` for a weight that changes every step (training): the same `U = G·g·Gᵀ`
     /// in double precision, bit for bit (the same products and sums in the same order, no fused
     /// multiply-add), eight channel pairs per vector and the pairs dealt to the cores, where

@@ -66,7 +66,7 @@ public final class Conv2d: Module {
                          freshWeight: Bool = false) throws -> DenseTensor {
         let epilogue: Convolution.Epilogue = relu ? .relu : .none
         if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
-           freshWeight ? Winograd4x4.paysForTransform(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3])
+           freshWeight ? Winograd4x4.paysForTrainingTransform(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3])
                        : Winograd4x4.isFaster(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3]) {
             let u: Winograd4x4Weights
             if let c = winograd4x4Cache, c.key == key {
