@@ -17,23 +17,38 @@ extension Winograd4x4 {
     /// per step, for the forward and for the input gradient).
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> Winograd4x4Weights {
-        guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
-            throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
-        }
-        let cout = weight.shape[0], cin = weight.shape[1]
-        let u = transformedPairs(weight.values, pairs: cout * cin)
+        let (u, cout, cin) = try Winograd.transformedForTraining(weight, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                                                                             1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
         let packed = Microkernel.pack(u, groups: 36, rows: cout, columns: cin)
         return Winograd4x4Weights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
     }
+}
 
-    /// `U[ξ·pairs + p]` for every pair `p` of the 3×3 kernels in `values`: `r = G·k` (6×3), then
-    /// `U = r·Gᵀ` (6×6), as `Winograd.transformedWeights` computes them with F(4×4, 3×3)'s `G`.
-    static func transformedPairs(_ values: [Float], pairs: Int) -> [Float] {
+extension Winograd {
+    /// `transform(weight:)` (F(2×2, 3×3)) for a weight that changes every step, on the vectorised
+    /// path of `Winograd4x4.trainingTransform`: bit for bit the same.
+    /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
+    public static func trainingTransform(weight: DenseTensor) throws -> WinogradWeights {
+        let (u, cout, cin) = try transformedForTraining(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
+        let packed = Microkernel.pack(u, groups: 16, rows: cout, columns: cin)
+        return WinogradWeights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
+    }
+
+    /// `transformedPairs` of a `[C_out, C_in, 3, 3]` weight with its channel counts.
+    /// - Throws: `KernelError.shapeMismatch` for any other shape.
+    static func transformedForTraining(_ weight: DenseTensor, g: [Double]) throws -> (u: [Float], outputChannels: Int, inputChannels: Int) {
+        guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
+            throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
+        }
+        return (transformedPairs(weight.values, pairs: weight.shape[0] * weight.shape[1], g: g), weight.shape[0], weight.shape[1])
+    }
+
+    /// `U[ξ·pairs + p]` for every pair `p` of the 3×3 kernels in `values`: `r = G·k` (α×3), then
+    /// `U = r·Gᵀ` (α×α), for `g` the row-major α×3 matrix `G`, as `transformedWeights` computes them.
+    static func transformedPairs(_ values: [Float], pairs: Int, g gm: [Double]) -> [Float] {
         typealias V = SIMD8<Double>
-        // F(4×4, 3×3)'s G, row-major 6×3 (the matrix `transform` passes)
-        let gm: [Double] = [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
-                            1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1]
-        var u = [Float].uninitialized(36 * pairs)
+        let alpha = gm.count / 3
+        var u = [Float].uninitialized(alpha * alpha * pairs)
         let blocks = (pairs + 7) / 8
         values.withUnsafeBufferPointer { wb in
             u.withUnsafeMutableBufferPointer { ub in
@@ -43,8 +58,8 @@ extension Winograd4x4 {
                 let perJob = 64
                 parallelFor((blocks + perJob - 1) / perJob, minimumWork: blocks >= 2 * perJob ? 2 : Int.max) { job in
                     let (w, out) = box.value
-                    withUnsafeTemporaryAllocation(of: V.self, capacity: 27) { scratch in
-                        // k: the nine taps of eight pairs; r = G·k (6×3)
+                    withUnsafeTemporaryAllocation(of: V.self, capacity: 9 + 3 * alpha) { scratch in
+                        // k: the nine taps of eight pairs; r = G·k (α×3)
                         guard let k = scratch.baseAddress else { return }
                         let r = k + 9
                         for block in job * perJob ..< min(blocks, (job + 1) * perJob) {
@@ -53,16 +68,16 @@ extension Winograd4x4 {
                             for l in 0 ..< lanes {
                                 for t in 0 ..< 9 { k[t][l] = Double(w[(p0 + l) * 9 + t]) }
                             }
-                            for i in 0 ..< 6 {
+                            for i in 0 ..< alpha {
                                 for j in 0 ..< 3 {
                                     r[3 * i + j] = gm[3 * i] * k[j] + gm[3 * i + 1] * k[3 + j] + gm[3 * i + 2] * k[6 + j]
                                 }
                             }
-                            for i in 0 ..< 6 {
-                                for j in 0 ..< 6 {
+                            for i in 0 ..< alpha {
+                                for j in 0 ..< alpha {
                                     let v = r[3 * i] * gm[3 * j] + r[3 * i + 1] * gm[3 * j + 1] + r[3 * i + 2] * gm[3 * j + 2]
                                     let f = SIMD8<Float>(v)
-                                    let dst = out + (6 * i + j) * pairs + p0
+                                    let dst = out + (alpha * i + j) * pairs + p0
                                     if lanes == 8 {
                                         UnsafeMutableRawPointer(dst).storeBytes(of: f, as: SIMD8<Float>.self)
                                     } else {

@@ -86,7 +86,7 @@ public final class Conv2d: Module {
             if let c = winogradCache, c.key == key {
                 u = c.weights
             } else {
-                u = try Winograd.transform(weight: w)
+                u = freshWeight ? try Winograd.trainingTransform(weight: w) : try Winograd.transform(weight: w)
                 winogradCache = (key, u)
             }
             return try Winograd.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
