@@ -1,3 +1,5 @@
+internal import CkptAVX512
+
 // N images, C channels, H rows, W columns (NCHW); statistics are per channel over N·H·W values.
 
 /// What a training-mode batch norm keeps for its backward and for the running statistics.
@@ -69,8 +71,13 @@ extension BatchNormalization {
                                     let gamma = weight.values[ch], beta = bias.values[ch]
                                     for img in 0 ..< n {
                                         let base = (img * c + ch) * plane
-                                        normalizePlane(x + base, xh + base, y + base, count: plane, mean: muF, invstd: inv,
-                                                       gamma: gamma, beta: beta, relu: relu)
+                                        if onAVX512 {
+                                            BatchNormPlanes.normalizeAVX512(x + base, xh + base, y + base, count: plane, mean: muF,
+                                                                            invstd: inv, gamma: gamma, beta: beta, relu: relu)
+                                        } else {
+                                            BatchNormPlanes.normalize(x + base, xh + base, y + base, count: plane, mean: muF,
+                                                                      invstd: inv, gamma: gamma, beta: beta, relu: relu)
+                                        }
                                     }
                                 }
                             }
@@ -136,7 +143,9 @@ extension BatchNormalization {
                                 var sg = 0.0, sb = 0.0
                                 for img in 0 ..< n {
                                     let base = (img * c + ch) * plane
-                                    let (pg, pb) = gradientSums(gy + base, xh + base, relu.map { $0 + base }, count: plane)
+                                    let (pg, pb) = onAVX512
+                                        ? BatchNormPlanes.gradientSumsAVX512(gy + base, xh + base, relu.map { $0 + base }, count: plane)
+                                        : BatchNormPlanes.gradientSums(gy + base, xh + base, relu.map { $0 + base }, count: plane)
                                     sg += Double(pg)
                                     sb += Double(pb)
                                 }
@@ -149,8 +158,13 @@ extension BatchNormalization {
                                     let meanB = bSum / m, meanG = gSum / m
                                     for img in 0 ..< n {
                                         let base = (img * c + ch) * plane
-                                        inputGradientPlane(gy + base, xh + base, relu.map { $0 + base }, dxp + base, count: plane,
-                                                           scale: k, meanB: meanB, meanG: meanG)
+                                        if onAVX512 {
+                                            BatchNormPlanes.inputGradientAVX512(gy + base, xh + base, relu.map { $0 + base }, dxp + base,
+                                                                                count: plane, scale: k, meanB: meanB, meanG: meanG)
+                                        } else {
+                                            BatchNormPlanes.inputGradient(gy + base, xh + base, relu.map { $0 + base }, dxp + base,
+                                                                          count: plane, scale: k, meanB: meanB, meanG: meanG)
+                                        }
                                     }
                                 } else {
                                     for img in 0 ..< n {
@@ -176,111 +190,13 @@ extension BatchNormalization {
         return result
     }
 
-    /// `x̂ = (x − mean)·invstd` and `y = x̂·γ + β` (then `max(y, 0)` with `relu`) over `count`
-    /// elements, in sixteen lanes with the scalar loop's operations (no fused multiply-add).
-    @inline(__always)
-    static func normalizePlane(_ x: UnsafePointer<Float>, _ xh: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                               count: Int, mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
-        typealias V = SIMD16<Float>
-        var i = 0
-        while i + 16 <= count {
-            let v = (UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mean) * invstd
-            UnsafeMutableRawPointer(xh + i).storeBytes(of: v, as: V.self)
-            let t = v * gamma + beta
-            // max(t, 0) as Swift's max: 0 where t ≤ 0, t otherwise (a NaN stays)
-            UnsafeMutableRawPointer(y + i).storeBytes(of: relu ? t.replacing(with: 0, where: t .<= 0) : t, as: V.self)
-            i += 16
-        }
-        while i < count {
-            let v = (x[i] - mean) * invstd
-            xh[i] = v
-            y[i] = relu ? max(v * gamma + beta, 0) : v * gamma + beta
-            i += 1
-        }
-    }
+    /// True on CPUs with AVX-512F: the per-plane loops run as `BatchNormPlanes`' AVX-512 builds.
+    static let onAVX512 = Microkernel.isSupported
 
-    /// `dx = k·(dy − mean(dy) − x̂·mean(dy·x̂))` over `count` elements, `dy` masked by a ReLU's
-    /// output when given (`y ≤ 0 ? 0 : dy`), in sixteen lanes (a branch per element mispredicts
-    /// on a ReLU's mask half the time).
-    @inline(__always)
-    static func inputGradientPlane(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                                   _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float) {
-        typealias V = SIMD16<Float>
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        var i = 0
-        while i + 16 <= count {
-            var d = load(gy + i)
-            if let relu { d.replace(with: 0, where: load(relu + i) .<= 0) }
-            UnsafeMutableRawPointer(dx + i).storeBytes(of: k * (d - meanB - load(xh + i) * meanG), as: V.self)
-            i += 16
-        }
-        while i < count {
-            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
-            dx[i] = k * (d - meanB - xh[i] * meanG)
-            i += 1
-        }
-    }
-
-    /// `Σ x` (no `centre`) or `Σ (x − centre)²` over `count` elements, in sixteen lanes (a single
-    /// running sum would wait on each addition).
+    /// `BatchNormPlanes.sums` on this CPU's widest build.
     @inline(__always)
     static func planeSums(_ x: UnsafePointer<Float>, count: Int, centre: Float?) -> (sum: Float, squares: Float) {
-        typealias V = SIMD16<Float>
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        var acc = V()
-        var i = 0
-        if let centre {
-            let m = V(repeating: centre)
-            while i + 16 <= count {
-                let d = load(x + i) - m
-                acc.addProduct(d, d)
-                i += 16
-            }
-            var tail = acc.sum()
-            while i < count { let d = x[i] - centre; tail += d * d; i += 1 }
-            return (0, tail)
-        }
-        while i + 16 <= count {
-            acc += load(x + i)
-            i += 16
-        }
-        var tail = acc.sum()
-        while i < count { tail += x[i]; i += 1 }
-        return (tail, 0)
-    }
-
-    /// `(Σ dy·x̂, Σ dy)` over `count` elements, `dy` masked by a ReLU's output when given, in eight
-    /// lanes (a single running sum would wait on each addition).
-    @inline(__always)
-    static func gradientSums(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                             count: Int) -> (Float, Float) {
-        typealias V = SIMD8<Float>
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        var sg = V(), sb = V()
-        var i = 0
-        if let relu {
-            while i + 8 <= count {
-                let d = load(gy + i).replacing(with: 0, where: load(relu + i) .<= 0)
-                sg += d * load(xh + i)
-                sb += d
-                i += 8
-            }
-        } else {
-            while i + 8 <= count {
-                let d = load(gy + i)
-                sg += d * load(xh + i)
-                sb += d
-                i += 8
-            }
-        }
-        var pg = sg.sum(), pb = sb.sum()
-        while i < count {
-            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
-            pg += d * xh[i]
-            pb += d
-            i += 1
-        }
-        return (pg, pb)
+        onAVX512 ? BatchNormPlanes.sumsAVX512(x, count: count, centre: centre) : BatchNormPlanes.sums(x, count: count, centre: centre)
     }
 
     /// `1/sqrt(var + eps)` per channel of the running variance: all an eval-mode batch norm's

@@ -66,13 +66,14 @@ public final class Conv2d: Module {
                          freshWeight: Bool = false) throws -> DenseTensor {
         let epilogue: Convolution.Epilogue = relu ? .relu : .none
         if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
-           freshWeight ? Winograd4x4.paysForTransform(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3])
+           freshWeight ? Winograd4x4.paysForTrainingTransform(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3])
                        : Winograd4x4.isFaster(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3]) {
             let u: Winograd4x4Weights
             if let c = winograd4x4Cache, c.key == key {
                 u = c.weights
             } else {
-                u = try Winograd4x4.transform(weight: w)
+                // a training step's transform on the vectorised path (same bits)
+                u = freshWeight ? try Winograd4x4.trainingTransform(weight: w) : try Winograd4x4.transform(weight: w)
                 winograd4x4Cache = (key, u)
             }
             return try Winograd4x4.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
@@ -85,7 +86,7 @@ public final class Conv2d: Module {
             if let c = winogradCache, c.key == key {
                 u = c.weights
             } else {
-                u = try Winograd.transform(weight: w)
+                u = freshWeight ? try Winograd.trainingTransform(weight: w) : try Winograd.transform(weight: w)
                 winogradCache = (key, u)
             }
             return try Winograd.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)

@@ -1,0 +1,140 @@
+// N images, C channels; a plane is one image's H·W values of one channel.
+
+/// The per-plane loops of a training-mode batch norm (`BatchNormalization.trainingForward` and
+/// `backward` in CkptKernels). Each is `@inlinable`: inlined into CkptKernels, it is the portable
+/// build for CPUs without AVX-512; its `…AVX512` twin here is the same code compiled for AVX-512
+/// (one register per sixteen lanes, where the portable build takes four), which CkptKernels calls
+/// only on CPUs that report avx512f. Same operations, no fused multiply-add, in both.
+public enum BatchNormPlanes {
+    /// `x̂ = (x − mean)·invstd` and `y = x̂·γ + β` (then `max(y, 0)` with `relu`) over `count`
+    /// elements, in sixteen lanes with the scalar loop's operations (no fused multiply-add).
+    @inlinable @inline(__always)
+    public static func normalize(_ x: UnsafePointer<Float>, _ xh: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                 count: Int, mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
+        typealias V = SIMD16<Float>
+        var i = 0
+        while i + 16 <= count {
+            let v = (UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mean) * invstd
+            UnsafeMutableRawPointer(xh + i).storeBytes(of: v, as: V.self)
+            let t = v * gamma + beta
+            // max(t, 0) as Swift's max: 0 where t ≤ 0, t otherwise (a NaN stays)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: relu ? t.replacing(with: 0, where: t .<= 0) : t, as: V.self)
+            i += 16
+        }
+        while i < count {
+            let v = (x[i] - mean) * invstd
+            xh[i] = v
+            y[i] = relu ? max(v * gamma + beta, 0) : v * gamma + beta
+            i += 1
+        }
+    }
+
+    /// `dx = k·(dy − mean(dy) − x̂·mean(dy·x̂))` over `count` elements, `dy` masked by a ReLU's
+    /// output when given (`y ≤ 0 ? 0 : dy`), in sixteen lanes (a branch per element mispredicts
+    /// on a ReLU's mask half the time).
+    @inlinable @inline(__always)
+    public static func inputGradient(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                     _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float) {
+        typealias V = SIMD16<Float>
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        var i = 0
+        while i + 16 <= count {
+            var d = load(gy + i)
+            if let relu { d.replace(with: 0, where: load(relu + i) .<= 0) }
+            UnsafeMutableRawPointer(dx + i).storeBytes(of: k * (d - meanB - load(xh + i) * meanG), as: V.self)
+            i += 16
+        }
+        while i < count {
+            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
+            dx[i] = k * (d - meanB - xh[i] * meanG)
+            i += 1
+        }
+    }
+
+    /// `Σ x` (no `centre`) or `Σ (x − centre)²` over `count` elements, in sixteen lanes (a single
+    /// running sum would wait on each addition).
+    @inlinable @inline(__always)
+    public static func sums(_ x: UnsafePointer<Float>, count: Int, centre: Float?) -> (sum: Float, squares: Float) {
+        typealias V = SIMD16<Float>
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        var acc = V()
+        var i = 0
+        if let centre {
+            let m = V(repeating: centre)
+            while i + 16 <= count {
+                let d = load(x + i) - m
+                // not addProduct: this module is built without FMA, where a vector fused
+                // multiply-add becomes one libm `fmaf` call per lane
+                acc += d * d
+                i += 16
+            }
+            var tail = acc.sum()
+            while i < count { let d = x[i] - centre; tail += d * d; i += 1 }
+            return (0, tail)
+        }
+        while i + 16 <= count {
+            acc += load(x + i)
+            i += 16
+        }
+        var tail = acc.sum()
+        while i < count { tail += x[i]; i += 1 }
+        return (tail, 0)
+    }
+
+    /// `(Σ dy·x̂, Σ dy)` over `count` elements, `dy` masked by a ReLU's output when given, in eight
+    /// lanes (a single running sum would wait on each addition).
+    @inlinable @inline(__always)
+    public static func gradientSums(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                    count: Int) -> (Float, Float) {
+        typealias V = SIMD8<Float>
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        var sg = V(), sb = V()
+        var i = 0
+        if let relu {
+            while i + 8 <= count {
+                let d = load(gy + i).replacing(with: 0, where: load(relu + i) .<= 0)
+                sg += d * load(xh + i)
+                sb += d
+                i += 8
+            }
+        } else {
+            while i + 8 <= count {
+                let d = load(gy + i)
+                sg += d * load(xh + i)
+                sb += d
+                i += 8
+            }
+        }
+        var pg = sg.sum(), pb = sb.sum()
+        while i < count {
+            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
+            pg += d * xh[i]
+            pb += d
+            i += 1
+        }
+        return (pg, pb)
+    }
+
+    /// `normalize` compiled for AVX-512.
+    public static func normalizeAVX512(_ x: UnsafePointer<Float>, _ xh: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                       count: Int, mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
+        normalize(x, xh, y, count: count, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
+    }
+
+    /// `inputGradient` compiled for AVX-512.
+    public static func inputGradientAVX512(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                           _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float) {
+        inputGradient(gy, xh, relu, dx, count: count, scale: k, meanB: meanB, meanG: meanG)
+    }
+
+    /// `sums` compiled for AVX-512.
+    public static func sumsAVX512(_ x: UnsafePointer<Float>, count: Int, centre: Float?) -> (sum: Float, squares: Float) {
+        sums(x, count: count, centre: centre)
+    }
+
+    /// `gradientSums` compiled for AVX-512.
+    public static func gradientSumsAVX512(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                          count: Int) -> (Float, Float) {
+        gradientSums(gy, xh, relu, count: count)
+    }
+}

@@ -1,0 +1,59 @@
+@testable import CkptKernels
+import XCTest
+
+// N images, C channels, H rows, W columns (NCHW); weights are [C_out, C_in, 3, 3].
+
+/// The training step's vectorised F(4×4, 3×3) and F(2×2, 3×3) weight transforms against the ones the eval forward
+/// caches: bit for bit, on channel-pair counts that leave every remainder of the eight-pair
+/// vectors and are large enough to be dealt to both cores (512×512 as in resnet's layer4).
+final class WinogradTrainingTransformTests: XCTestCase {
+    func testTrainingTransformEqualsTransformBitForBit() throws {
+        for (i, (cout, cin)) in [(1, 1), (3, 5), (7, 9), (16, 8), (130, 129), (512, 512)].enumerated() {
+            var rng = SplitMix64(seed: 0x9a4 + UInt64(i))
+            let weight = try rng.tensor([cout, cin, 3, 3], scale: 1)
+            // F(4×4) and F(2×2)
+            let g4x4: [Double] = [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                                  1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1]
+            let g2x2: [Double] = [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1]
+            for g in [g4x4, g2x2] {
+                let fast = Winograd.transformedPairs(weight.values, pairs: cout * cin, g: g)
+                let reference = Winograd.transformedWeights(weight, g: g)
+                XCTAssertEqual(fast.count, g.count * g.count / 9 * cout * cin)
+                XCTAssertTrue(fast.elementsEqual(reference) { $0.bitPattern == $1.bitPattern }, "\(cout)×\(cin), α = \(g.count / 3)")
+                XCTAssertGreaterThan(fast.reduce(0) { $0 + abs($1) }, 0)
+            }
+        }
+    }
+
+    /// Through the convolution: the same output from either transform, and the output of the 3×3
+    /// convolution it stands for.
+    func testTrainingTransformConvolvesAsTransform() throws {
+        var rng = SplitMix64(seed: 0x9a5)
+        let g = Conv2dGeometry(inputChannels: 130, outputChannels: 129, kernelSize: 3, padding: 1)
+        let x = try rng.tensor([2, 130, 9, 11], scale: 1)
+        let weight = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * 130).squareRoot())
+        let fast = try Winograd4x4.forward(x, weights: try Winograd4x4.trainingTransform(weight: weight), bias: nil, geometry: g)
+        let cached = try Winograd4x4.forward(x, weights: try Winograd4x4.transform(weight: weight), bias: nil, geometry: g)
+        XCTAssertEqual(fast.values, cached.values)
+        let fast2 = try Winograd.forward(x, weights: try Winograd.trainingTransform(weight: weight), bias: nil, geometry: g)
+        let cached2 = try Winograd.forward(x, weights: try Winograd.transform(weight: weight), bias: nil, geometry: g)
+        XCTAssertEqual(fast2.values, cached2.values)
+        let ref = ConvolutionReference(g, images: 2, height: 9, width: 11)
+        FiniteDifference.checkForward("winograd 4×4, training transform", kernel: fast,
+                                      reference: ref.forward(x.doubles, weight.doubles, nil), shape: ref.outputShape, tolerance: 1e-5)
+        XCTAssertThrowsError(try Winograd4x4.trainingTransform(weight: try rng.tensor([4, 4, 5, 5], scale: 1)))
+    }
+
+    /// Which resnet18 layers a training step at batch 16 runs on F(4×4): layer2 and layer3 (12544
+    /// and 3136 output pixels), not layer4 (784) nor the 64-channel layer1.
+    func testTrainingStepTakesWinogradFromLayer3() {
+        let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 16, height: 56, width: 56))
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(128), images: 16, height: 28, width: 28))
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(256), images: 16, height: 14, width: 14))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(512), images: 16, height: 7, width: 7))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(256), images: 8, height: 14, width: 14))
+        let strided = Conv2dGeometry(inputChannels: 256, outputChannels: 256, kernelSize: 3, stride: 2, padding: 1)
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(strided, images: 16, height: 28, width: 28))
+    }
+}
