@@ -174,7 +174,13 @@ public enum WinogradOutput4x4 {
                         let q = dst + (oy + a) * ow + ox
                         let p = stage + a * 64 + l
                         if let r = residual.map({ $0 + plane + (oy + a) * ow + ox }) {
-                            for b in 0 ..< cols { q[b] = relu ? max(p[16 * b] + r[b], 0) : p[16 * b] + r[b] }
+                            if cols == 4 {
+                                var sum = SIMD4(p[0], p[16], p[32], p[48]) + UnsafeRawPointer(r).loadUnaligned(as: SIMD4<Float>.self)
+                                if relu { sum = sum.replacing(with: 0, where: sum .< 0) }
+                                UnsafeMutableRawPointer(q).storeBytes(of: sum, as: SIMD4<Float>.self)
+                            } else {
+                                for b in 0 ..< cols { q[b] = relu ? max(p[16 * b] + r[b], 0) : p[16 * b] + r[b] }
+                            }
                         } else if cols == 4 {
                             q[0] = p[0]; q[1] = p[16]; q[2] = p[32]; q[3] = p[48]
                         } else {
