@@ -82,6 +82,12 @@ public enum PackedGemm {
                                 c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>? = nil, accumulate: Bool = false) {
         let k = a.columns
         guard let (firstRow, m) = rowsToCompute(a, panels: panels, columns: n, c: c, ldc: ldc) else { return }
+        // A larger than a core's L2 share would stream from memory once per 48-column panel: with a
+        // few panels (a 7×7 plane is 48 + 1 columns), copy them all first and stream A once
+        if n > 48 && n <= 4 * 48 && (m - firstRow) * k >= 1 << 18 {
+            multiplyStationaryA(a, b: b, ldb: ldb, columns: n, c: c, ldc: ldc, rows: firstRow ..< m, accumulate: accumulate)
+            return
+        }
         withUnsafeTemporaryAllocation(byteCount: a.blockDepth * 48 * 4, alignment: 64) { raw in
             guard let base = raw.baseAddress else { return }
             let panel = base.bindMemory(to: Float.self, capacity: a.blockDepth * 48)
@@ -102,6 +108,37 @@ public enum PackedGemm {
                     k0 += depth
                 }
                 n0 += 48
+            }
+        }
+    }
+
+    /// `multiply(_:b:ldb:…)` for the rows `rows` of `A` and `C` with every 48-column panel of `B`
+    /// copied for a depth block before `A`'s block runs against all of them: each element of `A`
+    /// is read once, and the sums are those of `multiply` bit for bit (same kernels, same blocks).
+    static func multiplyStationaryA(_ a: PackedMatrix, b: UnsafePointer<Float>, ldb: Int, columns n: Int,
+                                    c: UnsafeMutablePointer<Float>, ldc: Int, rows: Range<Int>, accumulate: Bool) {
+        let k = a.columns
+        let panelCount = (n + 47) / 48
+        withUnsafeTemporaryAllocation(byteCount: panelCount * a.blockDepth * 48 * 4, alignment: 64) { raw in
+            guard let base = raw.baseAddress else { return }
+            let panels = base.bindMemory(to: Float.self, capacity: panelCount * a.blockDepth * 48)
+            var k0 = 0
+            while k0 < k {
+                let depth = min(a.blockDepth, k - k0)
+                for j in 0 ..< panelCount {
+                    packColumns(b + k0 * ldb + 48 * j, ldb: ldb, depth: depth, width: min(48, n - 48 * j),
+                                into: panels + j * depth * 48)
+                }
+                let blockA = a.storage + k0 * a.paddedRows
+                var m0 = rows.lowerBound
+                while m0 < rows.upperBound {
+                    for j in 0 ..< panelCount {
+                        kernel(depth, blockA + m0 * depth, panels + j * depth * 48, c + m0 * ldc + 48 * j, ldc: ldc,
+                               accumulate: accumulate || k0 > 0, rows: min(8, rows.upperBound - m0), width: min(48, n - 48 * j))
+                    }
+                    m0 += 8
+                }
+                k0 += depth
             }
         }
     }

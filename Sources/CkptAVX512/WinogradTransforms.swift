@@ -114,11 +114,14 @@ public enum WinogradOutput4x4 {
     /// Output channel `channel` of the band's tile rows `rows` (numbered through the batch) from
     /// `M[ξ]` (`C_out × tiles`, row-major, `M[ξ]` at `m + ξ·C_out·tiles`) into `y` (NCHW, the
     /// whole batch), where each 4×4 tile lies inside the `outputHeight × outputWidth` plane.
+    /// `residual` (laid out as `y`) is added after the bias and before the ReLU, when given.
     public static func transform(
         m: UnsafePointer<Float>, outputChannels cout: Int, tiles: Int, channel o: Int, rows: Range<Int>,
         tilesH: Int, tilesW: Int, outputHeight oh: Int, outputWidth ow: Int, bias beta: Float, relu: Bool,
-        into y: UnsafeMutablePointer<Float>
+        into y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>? = nil
     ) {
+        // with a residual, the ReLU comes after its add, in the scatter below
+        let vectorReLU = relu && residual == nil
         let planeStride = cout * tiles
         let src = m + o * tiles
         withUnsafeTemporaryAllocation(byteCount: 16 * 16 * 4, alignment: 64) { raw in
@@ -147,7 +150,7 @@ public enum WinogradOutput4x4 {
                         let r = sv + 6 * a
                         var (y0, y1, y2, y3) = at(r[0], r[1], r[2], r[3], r[4], r[5])
                         y0 += beta; y1 += beta; y2 += beta; y3 += beta
-                        if relu {
+                        if vectorReLU {
                             let z = V16()
                             y0 = y0.replacing(with: z, where: y0 .< z); y1 = y1.replacing(with: z, where: y1 .< z)
                             y2 = y2.replacing(with: z, where: y2 .< z); y3 = y3.replacing(with: z, where: y3 .< z)
@@ -163,13 +166,22 @@ public enum WinogradOutput4x4 {
                 var gr = rows.lowerBound + t0 / tilesW, tx = t0 % tilesW
                 for l in 0 ..< count {
                     let img = gr / tilesH, ty = gr % tilesH
-                    let dst = y + (img * cout + o) * oh * ow
+                    let plane = (img * cout + o) * oh * ow
+                    let dst = y + plane
                     let oy = ty * 4, ox = tx * 4
                     let cols = min(4, ow - ox)
                     for a in 0 ..< min(4, oh - oy) {
                         let q = dst + (oy + a) * ow + ox
                         let p = stage + a * 64 + l
-                        if cols == 4 {
+                        if let r = residual.map({ $0 + plane + (oy + a) * ow + ox }) {
+                            if cols == 4 {
+                                var sum = SIMD4(p[0], p[16], p[32], p[48]) + UnsafeRawPointer(r).loadUnaligned(as: SIMD4<Float>.self)
+                                if relu { sum = sum.replacing(with: 0, where: sum .< 0) }
+                                UnsafeMutableRawPointer(q).storeBytes(of: sum, as: SIMD4<Float>.self)
+                            } else {
+                                for b in 0 ..< cols { q[b] = relu ? max(p[16 * b] + r[b], 0) : p[16 * b] + r[b] }
+                            }
+                        } else if cols == 4 {
                             q[0] = p[0]; q[1] = p[16]; q[2] = p[32]; q[3] = p[48]
                         } else {
                             for b in 0 ..< cols { q[b] = p[16 * b] }

@@ -48,6 +48,8 @@ struct BenchForward: ParsableCommand {
     }
 
     func run() throws {
+        // passes allocate and free the same activations: reuse the freed pages rather than fault in new ones
+        CLI.reuseFreedMemory()
         try CLI.run {
             try CLI.prepareKernels()
             let entry = try options.entry()

@@ -86,6 +86,8 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
+        // batch after batch allocates and frees the same activations: reuse the freed pages
+        CLI.reuseFreedMemory()
         try CLI.run {
             do {
                 try checkOptions()

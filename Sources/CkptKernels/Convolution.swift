@@ -29,14 +29,43 @@ public enum Convolution {
     ///   - epilogue: an activation fused into the output pass.
     ///   - packed: `weight` packed by `Convolution.pack` (callers that run a weight many times keep
     ///     it); packed here when nil and the microkernel is in use.
+    ///   - residual: `[N, C_out, H_out, W_out]` added to the result before the epilogue (ResNet's
+    ///     `out += identity; relu(out)` fused into the write-out), or nil.
     /// - Returns: `[N, C_out, H_out, W_out]`.
     /// - Throws: `KernelError` when a shape does not fit the geometry.
     public static func forward(
         _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor?,
-        geometry g: Conv2dGeometry, epilogue: Epilogue = .none, packed: PackedWeights? = nil
+        geometry g: Conv2dGeometry, epilogue: Epilogue = .none, packed: PackedWeights? = nil, residual: DenseTensor? = nil
     ) throws -> DenseTensor {
         let (n, c, h, w) = try g.checkOperands("conv2d", input: input, weight: weight, bias: bias, transposed: false)
         let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
+        try checkResidual(residual, "conv2d", shape: [n, g.outputChannels, oh, ow])
+        return try withResidual(residual) { r in
+            try forward(input, weight: weight, bias: bias, geometry: g, epilogue: epilogue, packed: packed, residual: r,
+                        outputSize: (oh, ow))
+        }
+    }
+
+    /// Throws unless `residual` is nil or of `shape`.
+    static func checkResidual(_ residual: DenseTensor?, _ operation: String, shape: [Int]) throws {
+        if let r = residual, r.shape != shape {
+            throw KernelError.shapeMismatch(operation: operation, operand: "residual", expected: "\(shape)", got: r.shape)
+        }
+    }
+
+    /// `body` given a pointer to `residual`'s values (nil for no residual or an empty one).
+    static func withResidual<R>(_ residual: DenseTensor?, _ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
+        guard let residual else { return try body(nil) }
+        return try residual.values.withUnsafeBufferPointer { try body($0.baseAddress) }
+    }
+
+    /// `forward` with the residual (checked, of the output's shape) as a pointer to its first value.
+    private static func forward(
+        _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor?, geometry g: Conv2dGeometry, epilogue: Epilogue,
+        packed: PackedWeights?, residual: UnsafePointer<Float>?, outputSize: (Int, Int)
+    ) throws -> DenseTensor {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = outputSize
         let groups = g.groups
         let cinG = c / groups, coutG = g.outputChannels / groups
         let kdim = cinG * g.kernelSize.height * g.kernelSize.width
@@ -48,12 +77,13 @@ public enum Convolution {
         let pointwise = g.isPointwise
         if let p = packed, !pointwise, readsPaddedInput(g, images: n, height: h, width: w) {
             forwardShifted(input, packed: p, bias: bias?.values, output: &out, geometry: g, outputSize: (oh, ow),
-                           relu: epilogue.isReLU)
+                           relu: epilogue.isReLU, residual: residual)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
         if let p = packed, !pointwise {
             let relu = epilogue.isReLU
-            forwardPanels(input, packed: p, bias: bias?.values, output: &out, geometry: g, outputSize: (oh, ow), relu: relu)
+            forwardPanels(input, packed: p, bias: bias?.values, output: &out, geometry: g, outputSize: (oh, ow), relu: relu,
+                          residual: residual)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
         // small planes make thin GEMMs: unfold several images side by side into one matrix
@@ -61,7 +91,9 @@ public enum Convolution {
         if imagesPerGEMM > 1 {
             try forwardImageBatched(input, weight: weight, packed: packed, output: &out, geometry: g, outputSize: (oh, ow),
                                     imagesPerGEMM: imagesPerGEMM)
-            applyBiasAndEpilogue(&out, bias: bias?.values, channels: g.outputChannels, plane: plane, epilogue: epilogue)
+            applyBiasAndEpilogue(&out, bias: bias?.values, channels: g.outputChannels, plane: plane,
+                                 epilogue: residual == nil ? epilogue : .none)
+            addResidual(&out, residual, relu: epilogue.isReLU)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
         // unfold a band of output rows at a time so the column matrix stays in cache
@@ -74,7 +106,7 @@ public enum Convolution {
         if workers > 1 && splitRows * ow >= 256 {
             let relu = epilogue.isReLU
             forwardBandParallel(input, weight: weight, packed: packed, bias: bias?.values, output: &out, geometry: g,
-                                outputSize: (oh, ow), bandRows: splitRows, lanes: workers, relu: relu)
+                                outputSize: (oh, ow), bandRows: splitRows, lanes: workers, relu: relu, residual: residual)
             return DenseTensor(uncheckedShape: [n, g.outputChannels, oh, ow], values: out)
         }
         let bandRows = budgetRows
@@ -95,7 +127,8 @@ public enum Convolution {
                                     multiplyWeights(packed, group: grp, weight: wg, m: coutG, n: plane, k: kdim, b: xg, ldb: plane,
                                             c: yg, ldc: plane, threaded: true)
                                     finishBand(yg, channels: coutG, width: plane, stride: plane,
-                                               bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu)
+                                               bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu,
+                                               residual: residual.map { $0 + (yg - y) })
                                     continue
                                 }
                                 guard let col = cb.baseAddress else { continue }
@@ -109,7 +142,8 @@ public enum Convolution {
                                             c: yg + y0 * ow, ldc: plane, threaded: true)
                                     // bias and activation while the band is still in cache
                                     finishBand(yg + y0 * ow, channels: coutG, width: width, stride: plane,
-                                               bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu)
+                                               bias: bias.map { b in { b.values[grp * coutG + $0] } }, relu: relu,
+                                               residual: residual.map { $0 + (yg - y) + y0 * ow })
                                     y0 = y1
                                 }
                             }
@@ -126,7 +160,7 @@ public enum Convolution {
     /// GEMMs: no hand-over between our threads and OpenBLAS's, and each band stays in one core's cache.
     static func forwardBandParallel(
         _ input: DenseTensor, weight: DenseTensor, packed: PackedWeights?, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
-        outputSize: (Int, Int), bandRows: Int, lanes: Int, relu: Bool
+        outputSize: (Int, Int), bandRows: Int, lanes: Int, relu: Bool, residual: UnsafePointer<Float>? = nil
     ) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = outputSize
@@ -145,10 +179,10 @@ public enum Convolution {
                     withUnsafeTemporaryAllocation(byteCount: max(1, lanes * laneStride) * 4, alignment: 64) { cb in
                         guard let x = xb.baseAddress, let wt = wb.baseAddress, let y = yb.baseAddress else { return }
                         let columnBase = cb.baseAddress?.bindMemory(to: Float.self, capacity: lanes * laneStride)
-                        let box = UncheckedSendable((x, wt, y, columnBase))
+                        let box = UncheckedSendable((x, wt, y, columnBase, residual))
                         Gemm.withThreadCount(1) {
                             parallelFor(lanes) { lane in
-                                let (x, wt, y, columnBase) = box.value
+                                let (x, wt, y, columnBase, residual) = box.value
                                 var job = lane
                                 while job < jobs {
                                     defer { job += lanes }
@@ -172,7 +206,8 @@ public enum Convolution {
                                                         ldb: width, c: yg + y0 * ow, ldc: plane, threaded: false)
                                     }
                                     finishBand(yg + y0 * ow, channels: coutG, width: width, stride: plane,
-                                               bias: bias.map { b in { b[grp * coutG + $0] } }, relu: relu)
+                                               bias: bias.map { b in { b[grp * coutG + $0] } }, relu: relu,
+                                               residual: residual.map { $0 + (yg - y) + y0 * ow })
                                 }
                             }
                         }
@@ -184,10 +219,10 @@ public enum Convolution {
 
     /// The convolution on the microkernel as an implicit GEMM (`PanelSchedule`): each chunk of
     /// output pixels is unfolded straight into panel layout, multiplied by the packed weight, and
-    /// written out through the bias and ReLU.
+    /// written out through the bias, the residual and ReLU.
     static func forwardPanels(
         _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
-        outputSize: (Int, Int), relu: Bool
+        outputSize: (Int, Int), relu: Bool, residual: UnsafePointer<Float>? = nil
     ) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = outputSize
@@ -199,9 +234,9 @@ public enum Convolution {
         input.values.withUnsafeBufferPointer { xb in
             out.withUnsafeMutableBufferPointer { yb in
                 guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
-                let box = UncheckedSendable((x, y))
+                let box = UncheckedSendable((x, y, residual))
                 schedule.run { job, panels, product in
-                    let (x, y) = box.value
+                    let (x, y, residual) = box.value
                     let grp = job.group, i0 = job.pixels.lowerBound, i1 = job.pixels.upperBound
                     let (p0, p1) = (job.rowPanels.lowerBound, job.rowPanels.upperBound)
                     Microkernel.unfold(x + grp * cinG * h * w, imageStride: c * h * w, channels: cinG,
@@ -214,9 +249,10 @@ public enum Convolution {
                     while i < i1 {
                         let img = i / plane, q = i % plane
                         let count = min(plane - q, i1 - i)
+                        let offset = (img * g.outputChannels + grp * coutG) * plane + q
                         storeRun(product + (i - i0), chunk: chunk, rows: min(coutG, p0 * 8) ..< min(coutG, p1 * 8),
-                                 to: y + (img * g.outputChannels + grp * coutG) * plane + q, plane: plane, count: count,
-                                 bias: bias, biasOffset: grp * coutG, relu: relu)
+                                 to: y + offset, plane: plane, count: count, bias: bias, biasOffset: grp * coutG, relu: relu,
+                                 residual: residual.map { $0 + offset })
                         i += count
                     }
                 }
@@ -224,16 +260,24 @@ public enum Convolution {
         }
     }
 
-    /// `y[o·plane + k] = relu?(product[o·chunk + k] + bias[biasOffset + o])` for `k < count` and the
-    /// output channels `o` in `rows`: one run of a microkernel product written out to NCHW planes.
+    /// `y[o·plane + k] = relu?(product[o·chunk + k] + bias[biasOffset + o] (+ residual[o·plane + k]))`
+    /// for `k < count` and the output channels `o` in `rows`: one run of a microkernel product written
+    /// out to NCHW planes (`residual` laid out as `y`).
     @inline(__always)
     static func storeRun(_ product: UnsafePointer<Float>, chunk: Int, rows: Range<Int>, to y: UnsafeMutablePointer<Float>,
-                         plane: Int, count: Int, bias: [Float]?, biasOffset: Int, relu: Bool) {
+                         plane: Int, count: Int, bias: [Float]?, biasOffset: Int, relu: Bool, residual: UnsafePointer<Float>? = nil) {
         for o in rows {
             let src = product + o * chunk
             let dst = y + o * plane
             let beta = bias?[biasOffset + o] ?? 0
-            if relu {
+            if let r = residual.map({ $0 + o * plane }) {
+                // rounded as the unfused add: (conv + bias) + residual
+                if relu {
+                    for k in 0 ..< count { dst[k] = max(src[k] + beta + r[k], 0) }
+                } else {
+                    for k in 0 ..< count { dst[k] = src[k] + beta + r[k] }
+                }
+            } else if relu {
                 for k in 0 ..< count { dst[k] = max(src[k] + beta, 0) }
             } else {
                 for k in 0 ..< count { dst[k] = src[k] + beta }
@@ -262,10 +306,10 @@ public enum Convolution {
     /// position in those planes (`img·H_p·W_p + y·W_p + x` for output pixel `(y, x)`), row
     /// `(c, i, j)` of the im2col matrix is the padded input shifted by `c·N·H_p·W_p + i·d·W_p + j·d`,
     /// which the microkernel reads in place. Columns that fall in the padding are computed and
-    /// dropped. Jobs, bias and ReLU as in `forwardPanels`.
+    /// dropped. Jobs, bias, residual and ReLU as in `forwardPanels`.
     static func forwardShifted(
         _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, output out: inout [Float], geometry g: Conv2dGeometry,
-        outputSize: (Int, Int), relu: Bool
+        outputSize: (Int, Int), relu: Bool, residual: UnsafePointer<Float>? = nil
     ) {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = outputSize
@@ -294,10 +338,10 @@ public enum Convolution {
                 out.withUnsafeMutableBufferPointer { yb in
                     offsets.withUnsafeBufferPointer { ob in
                         guard let x = xb.baseAddress, let y = yb.baseAddress, let offs = ob.baseAddress else { return }
-                        let box = UncheckedSendable((x, y, padded, offs))
+                        let box = UncheckedSendable((x, y, padded, offs, residual))
                         (padded + c * channelStride).initialize(repeating: 0, count: count - c * channelStride)
                         parallelFor(c * n, minimumWork: n * c * h * w >= 1 << 16 ? 2 : Int.max) { index in
-                            let (x, _, padded, _) = box.value
+                            let (x, _, padded, _, _) = box.value
                             let ch = index / n, img = index % n
                             let src = x + (img * c + ch) * h * w
                             let dst = padded + ch * channelStride + img * paddedPlane
@@ -310,7 +354,7 @@ public enum Convolution {
                             (dst + (ph + h) * wp).initialize(repeating: 0, count: ph * wp)
                         }
                         schedule.run { job, _, product in
-                            let (_, y, padded, offs) = box.value
+                            let (_, y, padded, offs, residual) = box.value
                             let grp = job.group, i0 = job.pixels.lowerBound, i1 = job.pixels.upperBound
                             let (p0, p1) = (job.rowPanels.lowerBound, job.rowPanels.upperBound)
                             Microkernel.multiply(packed, group: grp, shifted: padded + grp * cinG * channelStride + i0,
@@ -329,9 +373,10 @@ public enum Convolution {
                                     continue
                                 }
                                 let run = min(ow - ox, i1 - i)
+                                let offset = (img * g.outputChannels + grp * coutG) * plane + oy * ow + ox
                                 storeRun(product + (i - i0), chunk: chunk, rows: min(coutG, p0 * 8) ..< min(coutG, p1 * 8),
-                                         to: y + (img * g.outputChannels + grp * coutG) * plane + oy * ow + ox, plane: plane,
-                                         count: run, bias: bias, biasOffset: grp * coutG, relu: relu)
+                                         to: y + offset, plane: plane, count: run, bias: bias, biasOffset: grp * coutG,
+                                         relu: relu, residual: residual.map { $0 + offset })
                                 i += run
                             }
                         }
@@ -341,14 +386,21 @@ public enum Convolution {
         }
     }
 
-    /// Adds the bias and applies ReLU to `channels` rows of `width` floats spaced `stride` apart.
+    /// Adds the bias (and `residual`, laid out as `y`) and applies ReLU to `channels` rows of `width`
+    /// floats spaced `stride` apart.
     static func finishBand(_ y: UnsafeMutablePointer<Float>, channels: Int, width: Int, stride: Int,
-                           bias: ((Int) -> Float)?, relu: Bool) {
-        if bias == nil && !relu { return }
+                           bias: ((Int) -> Float)?, relu: Bool, residual: UnsafePointer<Float>? = nil) {
+        if bias == nil && !relu && residual == nil { return }
         for o in 0 ..< channels {
             let row = y + o * stride
             let beta = bias?(o) ?? 0
-            if relu {
+            if let r = residual.map({ $0 + o * stride }) {
+                if relu {
+                    for i in 0 ..< width { row[i] = max(row[i] + beta + r[i], 0) }
+                } else {
+                    for i in 0 ..< width { row[i] = row[i] + beta + r[i] }
+                }
+            } else if relu {
                 for i in 0 ..< width { row[i] = max(row[i] + beta, 0) }
             } else {
                 for i in 0 ..< width { row[i] += beta }
@@ -434,6 +486,16 @@ public enum Convolution {
     /// Floats of im2col columns unfolded at once (4 MiB): large enough for efficient GEMMs,
     /// small enough to stay in the last-level cache instead of streaming 100 MB for VGG's first layers.
     static let columnBudget = 1 << 20
+
+    /// `values = relu?(values + residual)` when `residual` (as many floats) is given: the fused
+    /// residual for the paths that write their result before adding it.
+    static func addResidual(_ values: inout [Float], _ residual: UnsafePointer<Float>?, relu: Bool) {
+        guard let residual else { return }
+        values.withUnsafeMutableBufferPointer { vb in
+            guard let v = vb.baseAddress else { return }
+            finishBand(v, channels: 1, width: vb.count, stride: vb.count, bias: nil, relu: relu, residual: residual)
+        }
+    }
 
     /// Adds `bias[c]` to every element of channel `c` and applies `epilogue`, in one pass.
     static func applyBiasAndEpilogue(_ values: inout [Float], bias: [Float]?, channels: Int, plane: Int, epilogue: Epilogue) {

@@ -141,13 +141,14 @@ public enum Microkernel {
         PackedGemm.multiplyAdd(panelsOfA: a, rows: m, depth: depth, panelsOfB: b, columns: n, c: c, ldc: ldc)
     }
 
-    /// Winograd F(4×4, 3×3)'s output transform of one output channel of a band (`WinogradOutput4x4`).
+    /// Winograd F(4×4, 3×3)'s output transform of one output channel of a band (`WinogradOutput4x4`),
+    /// with the residual (laid out as `y`) added before the ReLU when given.
     static func winograd4x4Output(_ m: UnsafePointer<Float>, outputChannels: Int, tiles: Int, channel: Int, rows: Range<Int>,
                                   tilesH: Int, tilesW: Int, outputHeight: Int, outputWidth: Int, bias: Float, relu: Bool,
-                                  into y: UnsafeMutablePointer<Float>) {
+                                  into y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>? = nil) {
         WinogradOutput4x4.transform(m: m, outputChannels: outputChannels, tiles: tiles, channel: channel, rows: rows,
                                     tilesH: tilesH, tilesW: tilesW, outputHeight: outputHeight, outputWidth: outputWidth,
-                                    bias: bias, relu: relu, into: y)
+                                    bias: bias, relu: relu, into: y, residual: residual)
     }
 
     /// `multiply` split over the cores (unless the caller already runs one product per core):

@@ -117,19 +117,26 @@ public enum Winograd {
     /// - Parameters:
     ///   - input: `[N, C_in, H, W]`.
     ///   - geometry: must satisfy `isApplicable`; its padding is used.
+    ///   - residual: added before the epilogue, as in `Convolution.forward`.
     /// - Returns: `[N, C_out, H + 2p − 2, W + 2p − 2]`.
     /// - Throws: `KernelError` when shapes or geometry do not fit.
     public static func forward(
         _ input: DenseTensor, weights transformed: WinogradWeights, bias: DenseTensor?,
-        geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none
+        geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none, residual: DenseTensor? = nil
     ) throws -> DenseTensor {
         let (n, c, h, w, cout, oh, ow) = try Winograd.checkedShapes(input, inputChannels: transformed.inputChannels,
                                                                     outputChannels: transformed.outputChannels, bias: bias, geometry: g)
+        try Convolution.checkResidual(residual, "winograd", shape: [n, cout, oh, ow])
         let ph = g.padding.height, pw = g.padding.width
         let tilesH = (oh + 1) / 2, tilesW = (ow + 1) / 2
         if let packed = transformed.packed {
             return forwardPacked(input, packed: packed, bias: bias?.values, outputChannels: cout, outputSize: (oh, ow),
-                                 padding: (ph, pw), tiles: (tilesH, tilesW), relu: epilogue.isReLU)
+                                 padding: (ph, pw), tiles: (tilesH, tilesW), relu: epilogue.isReLU, residual: residual)
+        }
+        if residual != nil {
+            var y = try forward(input, weights: transformed, bias: bias, geometry: g)
+            Convolution.withResidual(residual) { Convolution.addResidual(&y.values, $0, relu: epilogue.isReLU) }
+            return y
         }
         // a band of tile rows at a time keeps V and M in cache
         let bandTiles = max(1, min(tilesH, Convolution.columnBudget / max(16 * max(c, cout) * tilesW, 1)))
@@ -178,22 +185,23 @@ public enum Winograd {
     /// the batch, `V` and `M` row-major (`V[ξ]` is packed into panels by the product itself).
     private static func forwardPacked(
         _ input: DenseTensor, packed: PackedWeights, bias: [Float]?, outputChannels cout: Int, outputSize: (Int, Int),
-        padding: (Int, Int), tiles: (Int, Int), relu: Bool
+        padding: (Int, Int), tiles: (Int, Int), relu: Bool, residual: DenseTensor?
     ) -> DenseTensor {
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = outputSize, (tilesH, tilesW) = tiles
         var out = [Float].uninitialized(n * cout * oh * ow)
         input.values.withUnsafeBufferPointer { xb in
             out.withUnsafeMutableBufferPointer { yb in
-                guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
-                // the band's tile rows `rows` (numbered through the batch), one image at a time
-                func eachImage(_ rows: Range<Int>, _ body: (_ img: Int, _ local: Range<Int>, _ firstTile: Int) -> Void) {
-                    var r = rows.lowerBound
-                    while r < rows.upperBound {
-                        let img = r / tilesH, r1 = min(rows.upperBound, (img + 1) * tilesH)
-                        body(img, r - img * tilesH ..< r1 - img * tilesH, (r - rows.lowerBound) * tilesW)
-                        r = r1
-                    }
+                Convolution.withResidual(residual) { res in
+                    guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                    // the band's tile rows `rows` (numbered through the batch), one image at a time
+                    func eachImage(_ rows: Range<Int>, _ body: (_ img: Int, _ local: Range<Int>, _ firstTile: Int) -> Void) {
+                        var r = rows.lowerBound
+                        while r < rows.upperBound {
+                            let img = r / tilesH, r1 = min(rows.upperBound, (img + 1) * tilesH)
+                            body(img, r - img * tilesH ..< r1 - img * tilesH, (r - rows.lowerBound) * tilesW)
+                            r = r1
+                        }
                 }
                 WinogradDriver.run(images: n, inputChannels: c, outputChannels: cout, tilesH: tilesH, tilesW: tilesW,
                                    points: 16, panelWidth: nil, input: { rows, v, tiles, _, threaded in
@@ -208,19 +216,23 @@ public enum Winograd {
                     eachImage(rows) { img, local, first in
                         outputTransform(m + first, channels: cout, stride: tiles, tileRows: local, tilesW: tilesW,
                                         outputHeight: oh, outputWidth: ow, bias: bias, relu: relu,
-                                        into: y + img * cout * oh * ow, threaded: threaded)
+                                        into: y + img * cout * oh * ow, residual: res.map { $0 + img * cout * oh * ow },
+                                        threaded: threaded)
                     }
                 })
+                }
             }
         }
         return DenseTensor(uncheckedShape: [n, cout, oh, ow], values: out)
     }
 
-    /// `Y = Aᵀ·M·A` for the tile whose 16 values lie `planeStride` apart from `p`, plus `beta` and
-    /// the ReLU, written at (`row`, `column`) where it lies inside the output plane `dst`.
+    /// `Y = Aᵀ·M·A` for the tile whose 16 values lie `planeStride` apart from `p`, plus `beta`, the
+    /// residual plane `res` (laid out as `dst`) and the ReLU, written at (`row`, `column`) where it
+    /// lies inside the output plane `dst`.
     @inline(__always)
     static func storeTile(_ p: UnsafePointer<Float>, planeStride: Int, beta: Float, relu: Bool,
-                          into dst: UnsafeMutablePointer<Float>, row oy: Int, column ox: Int, outputHeight oh: Int, outputWidth ow: Int) {
+                          into dst: UnsafeMutablePointer<Float>, row oy: Int, column ox: Int, outputHeight oh: Int, outputWidth ow: Int,
+                          residual res: UnsafePointer<Float>? = nil) {
         func row(_ i: Int) -> SIMD4<Float> {
             let q = p + 4 * i * planeStride
             return SIMD4(q[0], q[planeStride], q[2 * planeStride], q[3 * planeStride])
@@ -229,6 +241,14 @@ public enum Winograd {
         let s0 = q0 + q1 + q2, s1 = q1 - q2 - q3
         var y00 = s0[0] + s0[1] + s0[2] + beta, y01 = s0[1] - s0[2] - s0[3] + beta
         var y10 = s1[0] + s1[1] + s1[2] + beta, y11 = s1[1] - s1[2] - s1[3] + beta
+        if let r = res.map({ $0 + oy * ow + ox }) {
+            y00 += r[0]
+            if ox + 1 < ow { y01 += r[1] }
+            if oy + 1 < oh {
+                y10 += r[ow]
+                if ox + 1 < ow { y11 += r[ow + 1] }
+            }
+        }
         if relu { y00 = max(y00, 0); y01 = max(y01, 0); y10 = max(y10, 0); y11 = max(y11, 0) }
         let r0 = dst + oy * ow + ox
         r0[0] = y00
@@ -283,19 +303,20 @@ public enum Winograd {
     private static func outputTransform(
         _ m: UnsafePointer<Float>, channels: Int, stride: Int, tileRows: Range<Int>, tilesW: Int,
         outputHeight oh: Int, outputWidth ow: Int, bias: [Float]?, relu: Bool, into y: UnsafeMutablePointer<Float>,
-        threaded: Bool = true
+        residual: UnsafePointer<Float>? = nil, threaded: Bool = true
     ) {
-        let box = UncheckedSendable((m, y))
+        let box = UncheckedSendable((m, y, residual))
         parallelFor(channels, minimumWork: threaded ? 2 : Int.max) { o in
             let src = box.value.0 + o * stride
             let dst = box.value.1 + o * oh * ow
+            let res = box.value.2.map { $0 + o * oh * ow }
             let planeStride = channels * stride
             let beta = bias?[o] ?? 0
             for ty in tileRows {
                 for tx in 0 ..< tilesW {
                     let t = (ty - tileRows.lowerBound) * tilesW + tx
                     storeTile(src + t, planeStride: planeStride, beta: beta, relu: relu, into: dst, row: ty * 2, column: tx * 2,
-                              outputHeight: oh, outputWidth: ow)
+                              outputHeight: oh, outputWidth: ow, residual: res)
                 }
             }
         }

@@ -70,14 +70,21 @@ public enum Winograd4x4 {
     /// - Parameters:
     ///   - input: `[N, C_in, H, W]`.
     ///   - geometry: must satisfy `Winograd.isApplicable`; its padding is used.
+    ///   - residual: added before the epilogue, as in `Convolution.forward`.
     /// - Returns: `[N, C_out, H + 2p − 2, W + 2p − 2]`.
     /// - Throws: `KernelError` when shapes or geometry do not fit.
     public static func forward(
         _ input: DenseTensor, weights transformed: Winograd4x4Weights, bias: DenseTensor?,
-        geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none
+        geometry g: Conv2dGeometry, epilogue: Convolution.Epilogue = .none, residual: DenseTensor? = nil
     ) throws -> DenseTensor {
         let (n, c, h, w, cout, oh, ow) = try Winograd.checkedShapes(input, inputChannels: transformed.inputChannels,
                                                                     outputChannels: transformed.outputChannels, bias: bias, geometry: g)
+        try Convolution.checkResidual(residual, "winograd", shape: [n, cout, oh, ow])
+        if residual != nil && !Microkernel.isEnabled {
+            var y = try forward(input, weights: transformed, bias: bias, geometry: g)
+            Convolution.withResidual(residual) { Convolution.addResidual(&y.values, $0, relu: epilogue.isReLU) }
+            return y
+        }
         let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4
         let geometry = TileGeometry(channels: c, height: h, width: w, padding: (g.padding.height, g.padding.width),
                                     tilesH: tilesH, tilesW: tilesW, outputHeight: oh, outputWidth: ow)
@@ -88,25 +95,27 @@ public enum Winograd4x4 {
         input.values.withUnsafeBufferPointer { xb in
             transformed.values.withUnsafeBufferPointer { ub in
                 out.withUnsafeMutableBufferPointer { yb in
-                    guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
-                    // nil when the packed copy is the only one
-                    let u = ub.baseAddress
-                    WinogradDriver.run(images: n, inputChannels: c, outputChannels: cout, tilesH: tilesH, tilesW: tilesW,
-                                       points: 36, panelWidth: panelWidth, input: { rows, v, tiles, vStride, threaded in
-                        inputTransform(x, geometry, rows: rows, into: v, stride: tiles, xiStride: vStride,
-                                       panelWidth: panelWidth, threaded: threaded)
-                    }, gemm: { xi, v, vStride, m, tiles in
-                        if let packed = transformed.packed {
-                            Microkernel.multiply(packed, group: xi, panels: v + xi * vStride, n: tiles,
-                                                 c: m + xi * cout * tiles, ldc: tiles)
-                        } else if let u {
-                            Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c, b: v + xi * vStride, ldb: tiles,
-                                          c: m + xi * cout * tiles, ldc: tiles)
-                        }
-                    }, output: { m, tiles, rows, threaded in
-                        outputTransform(m, geometry, outputChannels: cout, stride: tiles, rows: rows,
-                                        bias: biasValues, relu: relu, into: y, threaded: threaded)
-                    })
+                    Convolution.withResidual(residual) { res in
+                        guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
+                        // nil when the packed copy is the only one
+                        let u = ub.baseAddress
+                        WinogradDriver.run(images: n, inputChannels: c, outputChannels: cout, tilesH: tilesH, tilesW: tilesW,
+                                           points: 36, panelWidth: panelWidth, input: { rows, v, tiles, vStride, threaded in
+                            inputTransform(x, geometry, rows: rows, into: v, stride: tiles, xiStride: vStride,
+                                           panelWidth: panelWidth, threaded: threaded)
+                        }, gemm: { xi, v, vStride, m, tiles in
+                            if let packed = transformed.packed {
+                                Microkernel.multiply(packed, group: xi, panels: v + xi * vStride, n: tiles,
+                                                     c: m + xi * cout * tiles, ldc: tiles)
+                            } else if let u {
+                                Gemm.multiply(m: cout, n: tiles, k: c, a: u + xi * cout * c, lda: c, b: v + xi * vStride, ldb: tiles,
+                                              c: m + xi * cout * tiles, ldc: tiles)
+                            }
+                        }, output: { m, tiles, rows, threaded in
+                            outputTransform(m, geometry, outputChannels: cout, stride: tiles, rows: rows,
+                                            bias: biasValues, relu: relu, into: y, residual: res, threaded: threaded)
+                        })
+                    }
                 }
             }
         }
@@ -191,18 +200,19 @@ public enum Winograd4x4 {
         }
     }
 
-    /// `Y = Aᵀ·M·A` per tile, plus bias and the epilogue, written where the 4×4 tile lies inside the output.
+    /// `Y = Aᵀ·M·A` per tile, plus bias and the epilogue, written where the 4×4 tile lies inside the output;
+    /// the residual (laid out as `y`; microkernel path only, the caller adds it otherwise) before the epilogue.
     private static func outputTransform(
         _ m: UnsafePointer<Float>, _ geo: TileGeometry, outputChannels cout: Int, stride: Int, rows: Range<Int>,
-        bias: [Float]?, relu: Bool, into y: UnsafeMutablePointer<Float>, threaded: Bool
+        bias: [Float]?, relu: Bool, into y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, threaded: Bool
     ) {
-        let box = UncheckedSendable((m, y))
+        let box = UncheckedSendable((m, y, residual))
         let oh = geo.outputHeight, ow = geo.outputWidth
         if Microkernel.isEnabled {
             parallelFor(cout, minimumWork: threaded ? 2 : Int.max) { o in
                 Microkernel.winograd4x4Output(box.value.0, outputChannels: cout, tiles: stride, channel: o, rows: rows,
                                               tilesH: geo.tilesH, tilesW: geo.tilesW, outputHeight: oh, outputWidth: ow,
-                                              bias: bias?[o] ?? 0, relu: relu, into: box.value.1)
+                                              bias: bias?[o] ?? 0, relu: relu, into: box.value.1, residual: box.value.2)
             }
             return
         }

@@ -62,8 +62,9 @@ public final class Conv2d: Module {
 
     /// Runs the chosen kernel; `key` identifies the weight so its Winograd transform is cached.
     /// `freshWeight`: the weight is used for this call only (training), so a transform must pay for itself.
+    /// `residual` is added before the ReLU (eval only: the training paths never pass one).
     private func compute(_ input: DenseTensor, weight w: DenseTensor, bias b: DenseTensor?, key: [Int], relu: Bool,
-                         freshWeight: Bool = false) throws -> DenseTensor {
+                         freshWeight: Bool = false, residual: DenseTensor? = nil) throws -> DenseTensor {
         let epilogue: Convolution.Epilogue = relu ? .relu : .none
         if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
            freshWeight ? Winograd4x4.paysForTrainingTransform(geometry, images: input.shape[0], height: input.shape[2], width: input.shape[3])
@@ -76,7 +77,7 @@ public final class Conv2d: Module {
                 u = freshWeight ? try Winograd4x4.trainingTransform(weight: w) : try Winograd4x4.transform(weight: w)
                 winograd4x4Cache = (key, u)
             }
-            return try Winograd4x4.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
+            return try Winograd4x4.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue, residual: residual)
         }
         if case .automatic = algorithm, input.rank == 4, input.shape[1] == geometry.inputChannels,
            Winograd.isFaster(geometry, height: input.shape[2], width: input.shape[3])
@@ -89,7 +90,7 @@ public final class Conv2d: Module {
                 u = freshWeight ? try Winograd.trainingTransform(weight: w) : try Winograd.transform(weight: w)
                 winogradCache = (key, u)
             }
-            return try Winograd.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue)
+            return try Winograd.forward(input, weights: u, bias: b, geometry: geometry, epilogue: epilogue, residual: residual)
         }
         var packed: PackedWeights?
         if let c = packedCache, c.key == key {
@@ -98,7 +99,8 @@ public final class Conv2d: Module {
             packed = p
             packedCache = (key, p)
         }
-        return try Convolution.forward(input, weight: w, bias: b, geometry: geometry, epilogue: epilogue, packed: packed)
+        return try Convolution.forward(input, weight: w, bias: b, geometry: geometry, epilogue: epilogue, packed: packed,
+                                       residual: residual)
     }
 
     /// `relu(conv(x))` with the ReLU fused into the convolution's write-out.
@@ -111,18 +113,29 @@ public final class Conv2d: Module {
     /// The folded weights are cached until any of the parameters involved changes.
     /// - Throws: `KernelError` when shapes do not fit.
     public func forwardFolding(_ input: DenseTensor, batchNorm bn: BatchNorm2d, relu: Bool) throws -> DenseTensor {
+        let (key, folded) = try folding(bn)
+        return try compute(input, weight: folded.weight, bias: folded.bias, key: key, relu: relu)
+    }
+
+    /// `relu(bn(conv(x)) + residual)` (ResNet's block tail) in one folded convolution that adds
+    /// `residual` and applies the ReLU as it writes its output; eval only.
+    /// - Throws: `KernelError` when shapes do not fit (the residual must have the output's shape).
+    public func forwardFolding(_ input: DenseTensor, batchNorm bn: BatchNorm2d, addingReLU residual: DenseTensor) throws -> DenseTensor {
+        let (key, folded) = try folding(bn)
+        return try compute(input, weight: folded.weight, bias: folded.bias, key: key, relu: true, residual: residual)
+    }
+
+    /// The weight and bias with `bn` folded in, and the key they are cached under until any of
+    /// the parameters involved changes.
+    private func folding(_ bn: BatchNorm2d) throws -> (key: [Int], folded: (weight: DenseTensor, bias: DenseTensor)) {
         let key = [ObjectIdentifier(bn).hashValue, weight.version, bias?.version ?? -1, bn.weight.version,
                    bn.bias.version, bn.runningMean.version, bn.runningVariance.version]
-        let folded: (weight: DenseTensor, bias: DenseTensor)
-        if let c = foldCache, c.key == key {
-            folded = (c.weight, c.bias)
-        } else {
-            let (scale, shift) = try bn.affine()
-            folded = try BatchNormalization.fold(convolutionWeight: weight.value, convolutionBias: bias?.value,
+        if let c = foldCache, c.key == key { return (key, (c.weight, c.bias)) }
+        let (scale, shift) = try bn.affine()
+        let folded = try BatchNormalization.fold(convolutionWeight: weight.value, convolutionBias: bias?.value,
                                                  scale: scale, shift: shift)
-            foldCache = (key, folded.weight, folded.bias)
-        }
-        return try compute(input, weight: folded.weight, bias: folded.bias, key: key, relu: relu)
+        foldCache = (key, folded.weight, folded.bias)
+        return (key, folded)
     }
 
     /// torchinfo's count: every weight element once per output pixel of the batch, every bias

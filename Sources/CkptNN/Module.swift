@@ -224,6 +224,28 @@ extension Module {
         return try runBatchNormReLU(bn, named: bnName, r.module, named: r.name, y, context: context)
     }
 
+    /// `relu(bn(conv(x)) + residual)` for children named `convName`, `bnName` and `reluName` (ResNet's
+    /// block tail) as one folded convolution that adds the residual as it writes its output; nil,
+    /// with nothing run, unless this is an eval pass (not recording) in which nothing captures or
+    /// traces those children and the batch norm uses its running statistics.
+    /// - Throws: `NNError.layer` naming the convolution.
+    public func runConvolutionBatchNormAddReLU(
+        _ conv: Conv2d, named convName: String, _ bn: BatchNorm2d, named bnName: String, relu: ReLU, named reluName: String,
+        _ input: DenseTensor, residual: () throws -> DenseTensor, context: ForwardContext
+    ) throws -> DenseTensor? {
+        guard !context.isRecording, !bn.usesBatchStatistics, context.mayFuse([convName, bnName, reluName]) else { return nil }
+        let identity = try residual()
+        context.enter(convName)
+        defer { context.leave() }
+        do {
+            return try context.timed("Conv2d+BatchNorm2d+add+ReLU") {
+                try conv.forwardFolding(input, batchNorm: bn, addingReLU: identity)
+            }
+        } catch let e as KernelError {
+            throw NNError.layer(path: context.currentPath, type: conv.typeName, underlying: e)
+        }
+    }
+
     /// `relu(bn(x))` for children named `bnName` and `reluName`, in one pass when nothing captures
     /// or traces the batch norm's own output (training included: the ReLU's entry still goes on the tape).
     /// - Throws: `NNError.layer` naming the batch norm.

@@ -117,7 +117,14 @@ extension Module {
                          context: ForwardContext) throws -> DenseTensor {
         let flowIn = context.flowNeedsGradient
         var out = input
-        for s in stages {
+        for (i, s) in stages.enumerated() {
+            // eval: the last convolution adds the shortcut and applies the tail ReLU as it writes
+            if i == stages.count - 1, !s.relu, let y = try runConvolutionBatchNormAddReLU(
+                s.conv, named: s.convName, s.bn, named: s.bnName, relu: relu, named: "relu", out,
+                residual: { try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input },
+                context: context) {
+                return y
+            }
             out = try runConvolutionBatchNorm(s.conv, named: s.convName, s.bn, named: s.bnName,
                                               relu: s.relu ? (relu, "relu") : nil, out, context: context)
         }

@@ -24,6 +24,8 @@ final class MicrokernelTests: XCTestCase {
             (2, 16, 40, 12, 12, 1, 1, 0, 1),    // pointwise
             (1, 128, 260, 14, 14, 1, 1, 0, 1),  // pointwise on a 14×14 plane: split by rows
             (1, 200, 44, 16, 16, 1, 1, 0, 1),   // pointwise, 256 columns split 144 + 112
+            (1, 512, 1100, 7, 7, 1, 1, 0, 1),   // pointwise, 1 MiB+ of A per lane: A stationary over 48 + 1 columns
+            (1, 1024, 600, 9, 9, 1, 1, 0, 1),   // … over 48 + 33 columns, two depth blocks and more
             (1, 12, 16, 23, 23, 7, 2, 3, 1),    // 7×7 stride 2 (ResNet's stem)
             (1, 3, 16, 70, 70, 7, 2, 3, 1),     // … wide enough for the 16-column stride-2 gather
             (2, 8, 16, 64, 65, 3, 2, 1, 1),     // 3×3 stride 2 over two images
@@ -156,7 +158,8 @@ final class MicrokernelTests: XCTestCase {
         defer { Microkernel.isEnabled = true }
         var rng = SplitMix64(seed: 0x2f2)
         for (n, c, cout, h, w, p) in [(1, 256, 256, 14, 14, 1), (1, 136, 132, 13, 11, 1), (3, 40, 36, 17, 11, 0),
-                                      (2, 130, 129, 9, 30, 1), (5, 24, 16, 6, 7, 1), (1, 260, 264, 13, 13, 1)] {
+                                      (2, 130, 129, 9, 30, 1), (5, 24, 16, 6, 7, 1), (1, 260, 264, 13, 13, 1),
+                                      (1, 512, 512, 14, 14, 1)] {  // 1 MiB per transformed matrix: A stationary
             let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: 3, padding: p)
             let x = try rng.tensor([n, c, h, w], scale: 1)
             let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * c).squareRoot())
