@@ -36,6 +36,30 @@ struct Inspect: ParsableCommand {
     }
 }
 
+/// Lines appended into one string: a table of 300,000 rows is written once, not kept as lines
+/// and copied again to join them.
+struct TextLines {
+    private(set) var text = ""
+    private var empty = true
+
+    /// Appends `line` (after a newline unless it is the first).
+    mutating func append(_ line: String) {
+        startLine()
+        text += line
+    }
+
+    /// Appends a table as the next lines (`CLI.appendTable`).
+    mutating func appendTable(_ header: [String], rowCount: Int, right: Set<Int>, _ row: (Int) -> [String]) {
+        startLine()
+        CLI.appendTable(to: &text, header, rowCount: rowCount, right: right, row)
+    }
+
+    private mutating func startLine() {
+        if !empty { text += "\n" }
+        empty = false
+    }
+}
+
 /// Everything `inspect` says about one checkpoint.
 struct InspectReport {
     struct Row {
@@ -58,8 +82,15 @@ struct InspectReport {
         checkpoint = ckpt
         located = KeyAnalysis.locateStateDict(ckpt)
         let all = ckpt.tensors
+        // tensors per storage first: names are gathered only for storages several tensors share
+        // (an array of names for every storage cost ~70 bytes a tensor)
+        var viewCount: [ObjectIdentifier: Int32] = [:]
+        for (_, t) in all { viewCount[ObjectIdentifier(t.storage), default: 0] += 1 }
         var byStorage: [ObjectIdentifier: [String]] = [:]
-        for (p, t) in all { byStorage[ObjectIdentifier(t.storage), default: []].append(p) }
+        for (p, t) in all where viewCount[ObjectIdentifier(t.storage), default: 0] > 1 {
+            byStorage[ObjectIdentifier(t.storage), default: []].append(p)
+        }
+        viewCount = [:]
         let rootPrefix = located.rootPath.isEmpty ? "" : located.rootPath + "."
         let progress = Progress("stats", total: all.count)
         var rows: [Row] = []
@@ -199,7 +230,7 @@ struct InspectReport {
     }
 
     func text(tree: Bool) -> String {
-        var out: [String] = []
+        var out = TextLines()
         out.append("file          \(file)")
         out.append("format        \(formatLine)")
         if let a = info.assembledFrom { out.append("assembled     \(a)") }
@@ -242,7 +273,8 @@ struct InspectReport {
             var header = ["key", "dtype", "shape", "elements", "bytes", "kind"]
             if rows.contains(where: { !$0.sharedWith.isEmpty }) { header.append("shared-with") }
             if rows.contains(where: { $0.stats != nil }) { header += ["min", "max", "mean", "std", "nan", "inf", "zero"] }
-            let table = rows.map { r -> [String] in
+            out.appendTable(header, rowCount: rows.count, right: [3, 4]) { i -> [String] in
+                let r = rows[i]
                 var c = [r.name.isEmpty ? "(root)" : r.name, r.tensor.dtype.rawValue, CLI.shape(r.tensor.shape),
                          CLI.grouped(r.tensor.elementCount), CLI.grouped(r.tensor.byteCount), r.kind]
                 if header.contains("shared-with") { c.append(r.sharedWith.joined(separator: ",")) }
@@ -256,7 +288,6 @@ struct InspectReport {
                 }
                 return c
             }
-            out.append(CLI.table(header, table, right: [3, 4]))
         }
         out.append("")
         out.append("totals")
@@ -273,7 +304,7 @@ struct InspectReport {
             for (p, v) in folded.prefix(40) { out.append("  \(p.isEmpty ? "(root)" : p) = \(v)") }
             if folded.count > 40 { out.append("  ... \(folded.count - 40) more (see --json)") }
         }
-        return out.joined(separator: "\n")
+        return out.text
     }
 
     func json(tree: Bool) -> JSONValue {

@@ -865,6 +865,13 @@ final class Unpickler {
     /// Whether globals outside the allowlist are kept inert.
     var salvage: Bool { options.salvage }
 
+    /// Size and stride lists seen so far, each once.
+    private var intLists = InternedLists()
+
+    /// `list`, or an equal list met before: tensors of one shape share one array (arrays are
+    /// copy-on-write) where each held two of its own, 96 bytes a tensor.
+    func interned(_ list: [Int]) -> [Int] { intLists.interned(list) }
+
 
     // MARK: arena → values
 
