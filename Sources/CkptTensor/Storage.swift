@@ -405,14 +405,15 @@ public final class Storage: @unchecked Sendable {
     /// Device the file said the storage lived on (`cpu`, `cuda:0`); ckpt always reads to memory.
     public let location: String
 
-    /// Where the bytes come from.
+    /// Where the bytes come from: 17 bytes in the storage (the rarer cases boxed), where a
+    /// closure and its captured context cost 16 more and an allocation of their own.
     private enum Origin {
         /// Bytes in memory from the start.
-        case slice(ByteSlice)
+        indirect case slice(ByteSlice)
         /// A loader of this storage's bytes; with a streamer, bytes `[from, from + length)` can
         /// also be produced chunk by chunk without loading the whole storage (a cast computed as
         /// it is read).
-        case loader(@Sendable () throws -> ByteSlice, ChunkStreamer?)
+        indirect case loader(@Sendable () throws -> ByteSlice, ChunkStreamer?)
         /// Record `index` of a file's shared loader.
         case record(RecordLoader, Int)
     }
