@@ -34,7 +34,9 @@ struct Inspect: ParsableCommand {
             if json {
                 CLI.printJSON(report.json(tree: tree))
             } else {
-                print(report.text(tree: tree))
+                // written as it is made, a megabyte at a time: the table of 300,000 rows is never
+                // held whole
+                print(report.text(tree: tree) { print($0, terminator: "") })
             }
         }
     }
@@ -43,19 +45,40 @@ struct Inspect: ParsableCommand {
 /// Lines appended into one string: a table of 300,000 rows is written once, not kept as lines
 /// and copied again to join them.
 struct TextLines {
+    /// What is not flushed yet.
     private(set) var text = ""
     private var empty = true
+    /// Takes the text so far once it passes a megabyte (nil: keep it all).
+    let flush: ((String) -> Void)?
+
+    init(flush: ((String) -> Void)? = nil) { self.flush = flush }
 
     /// Appends `line` (after a newline unless it is the first).
     mutating func append(_ line: String) {
         startLine()
         text += line
+        flushIfLarge()
     }
 
-    /// Appends a table as the next lines (`CLI.appendTable`).
+    /// Appends a table as the next lines, handing them to `flush` a megabyte at a time.
     mutating func appendTable(_ header: [String], rowCount: Int, right: Set<Int>, _ row: (Int) -> [String]) {
         startLine()
-        CLI.appendTable(to: &text, header, rowCount: rowCount, right: right, row)
+        guard let flush else {
+            CLI.appendTable(to: &text, header, rowCount: rowCount, right: right, row)
+            return
+        }
+        CLI.appendTable(to: &text, header, rowCount: rowCount, right: right, row) { text in
+            if text.utf8.count >= 1 << 20 {
+                flush(text)
+                text = ""
+            }
+        }
+    }
+
+    private mutating func flushIfLarge() {
+        guard let flush, text.utf8.count >= 1 << 20 else { return }
+        flush(text)
+        text = ""
     }
 
     private mutating func startLine() {
@@ -71,7 +94,22 @@ struct InspectReport {
         var tensor: Tensor
         var kind: String
         var sharedWith: [String]
-        var stats: TensorStats?
+        /// Boxed: a row of 300,000 is 104 bytes, not 200 (most reports have no statistics).
+        private var statsBox: StatsBox?
+        var stats: TensorStats? { statsBox?.stats }
+
+        init(name: String, tensor: Tensor, kind: String, sharedWith: [String], stats: TensorStats?) {
+            self.name = name
+            self.tensor = tensor
+            self.kind = kind
+            self.sharedWith = sharedWith
+            statsBox = stats.map(StatsBox.init)
+        }
+    }
+
+    final class StatsBox {
+        let stats: TensorStats
+        init(_ stats: TensorStats) { self.stats = stats }
     }
 
     let file: String
@@ -233,8 +271,10 @@ struct InspectReport {
         return parts.joined(separator: ", ")
     }
 
-    func text(tree: Bool) -> String {
-        var out = TextLines()
+    /// The report for people; with `flush`, text is handed to it a megabyte at a time as it is
+    /// made and the rest returned.
+    func text(tree: Bool, flush: ((String) -> Void)? = nil) -> String {
+        var out = TextLines(flush: flush)
         out.append("file          \(file)")
         out.append("format        \(formatLine)")
         if let a = info.assembledFrom { out.append("assembled     \(a)") }

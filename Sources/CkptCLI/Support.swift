@@ -130,7 +130,9 @@ enum CLI {
     /// Appends the table of `rowCount` rows to `out`, the cells of row `i` given by `row(i)`, which
     /// is called twice a row (once for the widths, once to write): no row of cells is kept, and
     /// the table is written once, into the caller's string (300,000 rows of `inspect`).
-    static func appendTable(to out: inout String, _ header: [String], rowCount: Int, right: Set<Int> = [], _ row: (Int) -> [String]) {
+    /// `afterRow`, when given, may take what `out` holds so far after each row (to write it).
+    static func appendTable(to out: inout String, _ header: [String], rowCount: Int, right: Set<Int> = [], _ row: (Int) -> [String],
+                            afterRow: ((inout String) -> Void)? = nil) {
         var widths = header.map(\.count)
         for r in 0 ..< rowCount { for (i, c) in row(r).enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
         func line(_ cells: [String]) {
@@ -144,6 +146,7 @@ enum CLI {
         for r in 0 ..< rowCount {
             out += "\n"
             line(row(r))
+            afterRow?(&out)
         }
     }
 
