@@ -45,7 +45,9 @@ public struct ZipDirectory: RandomAccessCollection, Sendable {
 
     init() {}
 
-    mutating func reserve(_ n: Int) {
+    /// Room for `n` entries whose names take at most `nameBytes` bytes together.
+    mutating func reserve(_ n: Int, nameBytes: Int) {
+        names.reserveCapacity(nameBytes)
         nameEnds.reserveCapacity(n)
         methodFlags.reserveCapacity(n)
         crcs.reserveCapacity(n)

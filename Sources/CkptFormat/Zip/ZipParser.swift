@@ -141,7 +141,9 @@ struct ZipParser<Bytes: ZipByteSource> {
             throw fail(.corrupt, nil, eocd, "\(count) entries cannot fit in a \(cdSize)-byte central directory")
         }
         var entries = ZipDirectory()
-        entries.reserve(count)
+        // names, extras and comments fill what the fixed 46 bytes an entry leave of the directory
+        // (at most 64 MiB reserved at once: a directory of large extras grows as names come)
+        entries.reserve(count, nameBytes: min(max(0, cdSize - 46 * count), 64 << 20))
         var o = cdOffset
         let cdEnd = cdOffset + cdSize
         for i in 0 ..< count {
