@@ -11,11 +11,14 @@ struct KeyIndex {
     /// Positions stored.
     private(set) var count = 0
 
-    /// FNV-1a over UTF-8 bytes.
-    static func hash<C: Sequence>(_ bytes: C) -> Int where C.Element == UInt8 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        return Int(truncatingIfNeeded: h)
+    /// Swift's per-process seeded hash of UTF-8 bytes: a file cannot choose names that collide
+    /// (a fixed hash would let 300,000 crafted names make every lookup a scan of the table).
+    static func hash<C: Collection>(_ bytes: C) -> Int where C.Element == UInt8 {
+        var h = Hasher()
+        if bytes.withContiguousStorageIfAvailable({ h.combine(bytes: UnsafeRawBufferPointer($0)) }) == nil {
+            Array(bytes).withUnsafeBytes { h.combine(bytes: $0) }
+        }
+        return h.finalize()
     }
 
     /// The hash of `key`'s UTF-8 bytes.
