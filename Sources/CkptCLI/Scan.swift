@@ -60,6 +60,8 @@ struct Scan: ParsableCommand {
     }
 
     func run() throws {
+        // the reader's arena comes and goes per file: large arrays mapped, returned when freed
+        CLI.returnLargeAllocations()
         let results = files.map(Scan.scan)
         if json {
             CLI.printJSON(.array(results.map { r in .object([

@@ -122,10 +122,19 @@ enum CLI {
 
     /// Left-aligned table with two spaces between columns; columns in `right` align right.
     static func table(_ header: [String], _ rows: [[String]], right: Set<Int> = []) -> String {
-        var widths = header.map(\.count)
-        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-        // one string, appended to line by line (no array of lines beside it: 100,000 rows)
         var out = ""
+        appendTable(to: &out, header, rowCount: rows.count, right: right) { rows[$0] }
+        return out
+    }
+
+    /// Appends the table of `rowCount` rows to `out`, the cells of row `i` given by `row(i)`, which
+    /// is called twice a row (once for the widths, once to write): no row of cells is kept, and
+    /// the table is written once, into the caller's string (300,000 rows of `inspect`).
+    /// `afterRow`, when given, may take what `out` holds so far after each row (to write it).
+    static func appendTable(to out: inout String, _ header: [String], rowCount: Int, right: Set<Int> = [], _ row: (Int) -> [String],
+                            afterRow: ((inout String) -> Void)? = nil) {
+        var widths = header.map(\.count)
+        for r in 0 ..< rowCount { for (i, c) in row(r).enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
         func line(_ cells: [String]) {
             for (i, c) in cells.enumerated() {
                 if i > 0 { out += "  " }
@@ -134,11 +143,11 @@ enum CLI {
             }
         }
         line(header)
-        for r in rows {
+        for r in 0 ..< rowCount {
             out += "\n"
-            line(r)
+            line(row(r))
+            afterRow?(&out)
         }
-        return out
     }
 
     /// Prints a JSON value to stdout.

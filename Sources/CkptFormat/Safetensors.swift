@@ -157,16 +157,16 @@ public enum Safetensors {
 
         var items: [(key: Value, value: Value)] = []
         items.reserveCapacity(entries.count)
-        for e in entries {
-            let start = dataStart + e.begin
-            let count = e.end - e.begin
-            let storage = Storage(key: e.name, dtype: e.dtype, byteCount: count) { [region] in
-                region.part(offset: start, count: count)
-            }
+        // one loader for the file, over the tensors' byte ranges: no closure per storage
+        let ranges = entries.flatMap { [dataStart + $0.begin, $0.end - $0.begin] }
+        let records = RecordLoader { [region] i in region.part(offset: ranges[2 * i], count: ranges[2 * i + 1]) }
+        var lists = InternedLists()
+        for (i, e) in entries.enumerated() {
+            let storage = Storage(key: e.name, dtype: e.dtype, byteCount: e.end - e.begin, records: records, index: i)
             let tensor: Tensor
             do {
-                tensor = try Tensor(storage: storage, dtype: e.dtype, shape: e.shape,
-                                    strides: Tensor.contiguousStrides(e.shape), storageOffset: 0)
+                tensor = try Tensor(storage: storage, dtype: e.dtype, shape: lists.interned(e.shape),
+                                    strides: lists.interned(Tensor.contiguousStrides(e.shape)), storageOffset: 0)
             } catch {
                 throw FormatError(.corrupt, file: file, member: memberName(e.name), offset: e.offset, "invalid tensor: \(error)")
             }

@@ -374,29 +374,51 @@ public enum ByteOrder: String, Sendable, Codable {
     case little, big
 }
 
+/// Loads the records of one file by index, for every storage of that file: one object per file
+/// where a loader closure per storage cost its captured context (a state dict of 300,000
+/// tensors held 300,000 of them).
+public final class RecordLoader: @unchecked Sendable {
+    private let load: @Sendable (Int) throws -> ByteSlice
+
+    /// A loader whose `load(i)` returns the bytes of record `i`.
+    public init(_ load: @escaping @Sendable (Int) throws -> ByteSlice) { self.load = load }
+
+    /// The bytes of record `index`.
+    /// - Throws: whatever the file's reader throws for that record.
+    public func record(_ index: Int) throws -> ByteSlice { try load(index) }
+}
+
 /// One storage of a checkpoint: a flat run of bytes shared by every tensor that views it.
 ///
-/// Its bytes are loaded lazily by `loader` the first time a tensor is read, then kept. Two
-/// tensors that name the same storage key in a file hold the same `Storage` object.
+/// Its bytes are loaded lazily the first time a tensor is read, then kept. Two tensors that name
+/// the same storage key in a file hold the same `Storage` object.
 /// PyTorch counterpart: `torch.UntypedStorage` with the dtype of its typed-storage class.
 public final class Storage: @unchecked Sendable {
     /// The storage key in the file (`"0"`, `"94252189053760"`), used to name records.
     public let key: String
     /// Element type the file declared for the storage (uint8 for untyped storages).
     public let dtype: DType
-    /// Size in bytes, as declared and checked against the record.
-    public let byteCount: Int
     /// Byte order of the raw bytes.
     public let byteOrder: ByteOrder
+    /// Size in bytes, as declared and checked against the record.
+    public let byteCount: Int
     /// Device the file said the storage lived on (`cpu`, `cuda:0`); ckpt always reads to memory.
     public let location: String
 
-    private let loader: @Sendable () throws -> ByteSlice
-    /// Produces bytes `[from, from + length)` in little-endian chunks of at most `chunk` bytes
-    /// without loading the whole storage (a cast computed as it is read); nil for storages
-    /// whose bytes are read from a region.
-    private let streamer: ChunkStreamer?
-    private let lock = NSLock()
+    /// Where the bytes come from: 17 bytes in the storage (the rarer cases boxed), where a
+    /// closure and its captured context cost 16 more and an allocation of their own.
+    private enum Origin {
+        /// Bytes in memory from the start.
+        indirect case slice(ByteSlice)
+        /// A loader of this storage's bytes; with a streamer, bytes `[from, from + length)` can
+        /// also be produced chunk by chunk without loading the whole storage (a cast computed as
+        /// it is read).
+        indirect case loader(@Sendable () throws -> ByteSlice, ChunkStreamer?)
+        /// Record `index` of a file's shared loader.
+        case record(RecordLoader, Int)
+    }
+    private let origin: Origin
+    /// The bytes once loaded; guarded by `Storage.lock(for:)`.
     private var cached: ByteSlice?
 
     /// Produces bytes `[from, from + length)` of a storage in chunks of at most `chunk` bytes
@@ -406,25 +428,40 @@ public final class Storage: @unchecked Sendable {
 
     /// A storage whose bytes `loader` produces on first use; `loader` must return exactly `byteCount` bytes.
     /// `streamer`, when given, produces the same bytes chunk by chunk for bounded-memory reads.
-    public init(key: String, dtype: DType, byteCount: Int, byteOrder: ByteOrder = .little,
-                location: String = "cpu", streamer: ChunkStreamer? = nil,
-                loader: @escaping @Sendable () throws -> ByteSlice) {
+    public convenience init(key: String, dtype: DType, byteCount: Int, byteOrder: ByteOrder = .little,
+                            location: String = "cpu", streamer: ChunkStreamer? = nil,
+                            loader: @escaping @Sendable () throws -> ByteSlice) {
+        self.init(key: key, dtype: dtype, byteCount: byteCount, byteOrder: byteOrder, location: location, origin: .loader(loader, streamer))
+    }
+
+    /// A storage whose bytes are record `index` of `records` (the file's one loader), loaded on
+    /// first use; the record must hold exactly `byteCount` bytes.
+    public convenience init(key: String, dtype: DType, byteCount: Int, byteOrder: ByteOrder = .little,
+                            location: String = "cpu", records: RecordLoader, index: Int) {
+        self.init(key: key, dtype: dtype, byteCount: byteCount, byteOrder: byteOrder, location: location, origin: .record(records, index))
+    }
+
+    private init(key: String, dtype: DType, byteCount: Int, byteOrder: ByteOrder, location: String, origin: Origin) {
         self.key = key
         self.dtype = dtype
         self.byteCount = byteCount
         self.byteOrder = byteOrder
         self.location = location
-        self.streamer = streamer
-        self.loader = loader
+        self.origin = origin
     }
 
     /// True when the bytes are computed as they are read (a cast): reading them chunk by chunk
     /// with `forEachLittleEndianChunk` never holds the whole storage.
     public var isStreamed: Bool { streamer != nil }
 
+    private var streamer: ChunkStreamer? {
+        if case let .loader(_, s) = origin { return s }
+        return nil
+    }
+
     /// A storage over bytes already in memory.
     public convenience init(key: String, dtype: DType, slice: ByteSlice, byteOrder: ByteOrder = .little) {
-        self.init(key: key, dtype: dtype, byteCount: slice.count, byteOrder: byteOrder, loader: { slice })
+        self.init(key: key, dtype: dtype, byteCount: slice.count, byteOrder: byteOrder, location: "cpu", origin: .slice(slice))
     }
 
     /// A little-endian storage holding a copy of `bytes`.
@@ -436,29 +473,60 @@ public final class Storage: @unchecked Sendable {
     /// Number of elements of `dtype` the storage holds.
     public var elementCount: Int { byteCount / dtype.itemSize }
 
+    /// Locks shared by all storages, picked by address: a lock of its own cost each storage
+    /// 80 bytes (24 MB for 300,000 tensors). A lock guards only `cached` and is never held while
+    /// bytes load, so a loader may read other storages.
+    private static let locks: [NSLock] = (0 ..< 64).map { _ in NSLock() }
+
+    private var lock: NSLock {
+        let address = UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())
+        return Storage.locks[Int((address >> 4) & 63)]
+    }
+
     /// True once the bytes have been loaded.
     public var isLoaded: Bool {
-        lock.lock(); defer { lock.unlock() }
+        if case .slice = origin { return true }
+        let l = lock
+        l.lock(); defer { l.unlock() }
         return cached != nil
     }
 
-    /// The raw bytes, loading them on first use.
+    /// The raw bytes, loading them on first use. Two threads that ask at once may both load;
+    /// both get the first slice stored.
     /// - Throws: whatever the loader throws (a format error naming the record), or
     ///   `TensorError.storageSize` when the loader returned the wrong number of bytes.
     public func slice() throws -> ByteSlice {
-        lock.lock(); defer { lock.unlock() }
-        if let c = cached { return c }
-        let s = try loader()
+        let s: ByteSlice
+        switch origin {
+        case let .slice(b):
+            return b
+        case let .loader(load, _):
+            if let c = loadedSlice { return c }
+            s = try load()
+        case let .record(records, index):
+            if let c = loadedSlice { return c }
+            s = try records.record(index)
+        }
         guard s.count == byteCount else {
             throw TensorError.storageSize(key: key, expected: byteCount, got: s.count)
         }
+        let l = lock
+        l.lock(); defer { l.unlock() }
+        if let c = cached { return c }
         cached = s
         return s
     }
 
+    private var loadedSlice: ByteSlice? {
+        let l = lock
+        l.lock(); defer { l.unlock() }
+        return cached
+    }
+
     /// Drops loaded bytes so memory can be returned (the next read loads again).
     public func evict() {
-        lock.lock(); defer { lock.unlock() }
+        let l = lock
+        l.lock(); defer { l.unlock() }
         cached = nil
     }
 }

@@ -100,11 +100,13 @@ final class ShardedCheckpointTests: XCTestCase {
     }
 
     /// Every writer and option of torch 2.15 a user meets (fixtures/shards/write_dcp_variants.py):
-    /// one file per item, several writer threads, FSDP2 model + optimizer state from two ranks,
-    /// the legacy ShardedTensor, HuggingFaceStorageWriter's index and its per-rank safetensors.
+    /// one file per item, several writer threads, async_save, FSDP2 and FSDP1 (SHARDED_STATE_DICT)
+    /// model + optimizer state from two ranks, the legacy ShardedTensor, HuggingFaceStorageWriter's
+    /// index, its per-rank safetensors, and their consolidation into standard safetensors.
     func testDCPWritersAndOptionsReadAsTorchLoadsThem() throws {
         let variants = try XCTUnwrap(Self.expected()["dcp_variants"]?.objectValue)
-        XCTAssertEqual(variants.map(\.key).sorted(), ["fsdp2", "hf_distributed", "hf_storage", "per_item_files", "sharded_tensor", "threads"])
+        XCTAssertEqual(variants.map(\.key).sorted(), ["async_save", "fsdp1", "fsdp2", "hf_consolidated", "hf_consolidated/sharded", "hf_distributed",
+                                                      "hf_storage", "per_item_files", "sharded_tensor", "threads"])
         for (name, e) in variants {
             let c = try CheckpointSource.read(path: Self.path("dcp_variants/" + name))
             try assertMatches(c, e)
@@ -119,6 +121,44 @@ final class ShardedCheckpointTests: XCTestCase {
         XCTAssertEqual(try CheckpointSource.kind(of: Self.path("dcp_variants/fsdp2") + "/"), .distributed(Self.path("dcp_variants/fsdp2")))
         XCTAssertEqual(try CheckpointSource.read(path: Self.path("dcp_variants/per_item_files")).info.assembledFrom,
                        "torch.distributed.checkpoint folder: 7 entries, 4 tensors in 4 chunks over 7 .distcp files")
+    }
+
+    /// `dcp.async_save` writes what `dcp.save` writes: the generator saved the same state both ways
+    /// and found the same files with the same bytes (metadata apart from the folder's name), so
+    /// ckpt reads it as one folder of one rank's `.distcp`.
+    func testDCPAsyncSaveHasTheLayoutOfSave() throws {
+        let layout = try XCTUnwrap(Self.expected()["dcp_async_layout"])
+        for flag in ["same_files_as_save", "same_bytes_as_save"] {
+            guard case .bool(true)? = layout[flag] else { return XCTFail("\(flag): \(String(describing: layout[flag]))") }
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.path("dcp_variants/async_save")).sorted()
+        XCTAssertEqual(files, try XCTUnwrap(layout["files"]?.arrayValue?.compactMap(\.stringValue)))
+        XCTAssertEqual(try CheckpointSource.kind(of: Self.path("dcp_variants/async_save")), .distributed(Self.path("dcp_variants/async_save")))
+        XCTAssertEqual(try CheckpointSource.read(path: Self.path("dcp_variants/async_save")).info.assembledFrom,
+                       "torch.distributed.checkpoint folder: 7 entries, 4 tensors in 4 chunks over 1 .distcp file")
+    }
+
+    /// `HuggingFaceStorageWriter(save_distributed=True, enable_consolidation=True)` leaves standard
+    /// safetensors and their index in the folder, the per-rank shards in `sharded/`: the folder, its
+    /// index and its one file read as safetensors' `load_file` reads them; `sharded/` as DCP's
+    /// reader assembles it, to the same tensors.
+    func testDCPConsolidatedSafetensorsReadAsSafetensorsLoadsThem() throws {
+        let e = try XCTUnwrap(Self.expected()["dcp_variants"]?["hf_consolidated"])
+        let folder = Self.path("dcp_variants/hf_consolidated")
+        for p in [folder, folder + "/model.safetensors.index.json", folder + "/model-00001-of-00001.safetensors"] {
+            try assertMatches(try CheckpointSource.read(path: p), e)
+        }
+        XCTAssertEqual(try CheckpointSource.read(path: folder).info.assembledFrom, "1 safetensors shard listed in model.safetensors.index.json")
+        let whole = try CheckpointSource.read(path: folder)
+        let sharded = try CheckpointSource.read(path: folder + "/sharded")
+        XCTAssertEqual(sharded.info.assembledFrom, "DCP-sharded safetensors folder (HuggingFaceStorageWriter): 3 tensors in 6 chunks over 2 .safetensors files")
+        let byName = Dictionary(uniqueKeysWithValues: sharded.tensors.map { ($0.path, $0.tensor) })
+        XCTAssertEqual(whole.tensors.count, 3)
+        for (name, t) in whole.tensors {
+            let other = try XCTUnwrap(byName[name], name)
+            XCTAssertEqual(other.shape, t.shape, name)
+            XCTAssertEqual(try other.contiguousBytes(), try t.contiguousBytes(), name)
+        }
     }
 
     func testDCPVariantsTorchCannotConvertAreRefusedInOneLine() throws {

@@ -179,13 +179,13 @@ enum TorchRebuild {
             throw c.rebuildError(.corrupt, "\(g): \(what) is a \(v.typeName), expected a tuple of ints")
         }
         guard items.count <= 64 else { throw c.rebuildError(.limit, "\(g): \(what) has \(items.count) dimensions") }
-        return try items.map {
+        return c.interned(try items.map {
             switch $0 {
             case let .int(i): return i
             case .bigInt: throw c.rebuildError(.corrupt, "\(g): \(what) holds an integer beyond 64 bits")
             default: throw c.rebuildError(.corrupt, "\(g): \(what) holds a \($0.typeName), expected ints")
             }
-        }
+        })
     }
 
     private static func tensor(_ storageValue: Value, _ offsetValue: Value, _ sizeValue: Value, _ strideValue: Value,

@@ -63,6 +63,9 @@ final class Unpickler {
         case set([Int])
         /// Index in `dicts`.
         case dict(Int)
+        /// A dict nothing was put in yet: no `DictNode` until the first item or attribute (a
+        /// state dict has an empty `OrderedDict()` of backward hooks per tensor).
+        case emptyDict(DictKind)
         /// Index in `globalNames`.
         case global(Int)
         /// Index in `objects`.
@@ -273,8 +276,19 @@ final class Unpickler {
 
     // MARK: stack
 
+    /// Objects the pickle made so far: nodes, and each use of a shared node.
+    private var objectCount = 0
+
+    private func countObject() throws {
+        guard objectCount < options.maxObjects else {
+            throw fail(.limit, "more than \(options.maxObjects) objects in one pickle")
+        }
+        objectCount += 1
+    }
+
     private func add(_ n: Node) throws -> Int {
-        guard nodes.count < options.maxObjects, nodes.count < Int(Int32.max) else {
+        try countObject()
+        guard nodes.count < Int(Int32.max) else {
             throw fail(.limit, "more than \(options.maxObjects) objects in one pickle")
         }
         if nodes.count == nodes.capacity, nodes.count >= 4096 {
@@ -288,6 +302,25 @@ final class Unpickler {
     }
 
     private func push(_ n: Node) throws { stack.append(try add(n)) }
+
+    /// Slots of `sharedNodes`: ints 0–255 (BININT1) at their value, then the two bools and `()`.
+    private static let falseSlot = 256, trueSlot = 257, emptyTupleSlot = 258
+    /// The node of each immutable value above once made, or -1: one node serves every use, as
+    /// Python shares them (a state dict has five per tensor: offset, size, stride, the
+    /// requires_grad flag and the hooks' `()`). Each use still counts against `maxObjects`.
+    private var sharedNodes = [Int32](repeating: -1, count: 259)
+
+    private func pushShared(_ n: Node, slot: Int) throws {
+        let kept = sharedNodes[slot]
+        guard kept >= 0 else {
+            let i = try add(n)
+            sharedNodes[slot] = Int32(truncatingIfNeeded: i)
+            stack.append(i)
+            return
+        }
+        try countObject()
+        stack.append(Int(kept))
+    }
 
     /// The node for a scalar: ints unboxed.
     private func node(_ v: Value) -> Node {
@@ -311,9 +344,28 @@ final class Unpickler {
         }
     }
 
-    private func newDict(_ kind: DictKind) -> Node {
-        dicts.append(DictNode(kind: kind))
-        return .dict(dicts.count - 1)
+    private func newDict(_ kind: DictKind) -> Node { .emptyDict(kind) }
+
+    /// The index in `dicts` of dict node `i`, giving an empty dict its `DictNode` now (to be
+    /// changed); nil when node `i` is not a dict.
+    private func mutableDict(_ i: Int) -> Int? {
+        switch nodes[i] {
+        case let .dict(d): return d
+        case let .emptyDict(kind):
+            dicts.append(DictNode(kind: kind))
+            nodes[i] = .dict(dicts.count - 1)
+            return dicts.count - 1
+        default: return nil
+        }
+    }
+
+    /// Dict node `i`'s contents (nil when it is not a dict).
+    private func dictContents(_ i: Int) -> DictNode? {
+        switch nodes[i] {
+        case let .dict(d): return dicts[d]
+        case let .emptyDict(kind): return DictNode(kind: kind)
+        default: return nil
+        }
     }
 
     private func newObject(_ o: ObjectNode) -> Node {
@@ -388,6 +440,7 @@ final class Unpickler {
         case .list: return "list"
         case .set: return "set"
         case let .dict(d): return dicts[d].kind.rawValue
+        case let .emptyDict(kind): return kind.rawValue
         case let .global(g): return globalNames[g].description
         case let .object(o): return objects[o].global.description
         case .legacyTensor: return "Tensor"
@@ -411,7 +464,7 @@ final class Unpickler {
     }
 
     private func setItem(_ dictIndex: Int, _ k: Int, _ v: Int) throws {
-        guard case let .dict(d) = nodes[dictIndex] else {
+        guard let d = mutableDict(dictIndex) else {
             throw fail(.corrupt, "setitem on a \(typeName(dictIndex)), expected a dict")
         }
         guard let id = keyID(k) else {
@@ -511,10 +564,10 @@ final class Unpickler {
             case .DUP: stack.append(try top())
 
             case .NONE: try push(.value(.none))
-            case .NEWTRUE: try push(.bool(true))
-            case .NEWFALSE: try push(.bool(false))
+            case .NEWTRUE: try pushShared(.bool(true), slot: Unpickler.trueSlot)
+            case .NEWFALSE: try pushShared(.bool(false), slot: Unpickler.falseSlot)
             case .BININT: try push(.int(Int(try le(Int32.self))))
-            case .BININT1: try push(.int(Int(try u8())))
+            case .BININT1: let v = Int(try u8()); try pushShared(.int(v), slot: v)
             case .BININT2: try push(.int(Int(try le(UInt16.self))))
             case .LONG1:
                 let n = Int(try u8())
@@ -553,7 +606,7 @@ final class Unpickler {
             case .BINBYTES: try push(.value(.bytes(Array(try raw(try length(UInt32.self))))))
             case .BINBYTES8, .BYTEARRAY8: try push(.value(.bytes(Array(try raw(try length(UInt64.self))))))
 
-            case .EMPTY_TUPLE: try push(newTuple([]))
+            case .EMPTY_TUPLE: try pushShared(newTuple([]), slot: Unpickler.emptyTupleSlot)
             case .TUPLE1: let a = try pop(); try push(newTuple([a]))
             case .TUPLE2: let b = try pop(); let a = try pop(); try push(newTuple([a, b]))
             case .TUPLE3: let c = try pop(); let b = try pop(); let a = try pop(); try push(newTuple([a, b, c]))
@@ -735,21 +788,21 @@ final class Unpickler {
         switch (g.module, g.name) {
         case ("collections", "OrderedDict"), ("collections", "Counter"):
             let kind: DictKind = g.name == "Counter" ? .counter : .orderedDict
+            // no arguments (a tensor's backward hooks): the node itself, no arena slot to fill
+            guard let first = args.first else { return newDict(kind) }
             let d = try add(newDict(kind))
-            if let first = args.first {
-                guard args.count == 1 else { throw fail(.corrupt, "\(g) takes at most 1 argument, got \(args.count)") }
-                let pairs: [Int]
-                switch nodes[first] {
-                case .list, .tuple: pairs = sequence(first) ?? []
-                case let .dict(src): pairs = []; for (k, v) in dicts[src].items { try setItem(d, k, v) }
-                default: throw fail(.corrupt, "\(g) argument is a \(typeName(first))")
-                }
-                for p in pairs {
-                    // any two-item iterable, as dict() takes it: tuples, and the two-element lists of
-                    // Python 2's OrderedDict.__reduce__
-                    guard let kv = sequence(p), kv.count == 2 else { throw fail(.corrupt, "\(g) item is not a pair") }
-                    try setItem(d, kv[0], kv[1])
-                }
+            guard args.count == 1 else { throw fail(.corrupt, "\(g) takes at most 1 argument, got \(args.count)") }
+            let pairs: [Int]
+            switch nodes[first] {
+            case .list, .tuple: pairs = sequence(first) ?? []
+            case .dict, .emptyDict: pairs = []; for (k, v) in dictContents(first)?.items ?? [] { try setItem(d, k, v) }
+            default: throw fail(.corrupt, "\(g) argument is a \(typeName(first))")
+            }
+            for p in pairs {
+                // any two-item iterable, as dict() takes it: tuples, and the two-element lists of
+                // Python 2's OrderedDict.__reduce__
+                guard let kv = sequence(p), kv.count == 2 else { throw fail(.corrupt, "\(g) item is not a pair") }
+                try setItem(d, kv[0], kv[1])
             }
             let node = nodes[d]
             return node
@@ -767,17 +820,18 @@ final class Unpickler {
     }
 
     private func build(_ target: Int, state stateIndex: Int) throws {
+        _ = mutableDict(target)
         switch nodes[target] {
         case let .dict(di):
             // OrderedDict.__dict__.update(state): how state_dict()._metadata arrives
             var d = dicts[di]
             var stateDict: DictNode?
             switch nodes[stateIndex] {
-            case let .dict(s): stateDict = dicts[s]
+            case .dict, .emptyDict: stateDict = dictContents(stateIndex)
             case let .tuple(_, count) where count == 2:
                 let t = sequence(stateIndex) ?? []
-                if case let .dict(s) = nodes[t[0]] { stateDict = dicts[s] }
-                if case .value(.none) = nodes[t[0]], case let .dict(s) = nodes[t[1]] { stateDict = dicts[s] }
+                if let s = dictContents(t[0]) { stateDict = s }
+                if case .value(.none) = nodes[t[0]], let s = dictContents(t[1]) { stateDict = s }
             default: break
             }
             guard let s = stateDict else { throw fail(.corrupt, "build on a \(d.kind.rawValue) with a \(typeName(stateIndex)) state") }
@@ -865,6 +919,13 @@ final class Unpickler {
     /// Whether globals outside the allowlist are kept inert.
     var salvage: Bool { options.salvage }
 
+    /// Size and stride lists seen so far, each once.
+    private var intLists = InternedLists()
+
+    /// `list`, or an equal list met before: tensors of one shape share one array (arrays are
+    /// copy-on-write) where each held two of its own, 96 bytes a tensor.
+    func interned(_ list: [Int]) -> [Int] { intLists.interned(list) }
+
 
     // MARK: arena → values
 
@@ -895,15 +956,26 @@ final class Unpickler {
     /// dotted path spelled out (building every path eagerly costs the depth at every value).
     private struct Trail {
         var entries: [(node: Int, component: String)] = []
+        /// Levels found by a scan of `entries`; deeper ones through `deepTrailPosition`.
+        static let scanned = 16
 
         func path(upTo d: Int) -> String {
             entries[0 ... d].map(\.component).filter { !$0.isEmpty }.joined(separator: ".")
         }
     }
 
-    /// For each node, its index in the current trail, or -1: an array (not a dictionary) so
-    /// checking every value of a large expansion stays cheap; always restored to -1 on the way out.
-    private var trailPosition: [Int32] = []
+    /// Where a container deeper than `Trail.scanned` in the current trail sits in it, by node:
+    /// the first levels are found by scanning the trail, so a shallow tree (a state dict) needs
+    /// no table, where an array over every node cost 4 bytes a node (60 bytes a tensor); only
+    /// containers are ever looked up (nothing else can be on the trail).
+    private var deepTrailPosition: [Int32: Int32] = [:]
+
+    /// Position of container node `i` in the current trail, if it is on it.
+    private func trailPosition(of i: Int, in trail: Trail) -> Int? {
+        for (d, e) in trail.entries.prefix(Trail.scanned).enumerated() where e.node == i { return d }
+        guard trail.entries.count > Trail.scanned else { return nil }
+        return deepTrailPosition[Int32(truncatingIfNeeded: i)].map(Int.init)
+    }
 
     /// Converts node `i`, found under path `component` of its parent; a container met again
     /// inside itself becomes a `.reference` to where it was first entered, as Python's objects
@@ -912,8 +984,12 @@ final class Unpickler {
         guard depth <= options.maxDepth else {
             throw fail(.limit, "objects nested deeper than \(options.maxDepth) levels")
         }
-        if trailPosition.count < nodes.count { trailPosition += [Int32](repeating: -1, count: nodes.count - trailPosition.count) }
-        if trailPosition[i] >= 0 { return .reference(trail.path(upTo: Int(trailPosition[i]))) }
+        let isContainer: Bool
+        switch nodes[i] {
+        case .tuple, .list, .set, .dict, .object: isContainer = true
+        default: isContainer = false
+        }
+        if isContainer, let d = trailPosition(of: i, in: trail) { return .reference(trail.path(upTo: d)) }
         budget -= 1
         guard budget >= 0 else {
             throw fail(.limit, "object tree expands to more than \(expansionLimit) values (shared references)")
@@ -921,19 +997,14 @@ final class Unpickler {
         func child(_ j: Int, _ c: String) throws -> Value {
             try value(of: j, depth: depth + 1, budget: &budget, component: c, trail: &trail)
         }
-        var entered = false
-        switch nodes[i] {
-        case .tuple, .list, .set, .dict, .object:
-            trailPosition[i] = Int32(trail.entries.count)
+        if isContainer {
+            if trail.entries.count >= Trail.scanned { deepTrailPosition[Int32(truncatingIfNeeded: i)] = Int32(trail.entries.count) }
             trail.entries.append((i, component))
-            entered = true
-        default:
-            break
         }
         defer {
-            if entered {
-                trailPosition[i] = -1
+            if isContainer {
                 trail.entries.removeLast()
+                if trail.entries.count >= Trail.scanned { deepTrailPosition[Int32(truncatingIfNeeded: i)] = nil }
             }
         }
         switch nodes[i] {
@@ -943,6 +1014,8 @@ final class Unpickler {
         case .tuple: return .tuple(try (sequence(i) ?? []).enumerated().map { try child($1, String($0)) })
         case let .list(a): return .list(try a.enumerated().map { try child($1, String($0)) })
         case let .set(a): return .set(try a.enumerated().map { try child($1, String($0)) })
+        case let .emptyDict(kind):
+            return .dict(PyDict(kind: kind))
         case let .dict(di):
             let d = dicts[di]
             var items: [(key: Value, value: Value)] = []

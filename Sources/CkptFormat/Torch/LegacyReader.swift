@@ -36,7 +36,7 @@ enum LegacyReader {
 
         let index = RecordIndex()
         let table = StorageTable(file: file, member: "main pickle", byteOrder: .little) { key, _, count in
-            return {
+            return .loader {
                 guard let r = index.ranges[ExactKey(key)] else {
                     throw FormatError(.corrupt, file: file, member: "storage \(key)", "storage has no record in the stream")
                 }
@@ -84,7 +84,7 @@ enum LegacyReader {
         var o = keysPickle.end
         for kv in keyValues {
             guard let key = table.keyString(kv) else { throw FormatError(.corrupt, file: file, member: "storage keys", "key is a \(kv.typeName)") }
-            guard let s = table.storages[ExactKey(key)] else {
+            guard let s = table.storage(key: key) else {
                 throw FormatError(.corrupt, file: file, member: "storage \(key)", offset: o, "key list names a storage the pickle never used")
             }
             guard o <= region.count - 8 else { throw FormatError(.truncated, file: file, member: "storage \(key)", offset: o, "stream ends before the record size") }
@@ -101,7 +101,7 @@ enum LegacyReader {
             index.ranges[ExactKey(key)] = (o + 8, n)
             o += 8 + n
         }
-        if let missing = table.order.first(where: { index.ranges[ExactKey($0)] == nil }) {
+        if let missing = table.list.lazy.map(\.key).first(where: { index.ranges[ExactKey($0)] == nil }) {
             throw FormatError(.corrupt, file: file, member: "storage \(missing)", "storage used by the pickle has no record")
         }
         if o != region.count { info.warnings.append("\(region.count - o) bytes after the last storage record") }

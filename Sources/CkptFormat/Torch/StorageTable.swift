@@ -4,16 +4,23 @@ import CkptTensor
 /// share one storage. Shared by the zip, legacy and tar readers, which differ only in where a
 /// key's bytes live.
 final class StorageTable {
-    /// Where a storage's bytes are: resolves (key, byte count) to a lazy loader, or throws.
-    typealias Locate = (_ key: String, _ dtype: DType, _ byteCount: Int) throws -> (@Sendable () throws -> ByteSlice)
+    /// Where a storage's bytes are: a lazy loader of its own, or a record of the file's one loader.
+    enum Bytes {
+        case loader(@Sendable () throws -> ByteSlice)
+        case record(RecordLoader, Int)
+    }
+
+    /// Where a storage's bytes are: resolves (key, byte count) to `Bytes`, or throws.
+    typealias Locate = (_ key: String, _ dtype: DType, _ byteCount: Int) throws -> Bytes
 
     let file: String
     let member: String
     let byteOrder: ByteOrder
     private let locate: Locate
-    private(set) var storages: [ExactKey: Storage] = [:]
-    /// Keys in first-reference order.
-    private(set) var order: [String] = []
+    /// The storages in first-reference order.
+    private(set) var list: [Storage] = []
+    /// Positions in `list` by key.
+    private var index = KeyIndex()
 
     init(file: String, member: String, byteOrder: ByteOrder, locate: @escaping Locate) {
         self.file = file
@@ -57,7 +64,7 @@ final class StorageTable {
         guard let bytes = Checked.mul(numel, dtype.itemSize) else {
             throw fail(.corrupt, "storage \(key): \(numel) elements of \(dtype.rawValue) overflow 64 bits")
         }
-        if let s = storages[ExactKey(key)] {
+        if let s = self.storage(key: key) {
             guard s.dtype == dtype || s.byteCount == 0 || bytes == 0 else {
                 throw fail(.corrupt, "storage \(key) is used as both \(s.dtype.rawValue) and \(dtype.rawValue)")
             }
@@ -66,11 +73,21 @@ final class StorageTable {
             }
             return s
         }
-        let loader = try locate(key, dtype, bytes)
-        let s = Storage(key: key, dtype: dtype, byteCount: bytes, byteOrder: byteOrder, location: location, loader: loader)
-        storages[ExactKey(key)] = s
-        order.append(key)
+        let s: Storage
+        switch try locate(key, dtype, bytes) {
+        case let .loader(loader):
+            s = Storage(key: key, dtype: dtype, byteCount: bytes, byteOrder: byteOrder, location: location, loader: loader)
+        case let .record(records, i):
+            s = Storage(key: key, dtype: dtype, byteCount: bytes, byteOrder: byteOrder, location: location, records: records, index: i)
+        }
+        index.insert(list.count, hash: KeyIndex.hash(key)) { KeyIndex.hash(list[$0].key) }
+        list.append(s)
         return s
+    }
+
+    /// The storage already made for `key`, if any.
+    func storage(key: String) -> Storage? {
+        index.find(hash: KeyIndex.hash(key)) { list[$0].key.sameScalars(key) }.map { list[$0] }
     }
 
     /// Interprets a zip-form persistent id `('storage', cls, key, location, numel)`.

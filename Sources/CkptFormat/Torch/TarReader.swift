@@ -85,7 +85,7 @@ enum TarReader {
         // storages: count, then per storage (key, location, class) + i64 numel + bytes; then the view list
         let index = RecordIndex()
         let table = StorageTable(file: file, member: "storages", byteOrder: .little) { key, _, count in
-            return {
+            return .loader {
                 guard let r = index.ranges[ExactKey(key)], r.count == count else {
                     throw FormatError(.corrupt, file: file, member: "storages", "storage \(key) has no record of \(count) bytes")
                 }

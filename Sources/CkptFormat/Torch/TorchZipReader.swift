@@ -56,6 +56,8 @@ enum TorchZipReader {
             throw FormatError(.corrupt, file: file, member: pkl.name, "crc-32 mismatch: the central directory says \(String(pkl.crc32, radix: 16)), the bytes give \(String(actualCRC, radix: 16))")
         }
         let dataFolder = prefix + "/data/"
+        // one loader for every record: a storage keeps the record's index, not a closure of its own
+        let records = RecordLoader { try archive.read(archive.entries[$0]) }
         let table = StorageTable(file: file, member: pkl.name, byteOrder: info.byteOrder) { key, _, bytes in
             guard let e = archive.entry(named: dataFolder + key) else {
                 throw FormatError(.corrupt, file: file, member: dataFolder + key, "missing storage record")
@@ -64,9 +66,7 @@ enum TorchZipReader {
                 throw FormatError(.corrupt, file: file, member: e.name, "record holds \(e.size) bytes, the pickle declares \(bytes)")
             }
             if e.method != 0 { info.warnings.append("storage record \(e.name) is compressed (torch's mmap loader reads garbage from it)") }
-            // the entry's index, not the entry (its name and sizes): 32 bytes a storage, not 88
-            let index = e.index
-            return { try archive.read(archive.entries[index]) }
+            return .record(records, e.index)
         }
         var opts = options
         if isScript { opts.salvage = true }

@@ -105,7 +105,7 @@ struct ZipParser<Bytes: ZipByteSource> {
         return eocd
     }
 
-    func parseAll() throws -> [ZipEntry] {
+    func parseAll() throws -> ZipDirectory {
         let eocd = try findEOCD()
         guard u16(eocd + 4) == 0, u16(eocd + 6) == 0 else {
             throw fail(.unsupported, nil, eocd, "multi-disk archive")
@@ -140,17 +140,21 @@ struct ZipParser<Bytes: ZipByteSource> {
         guard count <= cdSize / 46 + 1 else {
             throw fail(.corrupt, nil, eocd, "\(count) entries cannot fit in a \(cdSize)-byte central directory")
         }
-        var entries: [ZipEntry] = []
-        entries.reserveCapacity(count)
+        var entries = ZipDirectory()
+        // names, extras and comments fill what the fixed 46 bytes an entry leave of the directory
+        // (at most 64 MiB reserved at once: a directory of large extras grows as names come)
+        entries.reserve(count, nameBytes: min(max(0, cdSize - 46 * count), 64 << 20))
         var o = cdOffset
         let cdEnd = cdOffset + cdSize
         for i in 0 ..< count {
             guard o + 46 <= cdEnd, u32(o) == 0x0201_4B50 else {
                 throw fail(.corrupt, nil, o, "central directory entry \(i) is missing or cut short")
             }
-            let e = try parseEntry(at: o, index: i, cdEnd: cdEnd, dataLimit: cdOffset)
-            entries.append(e.entry)
-            o = e.next
+            let (e, next) = try parseEntry(at: o, index: i, cdEnd: cdEnd, dataLimit: cdOffset)
+            entries.append(nameBytes: Array(e.name.utf8), method: e.method, flags: e.flags, crc32: e.crc32,
+                           compressedSize: e.compressedSize, size: e.size, localHeaderOffset: e.localHeaderOffset,
+                           dataOffset: e.dataOffset)
+            o = next
         }
         try checkOverlaps(entries, cdOffset: cdOffset)
         return entries
@@ -239,13 +243,13 @@ struct ZipParser<Bytes: ZipByteSource> {
 
     /// Two entries may not share bytes (the overlapping-entries zip bomb), and no data may run
     /// into the next local header.
-    private func checkOverlaps(_ entries: [ZipEntry], cdOffset: Int) throws {
-        let sorted = entries.sorted { $0.localHeaderOffset < $1.localHeaderOffset }
-        for (a, b) in zip(sorted, sorted.dropFirst()) {
-            let aEnd = a.dataOffset + a.compressedSize
-            if b.localHeaderOffset < aEnd {
-                throw fail(.refused, b.name, b.localHeaderOffset, "entry overlaps the data of '\(a.name)'")
-            }
+    private func checkOverlaps(_ entries: ZipDirectory, cdOffset: Int) throws {
+        // positions, not entries, are sorted: no name is made unless one is refused
+        let sorted = entries.indices.map { Int32(truncatingIfNeeded: $0) }.sorted {
+            entries.localHeaderOffset(Int($0)) < entries.localHeaderOffset(Int($1))
+        }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where entries.localHeaderOffset(Int(b)) < entries.dataEnd(Int(a)) {
+            throw fail(.refused, entries.name(Int(b)), entries.localHeaderOffset(Int(b)), "entry overlaps the data of '\(entries.name(Int(a)))'")
         }
     }
 }
