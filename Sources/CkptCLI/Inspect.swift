@@ -63,20 +63,17 @@ struct TextLines {
     /// Appends a table as the next lines, handing them to `flush` a megabyte at a time.
     mutating func appendTable(_ header: [String], rowCount: Int, right: Set<Int>, _ row: (Int) -> [String]) {
         startLine()
-        guard let flush else {
-            CLI.appendTable(to: &text, header, rowCount: rowCount, right: right, row)
-            return
-        }
-        CLI.appendTable(to: &text, header, rowCount: rowCount, right: right, row) { text in
-            if text.utf8.count >= 1 << 20 {
-                flush(text)
-                text = ""
-            }
-        }
+        CLI.appendTable(to: &text, header, rowCount: rowCount, right: right, row,
+                        afterRow: flush.map { f in { TextLines.drain(&$0, to: f) } })
     }
 
     private mutating func flushIfLarge() {
-        guard let flush, text.utf8.count >= 1 << 20 else { return }
+        if let flush { TextLines.drain(&text, to: flush) }
+    }
+
+    /// Hands `text` to `flush` and empties it once it passes a megabyte.
+    private static func drain(_ text: inout String, to flush: (String) -> Void) {
+        guard text.utf8.count >= 1 << 20 else { return }
         flush(text)
         text = ""
     }
