@@ -338,6 +338,15 @@ struct InspectReport {
         let p = count("parameter"), b = count("buffer"), o = count("other")
         out.append("  parameters \(CLI.grouped(p.elements)) in \(CLI.plural(p.tensors, "tensor")); buffers \(CLI.grouped(b.elements)) in \(CLI.plural(b.tensors, "tensor"))" + (o.tensors > 0 ? "; other \(CLI.grouped(o.elements)) in \(CLI.plural(o.tensors, "tensor"))" : ""))
         out.append("  stored \(CLI.bytes(storedBytes)) in \(CLI.plural(Set(rows.map { ObjectIdentifier($0.tensor.storage) }).count, "storage"))")
+        let quantized = rows.filter { $0.tensor.quantization != nil }
+        if !quantized.isEmpty {
+            out.append("")
+            out.append("quantized (values are (q - zero_point) * scale)")
+            for r in quantized.prefix(40) {
+                out.append("  \(r.name.isEmpty ? "(root)" : r.name)  \(r.tensor.dtype.rawValue) \(Self.summary(r.tensor.quantization!))")
+            }
+            if quantized.count > 40 { out.append("  ... \(quantized.count - 40) more (see --json)") }
+        }
         if !nonTensors.isEmpty {
             out.append("")
             out.append("other values")
@@ -346,6 +355,35 @@ struct InspectReport {
             if folded.count > 40 { out.append("  ... \(folded.count - 40) more (see --json)") }
         }
         return out.text
+    }
+
+    /// One line on a quantized tensor's parameters: the scale and zero point, or the range of the
+    /// per-channel ones.
+    static func summary(_ q: Quantization) -> String {
+        guard let (scales, zeroPoints) = try? q.parameters() else { return q.schemeName }
+        func point(_ z: Double) -> String { z.rounded() == z && abs(z) < 1e15 ? String(Int(z)) : CLI.number(z) }
+        switch q {
+        case .perTensor: return "\(q.schemeName), scale \(CLI.number(scales[0])), zero point \(point(zeroPoints[0]))"
+        case let .perChannel(_, _, axis):
+            func range(_ v: [Double], _ show: (Double) -> String) -> String {
+                guard let lo = v.min(), let hi = v.max() else { return "-" }
+                return lo == hi ? show(lo) : "\(show(lo))..\(show(hi))"
+            }
+            return "\(q.schemeName), axis \(axis), \(scales.count) scales \(range(scales, CLI.number)), zero points \(range(zeroPoints, zeroPoints.allSatisfy { $0.rounded() == $0 } ? point : CLI.number))"
+        }
+    }
+
+    /// A quantized tensor's parameters as `--json` gives them.
+    static func json(_ q: Quantization) -> JSONValue {
+        let (scales, zeroPoints) = (try? q.parameters()) ?? ([], [])
+        switch q {
+        case .perTensor(let scale, let zeroPoint):
+            return .object([("scheme", .string(q.schemeName)), ("scale", .double(scale)), ("zero_point", .int(zeroPoint))])
+        case let .perChannel(s, z, axis):
+            return .object([("scheme", .string(q.schemeName)), ("axis", .int(axis)),
+                            ("scales_dtype", .string(s.dtype.rawValue)), ("scales", .array(scales.map { .double($0) })),
+                            ("zero_points_dtype", .string(z.dtype.rawValue)), ("zero_points", .array(zeroPoints.map { .double($0) }))])
+        }
     }
 
     func json(tree: Bool) -> JSONValue {
@@ -361,6 +399,7 @@ struct InspectReport {
                 ("is_parameter", .bool(t.isParameter)), ("device", .string(t.storage.location.isEmpty ? "cpu" : t.storage.location)),
                 ("shared_with", .array(r.sharedWith.map { .string($0) })),
             ]
+            if let q = t.quantization { o.append(("quantization", Self.json(q))) }
             if t.isConjugated { o.append(("conj", .bool(true))) }
             if t.isNegated { o.append(("neg", .bool(true))) }
             if let s = r.stats {

@@ -44,6 +44,10 @@ struct TransplantJob {
         guard !sourceState.isEmpty else {
             throw SurgeryError(.emptySource, "\(c.source): no tensors" + (located.rootPath.isEmpty ? "" : " under '\(located.rootPath)'"))
         }
+        if let q = sourceState.first(where: { $0.tensor.dtype.isQuantized }) {
+            // grafting int8 values into a float model would give torch tensors it cannot load
+            throw SurgeryError(.mismatch, "\(c.source): '\(q.key)' is quantized (\(q.tensor.dtype.rawValue)); ckpt transplants float weights only (the float model this one was quantized from is the source to use)")
+        }
         let guess = KeyAnalysis.guessArchitecture(sourceState.shapes)
         var sourceModel = c.fromModel
         var sourceClasses = guess?.numClasses

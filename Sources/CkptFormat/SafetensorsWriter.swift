@@ -111,7 +111,9 @@ public enum SafetensorsWriter {
             }
             guard let code = tensor.dtype.safetensorsCode,
                   let rank = Safetensors.knownDTypeCodes.firstIndex(of: code) else {
-                throw fail(.unsupported, "dtype \(tensor.dtype.rawValue) has no safetensors code")
+                throw fail(.unsupported, tensor.dtype.isQuantized
+                    ? "dtype \(tensor.dtype.rawValue) is quantized, which safetensors cannot hold (write a .pth)"
+                    : "dtype \(tensor.dtype.rawValue) has no safetensors code")
             }
             guard let bytes = Checked.mul(tensor.elementCount, tensor.dtype.itemSize) else {
                 throw fail(.limit, "byte count of shape \(tensor.shape) of \(tensor.dtype.rawValue) overflows 64 bits")

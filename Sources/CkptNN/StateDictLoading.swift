@@ -105,7 +105,8 @@ public struct LoadReport: Sendable {
         if !missing.isEmpty { parts.append("\(missing.count) missing key(s): " + list(missing.map(\.key))) }
         if !unexpected.isEmpty { parts.append("\(unexpected.count) unexpected key(s): " + list(unexpected.map(\.key))) }
         if !unreadable.isEmpty {
-            parts.append("\(unreadable.count) unreadable tensor(s): " + list(unreadable.map { "\($0.key) (\($0.dtype.rawValue))" }))
+            parts.append("\(unreadable.count) unreadable tensor(s): " + list(unreadable.map { "\($0.key) (\($0.dtype.rawValue))" })
+                + (unreadable.contains { $0.dtype.isQuantized } ? " (quantized weights do not load into a float model, as in torch)" : ""))
         }
         return parts.isEmpty ? "all keys match" : parts.joined(separator: "; ")
     }
@@ -155,7 +156,8 @@ extension Module {
                 report.mismatched.append(.init(key: k, expected: p.value.shape, got: t.shape))
                 continue
             }
-            guard t.dtype.isNumericallyReadable, !t.dtype.isComplex else {
+            // torch's copy_ refuses a quantized tensor into a float parameter: so does ckpt
+            guard t.dtype.isNumericallyReadable, !t.dtype.isComplex, !t.dtype.isQuantized else {
                 report.unreadable.append(.init(key: k, dtype: t.dtype))
                 continue
             }

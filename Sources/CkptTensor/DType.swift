@@ -9,6 +9,10 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
     case bool
     case complex64, complex128, complex32
     case float8_e4m3fn, float8_e5m2, float8_e4m3fnuz, float8_e5m2fnuz, float8_e8m0fnu
+    /// Quantized integer types: each element is an integer `q` standing for `(q - zero_point) * scale`
+    /// (`Tensor.quantization` holds the scale and zero point). `quint4x2`/`quint2x4` pack two or
+    /// four elements per byte.
+    case qint8, quint8, qint32, quint4x2, quint2x4
 
     /// Bytes per element (`torch.tensor([], dtype=d).element_size()`).
     public var itemSize: Int {
@@ -16,7 +20,8 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
         case .float64, .int64, .uint64, .complex64: return 8
         case .float32, .int32, .uint32, .complex32: return 4
         case .float16, .bfloat16, .int16, .uint16: return 2
-        case .int8, .uint8, .bool: return 1
+        case .int8, .uint8, .bool, .qint8, .quint8, .quint4x2, .quint2x4: return 1
+        case .qint32: return 4
         case .complex128: return 16
         case .float8_e4m3fn, .float8_e5m2, .float8_e4m3fnuz, .float8_e5m2fnuz, .float8_e8m0fnu: return 1
         }
@@ -32,13 +37,35 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
         }
     }
 
+    /// True for quantized types (`torch.Tensor.is_quantized`).
+    public var isQuantized: Bool {
+        switch self {
+        case .qint8, .quint8, .qint32, .quint4x2, .quint2x4: return true
+        default: return false
+        }
+    }
+
+    /// The plain integer type that holds a quantized type's stored integers (`int_repr()`'s dtype:
+    /// qint8 → int8, quint8 → uint8, qint32 → int32), or nil (packed sub-byte types, and every
+    /// type that is not quantized).
+    public var quantizedStorageType: DType? {
+        switch self {
+        case .qint8: return .int8
+        case .quint8: return .uint8
+        case .qint32: return .int32
+        default: return nil
+        }
+    }
+
     /// True for complex types (`torch.is_complex`).
     public var isComplex: Bool { self == .complex64 || self == .complex128 || self == .complex32 }
 
-    /// True when ckpt can turn elements into numbers (`Double`) for statistics and diffs.
+    /// True when ckpt can turn elements into numbers (`Double`) for statistics and diffs (quantized
+    /// tensors read as their dequantized values; packed 4- and 2-bit ones cannot be read).
     public var isNumericallyReadable: Bool {
         switch self {
-        case .float8_e4m3fn, .float8_e5m2, .float8_e4m3fnuz, .float8_e5m2fnuz, .float8_e8m0fnu, .complex32:
+        case .float8_e4m3fn, .float8_e5m2, .float8_e4m3fnuz, .float8_e5m2fnuz, .float8_e8m0fnu, .complex32,
+             .quint4x2, .quint2x4:
             return false
         default: return true
         }
@@ -60,6 +87,11 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
         case .bool: return "BoolStorage"
         case .complex64: return "ComplexFloatStorage"
         case .complex128: return "ComplexDoubleStorage"
+        case .qint8: return "QInt8Storage"
+        case .quint8: return "QUInt8Storage"
+        case .qint32: return "QInt32Storage"
+        case .quint4x2: return "QUInt4x2Storage"
+        case .quint2x4: return "QUInt2x4Storage"
         default: return nil
         }
     }
@@ -99,7 +131,7 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
         case .float8_e4m3fnuz: return "F8_E4M3FNUZ"
         case .float8_e5m2fnuz: return "F8_E5M2FNUZ"
         case .float8_e8m0fnu: return "F8_E8M0"
-        case .complex128, .complex32: return nil
+        case .complex128, .complex32, .qint8, .quint8, .qint32, .quint4x2, .quint2x4: return nil
         }
     }
 

@@ -24,6 +24,8 @@ public struct Tensor: Sendable {
     public var isParameter: Bool
     /// Number of elements (product of `shape`), checked at creation.
     public let elementCount: Int
+    /// Scale and zero point(s) of a quantized tensor (`dtype.isQuantized`), nil otherwise.
+    public var quantization: Quantization?
 
     /// A view, validated against the storage size with checked arithmetic.
     /// - Throws: `TensorError.badView` for negative sizes or strides, a rank mismatch, or a view

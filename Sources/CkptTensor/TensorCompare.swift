@@ -34,6 +34,7 @@ public struct TensorDifference: Sendable, Equatable {
         // what was refused when a tensor was compared whole is still refused
         try a.checkMaterializable()
         try b.checkMaterializable()
+        if a.dtype.isQuantized || b.dtype.isQuantized { return try compareDequantized(a, b, tolerance: tolerance) }
         let align = Tensor.elementChunkAlignment
         let step = max(align, chunkElements / align * align)
         let total = a.elementCount
@@ -60,6 +61,31 @@ public struct TensorDifference: Sendable, Equatable {
         if !r.identical && !readable {
             r.maxAbsolute = .nan
             r.differingElements = total
+        }
+        return r
+    }
+
+    /// Compares tensors of which one at least is quantized by their real values (`dequantize()`):
+    /// identical only when dtypes, stored integers and quantization parameters all match. Quantized
+    /// tensors are small (int8 weights), so both sides are read whole.
+    private static func compareDequantized(_ a: Tensor, _ b: Tensor, tolerance: (rtol: Double, atol: Double)?) throws -> TensorDifference {
+        var r = TensorDifference(identical: false, maxAbsolute: 0, nanMismatches: 0, differingElements: 0)
+        guard a.dtype.isNumericallyReadable, b.dtype.isNumericallyReadable, !a.dtype.isComplex, !b.dtype.isComplex else {
+            r.maxAbsolute = .nan
+            r.differingElements = a.elementCount
+            return r
+        }
+        let u = try a.doubles(), v = try b.doubles()
+        if a.dtype == b.dtype, let qa = a.quantization, let qb = b.quantization,
+           qa.schemeName == qb.schemeName, try qa.parameters() == qb.parameters(),
+           try a.contiguousRegion().withBytes({ x in try b.contiguousRegion().withBytes { y in x.elementsEqual(y) } }) {
+            r.identical = true
+            return r
+        }
+        u.withUnsafeBytes { pu in
+            v.withUnsafeBytes { pv in
+                accumulate(pu, .float64, pv, .float64, count: u.count, tolerance: tolerance, into: &r)
+            }
         }
         return r
     }

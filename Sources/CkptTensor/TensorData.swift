@@ -264,10 +264,46 @@ extension Tensor {
         guard dtype.isNumericallyReadable else {
             throw TensorError.unsupportedDType(dtype, "cannot be read as numbers")
         }
+        if dtype.isQuantized { return try dequantized() }
         return try withContiguousBytes { raw in
             let n = dtype.isComplex ? elementCount * 2 : elementCount
             var out = [Double](repeating: 0, count: n)
             out.withUnsafeMutableBufferPointer { o in ElementDecode.decode(raw, dtype: dtype, into: o) }
+            return out
+        }
+    }
+
+    /// A quantized tensor's real values in row-major order, `(q - zero_point) * scale` with the
+    /// channel's parameters, rounded as torch's `dequantize()` rounds them: per tensor and with
+    /// float qparams the arithmetic is float32, per channel affine it is double (the quantizer
+    /// keeps double scales), each result rounded to float32.
+    /// - Throws: `TensorError.unsupportedDType` without quantization parameters or for packed types.
+    private func dequantized() throws -> [Double] {
+        guard let q = quantization, let plain = dtype.quantizedStorageType else {
+            throw TensorError.unsupportedDType(dtype, "cannot be read as numbers without its quantization parameters")
+        }
+        let (scales, zeroPoints) = try q.parameters()
+        var inner = 1, channels = 1
+        if case let .perChannel(_, _, axis) = q {
+            channels = shape[axis]
+            inner = shape[(axis + 1)...].reduce(1, *)
+        }
+        let scheme = q.schemeName
+        return try withContiguousBytes { raw in
+            var out = [Double](repeating: 0, count: elementCount)
+            out.withUnsafeMutableBufferPointer { o in ElementDecode.decode(raw, dtype: plain, into: o) }
+            for i in 0 ..< out.count {
+                let c = channels == 1 ? 0 : (i / max(inner, 1)) % channels
+                switch scheme {
+                case "per_channel_affine":
+                    out[i] = Double(Float((out[i] - zeroPoints[c]) * scales[c]))
+                case "per_channel_affine_float_qparams":
+                    out[i] = Double((Float(out[i]) - Float(zeroPoints[c])) * Float(scales[c]))
+                default:
+                    // integer zero point subtracted exactly, then float32 times the float32 scale
+                    out[i] = Double(Float(out[i] - zeroPoints[c]) * Float(scales[c]))
+                }
+            }
             return out
         }
     }

@@ -27,6 +27,12 @@ public struct TensorStats: Sendable, Equatable {
             throw TensorError.unsupportedDType(tensor.dtype, "no statistics")
         }
         try tensor.checkMaterializable()
+        if tensor.dtype.isQuantized {
+            // the real values, (q - zero_point) * scale: quantized tensors are small int8 weights
+            var acc = Accumulator()
+            try tensor.doubles().withUnsafeBytes { acc.add($0, dtype: .float64) }
+            return acc.result
+        }
         let step = TensorDifference.chunkElements
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Swift.max(1, Swift.min(step, tensor.elementCount)) * tensor.dtype.itemSize, alignment: 64)
         defer { buffer.deallocate() }

@@ -233,6 +233,11 @@ struct Pickler {
             keys[id] = key
             storages.append(t.storage)
         }
+        if let q = t.quantization {
+            try quantizedTensor(t, q, key: key, path: path)
+            return
+        }
+        guard !t.dtype.isQuantized else { throw fail("'\(path)' is a \(t.dtype.rawValue) tensor without quantization parameters, which torch cannot rebuild") }
         if t.isParameter { global("torch._utils", "_rebuild_parameter") }
         let v3 = t.dtype.storageClassName == nil || t.storage.dtype != t.dtype
         global("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2")
@@ -271,6 +276,46 @@ struct Pickler {
             op(.TUPLE3)
             op(.REDUCE)
         }
+    }
+
+    /// A quantized tensor as torch's `Tensor.__reduce_ex__` writes it: `_rebuild_qtensor(storage,
+    /// offset, size, stride, quantizer_params, False, OrderedDict())`, the per-channel scales and
+    /// zero points as tensors of their own.
+    private mutating func quantizedTensor(_ t: Tensor, _ q: Quantization, key: String, path: String) throws {
+        guard let cls = t.dtype.storageClassName, t.storage.dtype == t.dtype else {
+            throw fail("'\(path)' is a \(t.dtype.rawValue) tensor over a \(t.storage.dtype.rawValue) storage, which torch cannot rebuild")
+        }
+        global("torch._utils", "_rebuild_qtensor")
+        op(.MARK)
+        op(.MARK)
+        memoString("storage")
+        global("torch", cls)
+        string(key)
+        memoString("cpu")
+        int(t.storage.elementCount)
+        op(.TUPLE)
+        op(.BINPERSID)
+        int(t.storageOffset)
+        intTuple(t.shape)
+        intTuple(t.strides)
+        switch q {
+        case let .perTensor(scale, zeroPoint):
+            global("torch", "per_tensor_affine")
+            try value(.float(scale), path: path)
+            int(zeroPoint)
+            op(.TUPLE3)
+        case let .perChannel(scales, zeroPoints, axis):
+            op(.MARK)
+            global("torch", "per_channel_affine")
+            try tensor(scales, path: path + ".<scales>")
+            try tensor(zeroPoints, path: path + ".<zero_points>")
+            int(axis)
+            op(.TUPLE)
+        }
+        op(.NEWFALSE)
+        emptyOrderedDict()
+        op(.TUPLE)
+        op(.REDUCE)
     }
 
     /// Ends the pickle.

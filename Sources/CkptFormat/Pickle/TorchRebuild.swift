@@ -33,6 +33,8 @@ enum TorchRebuild {
             var t = try tensor(args[0], args[1], args[2], args[3], dtype: d, metadata: args.count == 8 ? args[7] : nil, g: g, c: c)
             t.requiresGrad = args[4].intValue == 1
             return .value(.tensor(t))
+        case ("torch._utils", "_rebuild_qtensor"):
+            return .value(.tensor(try quantizedTensor(args, g: g, c: c)))
         case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"):
             let n = g.name == "_rebuild_parameter" ? 3 : 4
             guard args.count == n else { throw bad("expected \(n) arguments, got \(args.count)") }
@@ -112,6 +114,55 @@ enum TorchRebuild {
         }
         c.warn("\(g) kept as an opaque object: ckpt does not rebuild it")
         return .value(.object(OpaqueObject(global: g, construction: construction, arguments: args)))
+    }
+
+    /// `_rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params, requires_grad,
+    /// backward_hooks)`: a view of a quantized storage with `(torch.per_tensor_affine, scale,
+    /// zero_point)` or `(torch.per_channel_affine, scales, zero_points, axis)` (torch writes the
+    /// float-qparams scheme under the per-channel name; its zero points are floating).
+    private static func quantizedTensor(_ args: [Value], g: QualifiedName, c: Unpickler) throws -> Tensor {
+        func bad(_ m: String) -> FormatError { c.rebuildError(.corrupt, "\(g): \(m)") }
+        guard args.count == 7 else { throw bad("expected 7 arguments, got \(args.count)") }
+        guard case let .storage(storage) = args[0], storage.dtype.isQuantized else {
+            throw bad("argument 1 is a \(args[0].typeName) that is not a quantized storage")
+        }
+        guard let params = args[4].sequenceValue, let first = params.first, case let .global(scheme) = first else {
+            throw bad("quantizer parameters are a \(args[4].typeName), expected a tuple starting with a qscheme")
+        }
+        func number(_ v: Value) -> Double? {
+            switch v {
+            case let .float(f): return f
+            case let .int(i): return Double(i)
+            default: return nil
+            }
+        }
+        let q: Quantization
+        switch (scheme.module, scheme.name, params.count) {
+        case ("torch", "per_tensor_affine", 3):
+            guard let scale = number(params[1]), case let .int(zeroPoint) = params[2] else {
+                throw bad("per-tensor parameters are (\(params[1].typeName), \(params[2].typeName)), expected (float, int)")
+            }
+            q = .perTensor(scale: scale, zeroPoint: zeroPoint)
+        case ("torch", "per_channel_affine", 4), ("torch", "per_channel_affine_float_qparams", 4):
+            guard case let .tensor(scales) = params[1], case let .tensor(zeroPoints) = params[2], case let .int(axis) = params[3] else {
+                throw bad("per-channel parameters are (\(params[1].typeName), \(params[2].typeName), \(params[3].typeName)), expected (tensor, tensor, int)")
+            }
+            q = .perChannel(scales: scales, zeroPoints: zeroPoints, axis: axis)
+        default:
+            throw c.rebuildError(.unsupported, "\(g): quantization scheme \(scheme) with \(params.count - 1) parameters is not one torch can rebuild")
+        }
+        guard args[5].intValue != 1 else {
+            // torch sets requires_grad on the rebuilt tensor, which fails for a quantized one
+            throw c.rebuildError(.unsupported, "\(g): a quantized tensor that requires grad (torch fails to load it)")
+        }
+        var t = try tensor(args[0], args[1], args[2], args[3], dtype: storage.dtype, metadata: nil, g: g, c: c)
+        do {
+            try q.validate(shape: t.shape)
+        } catch let e as TensorError {
+            throw c.rebuildError(.unsupported, "\(g): \(e)")
+        }
+        t.quantization = q
+        return t
     }
 
     /// A rebuilt tensor after torch's `_set_obj_state(t, state)`: `state` is None, a dict, or a
@@ -204,6 +255,9 @@ enum TorchRebuild {
             neg = m["neg"]?.intValue == 1
         }
         let d = dtype ?? storage.dtype
+        if d.isQuantized && g.name != "_rebuild_qtensor" {
+            throw c.rebuildError(.unsupported, "\(g): a \(d.rawValue) tensor outside _rebuild_qtensor has no quantization parameters (torch fails to build it)")
+        }
         if storage.dtype != d && storage.dtype != .uint8 && storage.byteCount > 0 {
             throw c.rebuildError(.corrupt, "\(g): storage \(storage.key) holds \(storage.dtype.rawValue), tensor wants \(d.rawValue)")
         }

@@ -128,6 +128,9 @@ struct DistributedMetadata {
                 }
                 let dtype: DType
                 switch first {
+                case let .dtype(d) where d.isQuantized:
+                    // a DCP tensor entry has no room for a quantizer's scale and zero point
+                    throw FormatError(.unsupported, file: file, member: ".metadata", "tensor '\(fqn)' has the quantized dtype torch.\(d.rawValue), which ckpt does not read from a distributed checkpoint")
                 case let .dtype(d): dtype = d
                 case let .global(g) where g.module == "torch": 
                     throw FormatError(.unsupported, file: file, member: ".metadata", "tensor '\(fqn)' has dtype torch.\(g.name), which ckpt does not read")

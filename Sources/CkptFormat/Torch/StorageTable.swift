@@ -44,12 +44,14 @@ final class StorageTable {
         guard g.module == "torch" || g.module == "torch.cuda" else {
             throw fail(.corrupt, "storage type \(g) is not a torch storage class")
         }
-        if let d = DType(storageClassName: g.name) { return d }
+        if let d = DType(storageClassName: g.name) {
+            guard d.isNumericallyReadable || !d.isQuantized else {
+                throw fail(.unsupported, "quantized storage \(g) packs several elements per byte (ckpt reads qint8, quint8 and qint32 tensors, not quint4x2/quint2x4)")
+            }
+            return d
+        }
         // a tensor class has a dtype too, and torch reads `storage_type.dtype`
         if let d = DType(legacyTensorClassName: g.name) { return d }
-        if g.name.hasPrefix("Q") && g.name.hasSuffix("Storage") {
-            throw fail(.unsupported, "quantized storage \(g) (ckpt does not read quantized tensors)")
-        }
         throw fail(.corrupt, "storage type \(g) is not a torch storage class")
     }
 
