@@ -167,6 +167,15 @@ struct InspectReport {
                 if leaves.count < 10_000 { leaves.append((p, v)) }
             case let .object(o):
                 if leaves.count < 10_000 { leaves.append((p, .global(o.global))) }
+            case let .dict(d) where d.items.isEmpty && d.attributes.isEmpty && !p.isEmpty:
+                // an empty container is a value too (a scheduler's `lr_lambdas: [{}, {}]`)
+                if leaves.count < 10_000 { leaves.append((p, v)) }
+            case let .list(a) where a.isEmpty && !p.isEmpty:
+                if leaves.count < 10_000 { leaves.append((p, v)) }
+            case let .tuple(a) where a.isEmpty && !p.isEmpty:
+                if leaves.count < 10_000 { leaves.append((p, v)) }
+            case let .set(a) where a.isEmpty && !p.isEmpty:
+                if leaves.count < 10_000 { leaves.append((p, v)) }
             default: break
             }
         }

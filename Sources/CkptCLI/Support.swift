@@ -171,10 +171,10 @@ enum CLI {
         case let .global(g): return g.description
         case let .object(o): return "<\(o.global) object (inert)>"
         case .storage: return "<storage>"
-        case let .list(a): return "[\(a.count) items]"
-        case let .tuple(a): return "(\(a.count) items)"
-        case let .set(a): return "{\(a.count) items}"
-        case let .dict(d): return "{\(d.items.count) items}"
+        case let .list(a): return a.isEmpty ? "[]" : "[\(a.count) items]"
+        case let .tuple(a): return a.isEmpty ? "()" : "(\(a.count) items)"
+        case let .set(a): return a.isEmpty ? "set()" : "{\(a.count) items}"
+        case let .dict(d): return d.items.isEmpty ? "{}" : "{\(d.items.count) items}"
         case .tensor: return "<tensor>"
         case let .reference(p): return "<reference cycle to \(p.isEmpty ? "(root)" : p)>"
         }
