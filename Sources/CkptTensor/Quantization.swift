@@ -31,6 +31,19 @@ public indirect enum Quantization: Sendable {
         }
     }
 
+    /// True when `a` and `b` stand for the same values given the same stored integers: both nil,
+    /// or one scheme with equal parameters (and axis).
+    /// - Throws: when parameter tensors cannot be read.
+    public static func same(_ a: Quantization?, _ b: Quantization?) throws -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case let (x?, y?):
+            if case let .perChannel(_, _, ax) = x, case let .perChannel(_, _, ay) = y, ax != ay { return false }
+            return try x.schemeName == y.schemeName && x.parameters() == y.parameters()
+        default: return false
+        }
+    }
+
     /// Checks the parameters against the quantized tensor's shape as torch's `_rebuild_qtensor`
     /// does: an axis inside the shape, 1-D scale and zero-point tensors of `shape[axis]` real
     /// numbers. (Scales themselves are not checked: torch loads a zero or negative scale as saved.)

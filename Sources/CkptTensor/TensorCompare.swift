@@ -34,7 +34,6 @@ public struct TensorDifference: Sendable, Equatable {
         // what was refused when a tensor was compared whole is still refused
         try a.checkMaterializable()
         try b.checkMaterializable()
-        if a.dtype.isQuantized || b.dtype.isQuantized { return try compareDequantized(a, b, tolerance: tolerance) }
         let align = Tensor.elementChunkAlignment
         let step = max(align, chunkElements / align * align)
         let total = a.elementCount
@@ -43,8 +42,13 @@ public struct TensorDifference: Sendable, Equatable {
         let bufferB = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(step, total) * sizeB), alignment: 64)
         defer { bufferA.deallocate(); bufferB.deallocate() }
         let readable = a.dtype.isNumericallyReadable && b.dtype.isNumericallyReadable
+        // quantized sides compare by real value, (q - zero_point) * scale; equal stored integers
+        // under other parameters are other values
+        let quantized = readable && (a.dtype.isQuantized || b.dtype.isQuantized)
+        let dequantizers = quantized ? (try a.quantization.map { _ in try Dequantizer(a) }, try b.quantization.map { _ in try Dequantizer(b) }) : (nil, nil)
+        let sameParameters = try Quantization.same(a.quantization, b.quantization)
         // different dtypes are never identical, even with no elements
-        var r = TensorDifference(identical: a.dtype == b.dtype, maxAbsolute: 0, nanMismatches: 0, differingElements: 0)
+        var r = TensorDifference(identical: a.dtype == b.dtype && sameParameters, maxAbsolute: 0, nanMismatches: 0, differingElements: 0)
         var start = 0
         while start < total {
             let c = min(step, total - start)
@@ -54,38 +58,23 @@ public struct TensorDifference: Sendable, Equatable {
             try b.readElements(start ..< start + c, into: rb)
             start += c
             // equal bytes are equal values (or NaN on both sides): nothing to count in them
-            if a.dtype == b.dtype, let pa = ra.baseAddress, let pb = rb.baseAddress, memcmp(pa, pb, c * sizeA) == 0 { continue }
+            if a.dtype == b.dtype, sameParameters, let pa = ra.baseAddress, let pb = rb.baseAddress, memcmp(pa, pb, c * sizeA) == 0 { continue }
             r.identical = false
-            if readable { accumulate(UnsafeRawBufferPointer(ra), a.dtype, UnsafeRawBufferPointer(rb), b.dtype, count: c, tolerance: tolerance, into: &r) }
+            if quantized {
+                // both sides as real values, then compared as float64
+                let real = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2 * c)
+                defer { real.deallocate() }
+                let ua = UnsafeMutableBufferPointer(rebasing: real[0 ..< c]), ub = UnsafeMutableBufferPointer(rebasing: real[c ..< 2 * c])
+                if let d = dequantizers.0 { d.apply(UnsafeRawBufferPointer(ra), from: start - c, into: ua) } else { ElementDecode.decode(UnsafeRawBufferPointer(ra), dtype: a.dtype, into: ua) }
+                if let d = dequantizers.1 { d.apply(UnsafeRawBufferPointer(rb), from: start - c, into: ub) } else { ElementDecode.decode(UnsafeRawBufferPointer(rb), dtype: b.dtype, into: ub) }
+                accumulate(UnsafeRawBufferPointer(ua), .float64, UnsafeRawBufferPointer(ub), .float64, count: c, tolerance: tolerance, into: &r)
+            } else if readable {
+                accumulate(UnsafeRawBufferPointer(ra), a.dtype, UnsafeRawBufferPointer(rb), b.dtype, count: c, tolerance: tolerance, into: &r)
+            }
         }
         if !r.identical && !readable {
             r.maxAbsolute = .nan
             r.differingElements = total
-        }
-        return r
-    }
-
-    /// Compares tensors of which one at least is quantized by their real values (`dequantize()`):
-    /// identical only when dtypes, stored integers and quantization parameters all match. Quantized
-    /// tensors are small (int8 weights), so both sides are read whole.
-    private static func compareDequantized(_ a: Tensor, _ b: Tensor, tolerance: (rtol: Double, atol: Double)?) throws -> TensorDifference {
-        var r = TensorDifference(identical: false, maxAbsolute: 0, nanMismatches: 0, differingElements: 0)
-        guard a.dtype.isNumericallyReadable, b.dtype.isNumericallyReadable, !a.dtype.isComplex, !b.dtype.isComplex else {
-            r.maxAbsolute = .nan
-            r.differingElements = a.elementCount
-            return r
-        }
-        let u = try a.doubles(), v = try b.doubles()
-        if a.dtype == b.dtype, let qa = a.quantization, let qb = b.quantization,
-           qa.schemeName == qb.schemeName, try qa.parameters() == qb.parameters(),
-           try a.contiguousRegion().withBytes({ x in try b.contiguousRegion().withBytes { y in x.elementsEqual(y) } }) {
-            r.identical = true
-            return r
-        }
-        u.withUnsafeBytes { pu in
-            v.withUnsafeBytes { pv in
-                accumulate(pu, .float64, pv, .float64, count: u.count, tolerance: tolerance, into: &r)
-            }
         }
         return r
     }

@@ -273,37 +273,14 @@ extension Tensor {
         }
     }
 
-    /// A quantized tensor's real values in row-major order, `(q - zero_point) * scale` with the
-    /// channel's parameters, rounded as torch's `dequantize()` rounds them: per tensor and with
-    /// float qparams the arithmetic is float32, per channel affine it is double (the quantizer
-    /// keeps double scales), each result rounded to float32.
+    /// A quantized tensor's real values in row-major order (`t.dequantize()`, rounded as torch
+    /// rounds them: see `Dequantizer`).
     /// - Throws: `TensorError.unsupportedDType` without quantization parameters or for packed types.
     private func dequantized() throws -> [Double] {
-        guard let q = quantization, let plain = dtype.quantizedStorageType else {
-            throw TensorError.unsupportedDType(dtype, "cannot be read as numbers without its quantization parameters")
-        }
-        let (scales, zeroPoints) = try q.parameters()
-        var inner = 1, channels = 1
-        if case let .perChannel(_, _, axis) = q {
-            channels = shape[axis]
-            inner = shape[(axis + 1)...].reduce(1, *)
-        }
-        let scheme = q.schemeName
+        let d = try Dequantizer(self)
         return try withContiguousBytes { raw in
             var out = [Double](repeating: 0, count: elementCount)
-            out.withUnsafeMutableBufferPointer { o in ElementDecode.decode(raw, dtype: plain, into: o) }
-            for i in 0 ..< out.count {
-                let c = channels == 1 ? 0 : (i / max(inner, 1)) % channels
-                switch scheme {
-                case "per_channel_affine":
-                    out[i] = Double(Float((out[i] - zeroPoints[c]) * scales[c]))
-                case "per_channel_affine_float_qparams":
-                    out[i] = Double((Float(out[i]) - Float(zeroPoints[c])) * Float(scales[c]))
-                default:
-                    // integer zero point subtracted exactly, then float32 times the float32 scale
-                    out[i] = Double(Float(out[i] - zeroPoints[c]) * Float(scales[c]))
-                }
-            }
+            out.withUnsafeMutableBufferPointer { d.apply(raw, from: 0, into: $0) }
             return out
         }
     }
@@ -322,6 +299,55 @@ extension Tensor {
             return out
         }
         return try doubles().map { Float($0) }
+    }
+}
+
+/// Turns a quantized tensor's stored integers into its real values, `(q - zero_point) * scale`
+/// with each element's channel parameters, rounded as torch's `dequantize()` rounds them: per
+/// tensor and with float qparams the arithmetic is float32, per channel affine it is double (the
+/// quantizer keeps double scales); each result is a float32. Works on any run of consecutive
+/// elements, so callers can go chunk by chunk.
+public struct Dequantizer {
+    let plain: DType
+    let scales: [Double], zeroPoints: [Double]
+    let channels: Int, inner: Int
+    let scheme: String
+
+    /// The parameters of `tensor`.
+    /// - Throws: `TensorError.unsupportedDType` for a tensor that is not quantized, has no
+    ///   parameters, or packs several elements per byte.
+    public init(_ tensor: Tensor) throws {
+        guard let q = tensor.quantization, let plain = tensor.dtype.quantizedStorageType else {
+            throw TensorError.unsupportedDType(tensor.dtype, "cannot be read as numbers without its quantization parameters")
+        }
+        self.plain = plain
+        (scales, zeroPoints) = try q.parameters()
+        if case let .perChannel(_, _, axis) = q {
+            channels = tensor.shape[axis]
+            inner = max(1, tensor.shape[(axis + 1)...].reduce(1, *))
+        } else {
+            channels = 1
+            inner = 1
+        }
+        scheme = q.schemeName
+    }
+
+    /// Dequantizes `out.count` contiguous stored integers (`raw`, little-endian), which are the
+    /// tensor's elements `start ..< start + out.count` in row-major order.
+    public func apply(_ raw: UnsafeRawBufferPointer, from start: Int, into out: UnsafeMutableBufferPointer<Double>) {
+        ElementDecode.decode(raw, dtype: plain, into: out)
+        for i in 0 ..< out.count {
+            let c = channels == 1 ? 0 : ((start + i) / inner) % channels
+            switch scheme {
+            case "per_channel_affine":
+                out[i] = Double(Float((out[i] - zeroPoints[c]) * scales[c]))
+            case "per_channel_affine_float_qparams":
+                out[i] = Double((Float(out[i]) - Float(zeroPoints[c])) * Float(scales[c]))
+            default:
+                // the integer zero point subtracted exactly, then float32 times the float32 scale
+                out[i] = Double(Float(out[i] - zeroPoints[c]) * Float(scales[c]))
+            }
+        }
     }
 }
 

@@ -27,12 +27,8 @@ public struct TensorStats: Sendable, Equatable {
             throw TensorError.unsupportedDType(tensor.dtype, "no statistics")
         }
         try tensor.checkMaterializable()
-        if tensor.dtype.isQuantized {
-            // the real values, (q - zero_point) * scale: quantized tensors are small int8 weights
-            var acc = Accumulator()
-            try tensor.doubles().withUnsafeBytes { acc.add($0, dtype: .float64) }
-            return acc.result
-        }
+        // quantized tensors count their real values, (q - zero_point) * scale
+        let dequantizer = tensor.dtype.isQuantized ? try Dequantizer(tensor) : nil
         let step = TensorDifference.chunkElements
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Swift.max(1, Swift.min(step, tensor.elementCount)) * tensor.dtype.itemSize, alignment: 64)
         defer { buffer.deallocate() }
@@ -42,7 +38,14 @@ public struct TensorStats: Sendable, Equatable {
             let c = Swift.min(step, tensor.elementCount - at)
             let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0 ..< c * tensor.dtype.itemSize])
             try tensor.readElements(at ..< at + c, into: part)
-            acc.add(UnsafeRawBufferPointer(part), dtype: tensor.dtype)
+            if let dequantizer {
+                let real = UnsafeMutableBufferPointer<Double>.allocate(capacity: c)
+                defer { real.deallocate() }
+                dequantizer.apply(UnsafeRawBufferPointer(part), from: at, into: real)
+                acc.add(UnsafeRawBufferPointer(real), dtype: .float64)
+            } else {
+                acc.add(UnsafeRawBufferPointer(part), dtype: tensor.dtype)
+            }
             at += c
         }
         return acc.result

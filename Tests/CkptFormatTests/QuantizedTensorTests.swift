@@ -130,4 +130,35 @@ final class QuantizedTensorTests: XCTestCase {
         XCTAssertFalse(f.identical)
         XCTAssertEqual(f.maxAbsolute, 0)
     }
+
+    /// Statistics and diffs go chunk by chunk (2^18 elements): each element keeps its channel's
+    /// parameters across chunk boundaries.
+    func testChunkedStatisticsAndDiffUseEachElementsChannel() throws {
+        let rows = 3, columns = 300_007
+        var bytes = [UInt8](repeating: 0, count: rows * columns)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 7) }
+        var q = try Tensor(dtype: .qint8, shape: [rows, columns], bytes: bytes)
+        let scales = try Tensor(dtype: .float64, shape: [rows], bytes: [0.5, 0.25, 0.125].flatMap { withUnsafeBytes(of: $0) { Array($0) } })
+        let zeroPoints = try Tensor(dtype: .int64, shape: [rows], bytes: [Int64(0), 3, -7].flatMap { withUnsafeBytes(of: $0) { Array($0) } })
+        q.quantization = .perChannel(scales: scales, zeroPoints: zeroPoints, axis: 0)
+        let values = try q.doubles()
+        // the first element of each row uses that row's parameters
+        for r in 0 ..< rows {
+            let stored = Double(Int8(bitPattern: bytes[r * columns]))
+            XCTAssertEqual(values[r * columns], (stored - [0, 3, -7][r]) * [0.5, 0.25, 0.125][r])
+        }
+        let stats = try TensorStats.compute(q)
+        XCTAssertEqual(stats.min, values.min())
+        XCTAssertEqual(stats.max, values.max())
+        XCTAssertEqual(try XCTUnwrap(stats.mean), values.reduce(0, +) / Double(values.count), accuracy: 1e-9)
+        // another scale on the last row only: exactly that row's elements differ
+        var other = q
+        let otherScales = try Tensor(dtype: .float64, shape: [rows], bytes: [0.5, 0.25, 0.5].flatMap { withUnsafeBytes(of: $0) { Array($0) } })
+        other.quantization = .perChannel(scales: otherScales, zeroPoints: zeroPoints, axis: 0)
+        let d = try TensorDifference.compare(q, other)
+        XCTAssertFalse(d.identical)
+        let expected = (0 ..< columns).filter { values[2 * columns + $0] != 0 }.count
+        XCTAssertEqual(d.differingElements, expected)
+        XCTAssertTrue(try TensorDifference.compare(q, q).identical)
+    }
 }
