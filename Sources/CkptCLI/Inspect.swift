@@ -115,6 +115,12 @@ struct InspectReport {
     let rows: [Row]
     let architecture: ArchitectureGuess?
     let nonTensors: [(path: String, value: Value)]
+    /// Values past `maxValues`, counted but not listed.
+    let omittedValues: Int
+    /// Non-tensor values listed at most.
+    static let maxValues = 10_000
+    /// A list or tuple of more scalars than this is one value.
+    static let longSequence = 64
 
     init(_ ckpt: Checkpoint, file: String, stats: Bool) throws {
         self.file = file
@@ -161,24 +167,34 @@ struct InspectReport {
         self.rows = rows
         architecture = KeyAnalysis.guessArchitecture(located.stateDict.shapes)
         var leaves: [(String, Value)] = []
+        var omitted = 0
+        func add(_ p: String, _ v: Value) {
+            if leaves.count < Self.maxValues { leaves.append((p, v)) } else { omitted += 1 }
+        }
+        // a long run of numbers or strings (a dataset split's indices) is one value, listed whole
+        var longSequences = Set<ExactKey>()
         Checkpoint.walk(ckpt.root, path: "") { p, v in
+            if let items = v.sequenceValue, items.count > Self.longSequence, items.allSatisfy(\.isScalar) {
+                longSequences.insert(ExactKey(p))
+                add(p, v)
+                return
+            }
+            if !p.isEmpty, longSequences.contains(ExactKey(StateDict.modulePath(of: p))) { return }
             switch v {
             case .none, .bool, .int, .bigInt, .float, .complex, .string, .bytes, .dtype, .device, .global, .reference:
-                if leaves.count < 10_000 { leaves.append((p, v)) }
+                add(p, v)
             case let .object(o):
-                if leaves.count < 10_000 { leaves.append((p, .global(o.global))) }
+                add(p, .global(o.global))
             case let .dict(d) where d.items.isEmpty && d.attributes.isEmpty && !p.isEmpty:
                 // an empty container is a value too (a scheduler's `lr_lambdas: [{}, {}]`)
-                if leaves.count < 10_000 { leaves.append((p, v)) }
-            case let .list(a) where a.isEmpty && !p.isEmpty:
-                if leaves.count < 10_000 { leaves.append((p, v)) }
-            case let .tuple(a) where a.isEmpty && !p.isEmpty:
-                if leaves.count < 10_000 { leaves.append((p, v)) }
-            case let .set(a) where a.isEmpty && !p.isEmpty:
-                if leaves.count < 10_000 { leaves.append((p, v)) }
+                add(p, v)
+            case let .list(a) where a.isEmpty && !p.isEmpty: add(p, v)
+            case let .tuple(a) where a.isEmpty && !p.isEmpty: add(p, v)
+            case let .set(a) where a.isEmpty && !p.isEmpty: add(p, v)
             default: break
             }
         }
+        omittedValues = omitted
         // top-level scalars first (epoch, best_acc1, arch, lr), then the rest in file order
         nonTensors = leaves.filter { !$0.0.contains(".") } + leaves.filter { $0.0.contains(".") }
     }
@@ -231,7 +247,12 @@ struct InspectReport {
                     continue
                 }
             }
-            out.append((p, CLI.literal(v)))
+            if let items = v.sequenceValue, items.count > Self.longSequence {
+                let shown = items.prefix(6).map(CLI.literal).joined(separator: ", ") + ", …, " + CLI.literal(items[items.count - 1])
+                out.append((p, "[\(shown)] (\(CLI.grouped(items.count)) items)"))
+            } else {
+                out.append((p, CLI.literal(v)))
+            }
             i += 1
         }
         return out
@@ -362,6 +383,7 @@ struct InspectReport {
             let folded = foldedValues
             for (p, v) in folded.prefix(40) { out.append("  \(p.isEmpty ? "(root)" : p) = \(v)") }
             if folded.count > 40 { out.append("  ... \(folded.count - 40) more (see --json)") }
+            if omittedValues > 0 { out.append("  ... and \(CLI.grouped(omittedValues)) values past the first \(CLI.grouped(Self.maxValues)), not listed") }
         }
         return out.text
     }
@@ -454,7 +476,15 @@ struct InspectReport {
                 ("other", .object([("tensors", .int(o.tensors)), ("elements", .int(o.elements))])),
                 ("stored_bytes", .int(storedBytes)),
             ])),
-            ("values", .array(nonTensors.map { .object([("path", .string($0.path)), ("type", .string($0.value.typeName)), ("value", CLI.json($0.value))]) })),
+            ("values", .array(nonTensors.map { p, v in
+                if let items = v.sequenceValue, items.count > Self.longSequence {
+                    // the whole run, up to a million items
+                    return .object([("path", .string(p)), ("type", .string(v.typeName)), ("items", .int(items.count)),
+                                    ("value", .array(items.prefix(1_000_000).map(CLI.json)))])
+                }
+                return .object([("path", .string(p)), ("type", .string(v.typeName)), ("value", CLI.json(v))])
+            })),
+            ("values_not_listed", .int(omittedValues)),
         ]
         if !info.metadata.isEmpty {
             obj.append(("metadata", .object(info.metadata.map { ($0.key, .string($0.value)) })))

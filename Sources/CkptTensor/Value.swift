@@ -150,6 +150,14 @@ public indirect enum Value: Sendable {
         }
     }
 
+    /// True for a number, bool, string, bytes or None: a value with no parts.
+    public var isScalar: Bool {
+        switch self {
+        case .none, .bool, .int, .bigInt, .float, .complex, .string, .bytes: return true
+        default: return false
+        }
+    }
+
     /// The Python type name (`dict`, `int`, `Tensor`), for reports.
     public var typeName: String {
         switch self {

@@ -126,4 +126,39 @@ final class RealWorldCommandTests: XCTestCase {
         XCTAssertEqual(stats.status, 0, stats.stderr)
         XCTAssertTrue(stats.stdout.contains("key") && stats.stdout.contains("mean") && stats.stdout.contains("std"), stats.stdout)
     }
+
+    /// A dataset split saved with torch.save (`{'train': [indices], ...}`) and a scheduler's state
+    /// (`lr_lambdas: [{}, {}]`): long runs of numbers are one value, listed whole in `--json`, and
+    /// every value is shown or counted — none dropped silently.
+    func testLongListsAndEmptyContainersAreShownWhole() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-values-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let train = (0 ..< 12_345).map { Value.int(($0 * 7_919) % 12_345) }
+        let valid = (0 ..< 100).map { Value.float(Double($0) / 8) }
+        let many = (0 ..< 11_000).map { Value.dict(PyDict(items: [(.string("i"), .int($0))], kind: .dict)) }
+        let root = Value.dict(PyDict(items: [
+            (.string("train"), .list(train)), (.string("valid"), .tuple(valid)),
+            (.string("lr_lambdas"), .list([.dict(PyDict(items: [], kind: .dict)), .dict(PyDict(items: [], kind: .dict))])),
+            (.string("many"), .list(many)), (.string("epoch"), .int(3)),
+        ], kind: .dict))
+        let path = dir.appendingPathComponent("split.pt").path
+        try CheckpointWriter.write(Checkpoint(root: root, info: FormatInfo(format: .zip)), to: path)
+
+        let r = try ckpt("inspect", path)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("  train = [0, 7919, 3493, 11412, 6986, 2560, …, 4426] (12,345 items)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("  lr_lambdas.0 = {}\n  lr_lambdas.1 = {}"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("values past the first 10,000, not listed"), r.stdout)
+
+        let j = try JSONValue.parse(try ckpt("inspect", path, "--json").stdout)
+        let values = try XCTUnwrap(j["values"]?.arrayValue)
+        let listed = try XCTUnwrap(values.first { $0["path"] == .string("train") })
+        XCTAssertEqual(listed["items"]?.numberValue?.intValue, 12_345)
+        XCTAssertEqual(listed["value"]?.arrayValue?.compactMap { $0.numberValue?.intValue }, train.compactMap(\.intValue))
+        XCTAssertEqual(values.first { $0["path"] == .string("valid") }?["items"]?.numberValue?.intValue, 100)
+        // epoch, train, valid, two empty dicts, then "many.N.i" up to the cap; the rest counted
+        XCTAssertEqual(values.count, 10_000)
+        XCTAssertEqual(j["values_not_listed"]?.numberValue?.intValue, 11_000 + 5 - 10_000)
+    }
 }
