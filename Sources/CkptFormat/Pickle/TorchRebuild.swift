@@ -108,9 +108,9 @@ enum TorchRebuild {
                 return .legacyTensor(d)
             }
         }
-        // allowlisted, but not a tensor ckpt can rebuild (quantized, sparse, meta, wrapper subclasses)
+        // allowlisted, but not a tensor ckpt can rebuild (sparse, meta, wrapper subclasses)
         if g.module == "torch._utils", g.name != "_rebuild_meta_tensor_no_storage", !c.salvage {
-            throw c.rebuildError(.unsupported, "\(g): this kind of tensor (quantized, sparse or device-specific) is not supported; use --salvage to keep it as an inert node")
+            throw c.rebuildError(.unsupported, "\(g): this kind of tensor (sparse, nested or device-specific) is not supported; use --salvage to keep it as an inert node")
         }
         c.warn("\(g) kept as an opaque object: ckpt does not rebuild it")
         return .value(.object(OpaqueObject(global: g, construction: construction, arguments: args)))
