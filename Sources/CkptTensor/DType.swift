@@ -13,6 +13,9 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
     /// (`Tensor.quantization` holds the scale and zero point). `quint4x2`/`quint2x4` pack two or
     /// four elements per byte.
     case qint8, quint8, qint32, quint4x2, quint2x4
+    /// Opaque or packed types ckpt keeps as raw bytes: two 4-bit floats per byte
+    /// (`float4_e2m1fn_x2`, whose shape counts bytes) and torch's untyped bit containers.
+    case float4_e2m1fn_x2, bits8, bits16, bits1x8, bits2x4, bits4x2
 
     /// Bytes per element (`torch.tensor([], dtype=d).element_size()`).
     public var itemSize: Int {
@@ -21,6 +24,8 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
         case .float32, .int32, .uint32, .complex32: return 4
         case .float16, .bfloat16, .int16, .uint16: return 2
         case .int8, .uint8, .bool, .qint8, .quint8, .quint4x2, .quint2x4: return 1
+        case .float4_e2m1fn_x2, .bits8, .bits1x8, .bits2x4, .bits4x2: return 1
+        case .bits16: return 2
         case .qint32: return 4
         case .complex128: return 16
         case .float8_e4m3fn, .float8_e5m2, .float8_e4m3fnuz, .float8_e5m2fnuz, .float8_e8m0fnu: return 1
@@ -31,7 +36,7 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
     public var isFloatingPoint: Bool {
         switch self {
         case .float64, .float32, .float16, .bfloat16,
-             .float8_e4m3fn, .float8_e5m2, .float8_e4m3fnuz, .float8_e5m2fnuz, .float8_e8m0fnu:
+             .float8_e4m3fn, .float8_e5m2, .float8_e4m3fnuz, .float8_e5m2fnuz, .float8_e8m0fnu, .float4_e2m1fn_x2:
             return true
         default: return false
         }
@@ -65,7 +70,7 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
     public var isNumericallyReadable: Bool {
         switch self {
         case .float8_e4m3fn, .float8_e5m2, .float8_e4m3fnuz, .float8_e5m2fnuz, .float8_e8m0fnu, .complex32,
-             .quint4x2, .quint2x4:
+             .quint4x2, .quint2x4, .float4_e2m1fn_x2, .bits8, .bits16, .bits1x8, .bits2x4, .bits4x2:
             return false
         default: return true
         }
@@ -131,7 +136,8 @@ public enum DType: String, CaseIterable, Sendable, Hashable, Codable {
         case .float8_e4m3fnuz: return "F8_E4M3FNUZ"
         case .float8_e5m2fnuz: return "F8_E5M2FNUZ"
         case .float8_e8m0fnu: return "F8_E8M0"
-        case .complex128, .complex32, .qint8, .quint8, .qint32, .quint4x2, .quint2x4: return nil
+        case .complex128, .complex32, .qint8, .quint8, .qint32, .quint4x2, .quint2x4,
+             .float4_e2m1fn_x2, .bits8, .bits16, .bits1x8, .bits2x4, .bits4x2: return nil
         }
     }
 
