@@ -47,9 +47,11 @@ package struct UncheckedSendable<Value>: @unchecked Sendable {
 /// only between a successful claim and the `done` count the caller waits for. Helpers spin for
 /// `spinNanoseconds` after their last job, then sleep on a semaphore until a call wakes them.
 final class SpinningPool: @unchecked Sendable {
-    /// The pool, or nil on a single core.
+    /// The pool, or nil on a single core or with `CKPT_SPINNING_POOL=0` in the environment (every
+    /// call then goes to Dispatch, as before the pool: for side-by-side timing).
     static let shared: SpinningPool? = {
         let helpers = ProcessInfo.processInfo.activeProcessorCount - 1
+        if ProcessInfo.processInfo.environment["CKPT_SPINNING_POOL"] == "0" { return nil }
         return helpers >= 1 ? SpinningPool(helpers: helpers) : nil
     }()
 
