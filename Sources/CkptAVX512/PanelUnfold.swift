@@ -79,12 +79,31 @@ public enum PanelUnfold {
                         var ix = run.x &* sw &+ x0
                         var k = 0
                         if sw == 2 {
-                            // sixteen columns 2 apart are the even lanes of one 32-float load
-                            while k &+ 16 <= count && ix >= 0 && ix &+ 32 <= w {
+                            // the left padding (a row's first run starts there), then sixteen,
+                            // eight and four columns 2 apart as the even lanes of one load twice
+                            // as wide: the short runs of 7×7 and 14×14 planes are vector copies too
+                            while k < count && ix < 0 {
+                                dst[k] = 0
+                                ix &+= 2
+                                k &+= 1
+                            }
+                            while k &+ 16 <= count && ix &+ 32 <= w {
                                 let v = UnsafeRawPointer(srow + ix).loadUnaligned(as: SIMD32<Float>.self)
                                 UnsafeMutableRawPointer(dst + k).storeBytes(of: v.evenHalf, as: V.self)
                                 k &+= 16
                                 ix &+= 32
+                            }
+                            if k &+ 8 <= count && ix &+ 16 <= w {
+                                let v = UnsafeRawPointer(srow + ix).loadUnaligned(as: V.self)
+                                UnsafeMutableRawPointer(dst + k).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                                k &+= 8
+                                ix &+= 16
+                            }
+                            if k &+ 4 <= count && ix &+ 8 <= w {
+                                let v = UnsafeRawPointer(srow + ix).loadUnaligned(as: SIMD8<Float>.self)
+                                UnsafeMutableRawPointer(dst + k).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
+                                k &+= 4
+                                ix &+= 8
                             }
                         }
                         while k < count {
