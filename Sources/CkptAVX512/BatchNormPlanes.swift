@@ -38,7 +38,7 @@ public enum BatchNormPlanes {
     @inlinable @inline(__always)
     public static func inputGradient(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
                                      _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float,
-                                     centre: Float, xhatScale: Float) {
+                                     centre: Float, xhatScale: Float, affineReLU: (gamma: Float, beta: Float)? = nil) {
         typealias V = SIMD16<Float>
         @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
         var i = 0
@@ -46,14 +46,26 @@ public enum BatchNormPlanes {
             var d = load(gy + i)
             if let relu { d.replace(with: 0, where: load(relu + i) .<= 0) }
             let xh = xhat(load(x + i), centre, xhatScale)
+            if let (g, b) = affineReLU { d.replace(with: 0, where: xh * g + b .<= 0) }
             UnsafeMutableRawPointer(dx + i).storeBytes(of: k * (d - meanB - xh * meanG), as: V.self)
             i += 16
         }
         while i < count {
-            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
-            dx[i] = k * (d - meanB - (x[i] - centre) * xhatScale * meanG)
+            let xh = (x[i] - centre) * xhatScale
+            let d = maskedTail(gy[i], relu: relu.map { $0[i] }, xhat: xh, affineReLU: affineReLU)
+            dx[i] = k * (d - meanB - xh * meanG)
             i += 1
         }
+    }
+
+    /// `dy` of one tail element masked as the sixteen-lane loops mask it: by a ReLU's output, or by
+    /// `x̂·γ + β` (the pre-ReLU output `normalize` computed, formed again: `≤ 0` exactly where the
+    /// ReLU's output is).
+    @inlinable @inline(__always)
+    static func maskedTail(_ dy: Float, relu: Float?, xhat: Float, affineReLU: (gamma: Float, beta: Float)?) -> Float {
+        if let relu, relu <= 0 { return 0 }
+        if let (g, b) = affineReLU, xhat * g + b <= 0 { return 0 }
+        return dy
     }
 
     /// `Σ x` (no `centre`) or `Σ (x − centre)²` over `count` elements, in sixteen lanes (a single
@@ -91,7 +103,8 @@ public enum BatchNormPlanes {
     /// each addition).
     @inlinable @inline(__always)
     public static func gradientSums(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                                    count: Int, centre: Float, xhatScale: Float) -> (Float, Float) {
+                                    count: Int, centre: Float, xhatScale: Float,
+                                    affineReLU: (gamma: Float, beta: Float)? = nil) -> (Float, Float) {
         typealias V = SIMD16<Float>
         @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
         var sg = V(), sb = V()
@@ -100,6 +113,14 @@ public enum BatchNormPlanes {
             while i + 16 <= count {
                 let d = load(gy + i).replacing(with: 0, where: load(relu + i) .<= 0)
                 sg += d * xhat(load(x + i), centre, xhatScale)
+                sb += d
+                i += 16
+            }
+        } else if let (g, b) = affineReLU {
+            while i + 16 <= count {
+                let xh = xhat(load(x + i), centre, xhatScale)
+                let d = load(gy + i).replacing(with: 0, where: xh * g + b .<= 0)
+                sg += d * xh
                 sb += d
                 i += 16
             }
@@ -113,8 +134,9 @@ public enum BatchNormPlanes {
         }
         var pg = sg.sum(), pb = sb.sum()
         while i < count {
-            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
-            pg += d * ((x[i] - centre) * xhatScale)
+            let xh = (x[i] - centre) * xhatScale
+            let d = maskedTail(gy[i], relu: relu.map { $0[i] }, xhat: xh, affineReLU: affineReLU)
+            pg += d * xh
             pb += d
             i += 1
         }
@@ -130,8 +152,9 @@ public enum BatchNormPlanes {
     /// `inputGradient` compiled for AVX-512.
     public static func inputGradientAVX512(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
                                            _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float,
-                                           centre: Float, xhatScale: Float) {
-        inputGradient(gy, x, relu, dx, count: count, scale: k, meanB: meanB, meanG: meanG, centre: centre, xhatScale: xhatScale)
+                                           centre: Float, xhatScale: Float, affineReLU: (gamma: Float, beta: Float)?) {
+        inputGradient(gy, x, relu, dx, count: count, scale: k, meanB: meanB, meanG: meanG, centre: centre, xhatScale: xhatScale,
+                      affineReLU: affineReLU)
     }
 
     /// `sums` compiled for AVX-512.
@@ -141,7 +164,8 @@ public enum BatchNormPlanes {
 
     /// `gradientSums` compiled for AVX-512.
     public static func gradientSumsAVX512(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                                          count: Int, centre: Float, xhatScale: Float) -> (Float, Float) {
-        gradientSums(gy, x, relu, count: count, centre: centre, xhatScale: xhatScale)
+                                          count: Int, centre: Float, xhatScale: Float,
+                                          affineReLU: (gamma: Float, beta: Float)?) -> (Float, Float) {
+        gradientSums(gy, x, relu, count: count, centre: centre, xhatScale: xhatScale, affineReLU: affineReLU)
     }
 }

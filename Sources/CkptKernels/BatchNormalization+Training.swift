@@ -106,14 +106,17 @@ extension BatchNormalization {
     /// the statistics the forward normalised with: the batch's, or the running mean and its invstd).
     /// With `reluOutput` (the output of a ReLU that followed the batch norm), `dy` is first masked
     /// as the ReLU's backward masks it (`y ≤ 0 ? 0 : dy`), as it is read: no masked copy is made.
+    /// With `reluAfterBias` instead (β of a training forward that applied the ReLU, `epilogue: .relu`),
+    /// the mask is formed from the input: `x̂·γ + β ≤ 0` is, operation for operation, the forward's
+    /// test, so the ReLU's output need not be read at all.
     /// PyTorch counterpart: `native_batch_norm_backward` (which also keeps the input, not x̂).
     /// - Throws: `KernelError.shapeMismatch` when the gradient's, the input's or the ReLU output's
     ///   shape differ, or the statistics do not have `C` entries.
     public static func backward(_ dOutput: DenseTensor, input: DenseTensor, mean: [Float], inverseStandardDeviation invstd: [Float],
                                 weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds,
-                                reluOutput: DenseTensor? = nil) throws -> LayerGradients {
+                                reluOutput: DenseTensor? = nil, reluAfterBias: DenseTensor? = nil) throws -> LayerGradients {
         try backward(dOutput, source: input, centre: mean, inverseStandardDeviation: invstd, weight: weight,
-                     batchStatistics: batchStatistics, needs: needs, reluOutput: reluOutput)
+                     batchStatistics: batchStatistics, needs: needs, reluOutput: reluOutput, reluAfterBias: reluAfterBias)
     }
 
     /// `backward(_:input:mean:…)` given x̂ itself (`normalized`) instead of the input and mean.
@@ -122,13 +125,13 @@ extension BatchNormalization {
                                 weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds,
                                 reluOutput: DenseTensor? = nil) throws -> LayerGradients {
         try backward(dOutput, source: normalized, centre: nil, inverseStandardDeviation: invstd, weight: weight,
-                     batchStatistics: batchStatistics, needs: needs, reluOutput: reluOutput)
+                     batchStatistics: batchStatistics, needs: needs, reluOutput: reluOutput, reluAfterBias: nil)
     }
 
     /// Both forms: x̂ is `(source − centre)·invstd`, or `(source − 0)·1` (the source unchanged) without a centre.
     private static func backward(_ dOutput: DenseTensor, source: DenseTensor, centre: [Float]?, inverseStandardDeviation invstd: [Float],
                                  weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds,
-                                 reluOutput: DenseTensor?) throws -> LayerGradients {
+                                 reluOutput: DenseTensor?, reluAfterBias: DenseTensor?) throws -> LayerGradients {
         let op = "batch_norm backward"
         guard dOutput.shape == source.shape, dOutput.rank >= 2 else {
             throw KernelError.shapeMismatch(operation: op, operand: "output gradient", expected: "\(source.shape)", got: dOutput.shape)
@@ -137,9 +140,12 @@ extension BatchNormalization {
             throw KernelError.shapeMismatch(operation: op, operand: "relu output", expected: "\(source.shape)", got: reluOutput.shape)
         }
         let n = dOutput.shape[0], c = dOutput.shape[1]
-        guard invstd.count == c, weight.count == c, centre.map({ $0.count == c }) ?? true else {
+        guard invstd.count == c, weight.count == c, centre.map({ $0.count == c }) ?? true, reluAfterBias.map({ $0.count == c }) ?? true else {
             throw KernelError.shapeMismatch(operation: op, operand: "statistics", expected: "[\(c)]",
                                             got: [centre?.count ?? invstd.count, invstd.count, weight.count])
+        }
+        if reluAfterBias != nil && !batchStatistics {
+            throw KernelError.invalidArgument(operation: op, message: "a mask formed from the input needs the batch statistics' forward")
         }
         // the mask's values, or a copy-free empty array (never read) without one
         let mask = reluOutput?.values ?? []
@@ -164,14 +170,15 @@ extension BatchNormalization {
                             parallelForWork(c, elementsPerItem: n * plane) { ch in
                                 let (gy, xs, dxp, dg, db, relu) = box.value
                                 let mu = centre?[ch] ?? 0, scale = centre == nil ? 1 : invstd[ch]
+                                let affine = reluAfterBias.map { (gamma: weight.values[ch], beta: $0.values[ch]) }
                                 var sg = 0.0, sb = 0.0
                                 for img in 0 ..< n {
                                     let base = (img * c + ch) * plane
                                     let (pg, pb) = avx512
                                         ? BatchNormPlanes.gradientSumsAVX512(gy + base, xs + base, relu.map { $0 + base }, count: plane,
-                                                                             centre: mu, xhatScale: scale)
+                                                                             centre: mu, xhatScale: scale, affineReLU: affine)
                                         : BatchNormPlanes.gradientSums(gy + base, xs + base, relu.map { $0 + base }, count: plane,
-                                                                       centre: mu, xhatScale: scale)
+                                                                       centre: mu, xhatScale: scale, affineReLU: affine)
                                     sg += Double(pg)
                                     sb += Double(pb)
                                 }
@@ -187,11 +194,11 @@ extension BatchNormalization {
                                         if avx512 {
                                             BatchNormPlanes.inputGradientAVX512(gy + base, xs + base, relu.map { $0 + base }, dxp + base,
                                                                                 count: plane, scale: k, meanB: meanB, meanG: meanG,
-                                                                                centre: mu, xhatScale: scale)
+                                                                                centre: mu, xhatScale: scale, affineReLU: affine)
                                         } else {
                                             BatchNormPlanes.inputGradient(gy + base, xs + base, relu.map { $0 + base }, dxp + base,
                                                                           count: plane, scale: k, meanB: meanB, meanG: meanG,
-                                                                          centre: mu, xhatScale: scale)
+                                                                          centre: mu, xhatScale: scale, affineReLU: affine)
                                         }
                                     }
                                 } else {

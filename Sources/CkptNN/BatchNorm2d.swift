@@ -113,10 +113,14 @@ public final class BatchNorm2d: Module {
         }
         let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad && input != nil,
                                   bias: bias.requiresGrad)
-        // without the input (γ frozen, running statistics) the kernel's dγ is not asked for: any tensor of dy's shape serves
+        // without the input (γ frozen, running statistics) the kernel's dγ is not asked for: any tensor of dy's shape serves;
+        // with batch statistics the ReLU's mask is formed from the input (x̂·γ + β ≤ 0, the forward's own test),
+        // one stream fewer to read in both passes
+        let maskFromInput = batchStatistics && input != nil && reluOutput != nil
         let g = try BatchNormalization.backward(dy, input: input ?? dy, mean: mean, inverseStandardDeviation: invstd,
                                                 weight: weight.value, batchStatistics: batchStatistics, needs: needs,
-                                                reluOutput: reluOutput)
+                                                reluOutput: maskFromInput ? nil : reluOutput,
+                                                reluAfterBias: maskFromInput ? bias.value : nil)
         if let dw = g.dWeight { try weight.accumulateGradient(dw) }
         if let db = g.dBias { try bias.accumulateGradient(db) }
         return g.dInput

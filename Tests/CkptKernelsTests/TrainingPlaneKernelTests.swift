@@ -101,6 +101,38 @@ final class TrainingPlaneKernelTests: XCTestCase {
         }
     }
 
+    /// The ReLU's mask formed from the input (`x̂·γ + β ≤ 0`, `reluAfterBias`) equals the mask read
+    /// from the ReLU's output bit for bit, on both builds: resnet-sized planes, ragged planes, a
+    /// plane of one element, β large enough that whole channels are masked or none; and a mask
+    /// from the input is refused for running statistics.
+    func testBatchNormReLUMaskFormedFromInputEqualsReadMask() throws {
+        for (i, shape) in [[3, 4, 56, 56], [2, 3, 7, 9], [5, 2, 1, 1], [4, 3]].enumerated() {
+            var rng = SplitMix64(seed: 0x8c00 + UInt64(i))
+            let c = shape[1]
+            let x = try rng.tensor(shape, scale: 2)
+            let gamma = try rng.tensor([c], scale: 1)
+            var beta = try rng.tensor([c], scale: 1)
+            beta.values[0] = 40  // nothing masked
+            if c > 2 { beta.values[2] = -40 }  // everything masked
+            let dY = try rng.tensor(shape, scale: 1)
+            let (y, batch) = try BatchNormalization.trainingForward(x, weight: gamma, bias: beta, epsilon: 1e-5, epilogue: .relu)
+            let runs = try bothBuilds { () throws -> (LayerGradients, LayerGradients) in
+                let read = try BatchNormalization.backward(dY, input: x, mean: batch.mean, inverseStandardDeviation: batch.inverseStandardDeviation,
+                                                           weight: gamma, batchStatistics: true, needs: .all, reluOutput: y)
+                let formed = try BatchNormalization.backward(dY, input: x, mean: batch.mean, inverseStandardDeviation: batch.inverseStandardDeviation,
+                                                             weight: gamma, batchStatistics: true, needs: .all, reluAfterBias: beta)
+                return (read, formed)
+            }
+            for (build, (read, formed)) in runs.enumerated() {
+                XCTAssertEqual(formed.dInput?.values.map(\.bitPattern), read.dInput?.values.map(\.bitPattern), "\(shape) build \(build): dInput")
+                XCTAssertEqual(formed.dWeight, read.dWeight, "\(shape) build \(build): dγ")
+                XCTAssertEqual(formed.dBias, read.dBias, "\(shape) build \(build): dβ")
+            }
+            XCTAssertThrowsError(try BatchNormalization.backward(dY, input: x, mean: batch.mean, inverseStandardDeviation: batch.inverseStandardDeviation,
+                                                                 weight: gamma, batchStatistics: false, needs: .all, reluAfterBias: beta))
+        }
+    }
+
     /// Batch norm in training mode on a 112×112 plane batch (resnet's stem) and a ragged one: the
     /// output against a Double reference, the AVX-512 and portable builds' outputs, statistics and
     /// gradients close (their lanes sum in other orders), dγ and dβ against Double sums.
