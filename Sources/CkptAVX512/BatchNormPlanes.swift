@@ -6,16 +6,16 @@
 /// (one register per sixteen lanes, where the portable build takes four), which CkptKernels calls
 /// only on CPUs that report avx512f. Same operations, no fused multiply-add, in both.
 public enum BatchNormPlanes {
-    /// `x̂ = (x − mean)·invstd` and `y = x̂·γ + β` (then `max(y, 0)` with `relu`) over `count`
-    /// elements, in sixteen lanes with the scalar loop's operations (no fused multiply-add).
+    /// `y = x̂·γ + β` with `x̂ = (x − mean)·invstd` (then `max(y, 0)` with `relu`) over `count`
+    /// elements, in sixteen lanes with the scalar loop's operations (no fused multiply-add). x̂ is
+    /// not kept: the backward forms it again from `x`, bit for bit (`xhat`).
     @inlinable @inline(__always)
-    public static func normalize(_ x: UnsafePointer<Float>, _ xh: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    public static func normalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                  count: Int, mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
         typealias V = SIMD16<Float>
         var i = 0
         while i + 16 <= count {
             let v = (UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mean) * invstd
-            UnsafeMutableRawPointer(xh + i).storeBytes(of: v, as: V.self)
             let t = v * gamma + beta
             // max(t, 0) as Swift's max: 0 where t ≤ 0, t otherwise (a NaN stays)
             UnsafeMutableRawPointer(y + i).storeBytes(of: relu ? t.replacing(with: 0, where: t .<= 0) : t, as: V.self)
@@ -23,32 +23,49 @@ public enum BatchNormPlanes {
         }
         while i < count {
             let v = (x[i] - mean) * invstd
-            xh[i] = v
             y[i] = relu ? max(v * gamma + beta, 0) : v * gamma + beta
             i += 1
         }
     }
 
-    /// `dx = k·(dy − mean(dy) − x̂·mean(dy·x̂))` over `count` elements, `dy` masked by a ReLU's
-    /// output when given (`y ≤ 0 ? 0 : dy`), in sixteen lanes (a branch per element mispredicts
-    /// on a ReLU's mask half the time).
+    /// x̂ as `normalize` forms it: `(x − centre)·scale` (centre 0 and scale 1 for an x̂ given as is).
     @inlinable @inline(__always)
-    public static func inputGradient(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                                     _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float) {
+    static func xhat(_ x: SIMD16<Float>, _ centre: Float, _ scale: Float) -> SIMD16<Float> { (x - centre) * scale }
+
+    /// `dx = k·(dy − mean(dy) − x̂·mean(dy·x̂))` over `count` elements, `x̂ = (x − centre)·scale`
+    /// formed as it is read, `dy` masked by a ReLU's output when given (`y ≤ 0 ? 0 : dy`), in
+    /// sixteen lanes (a branch per element mispredicts on a ReLU's mask half the time).
+    @inlinable @inline(__always)
+    public static func inputGradient(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                     _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float,
+                                     centre: Float, xhatScale: Float, affineReLU: (gamma: Float, beta: Float)? = nil) {
         typealias V = SIMD16<Float>
         @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
         var i = 0
         while i + 16 <= count {
             var d = load(gy + i)
             if let relu { d.replace(with: 0, where: load(relu + i) .<= 0) }
-            UnsafeMutableRawPointer(dx + i).storeBytes(of: k * (d - meanB - load(xh + i) * meanG), as: V.self)
+            let xh = xhat(load(x + i), centre, xhatScale)
+            if let (g, b) = affineReLU { d.replace(with: 0, where: xh * g + b .<= 0) }
+            UnsafeMutableRawPointer(dx + i).storeBytes(of: k * (d - meanB - xh * meanG), as: V.self)
             i += 16
         }
         while i < count {
-            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
-            dx[i] = k * (d - meanB - xh[i] * meanG)
+            let xh = (x[i] - centre) * xhatScale
+            let d = maskedTail(gy[i], relu: relu.map { $0[i] }, xhat: xh, affineReLU: affineReLU)
+            dx[i] = k * (d - meanB - xh * meanG)
             i += 1
         }
+    }
+
+    /// `dy` of one tail element masked as the sixteen-lane loops mask it: by a ReLU's output, or by
+    /// `x̂·γ + β` (the pre-ReLU output `normalize` computed, formed again: `≤ 0` exactly where the
+    /// ReLU's output is).
+    @inlinable @inline(__always)
+    static func maskedTail(_ dy: Float, relu: Float?, xhat: Float, affineReLU: (gamma: Float, beta: Float)?) -> Float {
+        if let relu, relu <= 0 { return 0 }
+        if let (g, b) = affineReLU, xhat * g + b <= 0 { return 0 }
+        return dy
     }
 
     /// `Σ x` (no `centre`) or `Σ (x − centre)²` over `count` elements, in sixteen lanes (a single
@@ -81,34 +98,45 @@ public enum BatchNormPlanes {
         return (tail, 0)
     }
 
-    /// `(Σ dy·x̂, Σ dy)` over `count` elements, `dy` masked by a ReLU's output when given, in eight
-    /// lanes (a single running sum would wait on each addition).
+    /// `(Σ dy·x̂, Σ dy)` over `count` elements, `x̂ = (x − centre)·scale` formed as it is read, `dy`
+    /// masked by a ReLU's output when given, in sixteen lanes (a single running sum would wait on
+    /// each addition).
     @inlinable @inline(__always)
-    public static func gradientSums(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                                    count: Int) -> (Float, Float) {
-        typealias V = SIMD8<Float>
+    public static func gradientSums(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                    count: Int, centre: Float, xhatScale: Float,
+                                    affineReLU: (gamma: Float, beta: Float)? = nil) -> (Float, Float) {
+        typealias V = SIMD16<Float>
         @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
         var sg = V(), sb = V()
         var i = 0
         if let relu {
-            while i + 8 <= count {
+            while i + 16 <= count {
                 let d = load(gy + i).replacing(with: 0, where: load(relu + i) .<= 0)
-                sg += d * load(xh + i)
+                sg += d * xhat(load(x + i), centre, xhatScale)
                 sb += d
-                i += 8
+                i += 16
+            }
+        } else if let (g, b) = affineReLU {
+            while i + 16 <= count {
+                let xh = xhat(load(x + i), centre, xhatScale)
+                let d = load(gy + i).replacing(with: 0, where: xh * g + b .<= 0)
+                sg += d * xh
+                sb += d
+                i += 16
             }
         } else {
-            while i + 8 <= count {
+            while i + 16 <= count {
                 let d = load(gy + i)
-                sg += d * load(xh + i)
+                sg += d * xhat(load(x + i), centre, xhatScale)
                 sb += d
-                i += 8
+                i += 16
             }
         }
         var pg = sg.sum(), pb = sb.sum()
         while i < count {
-            let d = relu.map { $0[i] <= 0 ? 0 : gy[i] } ?? gy[i]
-            pg += d * xh[i]
+            let xh = (x[i] - centre) * xhatScale
+            let d = maskedTail(gy[i], relu: relu.map { $0[i] }, xhat: xh, affineReLU: affineReLU)
+            pg += d * xh
             pb += d
             i += 1
         }
@@ -116,15 +144,17 @@ public enum BatchNormPlanes {
     }
 
     /// `normalize` compiled for AVX-512.
-    public static func normalizeAVX512(_ x: UnsafePointer<Float>, _ xh: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    public static func normalizeAVX512(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                        count: Int, mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
-        normalize(x, xh, y, count: count, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
+        normalize(x, y, count: count, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
     }
 
     /// `inputGradient` compiled for AVX-512.
-    public static func inputGradientAVX512(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                                           _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float) {
-        inputGradient(gy, xh, relu, dx, count: count, scale: k, meanB: meanB, meanG: meanG)
+    public static func inputGradientAVX512(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                           _ dx: UnsafeMutablePointer<Float>, count: Int, scale k: Float, meanB: Float, meanG: Float,
+                                           centre: Float, xhatScale: Float, affineReLU: (gamma: Float, beta: Float)?) {
+        inputGradient(gy, x, relu, dx, count: count, scale: k, meanB: meanB, meanG: meanG, centre: centre, xhatScale: xhatScale,
+                      affineReLU: affineReLU)
     }
 
     /// `sums` compiled for AVX-512.
@@ -133,8 +163,9 @@ public enum BatchNormPlanes {
     }
 
     /// `gradientSums` compiled for AVX-512.
-    public static func gradientSumsAVX512(_ gy: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
-                                          count: Int) -> (Float, Float) {
-        gradientSums(gy, xh, relu, count: count)
+    public static func gradientSumsAVX512(_ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ relu: UnsafePointer<Float>?,
+                                          count: Int, centre: Float, xhatScale: Float,
+                                          affineReLU: (gamma: Float, beta: Float)?) -> (Float, Float) {
+        gradientSums(gy, x, relu, count: count, centre: centre, xhatScale: xhatScale, affineReLU: affineReLU)
     }
 }

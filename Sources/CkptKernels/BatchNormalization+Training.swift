@@ -2,10 +2,10 @@ internal import CkptAVX512
 
 // N images, C channels, H rows, W columns (NCHW); statistics are per channel over N·H·W values.
 
-/// What a training-mode batch norm keeps for its backward and for the running statistics.
+/// The batch statistics of a training-mode batch norm: what its backward needs besides the input
+/// (x̂ is formed again from `x`, `mean` and invstd as the backward reads it), and what the running
+/// statistics take.
 public struct BatchNormBatch: Sendable {
-    /// `x̂ = (x − mean) · invstd`, shaped as the input.
-    public var normalized: DenseTensor
     /// `1 / sqrt(var + eps)` per channel (biased batch variance).
     public var inverseStandardDeviation: [Float]
     /// Batch mean per channel.
@@ -18,8 +18,9 @@ extension BatchNormalization {
     /// `y = γ·(x − mean_B)/sqrt(var_B + eps) + β` with the batch's own statistics (training mode),
     /// optionally followed by ReLU in the same pass.
     ///
-    /// Returns the output and what the backward needs; the caller updates the running statistics
-    /// with `updateRunningStatistics`. PyTorch counterpart: `F.batch_norm(training=True)`.
+    /// Returns the output and the batch statistics, which with the input are what the backward
+    /// needs (x̂ is not stored: one output stream instead of two); the caller updates the running
+    /// statistics with `updateRunningStatistics`. PyTorch counterpart: `F.batch_norm(training=True)`.
     /// - Throws: `KernelError` when the parameters do not have `C` entries, or when a channel has a
     ///   single value (torch: "expected more than 1 value per channel when training").
     public static func trainingForward(_ input: DenseTensor, weight: DenseTensor, bias: DenseTensor,
@@ -41,27 +42,26 @@ extension BatchNormalization {
         var mean = [Float](repeating: 0, count: c)
         var invstd = [Float](repeating: 0, count: c)
         var unbiased = [Float](repeating: 0, count: c)
-        var normalized = [Float].uninitialized(input.count)
         var out = [Float].uninitialized(input.count)
         input.values.withUnsafeBufferPointer { xb in
-            normalized.withUnsafeMutableBufferPointer { nb in
                 out.withUnsafeMutableBufferPointer { yb in
                     mean.withUnsafeMutableBufferPointer { mb in
                         invstd.withUnsafeMutableBufferPointer { ib in
                             unbiased.withUnsafeMutableBufferPointer { ub in
-                                guard let x = xb.baseAddress, let xh = nb.baseAddress, let y = yb.baseAddress,
+                                guard let x = xb.baseAddress, let y = yb.baseAddress,
                                       let mp = mb.baseAddress, let ip = ib.baseAddress, let up = ub.baseAddress else { return }
-                                let box = UncheckedSendable((x, xh, y, mp, ip, up))
-                                parallelFor(c, minimumWork: 2) { ch in
-                                    let (x, xh, y, mp, ip, up) = box.value
+                                let box = UncheckedSendable((x, y, mp, ip, up))
+                                let avx512 = onAVX512
+                                parallelForWork(c, elementsPerItem: m) { ch in
+                                    let (x, y, mp, ip, up) = box.value
                                     // two passes in Double: the mean, then the centred sum of squares
                                     var s = 0.0
-                                    for img in 0 ..< n { s += Double(planeSums(x + (img * c + ch) * plane, count: plane, centre: nil).sum) }
+                                    for img in 0 ..< n { s += Double(planeSums(x + (img * c + ch) * plane, count: plane, centre: nil, avx512: avx512).sum) }
                                     let mu = s / Double(m)
                                     let muF = Float(mu)
                                     var q = 0.0
                                     for img in 0 ..< n {
-                                        q += Double(planeSums(x + (img * c + ch) * plane, count: plane, centre: muF).squares)
+                                        q += Double(planeSums(x + (img * c + ch) * plane, count: plane, centre: muF, avx512: avx512).squares)
                                     }
                                     let variance = q / Double(m)
                                     let inv = Float(1 / (variance + Double(epsilon)).squareRoot())
@@ -71,11 +71,11 @@ extension BatchNormalization {
                                     let gamma = weight.values[ch], beta = bias.values[ch]
                                     for img in 0 ..< n {
                                         let base = (img * c + ch) * plane
-                                        if onAVX512 {
-                                            BatchNormPlanes.normalizeAVX512(x + base, xh + base, y + base, count: plane, mean: muF,
+                                        if avx512 {
+                                            BatchNormPlanes.normalizeAVX512(x + base, y + base, count: plane, mean: muF,
                                                                             invstd: inv, gamma: gamma, beta: beta, relu: relu)
                                         } else {
-                                            BatchNormPlanes.normalize(x + base, xh + base, y + base, count: plane, mean: muF,
+                                            BatchNormPlanes.normalize(x + base, y + base, count: plane, mean: muF,
                                                                       invstd: inv, gamma: gamma, beta: beta, relu: relu)
                                         }
                                     }
@@ -84,10 +84,8 @@ extension BatchNormalization {
                         }
                     }
                 }
-            }
         }
-        let batch = BatchNormBatch(normalized: DenseTensor(uncheckedShape: input.shape, values: normalized),
-                                   inverseStandardDeviation: invstd, mean: mean, unbiasedVariance: unbiased)
+        let batch = BatchNormBatch(inverseStandardDeviation: invstd, mean: mean, unbiasedVariance: unbiased)
         return (DenseTensor(uncheckedShape: input.shape, values: out), batch)
     }
 
@@ -101,27 +99,57 @@ extension BatchNormalization {
         }
     }
 
-    /// The gradients of a batch norm given `dOutput`: `dγ = Σ dy·x̂`, `dβ = Σ dy`, and
-    /// `dx = γ·invstd/M · (M·dy − dβ − x̂·dγ)` with batch statistics (training), or
-    /// `dx = γ·invstd·dy` when the statistics were the running ones (eval: pass their `x̂` and invstd).
+    /// The gradients of a batch norm given `dOutput` and its input `x`: `dγ = Σ dy·x̂`, `dβ = Σ dy`,
+    /// and `dx = γ·invstd/M · (M·dy − dβ − x̂·dγ)` with batch statistics (training), or
+    /// `dx = γ·invstd·dy` when the statistics were the running ones (eval), where
+    /// `x̂ = (x − mean)·invstd` is formed as `x` is read, bit for bit as the forward formed it (pass
+    /// the statistics the forward normalised with: the batch's, or the running mean and its invstd).
     /// With `reluOutput` (the output of a ReLU that followed the batch norm), `dy` is first masked
     /// as the ReLU's backward masks it (`y ≤ 0 ? 0 : dy`), as it is read: no masked copy is made.
-    /// - Throws: `KernelError.shapeMismatch` when the gradient's or the ReLU output's shape differs from `x̂`'s.
+    /// With `reluAfterBias` instead (β of a training forward that applied the ReLU, `epilogue: .relu`),
+    /// the mask is formed from the input: `x̂·γ + β ≤ 0` is, operation for operation, the forward's
+    /// test, so the ReLU's output need not be read at all.
+    /// PyTorch counterpart: `native_batch_norm_backward` (which also keeps the input, not x̂).
+    /// - Throws: `KernelError.shapeMismatch` when the gradient's, the input's or the ReLU output's
+    ///   shape differ, or the statistics do not have `C` entries.
+    public static func backward(_ dOutput: DenseTensor, input: DenseTensor, mean: [Float], inverseStandardDeviation invstd: [Float],
+                                weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds,
+                                reluOutput: DenseTensor? = nil, reluAfterBias: DenseTensor? = nil) throws -> LayerGradients {
+        try backward(dOutput, source: input, centre: mean, inverseStandardDeviation: invstd, weight: weight,
+                     batchStatistics: batchStatistics, needs: needs, reluOutput: reluOutput, reluAfterBias: reluAfterBias)
+    }
+
+    /// `backward(_:input:mean:…)` given x̂ itself (`normalized`) instead of the input and mean.
+    /// - Throws: `KernelError.shapeMismatch` as the other form does.
     public static func backward(_ dOutput: DenseTensor, normalized: DenseTensor, inverseStandardDeviation invstd: [Float],
                                 weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds,
                                 reluOutput: DenseTensor? = nil) throws -> LayerGradients {
-        guard dOutput.shape == normalized.shape, dOutput.rank >= 2 else {
-            throw KernelError.shapeMismatch(operation: "batch_norm backward", operand: "output gradient",
-                                            expected: "\(normalized.shape)", got: dOutput.shape)
+        try backward(dOutput, source: normalized, centre: nil, inverseStandardDeviation: invstd, weight: weight,
+                     batchStatistics: batchStatistics, needs: needs, reluOutput: reluOutput, reluAfterBias: nil)
+    }
+
+    /// Both forms: x̂ is `(source − centre)·invstd`, or `(source − 0)·1` (the source unchanged) without a centre.
+    private static func backward(_ dOutput: DenseTensor, source: DenseTensor, centre: [Float]?, inverseStandardDeviation invstd: [Float],
+                                 weight: DenseTensor, batchStatistics: Bool, needs: GradientNeeds,
+                                 reluOutput: DenseTensor?, reluAfterBias: DenseTensor?) throws -> LayerGradients {
+        let op = "batch_norm backward"
+        guard dOutput.shape == source.shape, dOutput.rank >= 2 else {
+            throw KernelError.shapeMismatch(operation: op, operand: "output gradient", expected: "\(source.shape)", got: dOutput.shape)
         }
         if let reluOutput, reluOutput.shape != dOutput.shape {
-            throw KernelError.shapeMismatch(operation: "batch_norm backward", operand: "relu output",
-                                            expected: "\(normalized.shape)", got: reluOutput.shape)
+            throw KernelError.shapeMismatch(operation: op, operand: "relu output", expected: "\(source.shape)", got: reluOutput.shape)
+        }
+        let n = dOutput.shape[0], c = dOutput.shape[1]
+        guard invstd.count == c, weight.count == c, centre.map({ $0.count == c }) ?? true, reluAfterBias.map({ $0.count == c }) ?? true else {
+            throw KernelError.shapeMismatch(operation: op, operand: "statistics", expected: "[\(c)]",
+                                            got: [centre?.count ?? invstd.count, invstd.count, weight.count])
+        }
+        if reluAfterBias != nil && !batchStatistics {
+            throw KernelError.invalidArgument(operation: op, message: "a mask formed from the input needs the batch statistics' forward")
         }
         // the mask's values, or a copy-free empty array (never read) without one
         let mask = reluOutput?.values ?? []
         let masked = reluOutput != nil
-        let n = dOutput.shape[0], c = dOutput.shape[1]
         let plane = dOutput.shape.dropFirst(2).reduce(1, *)
         let m = Float(n * plane)
         var dGamma = [Float](repeating: 0, count: c)
@@ -129,23 +157,28 @@ extension BatchNormalization {
         var dx = [Float].uninitialized(needs.input ? dOutput.count : 0)
         dOutput.values.withUnsafeBufferPointer { gb in
           mask.withUnsafeBufferPointer { mb in
-            normalized.values.withUnsafeBufferPointer { nb in
+            source.values.withUnsafeBufferPointer { sb in
                 dx.withUnsafeMutableBufferPointer { xb in
                     dGamma.withUnsafeMutableBufferPointer { dgb in
                         dBeta.withUnsafeMutableBufferPointer { dbb in
-                            guard let gy = gb.baseAddress, let xh = nb.baseAddress, let dg = dgb.baseAddress,
+                            guard let gy = gb.baseAddress, let xs = sb.baseAddress, let dg = dgb.baseAddress,
                                   let db = dbb.baseAddress else { return }
                             // an empty array's baseAddress is not nil: without the need, no dx pointer
-                            let box = UncheckedSendable((gy, xh, needs.input ? xb.baseAddress : nil, dg, db,
+                            let box = UncheckedSendable((gy, xs, needs.input ? xb.baseAddress : nil, dg, db,
                                                          masked ? mb.baseAddress : nil))
-                            parallelFor(c, minimumWork: 2) { ch in
-                                let (gy, xh, dxp, dg, db, relu) = box.value
+                            let avx512 = onAVX512
+                            parallelForWork(c, elementsPerItem: n * plane) { ch in
+                                let (gy, xs, dxp, dg, db, relu) = box.value
+                                let mu = centre?[ch] ?? 0, scale = centre == nil ? 1 : invstd[ch]
+                                let affine = reluAfterBias.map { (gamma: weight.values[ch], beta: $0.values[ch]) }
                                 var sg = 0.0, sb = 0.0
                                 for img in 0 ..< n {
                                     let base = (img * c + ch) * plane
-                                    let (pg, pb) = onAVX512
-                                        ? BatchNormPlanes.gradientSumsAVX512(gy + base, xh + base, relu.map { $0 + base }, count: plane)
-                                        : BatchNormPlanes.gradientSums(gy + base, xh + base, relu.map { $0 + base }, count: plane)
+                                    let (pg, pb) = avx512
+                                        ? BatchNormPlanes.gradientSumsAVX512(gy + base, xs + base, relu.map { $0 + base }, count: plane,
+                                                                             centre: mu, xhatScale: scale, affineReLU: affine)
+                                        : BatchNormPlanes.gradientSums(gy + base, xs + base, relu.map { $0 + base }, count: plane,
+                                                                       centre: mu, xhatScale: scale, affineReLU: affine)
                                     sg += Double(pg)
                                     sb += Double(pb)
                                 }
@@ -158,12 +191,14 @@ extension BatchNormalization {
                                     let meanB = bSum / m, meanG = gSum / m
                                     for img in 0 ..< n {
                                         let base = (img * c + ch) * plane
-                                        if onAVX512 {
-                                            BatchNormPlanes.inputGradientAVX512(gy + base, xh + base, relu.map { $0 + base }, dxp + base,
-                                                                                count: plane, scale: k, meanB: meanB, meanG: meanG)
+                                        if avx512 {
+                                            BatchNormPlanes.inputGradientAVX512(gy + base, xs + base, relu.map { $0 + base }, dxp + base,
+                                                                                count: plane, scale: k, meanB: meanB, meanG: meanG,
+                                                                                centre: mu, xhatScale: scale, affineReLU: affine)
                                         } else {
-                                            BatchNormPlanes.inputGradient(gy + base, xh + base, relu.map { $0 + base }, dxp + base,
-                                                                          count: plane, scale: k, meanB: meanB, meanG: meanG)
+                                            BatchNormPlanes.inputGradient(gy + base, xs + base, relu.map { $0 + base }, dxp + base,
+                                                                          count: plane, scale: k, meanB: meanB, meanG: meanG,
+                                                                          centre: mu, xhatScale: scale, affineReLU: affine)
                                         }
                                     }
                                 } else {
@@ -190,13 +225,14 @@ extension BatchNormalization {
         return result
     }
 
-    /// True on CPUs with AVX-512F: the per-plane loops run as `BatchNormPlanes`' AVX-512 builds.
-    static let onAVX512 = Microkernel.isSupported
+    /// True on CPUs with AVX-512F: the per-plane loops of batch norm and max pooling run as their
+    /// AVX-512 builds (`Microkernel.isEnabled`, so tests can compare them with the portable ones).
+    static var onAVX512: Bool { Microkernel.isEnabled }
 
     /// `BatchNormPlanes.sums` on this CPU's widest build.
     @inline(__always)
-    static func planeSums(_ x: UnsafePointer<Float>, count: Int, centre: Float?) -> (sum: Float, squares: Float) {
-        onAVX512 ? BatchNormPlanes.sumsAVX512(x, count: count, centre: centre) : BatchNormPlanes.sums(x, count: count, centre: centre)
+    static func planeSums(_ x: UnsafePointer<Float>, count: Int, centre: Float?, avx512: Bool) -> (sum: Float, squares: Float) {
+        avx512 ? BatchNormPlanes.sumsAVX512(x, count: count, centre: centre) : BatchNormPlanes.sums(x, count: count, centre: centre)
     }
 
     /// `1/sqrt(var + eps)` per channel of the running variance: all an eval-mode batch norm's

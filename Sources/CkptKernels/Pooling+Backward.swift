@@ -1,3 +1,5 @@
+internal import CkptAVX512
+
 // N images, C channels, H rows, W columns (NCHW).
 
 extension Pooling {
@@ -14,88 +16,30 @@ extension Pooling {
             throw KernelError.invalidArgument(operation: op, message: "plane of \(h)×\(w) is too large for indices")
         }
         var out = [Float].uninitialized(n * c * oh * ow)
-        var indices = [Int32](repeating: 0, count: n * c * oh * ow)
+        var indices = [Int32].uninitialized(n * c * oh * ow)  // every window writes its index
         input.values.withUnsafeBufferPointer { xb in
             out.withUnsafeMutableBufferPointer { yb in
                 indices.withUnsafeMutableBufferPointer { ib in
                     guard let x = xb.baseAddress, let y = yb.baseAddress, let ix = ib.baseAddress else { return }
                     let box = UncheckedSendable((x, y, ix))
-                    let k = g.kernelSize, d = g.dilation
-                    // outputs [inner0, inner1) of a row have every window column inside it, and (stride 2)
-                    // their 16-float loads too: eight at a time there, without a branch per element
-                    let vectorised = g.stride == 2 && d == 1
-                    let inner0 = min(ow, (g.padding + 1) / 2)
-                    let inner1 = max(inner0, min(ow, (w + g.padding - k - 1) / 2 + 1))
-                    parallelFor(n * c, minimumWork: 8) { p in
+                    let avx512 = BatchNormalization.onAVX512
+                    parallelForWork(n * c, elementsPerItem: h * w) { p in
                         let (x, y, ix) = box.value
-                        let src = x + p * h * w
-                        let dst = y + p * oh * ow
-                        let idx = ix + p * oh * ow
-                        for oy in 0 ..< oh {
-                            let y0 = oy * g.stride - g.padding
-                            let k0 = y0 < 0 ? (-y0 + d - 1) / d : 0
-                            let k1 = min(k, (h - y0 + d - 1) / d)
-                            var first = 0
-                            if vectorised {
-                                var ox = inner0
-                                while ox + 8 <= inner1 {
-                                    maxWindows8(src, width: w, rows: (y0 + k0) ..< (y0 + k1), firstColumn: 2 * ox - g.padding,
-                                                kernel: k, into: dst + oy * ow + ox, indices: idx + oy * ow + ox)
-                                    ox += 8
-                                }
-                                // the scalar loop below does the rest of the row
-                                first = ox
-                            }
-                            for ox in 0 ..< ow where !(ox >= inner0 && ox < first) {
-                                let x0 = ox * g.stride - g.padding
-                                let j0 = x0 < 0 ? (-x0 + d - 1) / d : 0
-                                let j1 = min(k, (w - x0 + d - 1) / d)
-                                var m = -Float.infinity
-                                var best = (y0 + k0 * d) * w + x0 + j0 * d
-                                var ki = k0
-                                while ki < k1 {
-                                    let rowStart = (y0 + ki * d) * w + x0
-                                    for kj in j0 ..< j1 {
-                                        let v = src[rowStart + kj * d]
-                                        // no early exit at a NaN: a later NaN takes the index, as in ATen
-                                        if v > m || v.isNaN {
-                                            m = v
-                                            best = rowStart + kj * d
-                                        }
-                                    }
-                                    ki += 1
-                                }
-                                dst[oy * ow + ox] = m
-                                idx[oy * ow + ox] = Int32(best)
-                            }
+                        let (src, dst, idx) = (x + p * h * w, y + p * oh * ow, ix + p * oh * ow)
+                        if avx512 {
+                            MaxPoolPlanes.withIndicesAVX512(src, height: h, width: w, into: dst, indices: idx, outputHeight: oh,
+                                                            outputWidth: ow, kernel: g.kernelSize, stride: g.stride,
+                                                            padding: g.padding, dilation: g.dilation)
+                        } else {
+                            MaxPoolPlanes.withIndices(src, height: h, width: w, into: dst, indices: idx, outputHeight: oh,
+                                                      outputWidth: ow, kernel: g.kernelSize, stride: g.stride,
+                                                      padding: g.padding, dilation: g.dilation)
                         }
                     }
                 }
             }
         }
         return (DenseTensor(uncheckedShape: [n, c, oh, ow], values: out), indices)
-    }
-
-    /// Eight stride-2 windows whose columns `firstColumn + 2i ..< firstColumn + 2i + kernel` (and
-    /// the 16-float loads reading them) lie inside the plane: their max and its index, scanned as
-    /// `maxForwardWithIndices` scans (rows then columns, a larger element or a NaN takes over).
-    @inline(__always)
-    private static func maxWindows8(_ src: UnsafePointer<Float>, width w: Int, rows: Range<Int>, firstColumn x0: Int, kernel k: Int,
-                                    into dst: UnsafeMutablePointer<Float>, indices idx: UnsafeMutablePointer<Int32>) {
-        let lanes = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
-        var m = SIMD8<Float>(repeating: -.infinity)
-        var best = SIMD8<Int32>(repeating: Int32(rows.lowerBound * w + x0)) &+ lanes
-        for r in rows {
-            let rowStart = r * w + x0
-            for kj in 0 ..< k {
-                let v = UnsafeRawPointer(src + rowStart + kj).loadUnaligned(as: SIMD16<Float>.self).evenHalf
-                let wins = (v .> m) .| (v .!= v)
-                m.replace(with: v, where: wins)
-                best.replace(with: SIMD8<Int32>(repeating: Int32(rowStart + kj)) &+ lanes, where: wins)
-            }
-        }
-        UnsafeMutableRawPointer(dst).storeBytes(of: m, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(idx).storeBytes(of: best, as: SIMD8<Int32>.self)
     }
 
     /// `dInput` of max pooling: each output gradient added to the input element that won its window.
@@ -109,15 +53,17 @@ extension Pooling {
         let planes = inputShape[0] * inputShape[1]
         let inPlane = inputShape[2] * inputShape[3]
         let outPlane = dOutput.shape[2] * dOutput.shape[3]
-        var dx = [Float](repeating: 0, count: planes * inPlane)
+        // each plane zeroed by the thread that scatters into it, while it is in that core's cache
+        var dx = [Float].uninitialized(planes * inPlane)
         dOutput.values.withUnsafeBufferPointer { gb in
             indices.withUnsafeBufferPointer { ib in
                 dx.withUnsafeMutableBufferPointer { xb in
                     guard let gy = gb.baseAddress, let ix = ib.baseAddress, let dxp = xb.baseAddress else { return }
                     let box = UncheckedSendable((gy, ix, dxp))
-                    parallelFor(planes, minimumWork: 8) { p in
+                    parallelForWork(planes, elementsPerItem: inPlane) { p in
                         let (gy, ix, dxp) = box.value
                         let dst = dxp + p * inPlane
+                        dst.initialize(repeating: 0, count: inPlane)
                         for i in 0 ..< outPlane { dst[Int(ix[p * outPlane + i])] += gy[p * outPlane + i] }
                     }
                 }
@@ -145,7 +91,7 @@ extension Pooling {
             dx.withUnsafeMutableBufferPointer { xb in
                 guard let gy = gb.baseAddress, let dxp = xb.baseAddress else { return }
                 let box = UncheckedSendable((gy, dxp))
-                parallelFor(n * c, minimumWork: 8) { p in
+                parallelForWork(n * c, elementsPerItem: h * w) { p in
                     let src = box.value.0 + p * oh * ow
                     let dst = box.value.1 + p * h * w
                     for oy in 0 ..< oh {
@@ -180,7 +126,7 @@ extension Pooling {
             dx.withUnsafeMutableBufferPointer { xb in
                 guard let gy = gb.baseAddress, let dxp = xb.baseAddress else { return }
                 let box = UncheckedSendable((gy, dxp))
-                parallelFor(n * c, minimumWork: 8) { p in
+                parallelForWork(n * c, elementsPerItem: h * w) { p in
                     let src = box.value.0 + p * oh * ow
                     let dst = box.value.1 + p * h * w
                     for oy in 0 ..< oh {

@@ -78,7 +78,7 @@ public enum Pooling {
                 // 2×2 windows at stride 2 wholly inside the plane (VGG's and SegNet's pools)
                 let halving = g.kernelSize == 2 && g.stride == 2 && g.padding == 0 && g.dilation == 1
                     && 2 * oh <= h && 2 * ow <= w
-                parallelFor(n * c, minimumWork: 8) { p in
+                parallelForWork(n * c, elementsPerItem: h * w) { p in
                     let src = box.value.0 + p * h * w
                     let dst = box.value.1 + p * oh * ow
                     if halving {
@@ -226,7 +226,7 @@ public enum Pooling {
             out.withUnsafeMutableBufferPointer { yb in
                 guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
                 let box = UncheckedSendable((x, y))
-                parallelFor(n * c, minimumWork: 8) { p in
+                parallelForWork(n * c, elementsPerItem: h * w) { p in
                     let src = box.value.0 + p * h * w
                     let dst = box.value.1 + p * oh * ow
                     for oy in 0 ..< oh {
@@ -259,7 +259,7 @@ public enum Pooling {
             out.withUnsafeMutableBufferPointer { yb in
                 guard let x = xb.baseAddress, let y = yb.baseAddress else { return }
                 let box = UncheckedSendable((x, y))
-                parallelFor(n * c, minimumWork: 8) { p in
+                parallelForWork(n * c, elementsPerItem: h * w) { p in
                     let src = box.value.0 + p * h * w
                     let dst = box.value.1 + p * oh * ow
                     for oy in 0 ..< oh {

@@ -72,25 +72,18 @@ public final class BatchNorm2d: Module {
                                                        batch: batch, momentum: momentum)
             batchesTracked.value.values[0] += 1
             if let flow {
-                save(flow.output ? .batchNorm(normalized: batch.normalized, inverseStandardDeviation: batch.inverseStandardDeviation,
+                save(flow.output ? .batchNorm(input: input, mean: batch.mean, inverseStandardDeviation: batch.inverseStandardDeviation,
                                               batchStatistics: true) : .nothing, flow: flow, context: context)
             }
             y = out
         } else {
             if let flow {
                 if flow.output {
-                    // running statistics: x̂ only when γ trains (an eval-mode pass of a trainable norm);
-                    // a frozen norm inside a trainable region needs only 1/σ
-                    if weight.requiresGrad {
-                        let (normalized, invstd) = try BatchNormalization.evalNormalized(
-                            input, runningMean: runningMean.value, runningVariance: runningVariance.value, epsilon: epsilon)
-                        save(.batchNorm(normalized: normalized, inverseStandardDeviation: invstd, batchStatistics: false),
-                             flow: flow, context: context)
-                    } else {
-                        let invstd = BatchNormalization.inverseStandardDeviation(runningVariance: runningVariance.value, epsilon: epsilon)
-                        save(.batchNorm(normalized: nil, inverseStandardDeviation: invstd, batchStatistics: false),
-                             flow: flow, context: context)
-                    }
+                    // running statistics: the input (for x̂) only when γ trains (an eval-mode pass of a
+                    // trainable norm); a frozen norm inside a trainable region needs only 1/σ
+                    let invstd = BatchNormalization.inverseStandardDeviation(runningVariance: runningVariance.value, epsilon: epsilon)
+                    save(.batchNorm(input: weight.requiresGrad ? input : nil, mean: runningMean.value.values,
+                                    inverseStandardDeviation: invstd, batchStatistics: false), flow: flow, context: context)
                 } else {
                     save(.nothing, flow: flow, context: context)
                 }
@@ -115,15 +108,19 @@ public final class BatchNorm2d: Module {
     public func backward(_ dOutput: DenseTensor?, reluOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
         let entry = try context.pop(for: self)
         guard entry.outputNeedsGradient, let dy = dOutput else { return nil }
-        guard case let .batchNorm(normalized, invstd, batchStatistics) = entry.saved else {
+        guard case let .batchNorm(input, mean, invstd, batchStatistics) = entry.saved else {
             throw NNError.backwardOrder(path: context.currentPath, expected: "BatchNorm2d statistics", found: "\(entry.saved)")
         }
-        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad && normalized != nil,
+        let needs = GradientNeeds(input: entry.inputNeedsGradient, weight: weight.requiresGrad && input != nil,
                                   bias: bias.requiresGrad)
-        // without x̂ (γ frozen, running statistics) the kernel's dγ is not asked for: any tensor of dy's shape serves
-        let g = try BatchNormalization.backward(dy, normalized: normalized ?? dy, inverseStandardDeviation: invstd,
+        // without the input (γ frozen, running statistics) the kernel's dγ is not asked for: any tensor of dy's shape serves;
+        // with batch statistics the ReLU's mask is formed from the input (x̂·γ + β ≤ 0, the forward's own test),
+        // one stream fewer to read in both passes
+        let maskFromInput = batchStatistics && input != nil && reluOutput != nil
+        let g = try BatchNormalization.backward(dy, input: input ?? dy, mean: mean, inverseStandardDeviation: invstd,
                                                 weight: weight.value, batchStatistics: batchStatistics, needs: needs,
-                                                reluOutput: reluOutput)
+                                                reluOutput: maskFromInput ? nil : reluOutput,
+                                                reluAfterBias: maskFromInput ? bias.value : nil)
         if let dw = g.dWeight { try weight.accumulateGradient(dw) }
         if let db = g.dBias { try bias.accumulateGradient(db) }
         return g.dInput

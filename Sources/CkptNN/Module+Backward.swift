@@ -71,12 +71,18 @@ extension Module {
         !context.isRecording || (!context.flowNeedsGradient && !modules.contains { $0.trainsOwnParameters })
     }
 
-    /// The sum of two optional gradients (a residual's branches, a skip and its successor).
+    /// The sum of two optional gradients (a residual's branches, a skip and its successor), added
+    /// into `a`'s buffer when the caller passes its last use of it (no copy first).
     /// - Throws: `NNError.layer` naming this module when both exist and their shapes differ.
-    public func sumGradients(_ a: DenseTensor?, _ b: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
-        guard let a else { return b }
+    public func sumGradients(_ a: consuming DenseTensor?, _ b: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
         guard let b else { return a }
-        return try namingErrors(context) { try Elementwise.add(a, b) }
+        guard let x = consume a else { return b }
+        do {
+            // not through `namingErrors`: a closure capturing `x` would hold a second reference
+            return try Elementwise.add(consume x, b)
+        } catch let e as KernelError {
+            throw NNError.layer(path: context.currentPath, type: typeName, underlying: e)
+        }
     }
 }
 

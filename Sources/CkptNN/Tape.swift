@@ -12,9 +12,10 @@ public enum Saved: @unchecked Sendable {
     case nothing
     /// One tensor: a convolution's or linear's input, a ReLU's output.
     case tensor(DenseTensor)
-    /// A batch norm's `x̂` (nil when no parameter gradient needs it) and `1/sqrt(var + eps)`;
-    /// `batchStatistics` when the batch's own statistics normalised it.
-    case batchNorm(normalized: DenseTensor?, inverseStandardDeviation: [Float], batchStatistics: Bool)
+    /// A batch norm's input (nil when no parameter gradient needs x̂), the mean and
+    /// `1/sqrt(var + eps)` it was normalised with, from which the backward forms x̂ again (the
+    /// forward writes no x̂); `batchStatistics` when the batch's own statistics normalised it.
+    case batchNorm(input: DenseTensor?, mean: [Float], inverseStandardDeviation: [Float], batchStatistics: Bool)
     /// Max pooling's winning positions and the input's shape.
     case maxPool(indices: [Int32], inputShape: [Int])
     /// A shape (pooling and flatten inputs).
@@ -29,7 +30,7 @@ public enum Saved: @unchecked Sendable {
         switch self {
         case .nothing, .shape, .shapes: return 0
         case let .tensor(t): return t.count * 4
-        case let .batchNorm(n, s, _): return (n?.count ?? 0) * 4 + s.count * 4
+        case let .batchNorm(x, m, s, _): return (x?.count ?? 0) * 4 + (m.count + s.count) * 4
         case let .maxPool(i, _): return i.count * 4
         case let .mask(m): return m.count * 4
         }

@@ -132,7 +132,7 @@ extension Module {
         context.flowNeedsGradient = flowIn
         let identity = try downsample.map { try run($0, named: "downsample", input, context: context) } ?? input
         context.flowNeedsGradient = context.flowNeedsGradient || flowMain
-        let y = try runAddReLU(out, identity, relu: relu, named: "relu", context: context)
+        let y = try runAddReLU(consume out, identity, relu: relu, named: "relu", context: context)
         saveBranchPoint(inputNeedsGradient: flowIn, context: context)
         return y
     }

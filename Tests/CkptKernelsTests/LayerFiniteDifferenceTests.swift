@@ -40,10 +40,10 @@ final class LayerFiniteDifferenceTests: XCTestCase {
             reluOutput.values[2] = 0
             let masked = try Elementwise.reluBackward(dY, output: reluOutput)
             for batchStatistics in [true, false] {
-                let expected = try BatchNormalization.backward(masked, normalized: batch.normalized,
+                let expected = try BatchNormalization.backward(masked, input: x, mean: batch.mean,
                                                                inverseStandardDeviation: batch.inverseStandardDeviation,
                                                                weight: gamma, batchStatistics: batchStatistics, needs: .all)
-                let fused = try BatchNormalization.backward(dY, normalized: batch.normalized,
+                let fused = try BatchNormalization.backward(dY, input: x, mean: batch.mean,
                                                             inverseStandardDeviation: batch.inverseStandardDeviation,
                                                             weight: gamma, batchStatistics: batchStatistics, needs: .all,
                                                             reluOutput: reluOutput)
@@ -70,7 +70,7 @@ final class LayerFiniteDifferenceTests: XCTestCase {
             FiniteDifference.checkForward("batch norm \(shape)", kernel: y,
                                           reference: referenceBatchNorm(xd, shape: shape, gamma: gamma, beta: beta, epsilon: eps),
                                           shape: shape)
-            let grads = try BatchNormalization.backward(dY, normalized: batch.normalized, inverseStandardDeviation: batch.inverseStandardDeviation,
+            let grads = try BatchNormalization.backward(dY, input: x, mean: batch.mean, inverseStandardDeviation: batch.inverseStandardDeviation,
                                                         weight: try vector(gamma), batchStatistics: true, needs: .all)
             let dX = FiniteDifference.gradient(of: xd, at: Array(xd.indices)) { xs, _ in
                 weightedSum(referenceBatchNorm(xs, shape: shape, gamma: gamma, beta: beta, epsilon: eps), r)
@@ -88,10 +88,10 @@ final class LayerFiniteDifferenceTests: XCTestCase {
             ], probes: [dX.count, dGamma.count, dBeta.count])
 
             // a subset of the gradients equals the same gradients computed with all three
-            let inputOnly = try BatchNormalization.backward(dY, normalized: batch.normalized,
+            let inputOnly = try BatchNormalization.backward(dY, input: x, mean: batch.mean,
                                                             inverseStandardDeviation: batch.inverseStandardDeviation, weight: try vector(gamma),
                                                             batchStatistics: true, needs: GradientNeeds(input: true, weight: false, bias: false))
-            let parametersOnly = try BatchNormalization.backward(dY, normalized: batch.normalized,
+            let parametersOnly = try BatchNormalization.backward(dY, input: x, mean: batch.mean,
                                                                  inverseStandardDeviation: batch.inverseStandardDeviation, weight: try vector(gamma),
                                                                  batchStatistics: true, needs: GradientNeeds(input: false, weight: true, bias: true))
             XCTAssertEqual(inputOnly.dInput, grads.dInput, "\(shape)")
