@@ -128,7 +128,8 @@ extension Convolution {
             y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.trainingTransform(weight: weightT), bias: nil,
                                         geometry: transposed, epilogue: .none)
         } else {
-            y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed)
+            y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed,
+                            packed: packForTraining(weight: weightT, geometry: transposed))
         }
         // an input row or column the forward never reached (floor in the output size) gets zero
         if y.shape[2] != h || y.shape[3] != w {
@@ -177,8 +178,9 @@ extension Convolution {
                 let phase = Conv2dGeometry(
                     inputChannels: g.outputChannels, outputChannels: c, kernelSize: (ka, kb),
                     stride: (1, 1), padding: (ka - 1, kb - 1), dilation: (1, 1), groups: groups)
-                let y = try forward(dOutput, weight: DenseTensor(uncheckedShape: phase.convolutionWeightShape, values: sub),
-                                    bias: nil, geometry: phase)
+                let subWeight = DenseTensor(uncheckedShape: phase.convolutionWeightShape, values: sub)
+                let y = try forward(dOutput, weight: subWeight, bias: nil, geometry: phase,
+                                    packed: packForTraining(weight: subWeight, geometry: phase))
                 let (yh, yw) = (oh + ka - 1, ow + kb - 1)
                 // the phase's first row and column in the input, and their index in y
                 let row0 = (ph - a + sh - 1) / sh, col0 = (pw - b + sw - 1) / sw

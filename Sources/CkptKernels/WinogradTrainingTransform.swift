@@ -1,13 +1,16 @@
+internal import CkptAVX512
+
 // Weights are [C_out, C_in, 3, 3]; a channel pair is one (output, input) channel's 3×3 kernel.
 
 extension Winograd4x4 {
     /// `isFaster` for a weight transformed by `trainingTransform` for one call (a training step):
-    /// the transform must be paid back by the product, which takes at least 2048 output pixels
-    /// over the batch (`paysForTransform`'s 4096 was set by the scalar transform). ResNet-18's
-    /// layer3 at batch 16 (3136 pixels) gains: its step −2.5 % of CPU (perf, against the
-    /// unchanged weight-gradient GEMM, two rounds each); layer4 (784 pixels) stays on the panel kernel.
+    /// the transform must be paid back by the product, which takes at least 512 output pixels over
+    /// the batch (`paysForTransform`'s 4096 was set by the scalar transform, 2048 by the vectorised
+    /// one before it wrote packed panels). ResNet-18's layer4 at batch 16 (784 pixels, 512
+    /// channels): forward 52 → 36 ms of CPU with the 10 ms transform included (user CPU, best of 4,
+    /// load 6); the transform costs about what 6 images of 7×7 gain.
     public static func paysForTrainingTransform(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
-        isFaster(g, images: images, height: height, width: width) && images * height * width >= 2048
+        isFaster(g, images: images, height: height, width: width) && images * height * width >= 512
     }
 
     /// `transform(weight:)` for a weight that changes every step (training): the same `U = G·g·Gᵀ`
@@ -17,10 +20,10 @@ extension Winograd4x4 {
     /// per step, for the forward and for the input gradient).
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> Winograd4x4Weights {
-        let (u, cout, cin) = try Winograd.transformedForTraining(weight, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
-                                                                             1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
-        let packed = Microkernel.pack(u, groups: 36, rows: cout, columns: cin)
-        return Winograd4x4Weights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
+        let (u, packed, cout, cin) = try Winograd.transformedForTraining(
+            weight, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                        1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
+        return Winograd4x4Weights(values: u, outputChannels: cout, inputChannels: cin, packed: packed)
     }
 }
 
@@ -29,18 +32,34 @@ extension Winograd {
     /// path of `Winograd4x4.trainingTransform`: bit for bit the same.
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> WinogradWeights {
-        let (u, cout, cin) = try transformedForTraining(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
-        let packed = Microkernel.pack(u, groups: 16, rows: cout, columns: cin)
-        return WinogradWeights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
+        let (u, packed, cout, cin) = try transformedForTraining(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
+        return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin, packed: packed)
     }
 
-    /// `transformedPairs` of a `[C_out, C_in, 3, 3]` weight with its channel counts.
+    /// The transformed `[C_out, C_in, 3, 3]` weight with its channel counts: packed for the
+    /// microkernel as it is computed (`WinogradWeightPanels`, sixteen output channels per job, the
+    /// jobs dealt to the cores) when the kernel is in use, else `transformedPairs`'s values.
     /// - Throws: `KernelError.shapeMismatch` for any other shape.
-    static func transformedForTraining(_ weight: DenseTensor, g: [Double]) throws -> (u: [Float], outputChannels: Int, inputChannels: Int) {
+    static func transformedForTraining(_ weight: DenseTensor, g: [Double]) throws
+        -> (u: [Float], packed: PackedWeights?, outputChannels: Int, inputChannels: Int) {
         guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
             throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
         }
-        return (transformedPairs(weight.values, pairs: weight.shape[0] * weight.shape[1], g: g), weight.shape[0], weight.shape[1])
+        let (cout, cin) = (weight.shape[0], weight.shape[1])
+        guard Microkernel.isEnabled, cout > 0, cin > 0 else {
+            return (transformedPairs(weight.values, pairs: cout * cin, g: g), nil, cout, cin)
+        }
+        let points = g.count / 3 * (g.count / 3)
+        let matrices = (0 ..< points).map { _ in PackedMatrix(unfilledRows: cout, columns: cin) }
+        weight.values.withUnsafeBufferPointer { wb in
+            guard let w = wb.baseAddress else { return }
+            let box = UncheckedSendable(w)
+            parallelFor((cout + 15) / 16, minimumWork: cout * cin >= 4096 ? 2 : Int.max) { job in
+                WinogradWeightPanels.transform(weight: box.value, outputChannels: cout, inputChannels: cin,
+                                               firstOutputChannel: job * 16, g: g, into: matrices)
+            }
+        }
+        return ([], PackedWeights(matrices: matrices, rows: cout, columns: cin), cout, cin)
     }
 
     /// `U[ξ·pairs + p]` for every pair `p` of the 3×3 kernels in `values`: `r = G·k` (α×3), then
