@@ -102,9 +102,32 @@ extension Convolution {
     /// per group and padding `k − 1 − p`, so it runs on the forward's packed and Winograd paths.
     static func inputGradientByConvolution(_ dOutput: DenseTensor, weight: DenseTensor, geometry g: Conv2dGeometry,
                                            height h: Int, width w: Int) throws -> DenseTensor {
-        let groups = g.groups
-        let cinG = g.inputChannels / groups, coutG = g.outputChannels / groups
-        let kh = g.kernelSize.height, kw = g.kernelSize.width
+        let (kh, kw) = (g.kernelSize.height, g.kernelSize.width)
+        let transposed = Conv2dGeometry(
+            inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
+            stride: (1, 1), padding: (kh - 1 - g.padding.height, kw - 1 - g.padding.width), dilation: (1, 1), groups: g.groups)
+        var y: DenseTensor
+        if Winograd4x4.paysForTrainingTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
+            // W' transformed straight from W
+            y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.trainingTransform(flipping: weight), bias: nil,
+                                        geometry: transposed, epilogue: .none)
+        } else {
+            let weightT = flippedTransposed(weight, groups: g.groups)
+            y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed,
+                            packed: packForTraining(weight: weightT, geometry: transposed))
+        }
+        // an input row or column the forward never reached (floor in the output size) gets zero
+        if y.shape[2] != h || y.shape[3] != w {
+            y = cropOrPad(y, height: h, width: w)
+        }
+        return y
+    }
+
+    /// `W'[ci, co, i, j] = W[co, ci, kH − 1 − i, kW − 1 − j]` per group: the weight of a stride-1
+    /// convolution's input gradient as a convolution (`[C_in, C_out/groups, kH, kW]`).
+    static func flippedTransposed(_ weight: DenseTensor, groups: Int) -> DenseTensor {
+        let (cout, cinG, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+        let coutG = cout / groups
         var flipped = [Float].uninitialized(weight.count)
         weight.values.withUnsafeBufferPointer { src in
             flipped.withUnsafeMutableBufferPointer { dst in
@@ -119,23 +142,7 @@ extension Convolution {
                 }
             }
         }
-        let transposed = Conv2dGeometry(
-            inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
-            stride: (1, 1), padding: (kh - 1 - g.padding.height, kw - 1 - g.padding.width), dilation: (1, 1), groups: groups)
-        let weightT = DenseTensor(uncheckedShape: transposed.convolutionWeightShape, values: flipped)
-        var y: DenseTensor
-        if Winograd4x4.paysForTrainingTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
-            y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.trainingTransform(weight: weightT), bias: nil,
-                                        geometry: transposed, epilogue: .none)
-        } else {
-            y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed,
-                            packed: packForTraining(weight: weightT, geometry: transposed))
-        }
-        // an input row or column the forward never reached (floor in the output size) gets zero
-        if y.shape[2] != h || y.shape[3] != w {
-            y = cropOrPad(y, height: h, width: w)
-        }
-        return y
+        return DenseTensor(uncheckedShape: [groups * cinG, coutG, kh, kw], values: flipped)
     }
 
     /// `dInput` of a strided, undilated convolution as one stride-1 convolution of `dY` per phase

@@ -20,10 +20,22 @@ extension Winograd4x4 {
     /// per step, for the forward and for the input gradient).
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> Winograd4x4Weights {
-        let (u, packed, cout, cin) = try Winograd.transformedForTraining(
-            weight, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
-                        1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
-        return Winograd4x4Weights(values: u, outputChannels: cout, inputChannels: cin, packed: packed)
+        try trainingTransform(weight: weight, flipped: false)
+    }
+
+    /// `trainingTransform` of the weight of a stride-1 convolution's input gradient (`conv2d(dY, W')`
+    /// with `W'[c, o, i, j] = W[o, c, 2 − i, 2 − j]`, `Convolution.inputGradientByConvolution`) made
+    /// from `weight` itself: the turned, transposed weight is never written out.
+    /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
+    public static func trainingTransform(flipping weight: DenseTensor) throws -> Winograd4x4Weights {
+        try trainingTransform(weight: weight, flipped: true)
+    }
+
+    static func trainingTransform(weight: DenseTensor, flipped: Bool) throws -> Winograd4x4Weights {
+        let (u, packed, rows, columns) = try Winograd.transformedForTraining(
+            weight, flipped: flipped, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                                          1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
+        return Winograd4x4Weights(values: u, outputChannels: rows, inputChannels: columns, packed: packed)
     }
 }
 
@@ -32,34 +44,37 @@ extension Winograd {
     /// path of `Winograd4x4.trainingTransform`: bit for bit the same.
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> WinogradWeights {
-        let (u, packed, cout, cin) = try transformedForTraining(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
+        let (u, packed, cout, cin) = try transformedForTraining(weight, flipped: false, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
         return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin, packed: packed)
     }
 
-    /// The transformed `[C_out, C_in, 3, 3]` weight with its channel counts: packed for the
-    /// microkernel as it is computed (`WinogradWeightPanels`, sixteen output channels per job, the
-    /// jobs dealt to the cores) when the kernel is in use, else `transformedPairs`'s values.
+    /// The transformed `[C_out, C_in, 3, 3]` weight (`flipped`: its input gradient's weight
+    /// `[C_in, C_out, 3, 3]`, each kernel turned by 180°) with the rows and columns of its matrices:
+    /// packed for the microkernel as it is computed (`WinogradWeightPanels`, sixteen rows per job,
+    /// the jobs dealt to the cores) when the kernel is in use, else `transformedPairs`'s values.
     /// - Throws: `KernelError.shapeMismatch` for any other shape.
-    static func transformedForTraining(_ weight: DenseTensor, g: [Double]) throws
-        -> (u: [Float], packed: PackedWeights?, outputChannels: Int, inputChannels: Int) {
+    static func transformedForTraining(_ weight: DenseTensor, flipped: Bool, g: [Double]) throws
+        -> (u: [Float], packed: PackedWeights?, rows: Int, columns: Int) {
         guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
             throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
         }
         let (cout, cin) = (weight.shape[0], weight.shape[1])
+        let (rows, columns) = flipped ? (cin, cout) : (cout, cin)
         guard Microkernel.isEnabled, cout > 0, cin > 0 else {
-            return (transformedPairs(weight.values, pairs: cout * cin, g: g), nil, cout, cin)
+            let values = flipped ? Convolution.flippedTransposed(weight, groups: 1).values : weight.values
+            return (transformedPairs(values, pairs: cout * cin, g: g), nil, rows, columns)
         }
         let points = g.count / 3 * (g.count / 3)
-        let matrices = (0 ..< points).map { _ in PackedMatrix(unfilledRows: cout, columns: cin) }
+        let matrices = (0 ..< points).map { _ in PackedMatrix(unfilledRows: rows, columns: columns) }
         weight.values.withUnsafeBufferPointer { wb in
             guard let w = wb.baseAddress else { return }
             let box = UncheckedSendable(w)
-            parallelFor((cout + 15) / 16, minimumWork: cout * cin >= 4096 ? 2 : Int.max) { job in
-                WinogradWeightPanels.transform(weight: box.value, outputChannels: cout, inputChannels: cin,
-                                               firstOutputChannel: job * 16, g: g, into: matrices)
+            parallelFor((rows + 15) / 16, minimumWork: cout * cin >= 4096 ? 2 : Int.max) { job in
+                WinogradWeightPanels.transform(weight: box.value, outputChannels: cout, inputChannels: cin, flipped: flipped,
+                                               firstRow: job * 16, g: g, into: matrices)
             }
         }
-        return ([], PackedWeights(matrices: matrices, rows: cout, columns: cin), cout, cin)
+        return ([], PackedWeights(matrices: matrices, rows: rows, columns: columns), rows, columns)
     }
 
     /// `U[ξ·pairs + p]` for every pair `p` of the 3×3 kernels in `values`: `r = G·k` (α×3), then

@@ -46,7 +46,8 @@ final class TrainingWeightPackingTests: XCTestCase {
     }
 
     /// The training transforms' packed matrices against the eval transform's values packed by the
-    /// eval packer, for F(4×4) and F(2×2); 512×512 as in resnet's layer4 (32 jobs over the cores).
+    /// eval packer, for F(4×4) and F(2×2), and F(4×4) of the input gradient's turned, transposed
+    /// weight made from the weight itself; 512×512 as in resnet's layer4 (32 jobs over the cores).
     func testWinogradTransformWrittenAsPanelsEqualsPackedTransform() throws {
         try XCTSkipUnless(Microkernel.isSupported, "this CPU has no AVX-512F: the transform is not packed")
         for (i, (cout, cin)) in [(1, 1), (3, 5), (7, 9), (16, 8), (17, 33), (130, 129), (512, 512)].enumerated() {
@@ -55,14 +56,23 @@ final class TrainingWeightPackingTests: XCTestCase {
             let u4 = Winograd.transformedWeights(weight, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
                                                              1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
             let u2 = Winograd.transformedWeights(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
+            // the input gradient's weight, turned and transposed, as the eval path would transform it
+            let flipped = Convolution.flippedTransposed(weight, groups: 1)
+            let u4Flipped = Winograd.transformedWeights(flipped, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6,
+                                                                     -1.0 / 6, 1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6,
+                                                                     0, 0, 1])
             let fast4 = try XCTUnwrap(try Winograd4x4.trainingTransform(weight: weight).packed)
             let fast2 = try XCTUnwrap(try Winograd.trainingTransform(weight: weight).packed)
-            for (fast, u, points) in [(fast4, u4, 36), (fast2, u2, 16)] {
-                let reference = try XCTUnwrap(Microkernel.pack(u, groups: points, rows: cout, columns: cin))
+            let fast4Flipped = try XCTUnwrap(try Winograd4x4.trainingTransform(flipping: weight).packed)
+            XCTAssertEqual(fast4Flipped.rows, cin)
+            XCTAssertEqual(fast4Flipped.columns, cout)
+            for (fast, u, points, rows, columns) in [(fast4, u4, 36, cout, cin), (fast2, u2, 16, cout, cin),
+                                                     (fast4Flipped, u4Flipped, 36, cin, cout)] {
+                let reference = try XCTUnwrap(Microkernel.pack(u, groups: points, rows: rows, columns: columns))
                 let (a, b) = (fast.packedFloats, reference.packedFloats)
                 XCTAssertEqual(a.count, points)
                 XCTAssertTrue(zip(a, b).allSatisfy { $0.elementsEqual($1) { $0.bitPattern == $1.bitPattern } },
-                              "\(cout)×\(cin), \(points) points")
+                              "\(cout)×\(cin), \(points) points, \(rows) rows")
                 XCTAssertGreaterThan(a.joined().reduce(0) { $0 + abs($1) }, 0)
             }
         }
