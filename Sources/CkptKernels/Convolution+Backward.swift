@@ -483,6 +483,11 @@ extension Convolution {
             }
         }
         }
+        // tap-major columns back in the weight's order with the partial sums added in the same pass
+        if channelsLast && g.kernelSize.height * g.kernelSize.width > 1 {
+            return DenseTensor(uncheckedShape: g.convolutionWeightShape,
+                               values: ChannelsLastUnfold.restoreColumnOrder(dW, adding: partials, geometry: g))
+        }
         if !partials.isEmpty {
             dW.withUnsafeMutableBufferPointer { d in
                 partials.withUnsafeBufferPointer { p in
@@ -497,7 +502,6 @@ extension Convolution {
                 }
             }
         }
-        if channelsLast { dW = ChannelsLastUnfold.restoreColumnOrder(dW, geometry: g) }
         return DenseTensor(uncheckedShape: g.convolutionWeightShape, values: dW)
     }
 }
