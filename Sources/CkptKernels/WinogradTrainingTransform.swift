@@ -14,10 +14,11 @@ extension Winograd4x4 {
     }
 
     /// `transform(weight:)` for a weight that changes every step (training): the same `U = G·g·Gᵀ`
-    /// in double precision, bit for bit (the same products and sums in the same order, no fused
-    /// multiply-add), eight channel pairs per vector and the pairs dealt to the cores, where
-    /// `transform` takes one pair at a time (0.3 µs each: 73 ms for a 512×512 layer, paid twice
-    /// per step, for the forward and for the input gradient).
+    /// in double precision (the same products and sums in the same order, no fused multiply-add;
+    /// G's zero products skipped), eight channel pairs per vector, sixteen output channels per job
+    /// dealt to the cores, written straight into the microkernel's packed panels
+    /// (`WinogradWeightPanels`), where `transform` takes one pair at a time (0.3 µs each: 73 ms for
+    /// a 512×512 layer, paid twice per step, for the forward and for the input gradient).
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> Winograd4x4Weights {
         try trainingTransform(weight: weight, flipped: false)
