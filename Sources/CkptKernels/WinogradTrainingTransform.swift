@@ -4,15 +4,16 @@ internal import CkptAVX512
 
 extension Winograd4x4 {
     /// `isFaster` for a weight transformed by `trainingTransform` for one call (a training step):
-    /// the transform must be paid back by the product, which takes at least 784 output pixels over
-    /// the batch (`paysForTransform`'s 4096 was set by the scalar transform, 2048 by the vectorised
-    /// one before it wrote packed panels). ResNet-18's layer4 at batch 16 (784 pixels, 512
-    /// channels): forward 52 → 36 ms of CPU with the 10 ms transform included (user CPU, best of 4,
-    /// load 6). Smaller products are not measured to gain, and F(4×4) rounds more than the direct
-    /// product: at 512 pixels segnet's 128-channel 16×16 layers at batch 2 took it, and three
-    /// AdamW steps of the segnet golden (`OptimizerStepGoldenTests`) left torch's bound.
+    /// the transform must be paid back by the product, which takes at least 2048 output pixels
+    /// over the batch (`paysForTransform`'s 4096 was set by the scalar transform). ResNet-18's
+    /// layer3 at batch 16 (3136 pixels) gains. Layer4 (784 pixels, 512 channels) stays on the
+    /// panel kernel: alone its forward took 52 → 36 ms of CPU on F(4×4), transform included, but
+    /// whole steps did not show the gain through the noise of a shared machine, its 36 transformed
+    /// matrices (38 MB a layer, cached by the layer) raised peak RSS by ~120 MB, and at 512 pixels
+    /// segnet's 128-channel 16×16 layers at batch 2 took it and three AdamW steps of the segnet
+    /// golden (`OptimizerStepGoldenTests`) left torch's bound (F(4×4) rounds more than the direct product).
     public static func paysForTrainingTransform(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
-        isFaster(g, images: images, height: height, width: width) && images * height * width >= 784
+        isFaster(g, images: images, height: height, width: width) && images * height * width >= 2048
     }
 
     /// `transform(weight:)` for a weight that changes every step (training): the same `U = G·g·Gᵀ`
