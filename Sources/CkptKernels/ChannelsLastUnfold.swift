@@ -49,23 +49,35 @@ public enum ChannelsLastUnfold {
     }
 
     /// A weight gradient `[C_out, kdim]` with tap-major columns (`t·C_in/g + c`) back in the
-    /// weight's order (`c·kH·kW + t`).
-    static func restoreColumnOrder(_ dW: [Float], geometry g: Conv2dGeometry) -> [Float] {
+    /// weight's order (`c·kH·kW + t`), with the lanes' partial sums of it (`partials`, whole
+    /// gradients one after another) added in the same pass, in lane order as a separate sum adds them.
+    static func restoreColumnOrder(_ dW: [Float], adding partials: [Float] = [], geometry g: Conv2dGeometry) -> [Float] {
         let taps = g.kernelSize.height * g.kernelSize.width
         let cinG = g.inputChannels / g.groups
-        if taps == 1 { return dW }
         let kdim = cinG * taps
-        var out = [Float].uninitialized(dW.count)
+        let count = dW.count
+        let lanes = count == 0 ? 0 : partials.count / count
+        var out = [Float].uninitialized(count)
         dW.withUnsafeBufferPointer { s in
-            out.withUnsafeMutableBufferPointer { d in
-                guard let sp = s.baseAddress, let dp = d.baseAddress else { return }
-                let box = UncheckedSendable((sp, dp))
-                parallelRanges(g.outputChannels, lanes: Gemm.threadCount) { rows in
-                    let (sp, dp) = box.value
-                    for row in rows {
-                        let src = sp + row * kdim, dst = dp + row * kdim
-                        for c in 0 ..< cinG {
-                            for t in 0 ..< taps { dst[c * taps + t] = src[t * cinG + c] }
+            partials.withUnsafeBufferPointer { p in
+                out.withUnsafeMutableBufferPointer { d in
+                    guard let sp = s.baseAddress, let dp = d.baseAddress else { return }
+                    // nil when there are no partial sums (an empty array's baseAddress may not be nil)
+                    let pp = lanes > 0 ? p.baseAddress : nil
+                    let box = UncheckedSendable((sp, dp, pp))
+                    parallelRanges(g.outputChannels, lanes: Gemm.threadCount) { rows in
+                        let (sp, dp, pp) = box.value
+                        for row in rows {
+                            let src = sp + row * kdim, dst = dp + row * kdim
+                            for c in 0 ..< cinG {
+                                for t in 0 ..< taps {
+                                    var v = src[t * cinG + c]
+                                    if let pp {
+                                        for l in 0 ..< lanes { v += pp[l * count + row * kdim + t * cinG + c] }
+                                    }
+                                    dst[c * taps + t] = v
+                                }
+                            }
                         }
                     }
                 }

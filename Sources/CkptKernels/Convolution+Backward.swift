@@ -79,32 +79,80 @@ extension Convolution {
         return result
     }
 
-    /// `Σ` over images and pixels of each channel of an NCHW gradient (a bias gradient), in Double.
+    /// `Σ` over images and pixels of each channel of an NCHW gradient (a bias gradient): each plane
+    /// summed in Float across 32 lanes (four 8-wide accumulators, then pairwise), the planes of a
+    /// channel in Double, the channels dealt to the cores. A single running Float sum per plane was
+    /// a chain of dependent adds (four cycles each: ~1 % of a VGG step on one core).
     static func channelSums(_ t: DenseTensor) -> DenseTensor {
+        typealias V = SIMD8<Float>
         let n = t.shape[0], c = t.shape[1]
         let plane = t.shape.dropFirst(2).reduce(1, *)
-        var sums = [Double](repeating: 0, count: c)
+        var sums = [Float](repeating: 0, count: c)
         t.values.withUnsafeBufferPointer { v in
-            guard let base = v.baseAddress else { return }
-            for img in 0 ..< n {
-                for ch in 0 ..< c {
-                    let row = base + (img * c + ch) * plane
-                    var s: Float = 0
-                    for i in 0 ..< plane { s += row[i] }
-                    sums[ch] += Double(s)
+            sums.withUnsafeMutableBufferPointer { sb in
+                guard let base = v.baseAddress, let out = sb.baseAddress, v.count >= n * c * plane else { return }
+                let box = UncheckedSendable((base, out))
+                parallelRanges(c, lanes: n * c * plane >= 1 << 16 ? Gemm.threadCount : 1) { channels in
+                    let (base, out) = box.value
+                    for ch in channels {
+                        var total: Double = 0
+                        for img in 0 ..< n {
+                            let row = UnsafeRawPointer(base + (img * c + ch) * plane)
+                            var acc = (V(), V(), V(), V())
+                            var i = 0
+                            while i + 32 <= plane {
+                                acc.0 += row.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+                                acc.1 += row.loadUnaligned(fromByteOffset: 4 * i + 32, as: V.self)
+                                acc.2 += row.loadUnaligned(fromByteOffset: 4 * i + 64, as: V.self)
+                                acc.3 += row.loadUnaligned(fromByteOffset: 4 * i + 96, as: V.self)
+                                i += 32
+                            }
+                            var s = ((acc.0 + acc.1) + (acc.2 + acc.3)).sum()
+                            let values = base + (img * c + ch) * plane
+                            while i < plane {
+                                s += values[i]
+                                i += 1
+                            }
+                            total += Double(s)
+                        }
+                        out[ch] = Float(total)
+                    }
                 }
             }
         }
-        return DenseTensor(uncheckedShape: [c], values: sums.map { Float($0) })
+        return DenseTensor(uncheckedShape: [c], values: sums)
     }
 
     /// `dInput` of a stride-1 convolution: `conv2d(dY, W')` with `W'[ci, co, i, j] = W[co, ci, kH−1−i, kW−1−j]`
     /// per group and padding `k − 1 − p`, so it runs on the forward's packed and Winograd paths.
     static func inputGradientByConvolution(_ dOutput: DenseTensor, weight: DenseTensor, geometry g: Conv2dGeometry,
                                            height h: Int, width w: Int) throws -> DenseTensor {
-        let groups = g.groups
-        let cinG = g.inputChannels / groups, coutG = g.outputChannels / groups
-        let kh = g.kernelSize.height, kw = g.kernelSize.width
+        let (kh, kw) = (g.kernelSize.height, g.kernelSize.width)
+        let transposed = Conv2dGeometry(
+            inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
+            stride: (1, 1), padding: (kh - 1 - g.padding.height, kw - 1 - g.padding.width), dilation: (1, 1), groups: g.groups)
+        var y: DenseTensor
+        if Winograd4x4.paysForTrainingTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
+            // W' transformed straight from W
+            y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.trainingTransform(flipping: weight), bias: nil,
+                                        geometry: transposed, epilogue: .none)
+        } else {
+            let weightT = flippedTransposed(weight, groups: g.groups)
+            y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed,
+                            packed: packForTraining(weight: weightT, geometry: transposed))
+        }
+        // an input row or column the forward never reached (floor in the output size) gets zero
+        if y.shape[2] != h || y.shape[3] != w {
+            y = cropOrPad(y, height: h, width: w)
+        }
+        return y
+    }
+
+    /// `W'[ci, co, i, j] = W[co, ci, kH − 1 − i, kW − 1 − j]` per group: the weight of a stride-1
+    /// convolution's input gradient as a convolution (`[C_in, C_out/groups, kH, kW]`).
+    static func flippedTransposed(_ weight: DenseTensor, groups: Int) -> DenseTensor {
+        let (cout, cinG, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+        let coutG = cout / groups
         var flipped = [Float].uninitialized(weight.count)
         weight.values.withUnsafeBufferPointer { src in
             flipped.withUnsafeMutableBufferPointer { dst in
@@ -119,22 +167,7 @@ extension Convolution {
                 }
             }
         }
-        let transposed = Conv2dGeometry(
-            inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
-            stride: (1, 1), padding: (kh - 1 - g.padding.height, kw - 1 - g.padding.width), dilation: (1, 1), groups: groups)
-        let weightT = DenseTensor(uncheckedShape: transposed.convolutionWeightShape, values: flipped)
-        var y: DenseTensor
-        if Winograd4x4.paysForTrainingTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
-            y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.trainingTransform(weight: weightT), bias: nil,
-                                        geometry: transposed, epilogue: .none)
-        } else {
-            y = try forward(dOutput, weight: weightT, bias: nil, geometry: transposed)
-        }
-        // an input row or column the forward never reached (floor in the output size) gets zero
-        if y.shape[2] != h || y.shape[3] != w {
-            y = cropOrPad(y, height: h, width: w)
-        }
-        return y
+        return DenseTensor(uncheckedShape: [groups * cinG, coutG, kh, kw], values: flipped)
     }
 
     /// `dInput` of a strided, undilated convolution as one stride-1 convolution of `dY` per phase
@@ -177,8 +210,9 @@ extension Convolution {
                 let phase = Conv2dGeometry(
                     inputChannels: g.outputChannels, outputChannels: c, kernelSize: (ka, kb),
                     stride: (1, 1), padding: (ka - 1, kb - 1), dilation: (1, 1), groups: groups)
-                let y = try forward(dOutput, weight: DenseTensor(uncheckedShape: phase.convolutionWeightShape, values: sub),
-                                    bias: nil, geometry: phase)
+                let subWeight = DenseTensor(uncheckedShape: phase.convolutionWeightShape, values: sub)
+                let y = try forward(dOutput, weight: subWeight, bias: nil, geometry: phase,
+                                    packed: packForTraining(weight: subWeight, geometry: phase))
                 let (yh, yw) = (oh + ka - 1, ow + kb - 1)
                 // the phase's first row and column in the input, and their index in y
                 let row0 = (ph - a + sh - 1) / sh, col0 = (pw - b + sw - 1) / sw
@@ -474,6 +508,11 @@ extension Convolution {
             }
         }
         }
+        // tap-major columns back in the weight's order with the partial sums added in the same pass
+        if channelsLast && g.kernelSize.height * g.kernelSize.width > 1 {
+            return DenseTensor(uncheckedShape: g.convolutionWeightShape,
+                               values: ChannelsLastUnfold.restoreColumnOrder(dW, adding: partials, geometry: g))
+        }
         if !partials.isEmpty {
             dW.withUnsafeMutableBufferPointer { d in
                 partials.withUnsafeBufferPointer { p in
@@ -488,7 +527,6 @@ extension Convolution {
                 }
             }
         }
-        if channelsLast { dW = ChannelsLastUnfold.restoreColumnOrder(dW, geometry: g) }
         return DenseTensor(uncheckedShape: g.convolutionWeightShape, values: dW)
     }
 }

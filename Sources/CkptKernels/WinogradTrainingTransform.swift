@@ -1,26 +1,45 @@
+internal import CkptAVX512
+
 // Weights are [C_out, C_in, 3, 3]; a channel pair is one (output, input) channel's 3×3 kernel.
 
 extension Winograd4x4 {
     /// `isFaster` for a weight transformed by `trainingTransform` for one call (a training step):
     /// the transform must be paid back by the product, which takes at least 2048 output pixels
     /// over the batch (`paysForTransform`'s 4096 was set by the scalar transform). ResNet-18's
-    /// layer3 at batch 16 (3136 pixels) gains: its step −2.5 % of CPU (perf, against the
-    /// unchanged weight-gradient GEMM, two rounds each); layer4 (784 pixels) stays on the panel kernel.
+    /// layer3 at batch 16 (3136 pixels) gains. Layer4 (784 pixels, 512 channels) stays on the
+    /// panel kernel: alone its forward took 52 → 36 ms of CPU on F(4×4), transform included, but
+    /// whole steps did not show the gain through the noise of a shared machine, its 36 transformed
+    /// matrices (38 MB a layer, cached by the layer) raised peak RSS by ~120 MB, and at 512 pixels
+    /// segnet's 128-channel 16×16 layers at batch 2 took it and three AdamW steps of the segnet
+    /// golden (`OptimizerStepGoldenTests`) left torch's bound (F(4×4) rounds more than the direct product).
     public static func paysForTrainingTransform(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
         isFaster(g, images: images, height: height, width: width) && images * height * width >= 2048
     }
 
     /// `transform(weight:)` for a weight that changes every step (training): the same `U = G·g·Gᵀ`
-    /// in double precision, bit for bit (the same products and sums in the same order, no fused
-    /// multiply-add), eight channel pairs per vector and the pairs dealt to the cores, where
-    /// `transform` takes one pair at a time (0.3 µs each: 73 ms for a 512×512 layer, paid twice
-    /// per step, for the forward and for the input gradient).
+    /// in double precision (the same products and sums in the same order, no fused multiply-add;
+    /// G's zero products skipped), eight channel pairs per vector, sixteen output channels per job
+    /// dealt to the cores, written straight into the microkernel's packed panels
+    /// (`WinogradWeightPanels`), where `transform` takes one pair at a time (0.3 µs each: 73 ms for
+    /// a 512×512 layer, paid twice per step, for the forward and for the input gradient).
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> Winograd4x4Weights {
-        let (u, cout, cin) = try Winograd.transformedForTraining(weight, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
-                                                                             1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
-        let packed = Microkernel.pack(u, groups: 36, rows: cout, columns: cin)
-        return Winograd4x4Weights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
+        try trainingTransform(weight: weight, flipped: false)
+    }
+
+    /// `trainingTransform` of the weight of a stride-1 convolution's input gradient (`conv2d(dY, W')`
+    /// with `W'[c, o, i, j] = W[o, c, 2 − i, 2 − j]`, `Convolution.inputGradientByConvolution`) made
+    /// from `weight` itself: the turned, transposed weight is never written out.
+    /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
+    public static func trainingTransform(flipping weight: DenseTensor) throws -> Winograd4x4Weights {
+        try trainingTransform(weight: weight, flipped: true)
+    }
+
+    static func trainingTransform(weight: DenseTensor, flipped: Bool) throws -> Winograd4x4Weights {
+        let (u, packed, rows, columns) = try Winograd.transformedForTraining(
+            weight, flipped: flipped, g: [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
+                                          1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1])
+        return Winograd4x4Weights(values: u, outputChannels: rows, inputChannels: columns, packed: packed)
     }
 }
 
@@ -29,18 +48,37 @@ extension Winograd {
     /// path of `Winograd4x4.trainingTransform`: bit for bit the same.
     /// - Throws: `KernelError.shapeMismatch` for a weight that is not `[C_out, C_in, 3, 3]`.
     public static func trainingTransform(weight: DenseTensor) throws -> WinogradWeights {
-        let (u, cout, cin) = try transformedForTraining(weight, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
-        let packed = Microkernel.pack(u, groups: 16, rows: cout, columns: cin)
-        return WinogradWeights(values: packed == nil ? u : [], outputChannels: cout, inputChannels: cin, packed: packed)
+        let (u, packed, cout, cin) = try transformedForTraining(weight, flipped: false, g: [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1])
+        return WinogradWeights(values: u, outputChannels: cout, inputChannels: cin, packed: packed)
     }
 
-    /// `transformedPairs` of a `[C_out, C_in, 3, 3]` weight with its channel counts.
+    /// The transformed `[C_out, C_in, 3, 3]` weight (`flipped`: its input gradient's weight
+    /// `[C_in, C_out, 3, 3]`, each kernel turned by 180°) with the rows and columns of its matrices:
+    /// packed for the microkernel as it is computed (`WinogradWeightPanels`, sixteen rows per job,
+    /// the jobs dealt to the cores) when the kernel is in use, else `transformedPairs`'s values.
     /// - Throws: `KernelError.shapeMismatch` for any other shape.
-    static func transformedForTraining(_ weight: DenseTensor, g: [Double]) throws -> (u: [Float], outputChannels: Int, inputChannels: Int) {
+    static func transformedForTraining(_ weight: DenseTensor, flipped: Bool, g: [Double]) throws
+        -> (u: [Float], packed: PackedWeights?, rows: Int, columns: Int) {
         guard weight.rank == 4, weight.shape[2] == 3, weight.shape[3] == 3 else {
             throw KernelError.shapeMismatch(operation: "winograd", operand: "weight", expected: "[C_out, C_in, 3, 3]", got: weight.shape)
         }
-        return (transformedPairs(weight.values, pairs: weight.shape[0] * weight.shape[1], g: g), weight.shape[0], weight.shape[1])
+        let (cout, cin) = (weight.shape[0], weight.shape[1])
+        let (rows, columns) = flipped ? (cin, cout) : (cout, cin)
+        guard Microkernel.isEnabled, cout > 0, cin > 0 else {
+            let values = flipped ? Convolution.flippedTransposed(weight, groups: 1).values : weight.values
+            return (transformedPairs(values, pairs: cout * cin, g: g), nil, rows, columns)
+        }
+        let points = g.count / 3 * (g.count / 3)
+        let matrices = (0 ..< points).map { _ in PackedMatrix(unfilledRows: rows, columns: columns) }
+        weight.values.withUnsafeBufferPointer { wb in
+            guard let w = wb.baseAddress else { return }
+            let box = UncheckedSendable(w)
+            parallelFor((rows + 15) / 16, minimumWork: cout * cin >= 4096 ? 2 : Int.max) { job in
+                WinogradWeightPanels.transform(weight: box.value, outputChannels: cout, inputChannels: cin, flipped: flipped,
+                                               firstRow: job * 16, g: g, into: matrices)
+            }
+        }
+        return ([], PackedWeights(matrices: matrices, rows: rows, columns: columns), rows, columns)
     }
 
     /// `U[ξ·pairs + p]` for every pair `p` of the 3×3 kernels in `values`: `r = G·k` (α×3), then

@@ -95,7 +95,8 @@ public final class Conv2d: Module {
         var packed: PackedWeights?
         if let c = packedCache, c.key == key {
             packed = c.weights
-        } else if let p = Convolution.pack(weight: w, geometry: geometry) {
+        } else if let p = freshWeight ? Convolution.packForTraining(weight: w, geometry: geometry)
+                                      : Convolution.pack(weight: w, geometry: geometry) {
             packed = p
             packedCache = (key, p)
         }

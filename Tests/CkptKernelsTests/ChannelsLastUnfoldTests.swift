@@ -35,6 +35,7 @@ final class ChannelsLastUnfoldTests: XCTestCase {
             (2, 32, 20, 12, 12, 1, 2, 0, 1, 1),    // pointwise strided (resnet's downsample)
             (2, 16, 8, 11, 9, 5, 1, 2, 1, 1),      // 5×5, padding 2
             (2, 16, 8, 10, 10, 2, 2, 0, 1, 1),     // no padding, kernel 2 stride 2
+            (4, 16, 8, 16, 16, 3, 1, 1, 1, 1),     // 1024 pixels, depth 144: split by pixels, the lanes' sums added as the columns are reordered
         ]
         for (n, c, cout, h, w, k, s, p, d, groups) in cases {
             let g = Conv2dGeometry(inputChannels: c, outputChannels: cout, kernelSize: k, stride: s, padding: p,

@@ -171,11 +171,12 @@ final class ConvolutionFiniteDifferenceTests: XCTestCase {
                              geometry: g, probes: Probes(input: 40, weight: 4, bias: 1, output: 2000, inputAlways: always), seed: 300)
     }
 
-    /// 128 channels: the flipped-weight `dInput` runs on Winograd F(4×4, 3×3).
+    /// 128 channels, 2048 output pixels: the flipped-weight `dInput` runs on Winograd F(4×4, 3×3),
+    /// its weight transformed straight from the layer's (`trainingTransform(flipping:)`).
     func testWinogradInputGradient() throws {
         let g = Conv2dGeometry(inputChannels: 128, outputChannels: 128, kernelSize: 3, padding: 1)
-        XCTAssertTrue(Winograd4x4.isFaster(g, images: 1, height: 10, width: 10), "the case must reach the Winograd path")
-        try checkConvolution("3×3 s1 p1 128→128 10×10 (Winograd dInput)", images: 1, height: 10, width: 10, geometry: g,
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(g, images: 2, height: 32, width: 32), "the case must reach the Winograd path")
+        try checkConvolution("3×3 s1 p1 128→128 2×32×32 (Winograd dInput)", images: 2, height: 32, width: 32, geometry: g,
                              probes: Probes(input: 6, weight: 30, bias: 2, output: 1000, inputAlways: []), seed: 400)
     }
 

@@ -45,14 +45,17 @@ final class WinogradTrainingTransformTests: XCTestCase {
     }
 
     /// Which resnet18 layers a training step at batch 16 runs on F(4×4): layer2 and layer3 (12544
-    /// and 3136 output pixels), not layer4 (784) nor the 64-channel layer1.
-    func testTrainingStepTakesWinogradFromLayer3() {
+    /// and 3136 output pixels), not layer4 (784) nor the 64-channel layer1, nor segnet's 128-channel
+    /// 16×16 layers at batch 2 (the training goldens' size: 512 pixels).
+    func testTrainingStepTakesWinogradFromLayer2() {
         let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 16, height: 56, width: 56))
         XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(128), images: 16, height: 28, width: 28))
         XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(256), images: 16, height: 14, width: 14))
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(512), images: 16, height: 7, width: 7))
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(256), images: 8, height: 14, width: 14))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(512), images: 8, height: 7, width: 7))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(128), images: 2, height: 16, width: 16))
         let strided = Conv2dGeometry(inputChannels: 256, outputChannels: 256, kernelSize: 3, stride: 2, padding: 1)
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(strided, images: 16, height: 28, width: 28))
     }
