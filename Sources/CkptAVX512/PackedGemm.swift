@@ -36,7 +36,8 @@ public final class PackedMatrix: @unchecked Sendable {
     public static func storageCount(rows m: Int, columns k: Int) -> Int { max(1, (m + 7) / 8 * 8 * k) }
 
     /// A matrix over `storage` (`storageCount(rows:columns:)` floats, 64-byte aligned) that the
-    /// caller fills in the packed layout (`init(transposing:…)`, in PackedMatrixTransposing.swift).
+    /// caller fills in the packed layout (the packing initialisers here, `init(transposing:…)` in
+    /// PackedMatrixTransposing.swift).
     init(rows m: Int, columns k: Int, storage: UnsafeMutablePointer<Float>, owning: Bool) {
         rows = m
         columns = k
@@ -47,15 +48,9 @@ public final class PackedMatrix: @unchecked Sendable {
         ownsStorage = owning
     }
 
-    private init(_ a: UnsafePointer<Float>, rows m: Int, columns k: Int, rowStride lda: Int,
-                 storage: UnsafeMutablePointer<Float>, owning: Bool) {
-        rows = m
-        columns = k
-        paddedRows = (m + 7) / 8 * 8
-        let blocks = max(1, (k + PackedGemm.depthBlock - 1) / PackedGemm.depthBlock)
-        blockDepth = (k + blocks - 1) / blocks
-        self.storage = storage
-        ownsStorage = owning
+    private convenience init(_ a: UnsafePointer<Float>, rows m: Int, columns k: Int, rowStride lda: Int,
+                             storage: UnsafeMutablePointer<Float>, owning: Bool) {
+        self.init(rows: m, columns: k, storage: storage, owning: owning)
         var k0 = 0
         while k0 < k {
             let depth = min(blockDepth, k - k0)

@@ -45,7 +45,8 @@ public struct TensorDifference: Sendable, Equatable {
         // quantized sides compare by real value, (q - zero_point) * scale; equal stored integers
         // under other parameters are other values
         let quantized = readable && (a.dtype.isQuantized || b.dtype.isQuantized)
-        let dequantizers = quantized ? (try a.quantization.map { _ in try Dequantizer(a) }, try b.quantization.map { _ in try Dequantizer(b) }) : (nil, nil)
+        let dequantizers = (quantized && a.quantization != nil ? try Dequantizer(a) : nil,
+                            quantized && b.quantization != nil ? try Dequantizer(b) : nil)
         let sameParameters = try Quantization.same(a.quantization, b.quantization)
         // different dtypes are never identical, even with no elements
         var r = TensorDifference(identical: a.dtype == b.dtype && sameParameters, maxAbsolute: 0, nanMismatches: 0, differingElements: 0)

@@ -311,7 +311,10 @@ public struct Dequantizer {
     let plain: DType
     let scales: [Double], zeroPoints: [Double]
     let channels: Int, inner: Int
-    let scheme: String
+    /// How torch rounds: float32 arithmetic (per tensor), double (per channel affine), float32
+    /// with a floating zero point (float qparams).
+    enum Arithmetic { case perTensor, perChannelDouble, floatQParams }
+    let arithmetic: Arithmetic
 
     /// The parameters of `tensor`.
     /// - Throws: `TensorError.unsupportedDType` for a tensor that is not quantized, has no
@@ -329,7 +332,11 @@ public struct Dequantizer {
             channels = 1
             inner = 1
         }
-        scheme = q.schemeName
+        switch q.schemeName {
+        case "per_channel_affine": arithmetic = .perChannelDouble
+        case "per_channel_affine_float_qparams": arithmetic = .floatQParams
+        default: arithmetic = .perTensor
+        }
     }
 
     /// Dequantizes `out.count` contiguous stored integers (`raw`, little-endian), which are the
@@ -338,12 +345,12 @@ public struct Dequantizer {
         ElementDecode.decode(raw, dtype: plain, into: out)
         for i in 0 ..< out.count {
             let c = channels == 1 ? 0 : ((start + i) / inner) % channels
-            switch scheme {
-            case "per_channel_affine":
+            switch arithmetic {
+            case .perChannelDouble:
                 out[i] = Double(Float((out[i] - zeroPoints[c]) * scales[c]))
-            case "per_channel_affine_float_qparams":
+            case .floatQParams:
                 out[i] = Double((Float(out[i]) - Float(zeroPoints[c])) * Float(scales[c]))
-            default:
+            case .perTensor:
                 // the integer zero point subtracted exactly, then float32 times the float32 scale
                 out[i] = Double(Float(out[i] - zeroPoints[c]) * Float(scales[c]))
             }

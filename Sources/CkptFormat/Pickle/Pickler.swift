@@ -242,22 +242,11 @@ struct Pickler {
         let v3 = t.dtype.storageClassName == nil || t.storage.dtype != t.dtype
         global("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2")
         op(.MARK)
-        // persistent id ('storage', cls, key, 'cpu', numel)
-        op(.MARK)
-        memoString("storage")
         if v3 {
-            global("torch.storage", "UntypedStorage")
-        } else if let cls = t.dtype.storageClassName {
-            global("torch", cls)
+            storageView(t, key: key, storageClass: ("torch.storage", "UntypedStorage"), count: t.storage.byteCount)
+        } else {
+            storageView(t, key: key, storageClass: ("torch", t.dtype.storageClassName ?? ""), count: t.storage.elementCount)
         }
-        string(key)
-        memoString("cpu")
-        int(v3 ? t.storage.byteCount : t.storage.elementCount)
-        op(.TUPLE)
-        op(.BINPERSID)
-        int(t.storageOffset)
-        intTuple(t.shape)
-        intTuple(t.strides)
         op(t.requiresGrad && !t.isParameter ? .NEWTRUE : .NEWFALSE)
         emptyOrderedDict()
         if v3 { global("torch", t.dtype.rawValue) }
@@ -278,6 +267,22 @@ struct Pickler {
         }
     }
 
+    /// The arguments every rebuild function starts with: the persistent id `('storage', cls, key,
+    /// 'cpu', count)`, then the storage offset, size and stride.
+    private mutating func storageView(_ t: Tensor, key: String, storageClass: (module: String, name: String), count: Int) {
+        op(.MARK)
+        memoString("storage")
+        global(storageClass.module, storageClass.name)
+        string(key)
+        memoString("cpu")
+        int(count)
+        op(.TUPLE)
+        op(.BINPERSID)
+        int(t.storageOffset)
+        intTuple(t.shape)
+        intTuple(t.strides)
+    }
+
     /// A quantized tensor as torch's `Tensor.__reduce_ex__` writes it: `_rebuild_qtensor(storage,
     /// offset, size, stride, quantizer_params, False, OrderedDict())`, the per-channel scales and
     /// zero points as tensors of their own.
@@ -287,17 +292,7 @@ struct Pickler {
         }
         global("torch._utils", "_rebuild_qtensor")
         op(.MARK)
-        op(.MARK)
-        memoString("storage")
-        global("torch", cls)
-        string(key)
-        memoString("cpu")
-        int(t.storage.elementCount)
-        op(.TUPLE)
-        op(.BINPERSID)
-        int(t.storageOffset)
-        intTuple(t.shape)
-        intTuple(t.strides)
+        storageView(t, key: key, storageClass: ("torch", cls), count: t.storage.elementCount)
         switch q {
         case let .perTensor(scale, zeroPoint):
             global("torch", "per_tensor_affine")

@@ -45,7 +45,7 @@ final class StorageTable {
             throw fail(.corrupt, "storage type \(g) is not a torch storage class")
         }
         if let d = DType(storageClassName: g.name) {
-            guard d.isNumericallyReadable || !d.isQuantized else {
+            guard !d.isQuantized || d.quantizedStorageType != nil else {
                 throw fail(.unsupported, "quantized storage \(g) packs several elements per byte (ckpt reads qint8, quint8 and qint32 tensors, not quint4x2/quint2x4)")
             }
             return d
