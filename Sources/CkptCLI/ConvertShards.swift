@@ -29,6 +29,9 @@ extension Convert {
     /// values cannot go into a shard index: they are listed, not written.
     func writeSharded(_ ckpt: Checkpoint, cast: Int) throws {
         let limit = try shardLimit()
+        if let (p, t) = ckpt.firstSparseTensor {
+            throw FormatError(.unsupported, file: output, "'\(p)' is a sparse tensor (\(t.summary)); shards hold only dense tensors")
+        }
         let tensors = ckpt.tensors.map { (name: $0.path, tensor: $0.tensor) }
         var dropped: [String] = []
         Checkpoint.walk(ckpt.root, path: "") { p, v in

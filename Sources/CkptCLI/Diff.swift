@@ -44,6 +44,17 @@ struct Diff: ParsableCommand {
 
     @OptionGroup var read: ReadOptions
 
+    /// A short digest of a sparse tensor's stored parts, so `diff` sees a change in its indices
+    /// or values (it compares the parts' bytes, not the dense values they stand for).
+    static func sparseDigest(_ t: SparseTensor) throws -> String {
+        var h = SHA256()
+        for part in t.parts {
+            h.update(Array(part.dtype.rawValue.utf8) + part.shape.flatMap { withUnsafeBytes(of: Int64($0).littleEndian, Array.init) })
+            try part.forEachContiguousChunk { h.update($0) }
+        }
+        return "sha256:" + h.finalizeHex().prefix(16)
+    }
+
     /// Every non-tensor leaf by dotted path, as an exact text (floats by their bits' shortest form).
     static func values(_ c: Checkpoint) -> [(path: String, text: String)] {
         var out: [(String, String)] = []
@@ -53,6 +64,7 @@ struct Diff: ParsableCommand {
             case .none, .bool, .int, .bigInt, .complex, .string, .bytes, .dtype, .device, .global, .reference:
                 if case let .string(s) = v { out.append((p, "'" + s + "'")) } else { out.append((p, CLI.literal(v))) }
             case let .object(o): out.append((p, "<\(o.global)>"))
+            case let .sparse(t): out.append((p, "<\(t.summary) " + ((try? sparseDigest(t)) ?? "unreadable") + ">"))
             default: break
             }
         }

@@ -115,6 +115,8 @@ struct InspectReport {
     let rows: [Row]
     let architecture: ArchitectureGuess?
     let nonTensors: [(path: String, value: Value)]
+    /// Sparse tensors, each with the statistics of its stored values when asked for.
+    let sparse: [(path: String, tensor: SparseTensor, stats: TensorStats?)]
     /// Values past `maxValues`, counted but not listed.
     let omittedValues: Int
     /// Non-tensor values listed at most.
@@ -165,6 +167,15 @@ struct InspectReport {
         }
         progress.finish()
         self.rows = rows
+        sparse = try (ckpt.info.sparseTensors > 0 ? ckpt.sparseTensors : []).map { p, t in
+            guard stats, t.dtype.isNumericallyReadable else { return (p, t, nil) }
+            do {
+                return (p, t, try TensorStats.compute(t.values))
+            } catch let e as TensorError {
+                if case let .io(_, m) = e { throw FormatError(.io, file: file, member: p, m) }
+                throw FormatError(.corrupt, file: file, member: p, "\(e)")
+            }
+        }
         architecture = KeyAnalysis.guessArchitecture(located.stateDict.shapes)
         var leaves: [(String, Value)] = []
         var omitted = 0
@@ -377,6 +388,22 @@ struct InspectReport {
             }
             if quantized.count > 40 { out.append("  ... \(quantized.count - 40) more (see --json)") }
         }
+        if !sparse.isEmpty {
+            out.append("")
+            out.append("sparse tensors (indices checked as torch.load checks them)")
+            for (p, t, st) in sparse.prefix(40) {
+                var line = "  \(p.isEmpty ? "(root)" : p)  \(t.summary)"
+                if let c = t.isCoalesced { line += c ? ", coalesced" : ", not coalesced" }
+                if t.isParameter { line += ", Parameter" }
+                line += "; " + zip(Self.sparsePartNames(t), t.parts).map { "\($0) \($1.dtype.rawValue) \(CLI.shape($1.shape))" }.joined(separator: ", ")
+                line += "; \(CLI.bytes(t.storedBytes)) stored"
+                if let st {
+                    line += "; stored values min \(st.min.map(CLI.number) ?? "-") max \(st.max.map(CLI.number) ?? "-") mean \(st.mean.map(CLI.number) ?? "-")"
+                }
+                out.append(line)
+            }
+            if sparse.count > 40 { out.append("  ... \(sparse.count - 40) more (see --json)") }
+        }
         if !nonTensors.isEmpty {
             out.append("")
             out.append("other values")
@@ -386,6 +413,15 @@ struct InspectReport {
             if omittedValues > 0 { out.append("  ... and \(CLI.grouped(omittedValues)) values past the first \(CLI.grouped(Self.maxValues)), not listed") }
         }
         return out.text
+    }
+
+    /// torch's names for a sparse tensor's parts (`t.indices()`, `t.crow_indices()` …).
+    static func sparsePartNames(_ t: SparseTensor) -> [String] {
+        switch t.layout {
+        case .coo: return ["indices", "values"]
+        case .csr, .bsr: return ["crow_indices", "col_indices", "values"]
+        case .csc, .bsc: return ["ccol_indices", "row_indices", "values"]
+        }
     }
 
     /// One line on a quantized tensor's parameters: the scale and zero point, or the range of the
@@ -485,6 +521,27 @@ struct InspectReport {
                 return .object([("path", .string(p)), ("type", .string(v.typeName)), ("value", CLI.json(v))])
             })),
             ("values_not_listed", .int(omittedValues)),
+            ("sparse_tensors", .array(sparse.map { p, t, st in
+                var o: [(key: String, value: JSONValue)] = [
+                    ("name", .string(p)), ("layout", .string(t.layout.rawValue)), ("dtype", .string(t.dtype.rawValue)),
+                    ("shape", .array(t.size.map { .int($0) })), ("nnz", .int(t.nnz)),
+                    ("is_coalesced", t.isCoalesced.map(JSONValue.bool) ?? .null),
+                    ("is_parameter", .bool(t.isParameter)), ("requires_grad", .bool(t.requiresGrad)),
+                    ("stored_bytes", .int(t.storedBytes)),
+                    ("parts", .array(zip(Self.sparsePartNames(t), t.parts).map { n, x in
+                        .object([("name", .string(n)), ("dtype", .string(x.dtype.rawValue)), ("shape", .array(x.shape.map { .int($0) })),
+                                 ("storage_key", .string(x.storage.key))])
+                    })),
+                ]
+                if let st {
+                    o.append(("values_stats", .object([
+                        ("min", st.min.map(JSONValue.double) ?? .null), ("max", st.max.map(JSONValue.double) ?? .null),
+                        ("mean", st.mean.map(JSONValue.double) ?? .null), ("std", st.std.map(JSONValue.double) ?? .null),
+                        ("nan", .int(st.nanCount)), ("inf", .int(st.infCount)), ("zero", .int(st.zeroCount)),
+                    ])))
+                }
+                return .object(o)
+            })),
         ]
         if !info.metadata.isEmpty {
             obj.append(("metadata", .object(info.metadata.map { ($0.key, .string($0.value)) })))

@@ -176,6 +176,7 @@ enum CLI {
         case let .set(a): return a.isEmpty ? "set()" : "{\(a.count) items}"
         case let .dict(d): return d.items.isEmpty ? "{}" : "{\(d.items.count) items}"
         case .tensor: return "<tensor>"
+        case let .sparse(t): return "<\(t.summary)>"
         case let .reference(p): return "<reference cycle to \(p.isEmpty ? "(root)" : p)>"
         }
     }

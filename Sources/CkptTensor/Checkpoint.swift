@@ -37,6 +37,8 @@ public struct FormatInfo: Sendable {
     /// For a checkpoint assembled from several files (a sharded index, a DCP folder): what it was
     /// assembled from, one line (`3 safetensors shards listed in model.safetensors.index.json`).
     public var assembledFrom: String?
+    /// Sparse tensors the pickles rebuilt (each checked as torch checks it after loading).
+    public var sparseTensors = 0
 
     /// Info for a file of `format`.
     public init(format: CheckpointFormat) { self.format = format }
@@ -71,6 +73,20 @@ public struct Checkpoint: Sendable {
             if case let .tensor(t) = v { out.append((p, t)) }
         }
         return out
+    }
+
+    /// Every sparse tensor with its dotted path, in file order.
+    public var sparseTensors: [(path: String, tensor: SparseTensor)] {
+        var out: [(String, SparseTensor)] = []
+        Checkpoint.walk(root, path: "") { p, v in
+            if case let .sparse(t) = v { out.append((p, t)) }
+        }
+        return out
+    }
+
+    /// The first sparse tensor and its path, for work that needs dense tensors only.
+    public var firstSparseTensor: (path: String, tensor: SparseTensor)? {
+        info.sparseTensors > 0 ? sparseTensors.first : nil
     }
 
     /// Visits every value of the tree depth-first with its dotted path.

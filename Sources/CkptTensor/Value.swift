@@ -101,6 +101,8 @@ public indirect enum Value: Sendable {
     case set([Value])
     case dict(PyDict)
     case tensor(Tensor)
+    /// A sparse tensor (COO, CSR, CSC, BSR, BSC): its index and value tensors and its size.
+    case sparse(SparseTensor)
     /// A bare storage object (`tensor.untyped_storage()` pickled on its own).
     case storage(Storage)
     /// A `torch.dtype` (`torch.float32`).
@@ -173,6 +175,7 @@ public indirect enum Value: Sendable {
         case .set: return "set"
         case let .dict(d): return d.kind.rawValue
         case let .tensor(t): return t.isParameter ? "Parameter" : "Tensor"
+        case let .sparse(t): return t.isParameter ? "Parameter" : "Tensor"
         case .storage: return "Storage"
         case .dtype: return "dtype"
         case .device: return "device"

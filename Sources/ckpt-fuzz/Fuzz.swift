@@ -25,6 +25,10 @@ func readEverything(_ bytes: UnsafeRawBufferPointer) {
             _ = try? t.withContiguousBytes { $0.count }
             _ = try? TensorStats.compute(t)
         }
+        for (_, s) in c.sparseTensors {
+            for p in s.parts { _ = try? p.withContiguousBytes { $0.count } }
+            _ = try? TensorStats.compute(s.values)
+        }
     }
 }
 

@@ -200,6 +200,7 @@ struct Pickler {
                 op(.BUILD)
             }
         case let .tensor(t): try tensor(t, path: path)
+        case let .sparse(t): try sparseTensor(t, path: path)
         case let .dtype(d):
             global("torch", d.rawValue)
         case let .device(s):
@@ -311,6 +312,36 @@ struct Pickler {
         emptyOrderedDict()
         op(.TUPLE)
         op(.REDUCE)
+    }
+
+    /// A sparse tensor as torch's `Tensor._reduce_ex_internal` writes it:
+    /// `_rebuild_sparse_tensor(_get_layout('torch.sparse_coo'), (indices, values, torch.Size(size),
+    /// is_coalesced))`, or `(compressed_indices, plain_indices, values, size)` for the compressed
+    /// layouts; a Parameter around it as `_rebuild_parameter(sparse, requires_grad, OrderedDict())`.
+    private mutating func sparseTensor(_ t: SparseTensor, path: String) throws {
+        if t.isParameter { global("torch._utils", "_rebuild_parameter") }
+        global("torch._utils", "_rebuild_sparse_tensor")
+        global("torch.serialization", "_get_layout")
+        string("torch." + t.layout.rawValue)
+        op(.TUPLE1)
+        op(.REDUCE)
+        op(.MARK)
+        let names = t.layout == .coo ? ["<indices>"] : ["<compressed_indices>", "<plain_indices>"]
+        for (part, name) in zip(t.parts, names + ["<values>"]) { try tensor(part, path: path + "." + name) }
+        global("torch", "Size")
+        intTuple(t.size)
+        op(.TUPLE1)
+        op(.REDUCE)
+        if let c = t.isCoalesced { op(c ? .NEWTRUE : .NEWFALSE) }
+        op(.TUPLE)
+        op(.TUPLE2)
+        op(.REDUCE)
+        if t.isParameter {
+            op(t.requiresGrad ? .NEWTRUE : .NEWFALSE)
+            emptyOrderedDict()
+            op(.TUPLE3)
+            op(.REDUCE)
+        }
     }
 
     /// Ends the pickle.

@@ -38,6 +38,12 @@ enum TorchRebuild {
         case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"):
             let n = g.name == "_rebuild_parameter" ? 3 : 4
             guard args.count == n else { throw bad("expected \(n) arguments, got \(args.count)") }
+            if case var .sparse(t) = args[0] {
+                t.isParameter = true
+                t.requiresGrad = args[1].intValue == 1
+                if n == 4, !isEmptyState(args[3]) { throw c.rebuildError(.unsupported, "\(g): state on a sparse Parameter is not supported") }
+                return .value(.sparse(t))
+            }
             guard case var .tensor(t) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a tensor") }
             t.isParameter = true
             t.requiresGrad = args[1].intValue == 1
@@ -55,11 +61,19 @@ enum TorchRebuild {
             guard case let .global(fn) = args[0], Allowlist.contains(fn) else { throw bad("argument 1 is not an allowed rebuild function") }
             guard case let .tuple(inner) = args[2] else { throw bad("argument 3 is a \(args[2].typeName), expected a tuple") }
             var r = try call(fn, construction: .call, args: inner, context: c)
+            var isParameterClass = false
+            if case let .global(cls) = args[1], cls == QualifiedName("torch.nn.parameter", "Parameter") { isParameterClass = true }
             if case var .value(.tensor(t)) = r {
-                if case let .global(cls) = args[1], cls == QualifiedName("torch.nn.parameter", "Parameter") { t.isParameter = true }
+                if isParameterClass { t.isParameter = true }
                 r = .value(.tensor(try applyTensorState(args[3], to: t, g: g, c: c)))
+            } else if case var .value(.sparse(t)) = r {
+                if isParameterClass { t.isParameter = true }
+                guard isEmptyState(args[3]) else { throw c.rebuildError(.unsupported, "\(g): state on a sparse tensor is not supported") }
+                r = .value(.sparse(t))
             }
             return r
+        case ("torch._utils", "_rebuild_sparse_tensor"):
+            return .value(.sparse(try sparseTensor(args, g: g, c: c)))
         case ("torch", "Size"):
             guard args.count == 1, let items = args[0].sequenceValue else { throw bad("expected one tuple argument") }
             return .value(.tuple(items))
@@ -108,12 +122,68 @@ enum TorchRebuild {
                 return .legacyTensor(d)
             }
         }
-        // allowlisted, but not a tensor ckpt can rebuild (sparse, meta, wrapper subclasses)
+        // allowlisted, but not a tensor ckpt can rebuild (meta, wrapper subclasses, device tensors)
         if g.module == "torch._utils", g.name != "_rebuild_meta_tensor_no_storage", !c.salvage {
-            throw c.rebuildError(.unsupported, "\(g): this kind of tensor (sparse, nested or device-specific) is not supported; use --salvage to keep it as an inert node")
+            throw c.rebuildError(.unsupported, "\(g): this kind of tensor (a wrapper subclass or a device-specific one) is not supported; use --salvage to keep it as an inert node")
         }
         c.warn("\(g) kept as an opaque object: ckpt does not rebuild it")
         return .value(.object(OpaqueObject(global: g, construction: construction, arguments: args)))
+    }
+
+    /// `_rebuild_sparse_tensor(layout, data)`: COO data is `(indices, values, size[, is_coalesced])`,
+    /// compressed data `(compressed_indices, plain_indices, values, size)`. The structure is checked
+    /// here; the index values after the whole file is read (`SparseTensor.validate`), as torch does.
+    private static func sparseTensor(_ args: [Value], g: QualifiedName, c: Unpickler) throws -> SparseTensor {
+        func bad(_ m: String) -> FormatError { c.rebuildError(.corrupt, "\(g): \(m)") }
+        guard args.count == 2 else { throw bad("expected 2 arguments, got \(args.count)") }
+        guard case let .global(l) = args[0], l.module == "torch", let layout = SparseTensor.Layout(rawValue: l.name) else {
+            let what: String
+            if case let .global(l) = args[0] { what = l.description } else { what = "a " + args[0].typeName }
+            throw c.rebuildError(.unsupported, "\(g): layout \(what) is not a sparse layout torch rebuilds")
+        }
+        guard let data = args[1].sequenceValue else { throw bad("argument 2 is a \(args[1].typeName), expected a tuple") }
+        let expected = layout == .coo ? [3, 4] : [4]
+        guard expected.contains(data.count) else { throw bad("\(layout.rawValue) data has \(data.count) items, expected \(expected.map(String.init).joined(separator: " or "))") }
+        let tensorCount = layout == .coo ? 2 : 3
+        var parts: [Tensor] = []
+        for (i, v) in data.prefix(tensorCount).enumerated() {
+            guard case let .tensor(t) = v else { throw bad("\(layout.rawValue) data item \(i + 1) is a \(v.typeName), expected a tensor") }
+            guard t.quantization == nil else { throw c.rebuildError(.unsupported, "\(g): quantized parts of a sparse tensor are not supported") }
+            parts.append(t)
+        }
+        guard let sizeItems = data[tensorCount].sequenceValue else {
+            throw bad("\(layout.rawValue) size is a \(data[tensorCount].typeName), expected a tuple")
+        }
+        var size: [Int] = []
+        for v in sizeItems {
+            guard let n = v.intValue else { throw bad("\(layout.rawValue) size holds a \(v.typeName)") }
+            size.append(n)
+        }
+        var coalesced: Bool?
+        if layout == .coo, data.count == 4 {
+            switch data[3] {
+            case let .bool(b): coalesced = b
+            case .none: coalesced = nil
+            default: throw bad("is_coalesced is a \(data[3].typeName), expected a bool")
+            }
+        }
+        do {
+            let indices = Array(parts.dropLast())
+            let t = try SparseTensor(layout: layout, size: size, indices: indices, values: parts[parts.count - 1], isCoalesced: coalesced)
+            c.noteSparseTensor()
+            return t
+        } catch let e as TensorError {
+            throw c.rebuildError(.corrupt, "\(g): \(e)")
+        }
+    }
+
+    private static func isEmptyState(_ state: Value) -> Bool {
+        switch state {
+        case .none: return true
+        case let .dict(d): return d.items.isEmpty
+        case let .tuple(parts): return parts.allSatisfy(isEmptyState)
+        default: return false
+        }
     }
 
     /// `_rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params, requires_grad,

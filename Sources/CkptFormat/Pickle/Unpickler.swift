@@ -911,6 +911,12 @@ final class Unpickler {
     /// Error constructor for rebuild helpers, pointing at the current opcode.
     func rebuildError(_ kind: FormatError.Kind, _ message: String) -> FormatError { fail(kind, message) }
 
+    /// Sparse tensors rebuilt so far (their index values are checked once the file is read).
+    private(set) var sparseTensors = 0
+
+    /// Counts a rebuilt sparse tensor.
+    func noteSparseTensor() { sparseTensors += 1 }
+
     /// Records a note about something kept inert.
     func warn(_ message: String) {
         if warnings.count < 100, !warnings.contains(message) { warnings.append(message) }
@@ -1052,5 +1058,6 @@ extension FormatInfo {
         for g in u.disallowed where !disallowedGlobals.contains(g) { disallowedGlobals.append(g) }
         for o in u.rejectedOpcodes where !opcodesRejectedByTorch.contains(o) { opcodesRejectedByTorch.append(o) }
         warnings += u.warnings
+        sparseTensors += u.sparseTensors
     }
 }

@@ -107,6 +107,7 @@ enum LegacyReader {
         if o != region.count { info.warnings.append("\(region.count - o) bytes after the last storage record") }
         for u in [magic.unpickler, proto.unpickler, sys.unpickler, main.unpickler, keysPickle.unpickler] { info.record(u) }
         info.pickleProtocol = main.unpickler.proto
+        try SparseValidation.check(main.value, info: info, file: file, member: "pickle")
         return Checkpoint(root: main.value, info: info)
     }
 }

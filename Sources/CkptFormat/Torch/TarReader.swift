@@ -189,6 +189,7 @@ enum TarReader {
             throw FormatError(.corrupt, file: file, member: "pickle", "persistent id '\(pid.pathComponent.prefix(40))' names no tensor or storage")
         } }
         info.record(main.unpickler)
+        try SparseValidation.check(main.value, info: info, file: file, member: "pickle")
         return Checkpoint(root: main.value, info: info)
     }
 }

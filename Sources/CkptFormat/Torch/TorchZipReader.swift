@@ -93,6 +93,7 @@ enum TorchZipReader {
         if isScript, !options.salvage, let bad = info.disallowedGlobals.first {
             throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive (its data.pkl needs only the module's own __torch__ classes and torch.jit._pickle's list builders); use --salvage to keep it as an inert node")
         }
+        try SparseValidation.check(root.0, info: info, file: file, member: pkl.name)
         return Checkpoint(root: root.0, info: info)
     }
 

@@ -1,0 +1,233 @@
+/// A sparse tensor as torch saves one: a layout, a logical size, index tensors and a values
+/// tensor, each an ordinary strided tensor over the file's storages.
+///
+/// PyTorch counterpart: what `torch._utils._rebuild_sparse_tensor(layout, data)` builds —
+/// `torch.sparse_coo_tensor(indices, values, size, is_coalesced=...)` or
+/// `torch.sparse_compressed_tensor(compressed_indices, plain_indices, values, size, layout=...)` —
+/// and the invariants `torch.load(weights_only=True)` checks on it after loading
+/// (`_validate_sparse_coo_tensor_args`, `_validate_sparse_compressed_tensor_args`).
+public struct SparseTensor: Sendable {
+    /// torch's sparse layouts (`torch.sparse_coo` …), named as `str(layout)` without `torch.`.
+    public enum Layout: String, Sendable, CaseIterable {
+        case coo = "sparse_coo", csr = "sparse_csr", csc = "sparse_csc", bsr = "sparse_bsr", bsc = "sparse_bsc"
+
+        /// True for the compressed layouts (CSR, CSC and their blocked forms).
+        public var isCompressed: Bool { self != .coo }
+        /// True for BSR and BSC, whose values are blocks.
+        public var isBlocked: Bool { self == .bsr || self == .bsc }
+        /// True when rows are compressed (CSR, BSR); columns are for CSC and BSC.
+        public var compressesRows: Bool { self == .csr || self == .bsr }
+    }
+
+    /// The layout.
+    public let layout: Layout
+    /// The logical (dense) size.
+    public let size: [Int]
+    /// COO: `[indices]` (`sparse_dim × nnz`, int64). Compressed: `[compressed_indices,
+    /// plain_indices]` (`crow_indices`/`col_indices` for CSR and BSR, `ccol_indices`/`row_indices`
+    /// for CSC and BSC).
+    public let indices: [Tensor]
+    /// The stored values (`nnz` first, after any batch dimensions; blocks and dense dimensions after).
+    public let values: Tensor
+    /// COO only: the saved `is_coalesced()` flag; nil when the file gave none (torch before 2.1).
+    public let isCoalesced: Bool?
+    /// True when the file saved an `nn.Parameter` around the sparse tensor.
+    public var isParameter = false
+    /// `requires_grad` as saved (only a Parameter carries it: torch drops it for a plain sparse tensor).
+    public var requiresGrad = false
+
+    /// A sparse tensor from its parts; the structure is checked here, the index values by `validate()`.
+    /// - Throws: `TensorError.badView` naming the first part that does not fit, as torch's
+    ///   constructors refuse it.
+    public init(layout: Layout, size: [Int], indices: [Tensor], values: Tensor, isCoalesced: Bool? = nil) throws {
+        guard size.allSatisfy({ $0 >= 0 }) else { throw TensorError.badView("negative size in \(size)") }
+        guard Checked.product(size) != nil else { throw TensorError.overflow("element count of size \(size)") }
+        guard !values.dtype.isQuantized else {
+            throw TensorError.badView("\(layout.rawValue) values are \(values.dtype.rawValue); torch has no quantized sparse tensors")
+        }
+        self.layout = layout
+        self.size = size
+        self.indices = indices
+        self.values = values
+        self.isCoalesced = layout == .coo ? isCoalesced : nil
+        if layout == .coo { try checkCOOShapes() } else { try checkCompressedShapes() }
+    }
+
+    /// The value's element type.
+    public var dtype: DType { values.dtype }
+
+    /// Number of specified elements (`t._nnz()`).
+    public var nnz: Int {
+        switch layout {
+        case .coo: return indices[0].shape[1]
+        default: return indices[1].shape.last ?? 0
+        }
+    }
+
+    /// One line for reports: `sparse_coo float32 [2708, 2708] nnz 10556`.
+    public var summary: String {
+        "\(layout.rawValue) \(dtype.rawValue) [\(size.map(String.init).joined(separator: ", "))] nnz \(nnz)"
+    }
+
+    /// Every tensor the sparse tensor is made of, in the order torch pickles them.
+    public var parts: [Tensor] { indices + [values] }
+
+    /// Bytes of the stored parts (indices and values).
+    public var storedBytes: Int { parts.reduce(0) { $0 &+ $1.byteCount } }
+
+    // MARK: structure
+
+    private var batchDims: Int { layout == .coo ? 0 : indices[0].shape.count - 1 }
+
+    private func checkCOOShapes() throws {
+        guard indices.count == 1 else { throw TensorError.badView("sparse_coo has \(indices.count) index tensors, expected 1") }
+        let ix = indices[0]
+        guard ix.dtype == .int64 else { throw TensorError.badView("sparse_coo indices must be an int64 tensor, got \(ix.dtype.rawValue)") }
+        guard ix.shape.count == 2 else { throw TensorError.badView("sparse_coo indices must be sparse_dim x nnz, but got \(ix.shape)") }
+        guard values.shape.count >= 1 else { throw TensorError.badView("sparse_coo values must have at least one dimension (nnz)") }
+        let sparseDim = ix.shape[0], nnz = ix.shape[1]
+        guard values.shape[0] == nnz else {
+            throw TensorError.badView("sparse_coo indices and values disagree on nnz: \(nnz) vs \(values.shape[0])")
+        }
+        let denseSizes = Array(values.shape.dropFirst())
+        guard size.count == sparseDim + denseSizes.count else {
+            throw TensorError.badView("sparse_coo size \(size) has \(size.count) dimensions, expected sparse_dim \(sparseDim) + dense_dim \(denseSizes.count)")
+        }
+        guard Array(size[sparseDim...]) == denseSizes else {
+            throw TensorError.badView("sparse_coo dense dimensions of size \(size) are \(Array(size[sparseDim...])), values have \(denseSizes)")
+        }
+    }
+
+    private func checkCompressedShapes() throws {
+        let name = layout.rawValue
+        guard indices.count == 2 else { throw TensorError.badView("\(name) has \(indices.count) index tensors, expected 2") }
+        let c = indices[0], p = indices[1]
+        guard c.dtype == p.dtype, c.dtype == .int64 || c.dtype == .int32 else {
+            throw TensorError.badView("\(name) compressed and plain indices must both be int32 or both int64, got \(c.dtype.rawValue) and \(p.dtype.rawValue)")
+        }
+        guard c.shape.count >= 1, p.shape.count == c.shape.count else {
+            throw TensorError.badView("\(name) compressed indices \(c.shape) and plain indices \(p.shape) must have the same number (>= 1) of dimensions")
+        }
+        let b = c.shape.count - 1
+        let blockDims = layout.isBlocked ? 2 : 0
+        guard values.shape.count >= b + 1 + blockDims else {
+            throw TensorError.badView("\(name) values of shape \(values.shape) have too few dimensions for \(b) batch dimension(s)")
+        }
+        let denseDims = values.shape.count - b - 1 - blockDims
+        guard size.count == b + 2 + denseDims else {
+            throw TensorError.badView("\(name) size \(size) has \(size.count) dimensions, expected \(b) batch + 2 + \(denseDims) dense")
+        }
+        let batch = Array(c.shape[..<b])
+        guard Array(p.shape[..<b]) == batch, Array(values.shape[..<b]) == batch, Array(size[..<b]) == batch else {
+            throw TensorError.badView("\(name) batch dimensions disagree: indices \(c.shape) and \(p.shape), values \(values.shape), size \(size)")
+        }
+        let nnz = p.shape[b]
+        guard values.shape[b] == nnz else {
+            throw TensorError.badView("\(name) plain indices and values disagree on nnz: \(nnz) vs \(values.shape[b])")
+        }
+        let block = layout.isBlocked ? [values.shape[b + 1], values.shape[b + 2]] : [1, 1]
+        guard block.allSatisfy({ $0 > 0 }), size[b] % block[0] == 0, size[b + 1] % block[1] == 0 else {
+            throw TensorError.badView("\(name) size \(Array(size[b ..< b + 2])) is not a multiple of the block size \(block)")
+        }
+        let compressedDim = layout.compressesRows ? 0 : 1
+        let compressedCount = size[b + compressedDim] / block[compressedDim]
+        guard c.shape[b] == compressedCount + 1 else {
+            throw TensorError.badView("\(name) compressed indices have \(c.shape[b]) entries per batch, expected \(compressedCount + 1)")
+        }
+        guard Array(values.shape[(b + 1 + blockDims)...]) == Array(size[(b + 2)...]) else {
+            throw TensorError.badView("\(name) dense dimensions of size \(size) do not match values \(values.shape)")
+        }
+        if c.dtype == .int32 {
+            guard nnz <= Int(Int32.max), size.allSatisfy({ $0 <= Int(Int32.max) }) else {
+                throw TensorError.badView("\(name) with int32 indices holds sizes or nnz past 2^31 - 1")
+            }
+        }
+    }
+
+    // MARK: index values
+
+    /// Checks the index values as torch does after a `weights_only` load: COO indices inside
+    /// `[0, size)` and, when saved as coalesced, sorted without repeats; compressed indices
+    /// starting at 0, ending at nnz, never decreasing by more than the plain dimension's length,
+    /// plain indices inside it and sorted and distinct in every compressed row.
+    /// - Throws: `TensorError.badView` with torch's wording of the first broken invariant; storage
+    ///   read errors.
+    public func validate() throws {
+        if layout == .coo { try validateCOO() } else { try validateCompressed() }
+    }
+
+    private func validateCOO() throws {
+        let ix = indices[0]
+        let sparseDim = ix.shape[0], nnz = ix.shape[1]
+        guard nnz > 0 else { return }
+        let flat = try ix.integerValues()
+        for d in 0 ..< sparseDim {
+            let row = flat[(d * nnz) ..< ((d + 1) * nnz)]
+            if let lo = row.min(), lo < 0 { throw TensorError.badView("found negative index \(lo) for dim \(d)") }
+            if let hi = row.max(), hi >= size[d] {
+                throw TensorError.badView("size is inconsistent with indices: for dim \(d), size is \(size[d]) but found index \(hi)")
+            }
+        }
+        guard isCoalesced == true, nnz > 1 else { return }
+        // coalesced: the index columns strictly increase lexicographically (flattened order)
+        for j in 1 ..< nnz {
+            var order = 0
+            for d in 0 ..< sparseDim where order == 0 {
+                let a = flat[d * nnz + j - 1], b = flat[d * nnz + j]
+                order = a < b ? -1 : (a > b ? 1 : 0)
+            }
+            if order >= 0 {
+                throw TensorError.badView("cannot set is_coalesced to true if indices correspond to uncoalesced COO tensor")
+            }
+        }
+    }
+
+    private func validateCompressed() throws {
+        let c = indices[0], p = indices[1]
+        let b = c.shape.count - 1
+        let batches = c.shape[..<b].reduce(1, *)
+        let segments = c.shape[b], nnz = p.shape[b]
+        let plainDim = layout.compressesRows ? 1 : 0
+        let block = layout.isBlocked ? values.shape[b + 1 + plainDim] : 1
+        let plainCount = size[b + plainDim] / block
+        let (cName, pName) = layout.compressesRows ? ("crow_indices", "col_indices") : ("ccol_indices", "row_indices")
+        let (cCount, pCount) = layout.compressesRows ? ("nrows", "ncols") : ("ncols", "nrows")
+        guard batches > 0 else { return }
+        let cv = try c.integerValues(), pv = try p.integerValues()
+        for k in 0 ..< batches {
+            let cs = cv[(k * segments) ..< ((k + 1) * segments)]
+            guard cs.first == 0 else { throw TensorError.badView("`\(cName)[..., 0] == 0` is not satisfied.") }
+            guard cs.last == nnz else { throw TensorError.badView("`\(cName)[..., -1] == nnz` is not satisfied.") }
+            var previous = 0
+            for (i, x) in cs.enumerated() where i > 0 {
+                let d = x - previous
+                guard d >= 0, d <= plainCount else {
+                    throw TensorError.badView("`0 <= \(cName)[..., 1:] - \(cName)[..., :-1] <= \(pCount)` is not satisfied.")
+                }
+                let row = pv[(k * nnz + previous) ..< (k * nnz + x)]
+                for (j, q) in zip(row.indices, row) {
+                    guard q >= 0, q < plainCount else { throw TensorError.badView("`0 <= \(pName) < \(pCount)` is not satisfied.") }
+                    if j > row.startIndex, row[j - 1] >= q {
+                        throw TensorError.badView("`\(pName)[..., \(cName)[..., i - 1]:\(cName)[..., i]] for all i = 1, ..., \(cCount) are sorted and distinct along the last dimension values` is not satisfied.")
+                    }
+                }
+                previous = x
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// The elements of an int64 or int32 tensor as `Int`s, in row-major order.
+    /// - Throws: `TensorError.unsupportedDType` for other dtypes; storage read errors.
+    public func integerValues() throws -> [Int] {
+        switch dtype {
+        case .int64:
+            return try withContiguousBytes { raw in (0 ..< elementCount).map { Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) } }
+        case .int32:
+            return try withContiguousBytes { raw in (0 ..< elementCount).map { Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) } }
+        default:
+            throw TensorError.unsupportedDType(dtype, "expected int64 or int32 indices")
+        }
+    }
+}
