@@ -29,8 +29,8 @@ extension Convert {
     /// values cannot go into a shard index: they are listed, not written.
     func writeSharded(_ ckpt: Checkpoint, cast: Int) throws {
         let limit = try shardLimit()
-        if let (p, t) = ckpt.firstSparseTensor {
-            throw FormatError(.unsupported, file: output, "'\(p)' is a sparse tensor (\(t.summary)); shards hold only dense tensors")
+        if let (p, summary, kind) = ckpt.firstNonDenseTensor {
+            throw FormatError(.unsupported, file: output, "'\(p)' is \(kind) (\(summary)); shards hold only dense tensors with values")
         }
         let tensors = ckpt.tensors.map { (name: $0.path, tensor: $0.tensor) }
         var dropped: [String] = []

@@ -65,6 +65,7 @@ struct Diff: ParsableCommand {
                 if case let .string(s) = v { out.append((p, "'" + s + "'")) } else { out.append((p, CLI.literal(v))) }
             case let .object(o): out.append((p, "<\(o.global)>"))
             case let .sparse(t): out.append((p, "<\(t.summary) " + ((try? sparseDigest(t)) ?? "unreadable") + ">"))
+            case let .meta(t): out.append((p, "<\(t.summary) stride \(t.strides)\(t.requiresGrad ? " requires_grad" : "")>"))
             default: break
             }
         }

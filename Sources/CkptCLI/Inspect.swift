@@ -117,6 +117,8 @@ struct InspectReport {
     let nonTensors: [(path: String, value: Value)]
     /// Sparse tensors, each with the statistics of its stored values when asked for.
     let sparse: [(path: String, tensor: SparseTensor, stats: TensorStats?)]
+    /// Tensors saved from the meta device (no values).
+    let meta: [(path: String, tensor: MetaTensor)]
     /// Values past `maxValues`, counted but not listed.
     let omittedValues: Int
     /// Non-tensor values listed at most.
@@ -176,6 +178,7 @@ struct InspectReport {
                 throw FormatError(.corrupt, file: file, member: p, "\(e)")
             }
         }
+        meta = ckpt.metaTensors
         architecture = KeyAnalysis.guessArchitecture(located.stateDict.shapes)
         var leaves: [(String, Value)] = []
         var omitted = 0
@@ -340,6 +343,9 @@ struct InspectReport {
             out.append("metadata      " + info.metadata.map { "\($0.key)=\($0.value.count > 60 ? String($0.value.prefix(57)) + "..." : $0.value)" }.joined(separator: ", "))
         }
         for w in info.warnings + collisionWarnings { out.append("warning       \(w)") }
+        if !meta.isEmpty {
+            out.append("warning       \(CLI.plural(meta.count, "tensor")) saved from the meta device hold no values (a model saved before its weights were loaded?)")
+        }
         out.append("")
         if tree {
             out.append(ModuleTree(rows.map { ($0.name, $0.tensor.elementCount) }).render())
@@ -403,6 +409,14 @@ struct InspectReport {
                 out.append(line)
             }
             if sparse.count > 40 { out.append("  ... \(sparse.count - 40) more (see --json)") }
+        }
+        if !meta.isEmpty {
+            out.append("")
+            out.append("meta tensors (saved from torch's meta device: shapes only, no values; torch loads them as meta tensors)")
+            for (p, t) in meta.prefix(40) {
+                out.append("  \(p.isEmpty ? "(root)" : p)  \(t.dtype.rawValue) \(CLI.shape(t.shape))" + (t.isParameter ? ", Parameter" : ""))
+            }
+            if meta.count > 40 { out.append("  ... \(meta.count - 40) more (see --json)") }
         }
         if !nonTensors.isEmpty {
             out.append("")
@@ -521,6 +535,11 @@ struct InspectReport {
                 return .object([("path", .string(p)), ("type", .string(v.typeName)), ("value", CLI.json(v))])
             })),
             ("values_not_listed", .int(omittedValues)),
+            ("meta_tensors", .array(meta.map { p, t in
+                .object([("name", .string(p)), ("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int($0) })),
+                         ("stride", .array(t.strides.map { .int($0) })), ("requires_grad", .bool(t.requiresGrad)),
+                         ("is_parameter", .bool(t.isParameter))])
+            })),
             ("sparse_tensors", .array(sparse.map { p, t, st in
                 var o: [(key: String, value: JSONValue)] = [
                     ("name", .string(p)), ("layout", .string(t.layout.rawValue)), ("dtype", .string(t.dtype.rawValue)),

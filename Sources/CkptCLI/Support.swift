@@ -177,6 +177,7 @@ enum CLI {
         case let .dict(d): return d.items.isEmpty ? "{}" : "{\(d.items.count) items}"
         case .tensor: return "<tensor>"
         case let .sparse(t): return "<\(t.summary)>"
+        case let .meta(t): return "<\(t.summary), no data>"
         case let .reference(p): return "<reference cycle to \(p.isEmpty ? "(root)" : p)>"
         }
     }

@@ -32,8 +32,8 @@ public enum CheckpointWriter {
         switch format(forPath: path) {
         case .pth: try writeTorchZip(checkpoint, to: path, forbidding: inputs, progress: progress)
         case .safetensors:
-            if let (p, t) = checkpoint.firstSparseTensor {
-                throw FormatError(.unsupported, file: path, "'\(p)' is a sparse tensor (\(t.summary)); safetensors holds only dense tensors (write .pth, or densify it in torch)")
+            if let (p, summary, kind) = checkpoint.firstNonDenseTensor {
+                throw FormatError(.unsupported, file: path, "'\(p)' is \(kind) (\(summary)); safetensors holds only dense tensors with values (write .pth)")
             }
             var metadata: [(String, String)] = checkpoint.info.metadata.map { ($0.key, $0.value) }
             if !metadata.contains(where: { $0.0 == "format" }) { metadata.append(("format", "pt")) }

@@ -84,9 +84,25 @@ public struct Checkpoint: Sendable {
         return out
     }
 
-    /// The first sparse tensor and its path, for work that needs dense tensors only.
-    public var firstSparseTensor: (path: String, tensor: SparseTensor)? {
-        info.sparseTensors > 0 ? sparseTensors.first : nil
+    /// Every tensor saved from the meta device (shapes, no values) with its dotted path.
+    public var metaTensors: [(path: String, tensor: MetaTensor)] {
+        var out: [(String, MetaTensor)] = []
+        Checkpoint.walk(root, path: "") { p, v in
+            if case let .meta(t) = v { out.append((p, t)) }
+        }
+        return out
+    }
+
+    /// The first sparse or meta tensor, its path and a one-line summary, for work that needs
+    /// dense tensors only (safetensors, shards).
+    public var firstNonDenseTensor: (path: String, summary: String, kind: String)? {
+        var found: (String, String, String)?
+        Checkpoint.walk(root, path: "") { p, v in
+            guard found == nil else { return }
+            if case let .sparse(t) = v { found = (p, t.summary, "a sparse tensor") }
+            if case let .meta(t) = v { found = (p, t.summary, "a meta tensor (no data)") }
+        }
+        return found
     }
 
     /// Visits every value of the tree depth-first with its dotted path.

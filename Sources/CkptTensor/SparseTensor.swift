@@ -231,3 +231,43 @@ extension Tensor {
         }
     }
 }
+
+/// A tensor saved from torch's meta device: a dtype, shape and strides, and no values at all.
+///
+/// PyTorch counterpart: what `torch._utils._rebuild_meta_tensor_no_storage(dtype, size, stride,
+/// requires_grad)` builds (`torch.empty_strided(..., device='meta')`): a model initialised on the
+/// meta device (`init_empty_weights`, `torch.device('meta')`) and saved before its weights were
+/// loaded.
+public struct MetaTensor: Sendable {
+    /// Element type.
+    public let dtype: DType
+    /// Sizes per dimension.
+    public let shape: [Int]
+    /// Strides per dimension, in elements.
+    public let strides: [Int]
+    /// `requires_grad` as saved.
+    public var requiresGrad: Bool
+    /// True when the file saved an `nn.Parameter` around it.
+    public var isParameter = false
+
+    /// A meta tensor, checked as `torch.empty_strided` checks its arguments.
+    /// - Throws: `TensorError.badView` for a rank mismatch, a negative size or stride, or
+    ///   `requires_grad` on a dtype that cannot require gradients.
+    public init(dtype: DType, shape: [Int], strides: [Int], requiresGrad: Bool) throws {
+        guard shape.count == strides.count else { throw TensorError.badView("rank mismatch: \(shape.count) sizes, \(strides.count) strides") }
+        guard shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }) else {
+            throw TensorError.badView("negative size or stride in \(shape) / \(strides)")
+        }
+        guard Checked.product(shape) != nil else { throw TensorError.overflow("element count of shape \(shape)") }
+        guard !requiresGrad || dtype.isFloatingPoint || dtype.isComplex else {
+            throw TensorError.badView("only tensors of floating point and complex dtype can require gradients, got \(dtype.rawValue)")
+        }
+        self.dtype = dtype
+        self.shape = shape
+        self.strides = strides
+        self.requiresGrad = requiresGrad
+    }
+
+    /// One line for reports: `meta float32 [2, 3]`.
+    public var summary: String { "meta \(dtype.rawValue) [\(shape.map(String.init).joined(separator: ", "))]" }
+}

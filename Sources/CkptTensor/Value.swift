@@ -103,6 +103,8 @@ public indirect enum Value: Sendable {
     case tensor(Tensor)
     /// A sparse tensor (COO, CSR, CSC, BSR, BSC): its index and value tensors and its size.
     case sparse(SparseTensor)
+    /// A tensor saved from the meta device: dtype, shape and strides, no values.
+    case meta(MetaTensor)
     /// A bare storage object (`tensor.untyped_storage()` pickled on its own).
     case storage(Storage)
     /// A `torch.dtype` (`torch.float32`).
@@ -176,6 +178,7 @@ public indirect enum Value: Sendable {
         case let .dict(d): return d.kind.rawValue
         case let .tensor(t): return t.isParameter ? "Parameter" : "Tensor"
         case let .sparse(t): return t.isParameter ? "Parameter" : "Tensor"
+        case let .meta(t): return t.isParameter ? "Parameter" : "Tensor"
         case .storage: return "Storage"
         case .dtype: return "dtype"
         case .device: return "device"

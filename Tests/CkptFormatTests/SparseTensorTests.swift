@@ -80,6 +80,7 @@ final class SparseTensorTests: XCTestCase {
             let what = "\(c.name): \(e["name"]?.stringValue ?? "?")"
             switch v {
             case let .tensor(t):
+                XCTAssertNil(e["device"], "\(what): read as a dense tensor with values", file: file, line: line)
                 XCTAssertNil(e["layout"], "\(what): read dense, torch has \(e["layout"]?.stringValue ?? "")", file: file, line: line)
                 XCTAssertEqual(try t.doubles(), Self.doubles(e["values"]), what, file: file, line: line)
             case let .sparse(t):
@@ -98,6 +99,13 @@ final class SparseTensorTests: XCTestCase {
                     XCTAssertEqual(try part.doubles(), Self.doubles(ep["values"]), "\(what): \(ep["name"]?.stringValue ?? "")", file: file, line: line)
                 }
                 XCTAssertEqual(try Self.dense(t), Self.doubles(e["dense"]), "\(what): dense values", file: file, line: line)
+            case let .meta(t):
+                XCTAssertEqual(e["device"]?.stringValue, "meta", what, file: file, line: line)
+                XCTAssertEqual(t.dtype.rawValue, e["dtype"]?.stringValue, what, file: file, line: line)
+                XCTAssertEqual(t.shape, GoldenFixtureTests.ints(e["shape"]), what, file: file, line: line)
+                XCTAssertEqual(t.strides, GoldenFixtureTests.ints(e["stride"]), what, file: file, line: line)
+                XCTAssertEqual(t.isParameter, e["is_parameter"] == .bool(true), "\(what): Parameter", file: file, line: line)
+                XCTAssertEqual(t.requiresGrad, e["requires_grad"] == .bool(true), "\(what): requires_grad", file: file, line: line)
             default:
                 XCTFail("\(what): read a \(v.typeName)", file: file, line: line)
             }
@@ -123,7 +131,7 @@ final class SparseTensorTests: XCTestCase {
                 refused += 1
             }
         }
-        XCTAssertEqual(read, 14)
+        XCTAssertEqual(read, 15)
         XCTAssertEqual(refused, 12)
     }
 
@@ -141,7 +149,7 @@ final class SparseTensorTests: XCTestCase {
             try assertMatches(try CheckpointReader.read(path: out), c)
             written += 1
         }
-        XCTAssertEqual(written, 14)
+        XCTAssertEqual(written, 15)
     }
 
     func testSafetensorsRefusesSparseTensorsInOneLine() throws {
@@ -152,6 +160,19 @@ final class SparseTensorTests: XCTestCase {
         XCTAssertThrowsError(try CheckpointWriter.write(ckpt, to: out)) { e in
             XCTAssertTrue("\(e)".contains("'adj' is a sparse tensor (sparse_coo float32 [6, 7] nnz 4)"), "\(e)")
             XCTAssertFalse("\(e)".contains("\n"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    func testMetaTensorsAreShapesWithoutDataAndRefusedWhereValuesAreNeeded() throws {
+        let c = try XCTUnwrap(try Self.cases().first { $0.name == "meta_state_dict.pth" })
+        let ckpt = try CheckpointReader.read(path: c.path)
+        XCTAssertEqual(ckpt.metaTensors.map(\.path), ["fc.weight", "fc.bias", "steps", "head"])
+        XCTAssertEqual(ckpt.tensors.map(\.path), ["dense"])
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-meta-\(getpid()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        XCTAssertThrowsError(try CheckpointWriter.write(ckpt, to: out)) { e in
+            XCTAssertTrue("\(e)".contains("'fc.weight' is a meta tensor (no data) (meta float32 [2, 3])"), "\(e)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }

@@ -201,6 +201,23 @@ struct Pickler {
             }
         case let .tensor(t): try tensor(t, path: path)
         case let .sparse(t): try sparseTensor(t, path: path)
+        case let .meta(t):
+            // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
+            if t.isParameter { global("torch._utils", "_rebuild_parameter") }
+            global("torch._utils", "_rebuild_meta_tensor_no_storage")
+            op(.MARK)
+            global("torch", t.dtype.rawValue)
+            intTuple(t.shape)
+            intTuple(t.strides)
+            op(t.requiresGrad && !t.isParameter ? .NEWTRUE : .NEWFALSE)
+            op(.TUPLE)
+            op(.REDUCE)
+            if t.isParameter {
+                op(t.requiresGrad ? .NEWTRUE : .NEWFALSE)
+                emptyOrderedDict()
+                op(.TUPLE3)
+                op(.REDUCE)
+            }
         case let .dtype(d):
             global("torch", d.rawValue)
         case let .device(s):

@@ -44,6 +44,12 @@ enum TorchRebuild {
                 if n == 4, !isEmptyState(args[3]) { throw c.rebuildError(.unsupported, "\(g): state on a sparse Parameter is not supported") }
                 return .value(.sparse(t))
             }
+            if case var .meta(t) = args[0] {
+                t.isParameter = true
+                t.requiresGrad = args[1].intValue == 1
+                if n == 4, !isEmptyState(args[3]) { throw c.rebuildError(.unsupported, "\(g): state on a meta Parameter is not supported") }
+                return .value(.meta(t))
+            }
             guard case var .tensor(t) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a tensor") }
             t.isParameter = true
             t.requiresGrad = args[1].intValue == 1
@@ -70,8 +76,22 @@ enum TorchRebuild {
                 if isParameterClass { t.isParameter = true }
                 guard isEmptyState(args[3]) else { throw c.rebuildError(.unsupported, "\(g): state on a sparse tensor is not supported") }
                 r = .value(.sparse(t))
+            } else if case var .value(.meta(t)) = r {
+                if isParameterClass { t.isParameter = true }
+                guard isEmptyState(args[3]) else { throw c.rebuildError(.unsupported, "\(g): state on a meta tensor is not supported") }
+                r = .value(.meta(t))
             }
             return r
+        case ("torch._utils", "_rebuild_meta_tensor_no_storage"):
+            guard args.count == 4 else { throw bad("expected 4 arguments, got \(args.count)") }
+            guard case let .dtype(d) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a dtype") }
+            guard let size = args[1].sequenceValue?.map(\.intValue), let stride = args[2].sequenceValue?.map(\.intValue),
+                  !size.contains(nil), !stride.contains(nil) else { throw bad("size and stride must be tuples of integers") }
+            do {
+                return .value(.meta(try MetaTensor(dtype: d, shape: size.compactMap { $0 }, strides: stride.compactMap { $0 }, requiresGrad: args[3].intValue == 1)))
+            } catch let e as TensorError {
+                throw c.rebuildError(.corrupt, "\(g): \(e)")
+            }
         case ("torch._utils", "_rebuild_sparse_tensor"):
             return .value(.sparse(try sparseTensor(args, g: g, c: c)))
         case ("torch", "Size"):
@@ -123,7 +143,7 @@ enum TorchRebuild {
             }
         }
         // allowlisted, but not a tensor ckpt can rebuild (meta, wrapper subclasses, device tensors)
-        if g.module == "torch._utils", g.name != "_rebuild_meta_tensor_no_storage", !c.salvage {
+        if g.module == "torch._utils", !c.salvage {
             throw c.rebuildError(.unsupported, "\(g): this kind of tensor (a wrapper subclass or a device-specific one) is not supported; use --salvage to keep it as an inert node")
         }
         c.warn("\(g) kept as an opaque object: ckpt does not rebuild it")
