@@ -83,12 +83,15 @@ enum TorchZipReader {
             guard case let .object(o) = root.0, o.global.module.hasPrefix("__torch__") else {
                 throw FormatError(.corrupt, file: file, member: pkl.name, "TorchScript archive whose data.pkl holds a \(root.0.typeName), not a scripted module (torch.jit.load fails on it)")
             }
-            for g in u.globals where g.module.hasPrefix("__torch__") && !g.module.hasPrefix("__torch__.torch") {
+            for g in u.globals where TorchZipReader.scriptTolerated(g) && g.module.hasPrefix("__torch__") {
                 let path = g.module.split(separator: ".").joined(separator: "/")
                 if archive.entry(named: prefix + "/code/" + path + ".py") == nil {
                     throw FormatError(.corrupt, file: file, member: prefix + "/code/" + path + ".py", "TorchScript class \(g) has no compiled code in the archive (torch.jit.load fails on it)")
                 }
             }
+        }
+        if isScript, !options.salvage, let bad = info.disallowedGlobals.first(where: { $0.module.hasPrefix("__torch__.torch.classes.") }) {
+            throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is a bound C++ class (a quantized module's packed weights, say), which torch.jit.load rebuilds by running its C++ __setstate__; ckpt does not read such archives (use --salvage to list the other tensors)")
         }
         if isScript, !options.salvage, let bad = info.disallowedGlobals.first {
             throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive (its data.pkl needs only the module's own __torch__ classes and torch.jit._pickle's list builders); use --salvage to keep it as an inert node")
@@ -99,12 +102,16 @@ enum TorchZipReader {
 
     /// Globals a TorchScript archive's `data.pkl` may name beyond torch's weights-only allowlist:
     /// the module's own compiled classes (`__torch__.<module>.<Class>`, kept as inert objects and
-    /// never called) and torch.jit._pickle's container builders. Not `torch.jit.*` in general, and
-    /// not `__torch__.torch.*` (bound C++ classes and ops, which gadgets like
-    /// `unsupported_tensor_ops.execWrapper` live beside).
+    /// never called; each must have its compiled code in the archive, as torch.jit.load needs) —
+    /// scripted torch modules included (`__torch__.torch.nn.modules.conv.Conv2d`, the submodules of
+    /// every scripted torchvision model) — and torch.jit._pickle's container builders. Not
+    /// `torch.jit.*` in general, and not `__torch__.torch.classes.*` (bound C++ classes, whose
+    /// `__setstate__` runs C++ code) or other `__torch__.torch.*` names outside `torch.nn` and
+    /// `torch.ao.nn`.
     static func scriptTolerated(_ g: QualifiedName) -> Bool {
         if g.module.hasPrefix("__torch__.") || g.module == "__torch__" {
-            return !g.module.hasPrefix("__torch__.torch")
+            return !g.module.hasPrefix("__torch__.torch.") || g.module.hasPrefix("__torch__.torch.nn.")
+                || g.module.hasPrefix("__torch__.torch.ao.nn.")
         }
         return g.module == "torch.jit._pickle" && ["restore_type_tag", "build_intlist", "build_tensorlist", "build_doublelist",
                                                    "build_boollist", "build_tensor_from_id", "build_complexlist"].contains(g.name)
