@@ -64,6 +64,43 @@ struct Convert: ParsableCommand {
         }
     }
 
+    /// What writing only the state dict at `rootPath` leaves out: the siblings of every container
+    /// on the way down (`epoch`, `optimizer`), then inside the state dict every value that is not a
+    /// dense tensor (a sparse or meta tensor, a stray number), by dotted path.
+    static func dropped(from root: Value, keeping rootPath: String) -> [String] {
+        var out: [String] = []
+        var node = root, prefix = ""
+        for part in rootPath.isEmpty ? [] : rootPath.split(separator: ".").map(String.init) {
+            guard let d = node.dictValue, let next = d.items.first(where: { $0.key.pathComponent == part }) else { break }
+            out += d.items.filter { $0.key.pathComponent != part }.map { prefix + $0.key.pathComponent }
+            node = next.value
+            prefix += part + "."
+        }
+        func holdsTensor(_ v: Value) -> Bool {
+            var found = false
+            Checkpoint.walk(v, path: "") { _, x in if case .tensor = x { found = true } }
+            return found
+        }
+        func visit(_ v: Value, _ path: String) {
+            let children: [(String, Value)]
+            switch v {
+            case .tensor: return
+            case let .dict(d): children = d.items.map { ($0.key.pathComponent, $0.value) }
+            case let .list(a), let .tuple(a): children = a.enumerated().map { (String($0.offset), $0.element) }
+            default:
+                out.append(path)
+                return
+            }
+            for (k, c) in children {
+                let p = path.isEmpty ? k : path + "." + k
+                if case .tensor = c { continue }
+                if holdsTensor(c) { visit(c, p) } else { out.append(p) }
+            }
+        }
+        visit(node, String(prefix.dropLast()))
+        return out
+    }
+
     func run() throws {
         // chunk buffers come and go per storage: each a mapping of its own, returned when freed
         CLI.returnLargeAllocations()
@@ -86,8 +123,7 @@ struct Convert: ParsableCommand {
                     located = KeyAnalysis.locateStateDict(ckpt)
                 }
                 guard !located.raw.isEmpty else { throw FormatError(.corrupt, file: input, "no state dict with tensors found") }
-                let dropped = (ckpt.root.dictValue?.items ?? []).compactMap { $0.key.stringValue }
-                    .filter { $0 != located.rootPath && !located.rootPath.hasPrefix($0 + ".") }
+                let dropped = Self.dropped(from: ckpt.root, keeping: located.rootPath)
                 kept = (located.rootPath, located.wrapperPrefix, dropped)
                 let metadata = located.rootPath.isEmpty ? ckpt.root.dictValue?.attributes ?? [] : []
                 ckpt.root = .dict(PyDict(items: located.stateDict.map { (.string($0.key), .tensor($0.tensor)) }, kind: .orderedDict,

@@ -9,6 +9,24 @@ final class RealWorldCommandTests: XCTestCase {
     func ckpt(_ args: String...) throws -> CkptRun { try RunCkpt.run(args) }
     let files = "fixtures/realworld/files/"
 
+    /// `convert --state-dict` lists what it leaves out, and only that: nothing for a plain state
+    /// dict (it listed every weight it kept), the sparse entry of a state dict, the siblings of a
+    /// nested one.
+    func testStateDictConvertListsOnlyWhatItDrops() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-drop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out.pth").path
+        let plain = try ckpt("convert", "fixtures/valid/cnn.pth", out, "--state-dict")
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertTrue(plain.stdout.contains("kept: the state dict at the root"), plain.stdout)
+        XCTAssertFalse(plain.stdout.contains("dropped"), plain.stdout)
+        let sparse = try ckpt("convert", "fixtures/sparse/files/coo_state_dict.pth", out, "--state-dict")
+        XCTAssertTrue(sparse.stdout.contains("dropped: adj\n"), sparse.stdout)
+        let nested = try ckpt("convert", "fixtures/valid/checkpoint.pth", out, "--state-dict")
+        XCTAssertTrue(nested.stdout.contains("kept: the state dict at 'model'\ndropped: epoch, optimizer, best_acc, arch, note"), nested.stdout)
+    }
+
     func testLightningCheckpointIsRecognisedAndItsWeightsPulledOut() throws {
         let r = try ckpt("inspect", files + "lightning_shaped.ckpt")
         XCTAssertEqual(r.status, 0, r.stderr)
