@@ -72,8 +72,11 @@ public struct SparseTensor: Sendable {
     /// Every tensor the sparse tensor is made of, in the order torch pickles them.
     public var parts: [Tensor] { indices + [values] }
 
-    /// Bytes of the stored parts (indices and values).
-    public var storedBytes: Int { parts.reduce(0) { $0 &+ $1.byteCount } }
+    /// Bytes of the storages the parts view (each storage once: an expanded view costs its storage).
+    public var storedBytes: Int {
+        var seen = Set<ObjectIdentifier>()
+        return parts.reduce(0) { seen.insert(ObjectIdentifier($1.storage)).inserted ? $0 &+ $1.storage.byteCount : $0 }
+    }
 
     // MARK: structure
 
@@ -160,11 +163,19 @@ public struct SparseTensor: Sendable {
         let ix = indices[0]
         let sparseDim = ix.shape[0], nnz = ix.shape[1]
         guard nnz > 0 else { return }
-        let flat = try ix.integerValues()
+        try ix.withIntegerElements { flat in try checkCOO(flat, sparseDim: sparseDim, nnz: nnz) }
+    }
+
+    private func checkCOO(_ flat: IntegerElements, sparseDim: Int, nnz: Int) throws {
         for d in 0 ..< sparseDim {
-            let row = flat[(d * nnz) ..< ((d + 1) * nnz)]
-            if let lo = row.min(), lo < 0 { throw TensorError.badView("found negative index \(lo) for dim \(d)") }
-            if let hi = row.max(), hi >= size[d] {
+            var lo = Int.max, hi = Int.min
+            for j in (d * nnz) ..< ((d + 1) * nnz) {
+                let x = flat[j]
+                lo = Swift.min(lo, x)
+                hi = Swift.max(hi, x)
+            }
+            if lo < 0 { throw TensorError.badView("found negative index \(lo) for dim \(d)") }
+            if hi >= size[d] {
                 throw TensorError.badView("size is inconsistent with indices: for dim \(d), size is \(size[d]) but found index \(hi)")
             }
         }
@@ -193,21 +204,32 @@ public struct SparseTensor: Sendable {
         let (cName, pName) = layout.compressesRows ? ("crow_indices", "col_indices") : ("ccol_indices", "row_indices")
         let (cCount, pCount) = layout.compressesRows ? ("nrows", "ncols") : ("ncols", "nrows")
         guard batches > 0 else { return }
-        let cv = try c.integerValues(), pv = try p.integerValues()
+        try c.withIntegerElements { cv in
+            try p.withIntegerElements { pv in
+                try checkCompressed(cv, pv, batches: batches, segments: segments, nnz: nnz, plainCount: plainCount,
+                                    names: (cName, pName), counts: (cCount, pCount))
+            }
+        }
+    }
+
+    private func checkCompressed(_ cv: IntegerElements, _ pv: IntegerElements, batches: Int, segments: Int, nnz: Int, plainCount: Int,
+                                 names: (String, String), counts: (String, String)) throws {
+        let (cName, pName) = names, (cCount, pCount) = counts
         for k in 0 ..< batches {
-            let cs = cv[(k * segments) ..< ((k + 1) * segments)]
-            guard cs.first == 0 else { throw TensorError.badView("`\(cName)[..., 0] == 0` is not satisfied.") }
-            guard cs.last == nnz else { throw TensorError.badView("`\(cName)[..., -1] == nnz` is not satisfied.") }
+            let base = k * segments
+            guard cv[base] == 0 else { throw TensorError.badView("`\(cName)[..., 0] == 0` is not satisfied.") }
+            guard cv[base + segments - 1] == nnz else { throw TensorError.badView("`\(cName)[..., -1] == nnz` is not satisfied.") }
             var previous = 0
-            for (i, x) in cs.enumerated() where i > 0 {
+            for i in 1 ..< segments {
+                let x = cv[base + i]
                 let d = x - previous
                 guard d >= 0, d <= plainCount else {
                     throw TensorError.badView("`0 <= \(cName)[..., 1:] - \(cName)[..., :-1] <= \(pCount)` is not satisfied.")
                 }
-                let row = pv[(k * nnz + previous) ..< (k * nnz + x)]
-                for (j, q) in zip(row.indices, row) {
+                for j in (k * nnz + previous) ..< (k * nnz + x) {
+                    let q = pv[j]
                     guard q >= 0, q < plainCount else { throw TensorError.badView("`0 <= \(pName) < \(pCount)` is not satisfied.") }
-                    if j > row.startIndex, row[j - 1] >= q {
+                    if j > k * nnz + previous, pv[j - 1] >= q {
                         throw TensorError.badView("`\(pName)[..., \(cName)[..., i - 1]:\(cName)[..., i]] for all i = 1, ..., \(cCount) are sorted and distinct along the last dimension values` is not satisfied.")
                     }
                 }
@@ -217,7 +239,25 @@ public struct SparseTensor: Sendable {
     }
 }
 
+/// The elements of an int64 or int32 tensor read in place (contiguous little-endian bytes), as `Int`s.
+struct IntegerElements {
+    let raw: UnsafeRawBufferPointer
+    let wide: Bool
+
+    subscript(i: Int) -> Int {
+        wide ? Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)))
+            : Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
+    }
+}
+
 extension Tensor {
+    /// Calls `body` with the elements of an int64 or int32 tensor, read in place (one gathered
+    /// copy at most for a strided view, never an array of `Int`s).
+    func withIntegerElements<R>(_ body: (IntegerElements) throws -> R) throws -> R {
+        guard dtype == .int64 || dtype == .int32 else { throw TensorError.unsupportedDType(dtype, "expected int64 or int32 indices") }
+        return try withContiguousBytes { try body(IntegerElements(raw: $0, wide: dtype == .int64)) }
+    }
+
     /// The elements of an int64 or int32 tensor as `Int`s, in row-major order.
     /// - Throws: `TensorError.unsupportedDType` for other dtypes; storage read errors.
     public func integerValues() throws -> [Int] {
