@@ -6,7 +6,8 @@ import XCTest
 /// TorchScript archives of torch's own modules (fixtures/torchscript, written by its generator with
 /// real torch): every scripted or traced torchvision model names `__torch__.torch.nn.modules.*`
 /// classes (and mangled `___torch_mangle_N` copies) in its data.pkl. ckpt lists their tensors as
-/// torch.jit.load's `state_dict()` gives them, refuses an archive whose class has no compiled code
+/// torch.jit.load's `state_dict()` gives them (registered parameters and buffers only: not an
+/// LSTM's `_flat_weights` list or a plain tensor attribute), refuses an archive whose class has no compiled code
 /// (torch.jit.load fails on it), and refuses bound C++ classes by design.
 final class TorchScriptModuleTests: XCTestCase {
     static let folder = GoldenFixtureTests.fixtures.appendingPathComponent("torchscript")
@@ -22,7 +23,7 @@ final class TorchScriptModuleTests: XCTestCase {
 
     func testScriptedAndTracedTorchModulesListWhatTorchJitLoadGives() throws {
         let expected = try Self.expected()
-        for name in ["script_nn.pt", "trace_nn.pt"] {
+        for name in ["script_nn.pt", "trace_nn.pt", "script_lstm.pt"] {
             let e = try XCTUnwrap(expected[name])
             XCTAssertEqual(e["loads"], .bool(true), name)
             let ckpt = try CheckpointReader.read(path: Self.path(name))
@@ -54,11 +55,13 @@ final class TorchScriptModuleTests: XCTestCase {
             XCTAssertEqual(f.kind, .refused)
             XCTAssertTrue("\(f)".contains("'__torch__.torch.classes.quantized.LinearPackedParamsBase' is a bound C++ class"), "\(f)")
         }
-        // only names inside torch.nn / torch.ao.nn are scripted modules; other __torch__.torch names are not
+        // compiled classes are inert data (their code must be in the archive); bound C++ classes are not
         XCTAssertTrue(TorchZipReader.scriptTolerated(QualifiedName("__torch__.torch.nn.modules.container.___torch_mangle_3", "Sequential")))
         XCTAssertTrue(TorchZipReader.scriptTolerated(QualifiedName("__torch__.torch.ao.nn.quantized.modules.linear", "Linear")))
         XCTAssertTrue(TorchZipReader.scriptTolerated(QualifiedName("__torch__.torchvision.models.resnet", "ResNet")))
         XCTAssertFalse(TorchZipReader.scriptTolerated(QualifiedName("__torch__.torch.classes.quantized", "LinearPackedParamsBase")))
-        XCTAssertFalse(TorchZipReader.scriptTolerated(QualifiedName("__torch__.torch.jit.unsupported_tensor_ops", "execWrapper")))
+        XCTAssertTrue(TorchZipReader.scriptTolerated(QualifiedName("__torch__.torch.ao.quantization.stubs", "QuantStub")))
+        XCTAssertTrue(TorchZipReader.scriptTolerated(QualifiedName("__torch__.torch.fx.graph_module", "M")))
+        XCTAssertFalse(TorchZipReader.scriptTolerated(QualifiedName("torch.jit.unsupported_tensor_ops", "execWrapper")))
     }
 }

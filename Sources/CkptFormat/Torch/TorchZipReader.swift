@@ -90,28 +90,45 @@ enum TorchZipReader {
                 }
             }
         }
+        var root0 = root.0
+        if isScript {
+            // torch.jit.load's state_dict(): registered parameters and buffers only
+            var classes: [String: [String: Set<String>]] = [:]
+            func declared(_ g: QualifiedName) -> Set<String>? {
+                guard g.module.hasPrefix("__torch__") else { return nil }
+                if classes[g.module] == nil {
+                    var table: [String: Set<String>] = [:]
+                    let path = prefix + "/code/" + g.module.split(separator: ".").joined(separator: "/") + ".py"
+                    if let e = archive.entry(named: path), e.size <= 64 << 20,
+                       let text = try? archive.read(e).withBytes({ String(decoding: $0, as: UTF8.self) }) {
+                        table = ScriptModuleState.declarations(in: text)
+                    }
+                    classes[g.module] = table
+                }
+                return classes[g.module]?[g.name]
+            }
+            root0 = ScriptModuleState.prune(root0, declared: declared)
+        }
         if isScript, !options.salvage, let bad = info.disallowedGlobals.first(where: { $0.module.hasPrefix("__torch__.torch.classes.") }) {
             throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is a bound C++ class (a quantized module's packed weights, say), which torch.jit.load rebuilds by running its C++ __setstate__; ckpt does not read such archives (use --salvage to list the other tensors)")
         }
         if isScript, !options.salvage, let bad = info.disallowedGlobals.first {
             throw FormatError(.refused, file: file, member: pkl.name, "global '\(bad)' is not allowed in a TorchScript archive (its data.pkl needs only the module's own __torch__ classes and torch.jit._pickle's list builders); use --salvage to keep it as an inert node")
         }
-        try SparseValidation.check(root.0, info: info, file: file, member: pkl.name)
-        return Checkpoint(root: root.0, info: info)
+        try SparseValidation.check(root0, info: info, file: file, member: pkl.name)
+        return Checkpoint(root: root0, info: info)
     }
 
     /// Globals a TorchScript archive's `data.pkl` may name beyond torch's weights-only allowlist:
     /// the module's own compiled classes (`__torch__.<module>.<Class>`, kept as inert objects and
     /// never called; each must have its compiled code in the archive, as torch.jit.load needs) —
     /// scripted torch modules included (`__torch__.torch.nn.modules.conv.Conv2d`, the submodules of
-    /// every scripted torchvision model) — and torch.jit._pickle's container builders. Not
-    /// `torch.jit.*` in general, and not `__torch__.torch.classes.*` (bound C++ classes, whose
-    /// `__setstate__` runs C++ code) or other `__torch__.torch.*` names outside `torch.nn` and
-    /// `torch.ao.nn`.
+    /// every scripted torchvision model, quantization stubs, FX GraphModules) — and
+    /// torch.jit._pickle's container builders. Not `torch.jit.*` in general, and not
+    /// `__torch__.torch.classes.*` (bound C++ classes, whose `__setstate__` runs C++ code).
     static func scriptTolerated(_ g: QualifiedName) -> Bool {
         if g.module.hasPrefix("__torch__.") || g.module == "__torch__" {
-            return !g.module.hasPrefix("__torch__.torch.") || g.module.hasPrefix("__torch__.torch.nn.")
-                || g.module.hasPrefix("__torch__.torch.ao.nn.")
+            return !g.module.hasPrefix("__torch__.torch.classes.") && g.module != "__torch__.torch.classes"
         }
         return g.module == "torch.jit._pickle" && ["restore_type_tag", "build_intlist", "build_tensorlist", "build_doublelist",
                                                    "build_boollist", "build_tensor_from_id", "build_complexlist"].contains(g.name)
