@@ -464,6 +464,12 @@ final class Unpickler {
     }
 
     private func setItem(_ dictIndex: Int, _ k: Int, _ v: Int) throws {
+        if case let .object(o) = nodes[dictIndex], options.salvage {
+            // dict subclasses outside the allowlist (collections.defaultdict): the items become
+            // the object's state, read like attributes
+            if objects[o].state == nil { objects[o].state = try add(newDict(.dict)) }
+            if let s = objects[o].state, mutableDict(s) != nil { return try setItem(s, k, v) }
+        }
         guard let d = mutableDict(dictIndex) else {
             throw fail(.corrupt, "setitem on a \(typeName(dictIndex)), expected a dict")
         }
@@ -777,6 +783,11 @@ final class Unpickler {
         case let .object(o) where options.salvage:
             // calling an opaque object (a method fetched by getattr, say): keep it inert
             return newObject(ObjectNode(global: objects[o].global, construction: construction, arguments: args, state: nil))
+        case let .value(.object(o)) where options.salvage:
+            // a class the persistent loader gave (a legacy file's pickled nn.Module source)
+            return newObject(ObjectNode(global: o.global, construction: construction, arguments: args, state: nil))
+        case let .value(.global(g)) where options.salvage:
+            return newObject(ObjectNode(global: g, construction: construction, arguments: args, state: nil))
         default:
             throw fail(.corrupt, "\(construction == .call ? "reduce" : "newobj") on a \(typeName(callable)), expected a class or function")
         }

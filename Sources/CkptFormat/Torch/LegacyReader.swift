@@ -53,6 +53,8 @@ enum LegacyReader {
                     guard options.salvage else {
                         throw FormatError(.refused, file: file, member: "main pickle", "the file is a whole pickled nn.Module (its class source is embedded); use --salvage to list its tensors")
                     }
+                    // the class the record names (`('module', cls, source_file, source)`), or a placeholder
+                    if t.count > 1, case let .global(cls) = t[1] { return .object(OpaqueObject(global: cls, construction: .reference)) }
                     return .object(OpaqueObject(global: QualifiedName("torch.nn", "Module"), construction: .reference))
                 }
                 throw FormatError(.corrupt, file: file, member: "main pickle", "persistent id is not ('storage', cls, key, location, numel, view)")
