@@ -5,8 +5,9 @@
 ///
 /// Per tile, the six patch rows are loaded as vectors (from a zero-padded copy of the tile row's
 /// input rows, so borders need no tests) and transformed along the rows; the results of 16
-/// consecutive tiles are gathered in a small staging block and transformed along the columns with
-/// one tile per lane, so each of the 36 outputs is one 16-float store.
+/// consecutive tiles (one 48-float row each) are turned into one vector per value by three 16×16
+/// in-register transposes and transformed along the columns with one tile per lane, so each of
+/// the 36 outputs is one 16-float store.
 public enum WinogradInput4x4 {
     typealias V16 = SIMD16<Float>
     typealias V8 = SIMD8<Float>
@@ -32,11 +33,13 @@ public enum WinogradInput4x4 {
         let panelWidth = PackedGemm.panelWidth
         let paddedWidth = 4 * tilesW + 2 + 8  // every 8-float patch-row load stays inside
         let tiles = rows.count * tilesW
-        withUnsafeTemporaryAllocation(byteCount: (6 * paddedWidth + 36 * 16) * 4, alignment: 64) { raw in
+        withUnsafeTemporaryAllocation(byteCount: (6 * paddedWidth + 36 * 16 + 16 * 48) * 4, alignment: 64) { raw in
             guard let base = raw.baseAddress else { return }
-            let staging = base.bindMemory(to: Float.self, capacity: 36 * 16 + 6 * paddedWidth)
-            let padded = staging + 36 * 16
-            staging.initialize(repeating: 0, count: 36 * 16)
+            let staging = base.bindMemory(to: Float.self, capacity: 36 * 16 + 16 * 48 + 6 * paddedWidth)
+            // tile `lane`'s row transform: value (i, k) at `lane·48 + i·8 + k`
+            let tileRows = staging + 36 * 16
+            let padded = tileRows + 16 * 48
+            staging.initialize(repeating: 0, count: 36 * 16 + 16 * 48)
             var t = 0
             for gr in rows {
                 let img = gr / tilesH, ty = gr % tilesH
@@ -63,16 +66,35 @@ public enum WinogradInput4x4 {
                         UnsafeRawPointer(padded + r * paddedWidth + 4 * tx).loadUnaligned(as: V8.self)
                     }
                     let (r0, r1, r2, r3, r4, r5) = bt(patchRow(0), patchRow(1), patchRow(2), patchRow(3), patchRow(4), patchRow(5))
-                    @inline(__always) func stage(_ row: V8, _ i: Int) {
-                        let s = staging + i * 6 * 16 + lane
-                        s[0] = row[0]; s[16] = row[1]; s[32] = row[2]; s[48] = row[3]; s[64] = row[4]; s[80] = row[5]
-                    }
-                    stage(r0, 0); stage(r1, 1); stage(r2, 2); stage(r3, 3); stage(r4, 4); stage(r5, 5)
+                    let row = UnsafeMutableRawPointer(tileRows + lane * 48)
+                    row.storeBytes(of: r0, as: V8.self)
+                    row.storeBytes(of: r1, toByteOffset: 32, as: V8.self)
+                    row.storeBytes(of: r2, toByteOffset: 64, as: V8.self)
+                    row.storeBytes(of: r3, toByteOffset: 96, as: V8.self)
+                    row.storeBytes(of: r4, toByteOffset: 128, as: V8.self)
+                    row.storeBytes(of: r5, toByteOffset: 160, as: V8.self)
                     t += 1
-                    if lane == 15 || t == tiles { flush(staging, firstTile: t - 1 - lane, channels: channels, channel: ch,
-                                                        panelWidth: panelWidth, into: v, xiStride: xiStride) }
+                    if lane == 15 || t == tiles {
+                        gather(tileRows, into: staging)
+                        flush(staging, firstTile: t - 1 - lane, channels: channels, channel: ch, panelWidth: panelWidth,
+                              into: v, xiStride: xiStride)
+                    }
                 }
             }
+        }
+    }
+
+    /// The row transforms of 16 tiles (`tileRows`, value `(i, k)` of tile `l` at `l·48 + i·8 + k`)
+    /// into `staging` as one vector per value (`(i·6 + k)·16 + l`), by three 16×16 transposes.
+    @inline(__always)
+    static func gather(_ tileRows: UnsafePointer<Float>, into staging: UnsafeMutablePointer<Float>) {
+        for block in 0 ..< 3 {
+            @inline(__always) func row(_ l: Int) -> V16 { UnsafeRawPointer(tileRows + l * 48 + 16 * block).load(as: V16.self) }
+            @inline(__always) func put(_ column: V16, _ j: Int) {
+                let i = 2 * block + j / 8, k = j % 8
+                if k < 6 { UnsafeMutableRawPointer(staging + (i * 6 + k) * 16).storeBytes(of: column, as: V16.self) }
+            }
+            TransposedPanels.transpose16(row, put)
         }
     }
 
