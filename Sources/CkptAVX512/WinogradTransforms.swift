@@ -122,7 +122,8 @@ public enum WinogradInput4x4 {
 
 /// The output transform of F(4×4, 3×3) (`Y = Aᵀ·M·A` per tile, plus bias and ReLU), 16 tiles per
 /// vector: the 36 values of 16 consecutive tiles are contiguous in `M`, so they load as 36 vectors;
-/// the 16 results per tile go through a staging block to each tile's 4×4 place in the output.
+/// the 16 results of 16 tiles are turned into one vector per tile by a 16×16 in-register
+/// transpose, whose four rows go to the tile's 4×4 place in the output.
 public enum WinogradOutput4x4 {
     typealias V16 = SIMD16<Float>
 
@@ -146,8 +147,10 @@ public enum WinogradOutput4x4 {
         let vectorReLU = relu && residual == nil
         let planeStride = cout * tiles
         let src = m + o * tiles
-        withUnsafeTemporaryAllocation(byteCount: 16 * 16 * 4, alignment: 64) { raw in
-            guard let stage = raw.baseAddress?.bindMemory(to: Float.self, capacity: 256) else { return }
+        withUnsafeTemporaryAllocation(byteCount: 2 * 16 * 16 * 4, alignment: 64) { raw in
+            guard let stage = raw.baseAddress?.bindMemory(to: Float.self, capacity: 512) else { return }
+            // tile `l`'s results, row `a` at `l·16 + a·4`
+            let tileMajor = stage + 256
             var t0 = 0
             while t0 < tiles {
                 let count = min(16, tiles - t0)
@@ -184,7 +187,12 @@ public enum WinogradOutput4x4 {
                         st.storeBytes(of: y3, toByteOffset: 192, as: V16.self)
                     }
                 }
-                // each tile's 4×4 block to its place
+                // one vector per tile (value a·4 + b), then each tile's 4×4 block to its place
+                @inline(__always) func value(_ k: Int) -> V16 { UnsafeRawPointer(stage + k * 16).load(as: V16.self) }
+                @inline(__always) func put(_ tile: V16, _ l: Int) {
+                    UnsafeMutableRawPointer(tileMajor + l * 16).storeBytes(of: tile, as: V16.self)
+                }
+                TransposedPanels.transpose16(value, put)
                 var gr = rows.lowerBound + t0 / tilesW, tx = t0 % tilesW
                 for l in 0 ..< count {
                     let img = gr / tilesH, ty = gr % tilesH
@@ -194,19 +202,19 @@ public enum WinogradOutput4x4 {
                     let cols = min(4, ow - ox)
                     for a in 0 ..< min(4, oh - oy) {
                         let q = dst + (oy + a) * ow + ox
-                        let p = stage + a * 64 + l
+                        let p = UnsafeRawPointer(tileMajor + l * 16 + a * 4).load(as: SIMD4<Float>.self)
                         if let r = residual.map({ $0 + plane + (oy + a) * ow + ox }) {
                             if cols == 4 {
-                                var sum = SIMD4(p[0], p[16], p[32], p[48]) + UnsafeRawPointer(r).loadUnaligned(as: SIMD4<Float>.self)
+                                var sum = p + UnsafeRawPointer(r).loadUnaligned(as: SIMD4<Float>.self)
                                 if relu { sum = sum.replacing(with: 0, where: sum .< 0) }
                                 UnsafeMutableRawPointer(q).storeBytes(of: sum, as: SIMD4<Float>.self)
                             } else {
-                                for b in 0 ..< cols { q[b] = relu ? max(p[16 * b] + r[b], 0) : p[16 * b] + r[b] }
+                                for b in 0 ..< cols { q[b] = relu ? max(p[b] + r[b], 0) : p[b] + r[b] }
                             }
                         } else if cols == 4 {
-                            q[0] = p[0]; q[1] = p[16]; q[2] = p[32]; q[3] = p[48]
+                            UnsafeMutableRawPointer(q).storeBytes(of: p, as: SIMD4<Float>.self)
                         } else {
-                            for b in 0 ..< cols { q[b] = p[16 * b] }
+                            for b in 0 ..< cols { q[b] = p[b] }
                         }
                     }
                     tx += 1
