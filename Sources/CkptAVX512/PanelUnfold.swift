@@ -117,6 +117,30 @@ public enum PanelUnfold {
         }
     }
 
+    /// `dst[t] = src[stride·t]` for `t < count`, reading no further than `src[available − 1]`
+    /// (`stride·(count − 1) < available`): one row of a phase of a strided convolution's input
+    /// (every `stride`-th column), stride 2 as the even lanes of loads twice as wide.
+    public static func gather(_ src: UnsafePointer<Float>, stride s: Int, count: Int, available: Int,
+                              into dst: UnsafeMutablePointer<Float>) {
+        var t = 0
+        if s == 2 {
+            while t &+ 16 <= count && 2 &* t &+ 32 <= available {
+                let v = UnsafeRawPointer(src + 2 &* t).loadUnaligned(as: SIMD32<Float>.self)
+                UnsafeMutableRawPointer(dst + t).storeBytes(of: v.evenHalf, as: V.self)
+                t &+= 16
+            }
+            if t &+ 8 <= count && 2 &* t &+ 16 <= available {
+                let v = UnsafeRawPointer(src + 2 &* t).loadUnaligned(as: V.self)
+                UnsafeMutableRawPointer(dst + t).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                t &+= 8
+            }
+        }
+        while t < count {
+            dst[t] = src[s &* t]
+            t &+= 1
+        }
+    }
+
     /// `count` (≤ 48) floats from `src` to `dst`: 16-, 8- and 4-float moves, then at most 3 singles.
     @inline(__always)
     static func copy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {

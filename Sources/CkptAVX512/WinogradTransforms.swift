@@ -5,8 +5,9 @@
 ///
 /// Per tile, the six patch rows are loaded as vectors (from a zero-padded copy of the tile row's
 /// input rows, so borders need no tests) and transformed along the rows; the results of 16
-/// consecutive tiles are gathered in a small staging block and transformed along the columns with
-/// one tile per lane, so each of the 36 outputs is one 16-float store.
+/// consecutive tiles (one 48-float row each) are turned into one vector per value by three 16×16
+/// in-register transposes and transformed along the columns with one tile per lane, so each of
+/// the 36 outputs is one 16-float store.
 public enum WinogradInput4x4 {
     typealias V16 = SIMD16<Float>
     typealias V8 = SIMD8<Float>
@@ -32,11 +33,13 @@ public enum WinogradInput4x4 {
         let panelWidth = PackedGemm.panelWidth
         let paddedWidth = 4 * tilesW + 2 + 8  // every 8-float patch-row load stays inside
         let tiles = rows.count * tilesW
-        withUnsafeTemporaryAllocation(byteCount: (6 * paddedWidth + 36 * 16) * 4, alignment: 64) { raw in
+        withUnsafeTemporaryAllocation(byteCount: (6 * paddedWidth + 36 * 16 + 16 * 48) * 4, alignment: 64) { raw in
             guard let base = raw.baseAddress else { return }
-            let staging = base.bindMemory(to: Float.self, capacity: 36 * 16 + 6 * paddedWidth)
-            let padded = staging + 36 * 16
-            staging.initialize(repeating: 0, count: 36 * 16)
+            let staging = base.bindMemory(to: Float.self, capacity: 36 * 16 + 16 * 48 + 6 * paddedWidth)
+            // tile `lane`'s row transform: value (i, k) at `lane·48 + i·8 + k`
+            let tileRows = staging + 36 * 16
+            let padded = tileRows + 16 * 48
+            staging.initialize(repeating: 0, count: 36 * 16 + 16 * 48)
             var t = 0
             for gr in rows {
                 let img = gr / tilesH, ty = gr % tilesH
@@ -63,16 +66,35 @@ public enum WinogradInput4x4 {
                         UnsafeRawPointer(padded + r * paddedWidth + 4 * tx).loadUnaligned(as: V8.self)
                     }
                     let (r0, r1, r2, r3, r4, r5) = bt(patchRow(0), patchRow(1), patchRow(2), patchRow(3), patchRow(4), patchRow(5))
-                    @inline(__always) func stage(_ row: V8, _ i: Int) {
-                        let s = staging + i * 6 * 16 + lane
-                        s[0] = row[0]; s[16] = row[1]; s[32] = row[2]; s[48] = row[3]; s[64] = row[4]; s[80] = row[5]
-                    }
-                    stage(r0, 0); stage(r1, 1); stage(r2, 2); stage(r3, 3); stage(r4, 4); stage(r5, 5)
+                    let row = UnsafeMutableRawPointer(tileRows + lane * 48)
+                    row.storeBytes(of: r0, as: V8.self)
+                    row.storeBytes(of: r1, toByteOffset: 32, as: V8.self)
+                    row.storeBytes(of: r2, toByteOffset: 64, as: V8.self)
+                    row.storeBytes(of: r3, toByteOffset: 96, as: V8.self)
+                    row.storeBytes(of: r4, toByteOffset: 128, as: V8.self)
+                    row.storeBytes(of: r5, toByteOffset: 160, as: V8.self)
                     t += 1
-                    if lane == 15 || t == tiles { flush(staging, firstTile: t - 1 - lane, channels: channels, channel: ch,
-                                                        panelWidth: panelWidth, into: v, xiStride: xiStride) }
+                    if lane == 15 || t == tiles {
+                        gather(tileRows, into: staging)
+                        flush(staging, firstTile: t - 1 - lane, channels: channels, channel: ch, panelWidth: panelWidth,
+                              into: v, xiStride: xiStride)
+                    }
                 }
             }
+        }
+    }
+
+    /// The row transforms of 16 tiles (`tileRows`, value `(i, k)` of tile `l` at `l·48 + i·8 + k`)
+    /// into `staging` as one vector per value (`(i·6 + k)·16 + l`), by three 16×16 transposes.
+    @inline(__always)
+    static func gather(_ tileRows: UnsafePointer<Float>, into staging: UnsafeMutablePointer<Float>) {
+        for block in 0 ..< 3 {
+            @inline(__always) func row(_ l: Int) -> V16 { UnsafeRawPointer(tileRows + l * 48 + 16 * block).load(as: V16.self) }
+            @inline(__always) func put(_ column: V16, _ j: Int) {
+                let i = 2 * block + j / 8, k = j % 8
+                if k < 6 { UnsafeMutableRawPointer(staging + (i * 6 + k) * 16).storeBytes(of: column, as: V16.self) }
+            }
+            TransposedPanels.transpose16(row, put)
         }
     }
 
@@ -100,7 +122,8 @@ public enum WinogradInput4x4 {
 
 /// The output transform of F(4×4, 3×3) (`Y = Aᵀ·M·A` per tile, plus bias and ReLU), 16 tiles per
 /// vector: the 36 values of 16 consecutive tiles are contiguous in `M`, so they load as 36 vectors;
-/// the 16 results per tile go through a staging block to each tile's 4×4 place in the output.
+/// the 16 results of 16 tiles are turned into one vector per tile by a 16×16 in-register
+/// transpose, whose four rows go to the tile's 4×4 place in the output.
 public enum WinogradOutput4x4 {
     typealias V16 = SIMD16<Float>
 
@@ -124,8 +147,10 @@ public enum WinogradOutput4x4 {
         let vectorReLU = relu && residual == nil
         let planeStride = cout * tiles
         let src = m + o * tiles
-        withUnsafeTemporaryAllocation(byteCount: 16 * 16 * 4, alignment: 64) { raw in
-            guard let stage = raw.baseAddress?.bindMemory(to: Float.self, capacity: 256) else { return }
+        withUnsafeTemporaryAllocation(byteCount: 2 * 16 * 16 * 4, alignment: 64) { raw in
+            guard let stage = raw.baseAddress?.bindMemory(to: Float.self, capacity: 512) else { return }
+            // tile `l`'s results, row `a` at `l·16 + a·4`
+            let tileMajor = stage + 256
             var t0 = 0
             while t0 < tiles {
                 let count = min(16, tiles - t0)
@@ -162,7 +187,12 @@ public enum WinogradOutput4x4 {
                         st.storeBytes(of: y3, toByteOffset: 192, as: V16.self)
                     }
                 }
-                // each tile's 4×4 block to its place
+                // one vector per tile (value a·4 + b), then each tile's 4×4 block to its place
+                @inline(__always) func value(_ k: Int) -> V16 { UnsafeRawPointer(stage + k * 16).load(as: V16.self) }
+                @inline(__always) func put(_ tile: V16, _ l: Int) {
+                    UnsafeMutableRawPointer(tileMajor + l * 16).storeBytes(of: tile, as: V16.self)
+                }
+                TransposedPanels.transpose16(value, put)
                 var gr = rows.lowerBound + t0 / tilesW, tx = t0 % tilesW
                 for l in 0 ..< count {
                     let img = gr / tilesH, ty = gr % tilesH
@@ -172,19 +202,19 @@ public enum WinogradOutput4x4 {
                     let cols = min(4, ow - ox)
                     for a in 0 ..< min(4, oh - oy) {
                         let q = dst + (oy + a) * ow + ox
-                        let p = stage + a * 64 + l
+                        let p = UnsafeRawPointer(tileMajor + l * 16 + a * 4).load(as: SIMD4<Float>.self)
                         if let r = residual.map({ $0 + plane + (oy + a) * ow + ox }) {
                             if cols == 4 {
-                                var sum = SIMD4(p[0], p[16], p[32], p[48]) + UnsafeRawPointer(r).loadUnaligned(as: SIMD4<Float>.self)
+                                var sum = p + UnsafeRawPointer(r).loadUnaligned(as: SIMD4<Float>.self)
                                 if relu { sum = sum.replacing(with: 0, where: sum .< 0) }
                                 UnsafeMutableRawPointer(q).storeBytes(of: sum, as: SIMD4<Float>.self)
                             } else {
-                                for b in 0 ..< cols { q[b] = relu ? max(p[16 * b] + r[b], 0) : p[16 * b] + r[b] }
+                                for b in 0 ..< cols { q[b] = relu ? max(p[b] + r[b], 0) : p[b] + r[b] }
                             }
                         } else if cols == 4 {
-                            q[0] = p[0]; q[1] = p[16]; q[2] = p[32]; q[3] = p[48]
+                            UnsafeMutableRawPointer(q).storeBytes(of: p, as: SIMD4<Float>.self)
                         } else {
-                            for b in 0 ..< cols { q[b] = p[16 * b] }
+                            for b in 0 ..< cols { q[b] = p[b] }
                         }
                     }
                     tx += 1

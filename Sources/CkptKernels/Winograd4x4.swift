@@ -33,15 +33,19 @@ public enum Winograd4x4 {
             && !(Microkernel.isEnabled && hasFewTiles(g, images: images, height: height, width: width))
     }
 
-    /// True for a layer of ≥256 channels `isFaster` would take whose 36 products have at most 16
-    /// tiles over the batch (one 14×14 plane), so they run on the microkernel's 16-column kernel
-    /// while 36 transformed matrices of at least 9 MB stream through: F(2×2)'s 16 products of
-    /// three to four times the tiles are faster there (ResNet-34's layer3 and SegNet's 10×10
-    /// layers at batch 1). At 25 tiles (SegNet's 20×20 layers) F(4×4) is still faster.
+    /// True for a layer of ≥256 channels whose 36 products would have at most 9 tiles over the
+    /// batch (a 10×10 plane, or 7×7 planes of one or two images), so they run on the microkernel's
+    /// narrow kernels while 36 transformed matrices of at least 9 MB stream through: F(2×2)'s 16
+    /// products of three to four times the tiles are faster there (measured against F(4×4), both
+    /// on the microkernel: ResNet's 512-channel 7×7 layers at batch 1 2.0 against 3.4 ms, batch 2
+    /// 4.4 against 4.6, SegNet's 10×10 layers 3.6 against 4.3). The 7×7 planes at batch 1 (49
+    /// pixels) are F(2×2)'s too: the implicit GEMM took 3.4–3.7 ms. From 12 tiles F(4×4) is faster
+    /// (ResNet's 14×14 layers at batch 1, 16 tiles: 256 channels 0.9–1.5 against 1.6–1.8 ms, 512
+    /// channels 2.8–4.8 against 3.7–6.6; 7×7 at batch 3: 4.2 against 6.5).
     static func hasFewTiles(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
-        guard Winograd.isApplicable(g), g.inputChannels >= 256, g.outputChannels >= 256, images * height * width >= 100,
+        guard Winograd.isApplicable(g), g.inputChannels >= 256, g.outputChannels >= 256,
               let (oh, ow) = try? g.convolutionOutputSize(height: height, width: width) else { return false }
-        return images * ((oh + 3) / 4) * ((ow + 3) / 4) <= 16
+        return images * ((oh + 3) / 4) * ((ow + 3) / 4) <= 9
     }
 
     /// `isFaster` for a weight transformed for this one call (a training step, where the weight
