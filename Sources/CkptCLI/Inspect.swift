@@ -146,7 +146,7 @@ struct InspectReport {
         rows.reserveCapacity(all.count)
         for (i, (p, t)) in all.enumerated() {
             let inRoot = located.rootPath.isEmpty || p.hasPrefix(rootPrefix)
-            let kind = !inRoot ? "other" : (KeyAnalysis.isBuffer(p) ? "buffer" : "parameter")
+            let kind = !inRoot || located.isOptimizerState ? "other" : (KeyAnalysis.isBuffer(p) ? "buffer" : "parameter")
             let shared = (byStorage[ObjectIdentifier(t.storage)] ?? []).filter { $0 != p }
             var s: TensorStats?
             if stats, t.dtype.isNumericallyReadable {
@@ -327,6 +327,7 @@ struct InspectReport {
         if info.format == .tar || info.format == .torchscript { loadable += " (torch refuses \(info.format.rawValue) files with weights_only=True)" }
         out.append("weights_only  \(loadable)")
         var sd = located.rootPath.isEmpty ? "(root)" : "'\(located.rootPath)'"
+        if located.isOptimizerState { sd = "none: an optimizer's state_dict() (per-parameter state and param_groups), no model weights" }
         if located.isPickledModule { sd += ", a whole pickled nn.Module (\(located.raw.count) state_dict tensors; `ckpt convert --salvage` writes them as a state dict)" }
         if let w = located.wrapperPrefix { sd += ", wrapper prefix '\(w)'" }
         out.append("state dict    \(sd)")

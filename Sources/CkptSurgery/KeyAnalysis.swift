@@ -11,6 +11,9 @@ public struct LocatedStateDict: Sendable {
     public var raw: StateDict
     /// True when the state dict was rebuilt from a whole pickled `nn.Module`.
     public var isPickledModule = false
+    /// True when the file is an optimizer's `state_dict()` (`state` and `param_groups`): no model
+    /// weights at all.
+    public var isOptimizerState = false
 
     /// A located state dict.
     public init(rootPath: String, wrapperPrefix: String?, raw: StateDict, isPickledModule: Bool = false) {
@@ -93,20 +96,31 @@ public enum KeyAnalysis {
     private static func locateNested(_ checkpoint: Checkpoint) -> LocatedStateDict {
         var path = ""
         var node = checkpoint.root
+        if let d = node.dictValue, !d.items.isEmpty, Set(d.items.compactMap { $0.key.stringValue }) == ["state", "param_groups"] {
+            var located = LocatedStateDict(rootPath: "", wrapperPrefix: nil, raw: StateDict([]))
+            located.isOptimizerState = true
+            return located
+        }
         for _ in 0 ..< 4 {
             if let sd = Salvage.moduleStateDict(node) {
                 // a whole pickled nn.Module: its state_dict() keys
                 return LocatedStateDict(rootPath: path, wrapperPrefix: nil, raw: StateDict(sd), isPickledModule: true)
             }
             guard let d = node.dictValue else { break }
-            if d.items.contains(where: { $0.value.tensorValue != nil }) { break }
+            if d.items.contains(where: { $0.value.tensorValue != nil }) {
+                // scalar tensors beside a named state dict (`best_acc = tensor(0.75)`) are
+                // metrics, not the model: the named child still holds the weights
+                let scalarsOnly = d.items.allSatisfy { $0.value.tensorValue.map { $0.elementCount <= 1 } ?? true }
+                let named = d.items.contains { stateDictNames.contains($0.key.stringValue ?? "") && tensorCount($0.value) > 0 }
+                guard scalarsOnly, named else { break }
+            }
             // a known state-dict name wins (earlier in the list first); otherwise the child with
             // the most tensors, never an optimizer's or scheduler's state
             var best: (name: String, value: Value, count: Int, rank: Int)?
             for (k, v) in d.items {
                 guard let name = k.stringValue, !notStateDictNames.contains(name) else { continue }
                 let n = tensorCount(v)
-                guard n > 0 else { continue }
+                guard n > 0, v.tensorValue == nil else { continue }
                 let rank = stateDictNames.firstIndex(of: name).map { stateDictNames.count - $0 } ?? 0
                 if let b = best {
                     if rank > b.rank || (rank == b.rank && n > b.count) { best = (name, v, n, rank) }

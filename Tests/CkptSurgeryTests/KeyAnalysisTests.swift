@@ -49,4 +49,29 @@ final class KeyAnalysisTests: XCTestCase {
         XCTAssertEqual(located.wrapperPrefix, "module.")
         XCTAssertEqual(located.unwrappedKeys, ["fc.weight", "fc.bias"])
     }
+
+    /// A scalar tensor metric beside the model (`best_acc = torch.tensor(0.75)`) leaves the named
+    /// state dict the model's; a weight-sized tensor at the root keeps the root.
+    func testScalarMetricsBesideANamedStateDict() throws {
+        let w = try Tensor(float32: [1, 2], shape: [2]), acc = try Tensor(float32: [0.75], shape: [])
+        let sd = Value.dict(PyDict(items: [(.string("fc.weight"), .tensor(w))], kind: .orderedDict))
+        let optimizer = Value.dict(PyDict(items: [(.string("state"), .dict(PyDict(items: [(.int(0), .dict(PyDict(items: [(.string("momentum_buffer"), .tensor(w))])))])))]))
+        func locate(_ items: [(key: Value, value: Value)]) -> LocatedStateDict {
+            KeyAnalysis.locateStateDict(Checkpoint(root: .dict(PyDict(items: items)), info: FormatInfo(format: .zip)))
+        }
+        let metric = locate([(.string("epoch"), .int(3)), (.string("state_dict"), sd), (.string("best_acc"), .tensor(acc)), (.string("optimizer"), optimizer)])
+        XCTAssertEqual(metric.rootPath, "state_dict")
+        XCTAssertEqual(metric.unwrappedKeys, ["fc.weight"])
+        let weights = locate([(.string("state_dict"), sd), (.string("extra.weight"), .tensor(w))])
+        XCTAssertEqual(weights.rootPath, "")
+    }
+
+    func testAnOptimizerStateDictHoldsNoModelWeights() throws {
+        let w = try Tensor(float32: [1, 2], shape: [2])
+        let state = Value.dict(PyDict(items: [(.int(0), .dict(PyDict(items: [(.string("exp_avg"), .tensor(w))])))]))
+        let root = Value.dict(PyDict(items: [(.string("state"), state), (.string("param_groups"), .list([]))]))
+        let located = KeyAnalysis.locateStateDict(Checkpoint(root: root, info: FormatInfo(format: .zip)))
+        XCTAssertTrue(located.isOptimizerState)
+        XCTAssertTrue(located.raw.isEmpty)
+    }
 }
