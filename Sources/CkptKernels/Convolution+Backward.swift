@@ -132,7 +132,7 @@ extension Convolution {
             inputChannels: g.outputChannels, outputChannels: g.inputChannels, kernelSize: g.kernelSize,
             stride: (1, 1), padding: (kh - 1 - g.padding.height, kw - 1 - g.padding.width), dilation: (1, 1), groups: g.groups)
         var y: DenseTensor
-        if Winograd4x4.paysForTrainingTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
+        if Winograd4x4.paysForInputGradientTransform(transposed, images: dOutput.shape[0], height: dOutput.shape[2], width: dOutput.shape[3]) {
             // W' transformed straight from W
             y = try Winograd4x4.forward(dOutput, weights: try Winograd4x4.trainingTransform(flipping: weight), bias: nil,
                                         geometry: transposed, epilogue: .none)
