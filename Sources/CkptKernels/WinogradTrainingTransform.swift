@@ -16,6 +16,20 @@ extension Winograd4x4 {
         isFaster(g, images: images, height: height, width: width) && images * height * width >= 2048
     }
 
+    /// `paysForTrainingTransform` for a stride-1 convolution's input gradient (`conv2d(dY, W')`,
+    /// `Convolution.inputGradientByConvolution`), which takes F(4×4) from 64 channels in and out
+    /// rather than 128: ResNet-18's layer1 at batch 16 (50176 pixels), 42 → 25 ms of CPU per
+    /// layer. Its rounding there is that of the 128- and 256-channel layers already on F(4×4)
+    /// (about 5e-6 of the largest output against 4e-7 for the direct product, at 64 channels as
+    /// at 128). Those layers' forward stays on the direct product: on F(4×4) its rounding reaches
+    /// every later activation, and three AdamW steps of the segnet golden (64-channel 32×32
+    /// layers at batch 2, 2048 pixels) left torch's bound; with only `dInput` on F(4×4) every
+    /// training golden holds.
+    public static func paysForInputGradientTransform(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
+        Winograd.isApplicable(g) && g.inputChannels >= 64 && g.outputChannels >= 64 && images * height * width >= 2048
+            && !(Microkernel.isEnabled && hasFewTiles(g, images: images, height: height, width: width))
+    }
+
     /// `transform(weight:)` for a weight that changes every step (training): the same `U = G·g·Gᵀ`
     /// in double precision (the same products and sums in the same order, no fused multiply-add;
     /// G's zero products skipped), eight channel pairs per vector, sixteen output channels per job

@@ -59,4 +59,31 @@ final class WinogradTrainingTransformTests: XCTestCase {
         let strided = Conv2dGeometry(inputChannels: 256, outputChannels: 256, kernelSize: 3, stride: 2, padding: 1)
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(strided, images: 16, height: 28, width: 28))
     }
+
+    /// The input gradient of a 64-channel stride-1 layer (resnet18's layer1) takes F(4×4) where its
+    /// forward does not, and stays within 1e-5 of the exact `conv2d(dY, W')` in Double.
+    func testInputGradientTakesWinogradFrom64Channels() throws {
+        let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
+        XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(layer(64), images: 16, height: 56, width: 56))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 16, height: 56, width: 56))
+        XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(layer(128), images: 16, height: 28, width: 28))
+        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(32), images: 16, height: 56, width: 56))
+        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(64), images: 4, height: 10, width: 10))
+        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(512), images: 16, height: 7, width: 7))
+
+        var rng = SplitMix64(seed: 0x9a6)
+        let g = layer(64)
+        let (n, h, w) = (1, 48, 48)  // 2304 pixels
+        XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(g, images: n, height: h, width: w))
+        let x = try rng.tensor([n, 64, h, w], scale: 1)
+        let wt = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * 64).squareRoot())
+        let dY = try rng.tensor([n, 64, h, w], scale: 1)
+        let needs = GradientNeeds(input: true, weight: false, bias: false)
+        let dX = try XCTUnwrap(try Convolution.backward(dY, input: x, weight: wt, geometry: g, needs: needs).dInput)
+        // dX = conv2d(dY, W') with W' the turned, transposed weight, padding k − 1 − p = 1
+        let ref = ConvolutionReference(g, images: n, height: h, width: w)
+        FiniteDifference.checkForward("64-channel dInput on F(4×4)", kernel: dX,
+                                      reference: ref.forward(dY.doubles, Convolution.flippedTransposed(wt, groups: 1).doubles, nil),
+                                      shape: [n, 64, h, w], tolerance: 1e-5)
+    }
 }
