@@ -92,26 +92,44 @@ public enum ChannelsLastPanels {
         pixels: Range<Int>, matrixRows: Range<Int>, into b: UnsafeMutablePointer<Float>
     ) {
         let depth = pixels.count
+        let kw = kernel.1
+        let (sh, sw) = stride, (dh, dw) = dilation
+        let plane = oh * ow
         // one panel's columns as runs of adjacent floats: (column, offset from the pixel's corner, count)
         withUnsafeTemporaryAllocation(of: (Int, Int, Int).self, capacity: 48) { runBuffer in
-          withUnsafeTemporaryAllocation(of: Int.self, capacity: depth) { cornerBuffer in
-            guard let runs = runBuffer.baseAddress, let cornerOffsets = cornerBuffer.baseAddress else { return }
-            corners(pixels: pixels, totalChannels: ct, paddedHeight: hp, paddedWidth: wp, stride: stride,
-                    outputHeight: oh, outputWidth: ow, into: cornerOffsets)
+            guard let runs = runBuffer.baseAddress else { return }
             var r0 = matrixRows.lowerBound
             while r0 < matrixRows.upperBound {
                 let r1 = min(r0 + 48, matrixRows.upperBound)
-                let runCount = panelRuns(r0 ..< r1, totalChannels: ct, channels: c, kernelWidth: kernel.1, dilation: dilation,
-                                         paddedWidth: wp, into: runs)
+                var runCount = 0
+                var r = r0
+                while r < r1 {
+                    let tap = r / c, ch = r % c
+                    let count = min(c - ch, r1 - r)
+                    runs[runCount] = (r - r0, ((tap / kw) * dh * wp + (tap % kw) * dw) * ct + ch, count)
+                    runCount += 1
+                    r += count
+                }
                 let width = r1 - r0
                 let panel = b + (r0 - matrixRows.lowerBound) / 48 * depth * 48
                 // runs that are whole vectors (channels and the range's start multiples of 16, as in
                 // resnet's and VGG's layers): three loads and stores per pixel, no branches
-                let vectorOffsets = wholeVectors(runs, count: runCount, width: width)
+                let vectors = width % 16 == 0 && (0 ..< runCount).allSatisfy { runs[$0].0 % 16 == 0 && runs[$0].2 % 16 == 0 }
+                var vectorOffsets = (0, 0, 0)
+                if vectors {
+                    var offsets = [0, 0, 0]
+                    for k in 0 ..< runCount {
+                        let (column, offset, count) = runs[k]
+                        for v in 0 ..< count / 16 { offsets[column / 16 + v] = offset + 16 * v }
+                    }
+                    vectorOffsets = (offsets[0], offsets[1], offsets[2])
+                }
+                var img = pixels.lowerBound / plane
+                var y = (pixels.lowerBound % plane) / ow, x = pixels.lowerBound % ow
                 for jj in 0 ..< depth {
-                    let corner = padded + cornerOffsets[jj]
+                    let corner = padded + ((img * hp + y * sh) * wp + x * sw) * ct
                     let dst = panel + jj * 48
-                    if let vectorOffsets {
+                    if vectors {
                         @inline(__always) func move(_ offset: Int, _ v: Int) {
                             UnsafeMutableRawPointer(dst + 16 * v).storeBytes(
                                 of: UnsafeRawPointer(corner + offset).loadUnaligned(as: V.self), as: V.self)
@@ -126,104 +144,14 @@ public enum ChannelsLastPanels {
                         }
                     }
                     if width < 48 { (dst + width).update(repeating: 0, count: 48 - width) }
+                    x += 1
+                    if x == ow {
+                        x = 0
+                        y += 1
+                        if y == oh { y = 0; img += 1 }
+                    }
                 }
                 r0 = r1
-            }
-          }
-        }
-    }
-
-    /// The columns `rows` (at most 48 matrix rows, tap-major) of one panel as runs of adjacent
-    /// floats in `runs`: (column in the panel, offset from the pixel's corner, count); returns how many.
-    static func panelRuns(_ rows: Range<Int>, totalChannels ct: Int, channels c: Int, kernelWidth kw: Int, dilation: (Int, Int),
-                          paddedWidth wp: Int, into runs: UnsafeMutablePointer<(Int, Int, Int)>) -> Int {
-        var runCount = 0
-        var r = rows.lowerBound
-        while r < rows.upperBound {
-            let tap = r / c, ch = r % c
-            let count = min(c - ch, rows.upperBound - r)
-            runs[runCount] = (r - rows.lowerBound, ((tap / kw) * dilation.0 * wp + (tap % kw) * dilation.1) * ct + ch, count)
-            runCount += 1
-            r += count
-        }
-        return runCount
-    }
-
-    /// The offsets from a pixel's corner of a panel's three vectors of 16 columns (the last ones
-    /// unused in a narrower panel) when every run is whole vectors, else nil.
-    static func wholeVectors(_ runs: UnsafePointer<(Int, Int, Int)>, count runCount: Int, width: Int) -> (Int, Int, Int)? {
-        guard width % 16 == 0, (0 ..< runCount).allSatisfy({ runs[$0].0 % 16 == 0 && runs[$0].2 % 16 == 0 }) else { return nil }
-        var offsets = (0, 0, 0)
-        for k in 0 ..< runCount {
-            let (column, offset, count) = runs[k]
-            for v in 0 ..< count / 16 {
-                switch column / 16 + v {
-                case 0: offsets.0 = offset + 16 * v
-                case 1: offsets.1 = offset + 16 * v
-                default: offsets.2 = offset + 16 * v
-                }
-            }
-        }
-        return offsets
-    }
-
-    /// `PackedGemm.multiplyAdd` for one panel of 48 matrix rows (`matrixRows`, tap-major) of the
-    /// unfolded input read in place from `pad`'s output, not gathered into panels first: `C[m × 48]
-    /// += A · B` with `A` as `multiplyAdd`'s 8-row panels and row `jj` of `B` the three vectors of
-    /// 16 floats at `padded + corners[jj]` plus the panel's offsets (`panelInPlace`). Each element
-    /// is the same chain of multiply-adds over the depth as `multiplyAdd` on the gathered panel,
-    /// so the sum is bit for bit the same. The pixels' corners stay in L1 while every panel of `A`
-    /// runs against them.
-    public static func multiplyAdd(panelsOfA a: UnsafePointer<Float>, rows m: Int, depth: Int, padded: UnsafePointer<Float>,
-                                   corners: UnsafePointer<Int>, offsets: (Int, Int, Int), c: UnsafeMutablePointer<Float>, ldc: Int) {
-        let b0 = UnsafeRawPointer(padded + offsets.0), b1 = UnsafeRawPointer(padded + offsets.1)
-        let b2 = UnsafeRawPointer(padded + offsets.2)
-        var m0 = 0
-        while m0 < m {
-            var acc: PackedGemm.Tile48 = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(),
-                                          V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
-            var pa = a + m0 * depth
-            for jj in 0 ..< depth {
-                let corner = 4 * corners[jj]
-                PackedGemm.step48(&acc, pa, b0.loadUnaligned(fromByteOffset: corner, as: V.self),
-                                  b1.loadUnaligned(fromByteOffset: corner, as: V.self),
-                                  b2.loadUnaligned(fromByteOffset: corner, as: V.self))
-                pa += 8
-            }
-            PackedGemm.store48(acc, c + m0 * ldc, ldc: ldc, accumulate: true, rows: min(8, m - m0), width: 48)
-            m0 += 8
-        }
-    }
-
-    /// The offsets from a pixel's corner of the three vectors of a panel of exactly 48 matrix rows
-    /// (`matrixRows`, tap-major) when each is 16 adjacent floats of one tap, so `multiplyAdd` can
-    /// read the panel in place; nil otherwise (narrower panels, ragged channel counts: `gather`).
-    public static func panelInPlace(matrixRows: Range<Int>, totalChannels ct: Int, channels c: Int, kernelWidth kw: Int,
-                                    dilation: (Int, Int), paddedWidth wp: Int) -> (Int, Int, Int)? {
-        guard matrixRows.count == 48 else { return nil }
-        return withUnsafeTemporaryAllocation(of: (Int, Int, Int).self, capacity: 48) { runBuffer in
-            guard let runs = runBuffer.baseAddress else { return nil }
-            let runCount = panelRuns(matrixRows, totalChannels: ct, channels: c, kernelWidth: kw, dilation: dilation,
-                                     paddedWidth: wp, into: runs)
-            return wholeVectors(runs, count: runCount, width: 48)
-        }
-    }
-
-    /// `corners[jj]`: where output pixel `pixels.lowerBound + jj` (numbered through the batch) has
-    /// its window's top-left corner in `pad`'s output, in floats.
-    public static func corners(pixels: Range<Int>, totalChannels ct: Int, paddedHeight hp: Int, paddedWidth wp: Int,
-                               stride: (Int, Int), outputHeight oh: Int, outputWidth ow: Int,
-                               into corners: UnsafeMutablePointer<Int>) {
-        let plane = oh * ow
-        var img = pixels.lowerBound / plane
-        var y = (pixels.lowerBound % plane) / ow, x = pixels.lowerBound % ow
-        for jj in 0 ..< pixels.count {
-            corners[jj] = ((img * hp + y * stride.0) * wp + x * stride.1) * ct
-            x += 1
-            if x == ow {
-                x = 0
-                y += 1
-                if y == oh { y = 0; img += 1 }
             }
         }
     }

@@ -4,8 +4,7 @@ internal import CkptAVX512
 
 /// The weight gradient's unfolded input gathered from a zero-padded channels-last copy of the
 /// input (`ChannelsLastPanels`): one transpose of the input per call instead of one per tap, and
-/// panels made by plain vector copies, or not made at all: a panel of whole vectors is read by
-/// the microkernel straight from the padded copy. Its matrix rows run tap-major (`(i·kW + j)·C_in/g + c`), so
+/// panels made by plain vector copies. Its matrix rows run tap-major (`(i·kW + j)·C_in/g + c`), so
 /// the weight gradient comes out with its columns in that order and `restoreColumnOrder` puts them
 /// back. Each element of the product is the same chain of multiply-adds as with the im2col order,
 /// so the gradient is bit for bit the same.
@@ -47,31 +46,6 @@ public enum ChannelsLastUnfold {
                                   kernel: (g.kernelSize.height, g.kernelSize.width),
                                   stride: (g.stride.height, g.stride.width), dilation: (g.dilation.height, g.dilation.width),
                                   outputHeight: oh, outputWidth: ow, pixels: pixels, matrixRows: matrixRows, into: panels)
-    }
-
-    /// Each of `pixels`' window corner in `pad`'s output (`ChannelsLastPanels.corners`), for `multiplyAdd`.
-    static func corners(geometry g: Conv2dGeometry, height h: Int, width w: Int, outputHeight oh: Int, outputWidth ow: Int,
-                        pixels: Range<Int>, into corners: UnsafeMutablePointer<Int>) {
-        ChannelsLastPanels.corners(pixels: pixels, totalChannels: g.inputChannels, paddedHeight: h + 2 * g.padding.height,
-                                   paddedWidth: w + 2 * g.padding.width, stride: (g.stride.height, g.stride.width),
-                                   outputHeight: oh, outputWidth: ow, into: corners)
-    }
-
-    /// The panel's vector offsets when the 48 matrix rows `matrixRows` can be read in place by
-    /// `multiplyAdd` (whole vectors of one tap each), else nil (`gather` them).
-    static func panelInPlace(geometry g: Conv2dGeometry, width w: Int, matrixRows: Range<Int>) -> (Int, Int, Int)? {
-        ChannelsLastPanels.panelInPlace(matrixRows: matrixRows, totalChannels: g.inputChannels,
-                                        channels: g.inputChannels / g.groups, kernelWidth: g.kernelSize.width,
-                                        dilation: (g.dilation.height, g.dilation.width), paddedWidth: w + 2 * g.padding.width)
-    }
-
-    /// `dW_g[rows × 48] += A · B` for a panel `panelInPlace` accepted, `B` read straight from the
-    /// padded input of group `group` at the pixels' `corners` (bit for bit `gather` then `Microkernel.multiplyAdd`).
-    static func multiplyAdd(panelsOfA a: UnsafePointer<Float>, rows: Int, depth: Int, padded: UnsafePointer<Float>,
-                            geometry g: Conv2dGeometry, group: Int, corners: UnsafePointer<Int>, offsets: (Int, Int, Int),
-                            c: UnsafeMutablePointer<Float>, ldc: Int) {
-        ChannelsLastPanels.multiplyAdd(panelsOfA: a, rows: rows, depth: depth, padded: padded + group * (g.inputChannels / g.groups),
-                                       corners: corners, offsets: offsets, c: c, ldc: ldc)
     }
 
     /// A weight gradient `[C_out, kdim]` with tap-major columns (`t·C_in/g + c`) back in the

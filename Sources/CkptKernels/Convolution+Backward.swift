@@ -389,9 +389,8 @@ extension Convolution {
     /// of at most 384 of its rows at a time (so the slice of `dW` stays in L2 while the superchunk's
     /// blocks run against it). The cores split `dW`'s columns (the rows of the unfold: no duplicated
     /// unfold, no reduction) when there are few pixels for the size of `dW`, else the pixels, each
-    /// with its own `dW`. Groups of 16 input channels and more read the unfold from a padded
-    /// channels-last copy of the input (`ChannelsLastUnfold`), one 48-row panel at a time: in place
-    /// when the panel is whole vectors of 16 channels, else gathered into a panel first; narrower
+    /// with its own `dW`. Groups of 16 input channels and more gather the unfold from a padded
+    /// channels-last copy of the input, one 48-row panel at a time (`ChannelsLastUnfold`); narrower
     /// ones unfold by transposes (stride-1 layers that keep their planes' size by shifting whole planes).
     static func weightGradientPacked(_ dOutput: DenseTensor, input: DenseTensor, geometry g: Conv2dGeometry,
                                      sizes: (n: Int, c: Int, h: Int, w: Int), outputSize: (Int, Int)) -> DenseTensor {
@@ -421,21 +420,24 @@ extension Convolution {
         var partials = [Float](repeating: 0, count: splitColumns ? 0 : (workers - 1) * weightCount)
         // the unfold gathered from a padded channels-last copy (dW's columns then run tap-major)
         let channelsLast = ChannelsLastUnfold.applies(g)
-        let paddedCount = channelsLast ? ChannelsLastUnfold.paddedCount(g, images: n, height: h, width: w) : 0
-        // 64-byte aligned: a panel read in place is then whole cache lines
-        withUnsafeTemporaryAllocation(byteCount: max(1, paddedCount) * 4, alignment: 64) { paddedBuffer in
-        let paddedFloats = paddedBuffer.baseAddress?.bindMemory(to: Float.self, capacity: paddedCount)
-        input.values.withUnsafeBufferPointer { xb in
-            if channelsLast, let x = xb.baseAddress, let p = paddedFloats {
-                ChannelsLastUnfold.pad(x, geometry: g, images: n, height: h, width: w, into: p)
+        var padded = [Float].uninitialized(channelsLast ? ChannelsLastUnfold.paddedCount(g, images: n, height: h, width: w) : 0)
+        if channelsLast {
+            input.values.withUnsafeBufferPointer { xb in
+                padded.withUnsafeMutableBufferPointer { pb in
+                    guard let x = xb.baseAddress, let p = pb.baseAddress else { return }
+                    ChannelsLastUnfold.pad(x, geometry: g, images: n, height: h, width: w, into: p)
+                }
             }
+        }
+        padded.withUnsafeBufferPointer { paddedBuffer in
+        input.values.withUnsafeBufferPointer { xb in
             dOutput.values.withUnsafeBufferPointer { dyb in
                 dW.withUnsafeMutableBufferPointer { dwb in
                   partials.withUnsafeMutableBufferPointer { pb in
                     withUnsafeTemporaryAllocation(byteCount: workers * laneFloats * 4, alignment: 64) { sb in
                         guard let x = xb.baseAddress, let dy = dyb.baseAddress, let dwMain = dwb.baseAddress,
                               let s = sb.baseAddress?.bindMemory(to: Float.self, capacity: workers * laneFloats) else { return }
-                        let box = UncheckedSendable((x, dy, dwMain, pb.baseAddress, s, channelsLast ? paddedFloats.map { UnsafePointer($0) } : nil))
+                        let box = UncheckedSendable((x, dy, dwMain, pb.baseAddress, s, paddedBuffer.baseAddress))
                         parallelFor(workers) { lane in
                             let (x, dy, dwMain, partial, s, padded) = box.value
                             let aPanels = s + lane * laneFloats
@@ -447,8 +449,6 @@ extension Convolution {
                                 ? 0 ..< total
                                 : min(total, lane * blocks / workers * depth) ..< min(total, (lane + 1) * blocks / workers * depth)
                             guard let dw = splitColumns || lane == 0 ? dwMain : partial.map({ $0 + (lane - 1) * weightCount }) else { return }
-                            withUnsafeTemporaryAllocation(of: Int.self, capacity: depth) { cornerBuffer in
-                            guard let corners = cornerBuffer.baseAddress else { return }
                             for grp in 0 ..< groups {
                                 let dwg = dw + grp * coutG * kdim
                                 var s0 = pixels.lowerBound
@@ -475,24 +475,15 @@ extension Convolution {
                                             let p1 = min(s1, p0 + depth)
                                             let panelsOfA = aPanels + (p0 - s0) / depth * paddedRows * depth
                                             if channelsLast, let padded {
-                                                // one 48-row panel at a time, read in place when it is whole
-                                                // vectors, else gathered (it stays in L1)
-                                                ChannelsLastUnfold.corners(geometry: g, height: h, width: w, outputHeight: oh,
-                                                                           outputWidth: ow, pixels: p0 ..< p1, into: corners)
+                                                // one 48-row panel gathered and multiplied at a time: it stays in L1
                                                 var q0 = r0
                                                 while q0 < r1 {
                                                     let q1 = min(r1, q0 + 48)
-                                                    if let offsets = ChannelsLastUnfold.panelInPlace(geometry: g, width: w, matrixRows: q0 ..< q1) {
-                                                        ChannelsLastUnfold.multiplyAdd(panelsOfA: panelsOfA, rows: coutG, depth: p1 - p0,
-                                                                                       padded: padded, geometry: g, group: grp, corners: corners,
-                                                                                       offsets: offsets, c: dwg + q0, ldc: kdim)
-                                                    } else {
-                                                        ChannelsLastUnfold.gather(padded, geometry: g, group: grp, height: h, width: w,
-                                                                                  outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
-                                                                                  matrixRows: q0 ..< q1, into: bPanels)
-                                                        Microkernel.multiplyAdd(panelsOfA: panelsOfA, rows: coutG, depth: p1 - p0,
-                                                                                panelsOfB: bPanels, columns: q1 - q0, c: dwg + q0, ldc: kdim)
-                                                    }
+                                                    ChannelsLastUnfold.gather(padded, geometry: g, group: grp, height: h, width: w,
+                                                                              outputHeight: oh, outputWidth: ow, pixels: p0 ..< p1,
+                                                                              matrixRows: q0 ..< q1, into: bPanels)
+                                                    Microkernel.multiplyAdd(panelsOfA: panelsOfA, rows: coutG, depth: p1 - p0,
+                                                                            panelsOfB: bPanels, columns: q1 - q0, c: dwg + q0, ldc: kdim)
                                                     q0 = q1
                                                 }
                                             } else {
@@ -509,7 +500,6 @@ extension Convolution {
                                     }
                                     s0 = s1
                                 }
-                            }
                             }
                         }
                     }

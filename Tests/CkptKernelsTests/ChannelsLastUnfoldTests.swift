@@ -3,8 +3,8 @@ import XCTest
 
 // N images, C channels, H rows, W columns (NCHW); conv2d weights are [C_out, C_in/groups, kH, kW].
 
-/// The weight gradient with its unfold gathered from, or read in place in, a padded channels-last
-/// input (`ChannelsLastUnfold`; panels of whole vectors are read in place): bit for bit the transposed-unfold path's result (same products, same
+/// The weight gradient with its unfold gathered from a padded channels-last input
+/// (`ChannelsLastUnfold`): bit for bit the transposed-unfold path's result (same products, same
 /// order, only the matrix's columns permuted) over padding, strides, dilation, groups, ragged
 /// channel counts (runs that are not multiples of 16, panels that cross taps), pixel blocks that
 /// span images, planes of any size, and 1 to 3 threads; and, at a size of resnet's, against the
