@@ -203,20 +203,15 @@ struct Pickler {
         case let .sparse(t): try sparseTensor(t, path: path)
         case let .meta(t):
             // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
-            if t.isParameter { global("torch._utils", "_rebuild_parameter") }
-            global("torch._utils", "_rebuild_meta_tensor_no_storage")
-            op(.MARK)
-            global("torch", t.dtype.rawValue)
-            intTuple(t.shape)
-            intTuple(t.strides)
-            op(t.requiresGrad && !t.isParameter ? .NEWTRUE : .NEWFALSE)
-            op(.TUPLE)
-            op(.REDUCE)
-            if t.isParameter {
-                op(t.requiresGrad ? .NEWTRUE : .NEWFALSE)
-                emptyOrderedDict()
-                op(.TUPLE3)
-                op(.REDUCE)
+            asParameter(t.isParameter, requiresGrad: t.requiresGrad) { p in
+                p.global("torch._utils", "_rebuild_meta_tensor_no_storage")
+                p.op(.MARK)
+                p.global("torch", t.dtype.rawValue)
+                p.intTuple(t.shape)
+                p.intTuple(t.strides)
+                p.op(t.requiresGrad && !t.isParameter ? .NEWTRUE : .NEWFALSE)
+                p.op(.TUPLE)
+                p.op(.REDUCE)
             }
         case let .dtype(d):
             global("torch", d.rawValue)
@@ -256,7 +251,12 @@ struct Pickler {
             return
         }
         guard !t.dtype.isQuantized else { throw fail("'\(path)' is a \(t.dtype.rawValue) tensor without quantization parameters, which torch cannot rebuild") }
-        if t.isParameter { global("torch._utils", "_rebuild_parameter") }
+        try asParameter(t.isParameter, requiresGrad: t.requiresGrad) { p in try p.plainTensor(t, key: key, path: path) }
+    }
+
+    /// `_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, OrderedDict())`, or `_v3`
+    /// with the dtype for dtypes without a storage class (and views of another dtype's storage).
+    private mutating func plainTensor(_ t: Tensor, key: String, path: String) throws {
         let v3 = t.dtype.storageClassName == nil || t.storage.dtype != t.dtype
         global("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2")
         op(.MARK)
@@ -277,8 +277,15 @@ struct Pickler {
         }
         op(.TUPLE)
         op(.REDUCE)
-        if t.isParameter {
-            op(t.requiresGrad ? .NEWTRUE : .NEWFALSE)
+    }
+
+    /// What `body` writes, inside `_rebuild_parameter(…, requires_grad, OrderedDict())` when the
+    /// value was saved as an `nn.Parameter` (as `Parameter.__reduce_ex__` writes it).
+    private mutating func asParameter(_ isParameter: Bool, requiresGrad: Bool, _ body: (inout Pickler) throws -> Void) rethrows {
+        if isParameter { global("torch._utils", "_rebuild_parameter") }
+        try body(&self)
+        if isParameter {
+            op(requiresGrad ? .NEWTRUE : .NEWFALSE)
             emptyOrderedDict()
             op(.TUPLE3)
             op(.REDUCE)
@@ -336,7 +343,10 @@ struct Pickler {
     /// is_coalesced))`, or `(compressed_indices, plain_indices, values, size)` for the compressed
     /// layouts; a Parameter around it as `_rebuild_parameter(sparse, requires_grad, OrderedDict())`.
     private mutating func sparseTensor(_ t: SparseTensor, path: String) throws {
-        if t.isParameter { global("torch._utils", "_rebuild_parameter") }
+        try asParameter(t.isParameter, requiresGrad: t.requiresGrad) { p in try p.sparseBody(t, path: path) }
+    }
+
+    private mutating func sparseBody(_ t: SparseTensor, path: String) throws {
         global("torch._utils", "_rebuild_sparse_tensor")
         global("torch.serialization", "_get_layout")
         string("torch." + t.layout.rawValue)
@@ -353,12 +363,6 @@ struct Pickler {
         op(.TUPLE)
         op(.TUPLE2)
         op(.REDUCE)
-        if t.isParameter {
-            op(t.requiresGrad ? .NEWTRUE : .NEWFALSE)
-            emptyOrderedDict()
-            op(.TUPLE3)
-            op(.REDUCE)
-        }
     }
 
     /// Ends the pickle.
