@@ -261,14 +261,7 @@ extension Tensor {
     /// The elements of an int64 or int32 tensor as `Int`s, in row-major order.
     /// - Throws: `TensorError.unsupportedDType` for other dtypes; storage read errors.
     public func integerValues() throws -> [Int] {
-        switch dtype {
-        case .int64:
-            return try withContiguousBytes { raw in (0 ..< elementCount).map { Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) } }
-        case .int32:
-            return try withContiguousBytes { raw in (0 ..< elementCount).map { Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) } }
-        default:
-            throw TensorError.unsupportedDType(dtype, "expected int64 or int32 indices")
-        }
+        try withIntegerElements { e in (0 ..< elementCount).map { e[$0] } }
     }
 }
 

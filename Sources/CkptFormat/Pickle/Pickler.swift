@@ -200,7 +200,7 @@ struct Pickler {
                 op(.BUILD)
             }
         case let .tensor(t): try tensor(t, path: path)
-        case let .sparse(t): try sparseTensor(t, path: path)
+        case let .sparse(t): try asParameter(t.isParameter, requiresGrad: t.requiresGrad) { p in try p.sparseTensor(t, path: path) }
         case let .meta(t):
             // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
             asParameter(t.isParameter, requiresGrad: t.requiresGrad) { p in
@@ -341,12 +341,8 @@ struct Pickler {
     /// A sparse tensor as torch's `Tensor._reduce_ex_internal` writes it:
     /// `_rebuild_sparse_tensor(_get_layout('torch.sparse_coo'), (indices, values, torch.Size(size),
     /// is_coalesced))`, or `(compressed_indices, plain_indices, values, size)` for the compressed
-    /// layouts; a Parameter around it as `_rebuild_parameter(sparse, requires_grad, OrderedDict())`.
+    /// layouts (a Parameter around it is `asParameter`'s).
     private mutating func sparseTensor(_ t: SparseTensor, path: String) throws {
-        try asParameter(t.isParameter, requiresGrad: t.requiresGrad) { p in try p.sparseBody(t, path: path) }
-    }
-
-    private mutating func sparseBody(_ t: SparseTensor, path: String) throws {
         global("torch._utils", "_rebuild_sparse_tensor")
         global("torch.serialization", "_get_layout")
         string("torch." + t.layout.rawValue)

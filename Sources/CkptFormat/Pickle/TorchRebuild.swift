@@ -38,17 +38,9 @@ enum TorchRebuild {
         case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"):
             let n = g.name == "_rebuild_parameter" ? 3 : 4
             guard args.count == n else { throw bad("expected \(n) arguments, got \(args.count)") }
-            if case var .sparse(t) = args[0] {
-                t.isParameter = true
-                t.requiresGrad = args[1].intValue == 1
-                if n == 4, !isEmptyState(args[3]) { throw c.rebuildError(.unsupported, "\(g): state on a sparse Parameter is not supported") }
-                return .value(.sparse(t))
-            }
-            if case var .meta(t) = args[0] {
-                t.isParameter = true
-                t.requiresGrad = args[1].intValue == 1
-                if n == 4, !isEmptyState(args[3]) { throw c.rebuildError(.unsupported, "\(g): state on a meta Parameter is not supported") }
-                return .value(.meta(t))
+            if let p = markedDataless(args[0], parameter: true, requiresGrad: args[1].intValue == 1) {
+                if n == 4, !isEmptyState(args[3]) { throw c.rebuildError(.unsupported, "\(g): state on a sparse or meta Parameter is not supported") }
+                return .value(p)
             }
             guard case var .tensor(t) = args[0] else { throw bad("argument 1 is a \(args[0].typeName), expected a tensor") }
             t.isParameter = true
@@ -72,14 +64,9 @@ enum TorchRebuild {
             if case var .value(.tensor(t)) = r {
                 if isParameterClass { t.isParameter = true }
                 r = .value(.tensor(try applyTensorState(args[3], to: t, g: g, c: c)))
-            } else if case var .value(.sparse(t)) = r {
-                if isParameterClass { t.isParameter = true }
-                guard isEmptyState(args[3]) else { throw c.rebuildError(.unsupported, "\(g): state on a sparse tensor is not supported") }
-                r = .value(.sparse(t))
-            } else if case var .value(.meta(t)) = r {
-                if isParameterClass { t.isParameter = true }
-                guard isEmptyState(args[3]) else { throw c.rebuildError(.unsupported, "\(g): state on a meta tensor is not supported") }
-                r = .value(.meta(t))
+            } else if case let .value(v) = r, let p = markedDataless(v, parameter: isParameterClass, requiresGrad: nil) {
+                guard isEmptyState(args[3]) else { throw c.rebuildError(.unsupported, "\(g): state on a sparse or meta tensor is not supported") }
+                r = .value(p)
             }
             return r
         case ("torch._utils", "_rebuild_meta_tensor_no_storage"):
@@ -194,6 +181,24 @@ enum TorchRebuild {
             return t
         } catch let e as TensorError {
             throw c.rebuildError(.corrupt, "\(g): \(e)")
+        }
+    }
+
+    /// A sparse or meta tensor (a tensor whose data is not one strided storage view) with the
+    /// Parameter mark added when `parameter`, and `requires_grad` set when given; nil for any
+    /// other value.
+    private static func markedDataless(_ v: Value, parameter: Bool, requiresGrad: Bool?) -> Value? {
+        switch v {
+        case var .sparse(t):
+            t.isParameter = t.isParameter || parameter
+            if let r = requiresGrad { t.requiresGrad = r }
+            return .sparse(t)
+        case var .meta(t):
+            t.isParameter = t.isParameter || parameter
+            if let r = requiresGrad { t.requiresGrad = r }
+            return .meta(t)
+        default:
+            return nil
         }
     }
 

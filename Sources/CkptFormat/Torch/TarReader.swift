@@ -182,9 +182,9 @@ enum TarReader {
                 guard options.salvage else {
                     throw FormatError(.refused, file: file, member: "pickle", "the file is a whole pickled nn.Module (its class source is embedded); use --salvage to list its tensors")
                 }
-                // the class the record names (`('module', cls, source_file, source)`), or a placeholder
-                    if t.count > 1, case let .global(cls) = t[1] { return .object(OpaqueObject(global: cls, construction: .reference)) }
-                    return .object(OpaqueObject(global: QualifiedName("torch.nn", "Module"), construction: .reference))
+                // the class the record names (`('module', cls, source)`), or a placeholder
+                if t.count > 1, case let .global(cls) = t[1] { return .object(OpaqueObject(global: cls, construction: .reference)) }
+                return .object(OpaqueObject(global: QualifiedName("torch.nn", "Module"), construction: .reference))
             }
             // burn-store style: _rebuild_tensor_v2 with zip-style 5-tuple ids
             if case .tuple = pid { return try table.loadZipPID(pid) }

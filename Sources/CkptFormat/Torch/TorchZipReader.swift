@@ -20,6 +20,8 @@ enum TorchZipReader {
         // as torch decides (`_is_torchscript_zip`): a `constants.pkl` record, nothing else; a `code/`
         // folder alone leaves the archive an ordinary checkpoint, read under the ordinary rules
         let isScript = record("constants.pkl") != nil
+        // where a compiled class's TorchScript source sits (`__torch__.a.b.C` in `code/__torch__/a/b.py`)
+        func codePath(_ g: QualifiedName) -> String { prefix + "/code/" + g.module.split(separator: ".").joined(separator: "/") + ".py" }
         if isScript { info.format = .torchscript }
 
         let strays = archive.entries.filter { !$0.name.hasPrefix(prefix + "/") && !$0.isDirectory }
@@ -84,9 +86,8 @@ enum TorchZipReader {
                 throw FormatError(.corrupt, file: file, member: pkl.name, "TorchScript archive whose data.pkl holds a \(root.0.typeName), not a scripted module (torch.jit.load fails on it)")
             }
             for g in u.globals where TorchZipReader.scriptTolerated(g) && g.module.hasPrefix("__torch__") {
-                let path = g.module.split(separator: ".").joined(separator: "/")
-                if archive.entry(named: prefix + "/code/" + path + ".py") == nil {
-                    throw FormatError(.corrupt, file: file, member: prefix + "/code/" + path + ".py", "TorchScript class \(g) has no compiled code in the archive (torch.jit.load fails on it)")
+                if archive.entry(named: codePath(g)) == nil {
+                    throw FormatError(.corrupt, file: file, member: codePath(g), "TorchScript class \(g) has no compiled code in the archive (torch.jit.load fails on it)")
                 }
             }
         }
@@ -98,8 +99,7 @@ enum TorchZipReader {
                 guard g.module.hasPrefix("__torch__") else { return nil }
                 if classes[g.module] == nil {
                     var table: [String: Set<String>] = [:]
-                    let path = prefix + "/code/" + g.module.split(separator: ".").joined(separator: "/") + ".py"
-                    if let e = archive.entry(named: path), e.size <= 64 << 20,
+                    if let e = archive.entry(named: codePath(g)), e.size <= 64 << 20,
                        let text = try? archive.read(e).withBytes({ String(decoding: $0, as: UTF8.self) }) {
                         table = ScriptModuleState.declarations(in: text)
                     }
