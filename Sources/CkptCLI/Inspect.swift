@@ -142,11 +142,17 @@ struct InspectReport {
         viewCount = [:]
         let rootPrefix = located.rootPath.isEmpty ? "" : located.rootPath + "."
         let progress = Progress("stats", total: all.count)
+        var byName: [String: Tensor]?
         var rows: [Row] = []
         rows.reserveCapacity(all.count)
         for (i, (p, t)) in all.enumerated() {
             let inRoot = located.rootPath.isEmpty || p.hasPrefix(rootPrefix)
-            let kind = !inRoot || located.isOptimizerState ? "other" : (KeyAnalysis.isBuffer(p) ? "buffer" : "parameter")
+            let kind = !inRoot || located.isOptimizerState ? "other" : KeyAnalysis.role(of: p, t, tensorNamed: { name in
+                // built only for a one-element `scale` (a quantized module's): a name index of a
+                // 300k-tensor file costs tens of MB
+                if byName == nil { byName = Dictionary(all.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a }) }
+                return byName?[name]
+            }).rawValue
             let shared = (byStorage[ObjectIdentifier(t.storage)] ?? []).filter { $0 != p }
             var s: TensorStats?
             if stats, t.dtype.isNumericallyReadable {
@@ -506,6 +512,8 @@ struct InspectReport {
             ("pickle_protocol", info.pickleProtocol.map(JSONValue.int) ?? .null),
             ("archive_version", info.archiveVersion.map(JSONValue.int) ?? .null),
             ("weights_only_loadable", .bool(info.isWeightsOnlyLoadable)),
+            // storages saved on a GPU: torch.load needs map_location='cpu' on a machine without it
+            ("needs_map_location", .bool(devices.contains { $0.device != "cpu" })),
             ("globals", .array(info.globals.map { .string($0.description) })),
             ("disallowed_globals", .array(info.disallowedGlobals.map { .string($0.description) })),
             ("opcodes_rejected_by_torch", .array(info.opcodesRejectedByTorch.map { .string($0) })),

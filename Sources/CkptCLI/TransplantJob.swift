@@ -83,8 +83,9 @@ struct TransplantJob {
             let t = KeyAnalysis.locateStateDict(try CLI.load(c.into, c.read)).stateDict
             guard !t.isEmpty else { throw SurgeryError(.emptySource, "\(c.into): the template holds no tensors") }
             target = .template(path: c.into)
+            let byKey = Dictionary(t.map { ($0.key, $0.tensor) }, uniquingKeysWith: { a, _ in a })
             specs = t.map { ParameterSpec(key: $0.key, shape: $0.tensor.shape, dtype: $0.tensor.dtype,
-                                          role: KeyAnalysis.isBuffer($0.key) ? .buffer : .parameter) }
+                                          role: KeyAnalysis.role(of: $0.key, $0.tensor, tensorNamed: { byKey[$0] })) }
             options.headKeys = Set(TemplateInitialization.headKeys(specs))
         } else {
             throw ZooError.unknownModel(name: c.into, available: Zoo.names + ["(or a path to a state-dict file)"])

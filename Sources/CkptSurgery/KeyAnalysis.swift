@@ -70,6 +70,31 @@ public enum KeyAnalysis {
         key.hasSuffix("running_mean") || key.hasSuffix("running_var") || key.hasSuffix("num_batches_tracked")
     }
 
+    /// What a state dict's tensor is to its module. A state dict does not record it (torch saves
+    /// parameters and buffers alike as plain tensors), so it is read off what is known: a tensor
+    /// pickled as `nn.Parameter` is one; BatchNorm's running statistics are buffers; so is every
+    /// tensor whose dtype cannot require a gradient (integer and bool tensors: token ids, masks,
+    /// counters — torch refuses `nn.Parameter` of them); and a quantized module's `scale` and
+    /// `zero_point` (one element, beside a quantized tensor or a `zero_point` of the same module).
+    /// `tensorNamed` looks up another key of the same state dict.
+    public static func role(of key: String, _ tensor: Tensor, tensorNamed: (String) -> Tensor?) -> ParameterRole {
+        if tensor.isParameter { return .parameter }
+        if isBuffer(key) { return .buffer }
+        let dtype = tensor.dtype
+        if !dtype.isFloatingPoint, !dtype.isComplex, !dtype.isQuantized { return .buffer }
+        if tensor.elementCount == 1, isQuantizationParameter(key, tensorNamed: tensorNamed) { return .buffer }
+        return .parameter
+    }
+
+    /// True for `<module>.scale` beside a quantized `<module>.weight` or a `<module>.zero_point`
+    /// (a quantized Linear/Conv's output scale, a QuantStub's `quant.scale`).
+    private static func isQuantizationParameter(_ key: String, tensorNamed: (String) -> Tensor?) -> Bool {
+        let (module, name) = key.lastIndex(of: ".").map { (String(key[...$0]), String(key[key.index(after: $0)...])) } ?? ("", key)
+        guard name == "scale" else { return false }
+        if tensorNamed(module + "zero_point") != nil { return true }
+        return tensorNamed(module + "weight")?.dtype.isQuantized ?? false
+    }
+
     /// The PyTorch Lightning version a Lightning checkpoint names (`pytorch-lightning_version`),
     /// `""` for a Lightning-shaped checkpoint without it, nil for any other.
     public static func lightningVersion(_ checkpoint: Checkpoint) -> String? {

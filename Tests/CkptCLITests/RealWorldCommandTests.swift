@@ -91,6 +91,21 @@ final class RealWorldCommandTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("map_location"), r.stdout)
         let j = try JSONValue.parse(try ckpt("inspect", "--json", files + "gpu_cuda0.pth").stdout)
         XCTAssertEqual(j["tensors"]?.arrayValue?.first?["device"], .string("cuda:0"))
+        XCTAssertEqual(j["needs_map_location"], .bool(true))
+        let cpu = try JSONValue.parse(try ckpt("inspect", "--json", files + "py2_latin1.pth").stdout)
+        XCTAssertEqual(cpu["needs_map_location"], .bool(false))
+    }
+
+    func testQuantizationParametersAndIntegerTensorsAreBuffers() throws {
+        let j = try JSONValue.parse(try ckpt("inspect", "--json", "fixtures/quantized/files/qmodel_per_tensor.pth").stdout)
+        let kinds = Dictionary(uniqueKeysWithValues: (j["tensors"]?.arrayValue ?? []).compactMap { t in
+            t["name"]?.stringValue.map { ($0, t["kind"]?.stringValue ?? "") } })
+        XCTAssertEqual(kinds["quant.scale"], "buffer")
+        XCTAssertEqual(kinds["quant.zero_point"], "buffer")
+        XCTAssertEqual(kinds["conv.scale"], "buffer")
+        XCTAssertEqual(kinds["fc.zero_point"], "buffer")
+        XCTAssertEqual(kinds["conv.weight"], "parameter")
+        XCTAssertEqual(kinds["conv.bias"], "parameter")
     }
 
     func testPython2FilesSayWhatTorchDoes() throws {

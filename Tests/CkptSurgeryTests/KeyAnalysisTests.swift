@@ -40,6 +40,30 @@ final class KeyAnalysisTests: XCTestCase {
         XCTAssertFalse(KeyAnalysis.isBuffer("bn1.weight"))
     }
 
+    func testRolesFollowWhatTorchAllowsAParameterToBe() throws {
+        let w = try Tensor(float32: [1, 2], shape: [2])
+        let scalar = try Tensor(float32: [0.5], shape: [1])
+        let ids = try Tensor(dtype: .int64, shape: [2], bytes: [UInt8](repeating: 0, count: 16))
+        let mask = try Tensor(dtype: .bool, shape: [2], bytes: [1, 0])
+        let qweight = try Tensor(dtype: .qint8, shape: [2], bytes: [1, 2])
+        let zeroPoint = try Tensor(dtype: .int64, shape: [], bytes: [UInt8](repeating: 0, count: 8))
+        let table: [String: Tensor] = ["fc.weight": qweight, "fc.scale": scalar, "fc.zero_point": zeroPoint,
+                                       "quant.scale": scalar, "quant.zero_point": zeroPoint,
+                                       "norm.scale": scalar, "emb.weight": w, "tokens": ids, "adj": mask]
+        func role(_ k: String) -> ParameterRole { KeyAnalysis.role(of: k, table[k]!, tensorNamed: { table[$0] }) }
+        XCTAssertEqual(role("emb.weight"), .parameter)
+        XCTAssertEqual(role("fc.weight"), .parameter)      // a quantized module's weight
+        XCTAssertEqual(role("fc.scale"), .buffer)          // beside a quantized weight
+        XCTAssertEqual(role("quant.scale"), .buffer)       // a QuantStub: beside its zero_point
+        XCTAssertEqual(role("fc.zero_point"), .buffer)
+        XCTAssertEqual(role("norm.scale"), .parameter)     // a learnable one-element scale stays a parameter
+        XCTAssertEqual(role("tokens"), .buffer)            // integer and bool tensors cannot be parameters
+        XCTAssertEqual(role("adj"), .buffer)
+        var pinned = ids
+        pinned.isParameter = true                          // what the file says wins
+        XCTAssertEqual(KeyAnalysis.role(of: "tokens", pinned, tensorNamed: { table[$0] }), .parameter)
+    }
+
     func testNestedRootAndWrapperPrefix() throws {
         let t = try Tensor(float32: [1, 2], shape: [2])
         let sd = Value.dict(PyDict(items: [(.string("module.fc.weight"), .tensor(t)), (.string("module.fc.bias"), .tensor(t))], kind: .orderedDict))
