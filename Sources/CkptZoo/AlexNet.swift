@@ -5,55 +5,27 @@ import CkptNN
 
 /// AlexNet as torchvision builds it (the one-GPU variant of "One weird trick").
 /// PyTorch counterpart: `torchvision.models.alexnet.AlexNet`, default initialisation.
-public final class AlexNet: Module {
-    /// Five convolutions with ReLU and three max pools.
-    public let features: Sequential
-    /// `AdaptiveAvgPool2d((6, 6))`.
-    public let avgpool: AdaptiveAvgPool2d
-    /// `Dropout, Linear(9216, 4096), ReLU, Dropout, Linear(4096, 4096), ReLU, Linear(4096, numClasses)`.
-    public let classifier: Sequential
-
-    /// `torchvision.models.alexnet(num_classes=numClasses)`.
+public final class AlexNet: FeaturesPoolClassifier {
+    /// `torchvision.models.alexnet(num_classes=numClasses)`: `features` (five convolutions with
+    /// ReLU and three max pools), `avgpool` to 6×6, and `classifier` (`Dropout, Linear(9216, 4096),
+    /// ReLU, Dropout, Linear(4096, 4096), ReLU, Linear(4096, numClasses)`).
     public init(numClasses: Int, rng: inout SeededGenerator) {
-        features = Sequential([
+        let features = Sequential([
             Conv2d(3, 64, kernelSize: 11, stride: 4, padding: 2, rng: &rng), ReLU(), MaxPool2d(kernelSize: 3, stride: 2),
             Conv2d(64, 192, kernelSize: 5, padding: 2, rng: &rng), ReLU(), MaxPool2d(kernelSize: 3, stride: 2),
             Conv2d(192, 384, kernelSize: 3, padding: 1, rng: &rng), ReLU(),
             Conv2d(384, 256, kernelSize: 3, padding: 1, rng: &rng), ReLU(),
             Conv2d(256, 256, kernelSize: 3, padding: 1, rng: &rng), ReLU(), MaxPool2d(kernelSize: 3, stride: 2),
         ])
-        avgpool = AdaptiveAvgPool2d(height: 6, width: 6)
-        classifier = Sequential([
+        let classifier = Sequential([
             Dropout(), Linear(256 * 6 * 6, 4096, rng: &rng), ReLU(),
             Dropout(), Linear(4096, 4096, rng: &rng), ReLU(),
             Linear(4096, numClasses, rng: &rng),
         ])
-        super.init()
-        register("features", features)
-        register("avgpool", avgpool)
-        register("classifier", classifier)
+        super.init(features: features, avgpool: AdaptiveAvgPool2d(height: 6, width: 6), classifier: classifier)
     }
 
     public override var typeName: String { "AlexNet" }
-
-    public override var sequentialTail: [(path: String, module: Module)] {
-        (child(named: "classifier")?.children ?? []).map { ("classifier." + $0.name, $0.module) }
-    }
-
-    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        var x = try run(features, named: "features", input, context: context)
-        x = try run(avgpool, named: "avgpool", x, context: context)
-        x = try flattenRecording(x, context: context)
-        return try run(classifier, named: "classifier", x, context: context)
-    }
-
-    /// Mirrors `forward`.
-    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
-        var g = try runBackward(classifier, named: "classifier", dOutput, context: context)
-        g = try unflattenGradient(g, context: context)
-        g = try runBackward(avgpool, named: "avgpool", g, context: context)
-        return try runBackward(features, named: "features", g, context: context)
-    }
 }
 
 /// The small CIFAR-10 network of the seed tutorials: three 5×5 convolutions with max pools,

@@ -5,7 +5,7 @@ import CkptNN
 
 /// VGG as torchvision builds it: `features` from a configuration list, `avgpool` to 7×7, and a
 /// three-layer `classifier`. PyTorch counterpart: `torchvision.models.vgg.VGG`.
-public final class VGG: Module {
+public final class VGG: FeaturesPoolClassifier {
     /// One entry of a configuration: a 3×3 convolution to this many channels, or a 2×2 max pool.
     public enum Layer: Sendable, Hashable {
         /// `Conv2d(in, channels, 3, padding=1)` (+ `BatchNorm2d`) + `ReLU`.
@@ -25,26 +25,17 @@ public final class VGG: Module {
         ]
     }()
 
-    /// The convolutional trunk.
-    public let features: Sequential
-    /// `AdaptiveAvgPool2d((7, 7))`.
-    public let avgpool: AdaptiveAvgPool2d
-    /// `Linear(25088, 4096), ReLU, Dropout, Linear(4096, 4096), ReLU, Dropout, Linear(4096, numClasses)`.
-    public let classifier: Sequential
-
-    /// `torchvision.models.vgg*` for a configuration, with or without batch norm.
+    /// `torchvision.models.vgg*` for a configuration, with or without batch norm: `avgpool` to 7×7
+    /// and `classifier` `Linear(25088, 4096), ReLU, Dropout, Linear(4096, 4096), ReLU, Dropout,
+    /// Linear(4096, numClasses)`.
     public init(configuration: [Layer], batchNorm: Bool, numClasses: Int, rng: inout SeededGenerator) {
-        features = VGG.makeFeatures(configuration, batchNorm: batchNorm, rng: &rng)
-        avgpool = AdaptiveAvgPool2d(height: 7, width: 7)
-        classifier = Sequential([
+        let features = VGG.makeFeatures(configuration, batchNorm: batchNorm, rng: &rng)
+        let classifier = Sequential([
             Linear(512 * 7 * 7, 4096, rng: &rng), ReLU(), Dropout(),
             Linear(4096, 4096, rng: &rng), ReLU(), Dropout(),
             Linear(4096, numClasses, rng: &rng),
         ])
-        super.init()
-        register("features", features)
-        register("avgpool", avgpool)
-        register("classifier", classifier)
+        super.init(features: features, avgpool: AdaptiveAvgPool2d(height: 7, width: 7), classifier: classifier)
         TorchvisionInitialization.apply(to: self, linear: .normal(std: 0.01), rng: &rng)
     }
 
@@ -69,23 +60,4 @@ public final class VGG: Module {
     }
 
     public override var typeName: String { "VGG" }
-
-    public override var sequentialTail: [(path: String, module: Module)] {
-        (child(named: "classifier")?.children ?? []).map { ("classifier." + $0.name, $0.module) }
-    }
-
-    public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
-        var x = try run(features, named: "features", input, context: context)
-        x = try run(avgpool, named: "avgpool", x, context: context)
-        x = try flattenRecording(x, context: context)
-        return try run(classifier, named: "classifier", x, context: context)
-    }
-
-    /// Mirrors `forward`.
-    public override func backward(_ dOutput: DenseTensor?, context: ForwardContext) throws -> DenseTensor? {
-        var g = try runBackward(classifier, named: "classifier", dOutput, context: context)
-        g = try unflattenGradient(g, context: context)
-        g = try runBackward(avgpool, named: "avgpool", g, context: context)
-        return try runBackward(features, named: "features", g, context: context)
-    }
 }
