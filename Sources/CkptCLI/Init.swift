@@ -27,6 +27,9 @@ struct Init: ParsableCommand {
     @Flag(name: .long, help: "Overwrite an existing output file.")
     var force = false
 
+    @Flag(name: .long, help: "Print what was written as JSON.")
+    var json = false
+
     func run() throws {
         CLI.returnLargeAllocations()
         try CLI.run {
@@ -46,7 +49,17 @@ struct Init: ParsableCommand {
             }
             progress.finish()
             let bytes = specs.reduce(0) { $0 + $1.byteCount }
-            print("wrote \(output) (\(CheckpointWriter.format(forPath: output).rawValue)): \(entry.name), \(options.numClasses ?? entry.defaultClassCount) classes, \(CLI.plural(specs.count, "tensor")), \(CLI.bytes(bytes)), seed \(seed)")
+            let format = CheckpointWriter.format(forPath: output).rawValue
+            let classes = options.numClasses ?? entry.defaultClassCount
+            if json {
+                CLI.printJSON(.object([
+                    ("output", .string(output)), ("format", .string(format)), ("model", .string(entry.name)),
+                    ("num_classes", .int(classes)), ("tensors", .int(specs.count)), ("bytes", .int(bytes)),
+                    ("seed", .number(JSONNumber(seed))),
+                ]))
+            } else {
+                print("wrote \(output) (\(format)): \(entry.name), \(classes) classes, \(CLI.plural(specs.count, "tensor")), \(CLI.bytes(bytes)), seed \(seed)")
+            }
         }
     }
 }

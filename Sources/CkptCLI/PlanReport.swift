@@ -185,7 +185,7 @@ extension TransplantJob {
         case let .zoo(name, n): head.append(("target", .object([("model", .string(name)), ("num_classes", .int(n))])))
         case let .template(p): head.append(("target", .object([("template", .string(p))])))
         }
-        head += [("seed", .int(Int(truncatingIfNeeded: c.seed))), ("dtype", .string(c.dtype)),
+        head += [("seed", .number(JSONNumber(c.seed))), ("dtype", .string(c.dtype)),
                  ("auto_proposals", .array(proposals.map { .object([("flag", .string($0.flag)), ("confidence", .double(confidence($0)))]) }))]
         return .object(head + PlanReport.members(plan, casts: casts, checks: checks) + [("output", output.map { .string($0) } ?? .null)])
     }

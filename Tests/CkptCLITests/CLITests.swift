@@ -154,6 +154,21 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(names?.count, 9)
     }
 
+    func testInitReportsWhatItWroteAsJSON() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("s.safetensors").path
+        let j = try json(try ckpt("init", "smallcnn", "--num-classes", "3", "--seed", "18446744073709551615", "--json", "-o", out))
+        XCTAssertEqual(j["format"], .string("safetensors"))
+        XCTAssertEqual(j["num_classes"], .int(3))
+        XCTAssertEqual(j["tensors"], .int(10))
+        XCTAssertEqual(j["seed"]?.numberValue?.uint64Value, UInt64.max)
+        let listed = try json(try ckpt("inspect", "--json", out))["tensors"]?.arrayValue
+        XCTAssertEqual(listed?.count, 10)
+        XCTAssertEqual(j["bytes"], .int(listed?.reduce(0) { $0 + ($1["bytes"]?.numberValue?.intValue ?? 0) } ?? -1))
+    }
+
     func testHelpIsAContract() throws {
         try assertSnapshot(try ckpt("--help"), "help")
     }
