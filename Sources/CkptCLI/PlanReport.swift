@@ -74,6 +74,7 @@ enum PlanReport {
         return [
             ("rules", .array(plan.rules.map { .object([("rule", .string($0.text)), ("flag", .string($0.flag)), ("origin", .string($0.originText))]) })),
             ("notes", .array(plan.notes.map { .string($0) })),
+            ("uncovered_values", .string(plan.keepsTargetValues ? "template" : "fresh")),
             ("copied", .array(copied)), ("adapted", .array(adapted)), ("reinitialized", .array(reinit)), ("filled", .array(filled)),
             ("missing", .array(missing)),
             ("unused", .array(plan.unused.map { .object([("key", .string($0.key)), ("shape", shape($0.shape)), ("reason", .string($0.reason))]) })),
@@ -101,7 +102,7 @@ enum PlanReport {
             var j = i
             while j < entries.count, entries[j].spec.modulePath == module { j += 1 }
             let group = entries[i ..< j]
-            let summaries = group.map { summary($0) }
+            let summaries = group.map { summary($0, keepsTargetValue: plan.keepsTargetValue($0)) }
             if Set(summaries.map(\.0)).count == 1 {
                 rows.append([module.isEmpty ? "(top)" : module, CLI.plural(group.count, "tensor"), summaries[0].0, summaries[0].1])
             } else {
@@ -113,8 +114,9 @@ enum PlanReport {
     }
 
     /// What happened to an entry, said for its module (`copied from features.3`), and the rule.
-    static func summary(_ e: MatchPlan.Entry) -> (String, String) {
+    static func summary(_ e: MatchPlan.Entry, keepsTargetValue: Bool = false) -> (String, String) {
         let rule = e.rule ?? ""
+        let fresh = keepsTargetValue ? "the template's value" : "fresh value"
         switch e.action {
         case let .copy(from), let .adapt(from, _):
             let verb: String
@@ -122,9 +124,9 @@ enum PlanReport {
             let sourceModule = StateDict.modulePath(of: from)
             return ("\(verb) \(sourceModule.isEmpty ? from : sourceModule)", rule)
         case .fill: return ("copied from the source; num_batches_tracked filled with 0", rule)
-        case let .reinitialize(r): return ("re-initialised: \(r.text)", "")
-        case .missing: return ("not in the source: fresh value", "")
-        case let .mismatch(from, s): return ("mismatched (\(from) is \(CLI.shape(s))): fresh value", "")
+        case let .reinitialize(r): return (keepsTargetValue ? "the template's value: \(r.text)" : "re-initialised: \(r.text)", "")
+        case .missing: return ("not in the source: \(fresh)", "")
+        case let .mismatch(from, s): return ("mismatched (\(from) is \(CLI.shape(s))): \(fresh)", "")
         }
     }
 

@@ -128,7 +128,10 @@ struct TransplantJob {
         }
         var plan = try Planner.plan(source: sourceState.shapes, target: specs, rules: rules, options: options)
         if let n = recipeNote { plan.notes.insert(n, at: 0) }
-        if case .template = target { plan.notes.append("template target: fresh values use PyTorch's layer defaults") }
+        if case .template = target {
+            plan.keepsTargetValues = true
+            plan.notes.append("template target: keys the source does not cover keep the template's values (as `model_dict.update(pretrained)` does)")
+        }
         return TransplantJob(located: located, sourceArchitecture: guess, sourceModel: sourceModel, sourceClasses: sourceClasses, target: target, specs: specs,
                              options: options, rules: rules, proposals: proposals, plan: plan)
     }
@@ -210,8 +213,21 @@ struct TransplantJob {
                 for spec in needed where initial[spec.key]?.shape != spec.shape {
                     initial[spec.key] = try TemplateInitialization.values(for: [spec], among: specs, seed: c.seed)[spec.key]
                 }
-            case .template:
-                initial = try TemplateInitialization.values(for: needed, among: specs, seed: c.seed)
+            case let .template(path):
+                // the template's own tensor where it fits (a widened first conv does not, and one
+                // the user asked to re-initialise is not taken): PyTorch's layer defaults otherwise
+                let own = Dictionary(KeyAnalysis.locateStateDict(try CLI.load(path, c.read)).stateDict.map { ($0.key, $0.tensor) },
+                                     uniquingKeysWith: { a, _ in a })
+                let kept = Set(plan.entries.filter { plan.keepsTargetValue($0) }.map(\.spec.key))
+                var fresh: [ParameterSpec] = []
+                for spec in needed {
+                    if kept.contains(spec.key), let t = own[spec.key], t.shape == spec.shape, t.dtype == spec.dtype {
+                        initial[spec.key] = t
+                    } else {
+                        fresh.append(spec)
+                    }
+                }
+                initial.merge(try TemplateInitialization.values(for: fresh, among: specs, seed: c.seed)) { a, _ in a }
             }
             lap("initial values")
             let (state, reports) = try plan.apply(source: located.stateDict, initialValues: initial, dtype: dtype)

@@ -151,6 +151,18 @@ public struct MatchPlan: Sendable {
     public var rules: [TransplantRule]
     /// Things the planner decided on its own that a user should know (a recipe skipped).
     public var notes: [String]
+    /// True when the target has values of its own (a template state dict): keys the source does
+    /// not cover keep them, as `model_dict.update(pretrained); model.load_state_dict(model_dict)`
+    /// keeps the model's, instead of getting fresh ones.
+    public var keepsTargetValues = false
+
+    /// True when `entry`'s value is the target's own (see `keepsTargetValues`): every uncovered
+    /// entry but a first convolution the user asked to re-initialise (`--in-channels-mode random`).
+    public func keepsTargetValue(_ entry: Entry) -> Bool {
+        guard keepsTargetValues, entry.needsInitialValue else { return false }
+        if case .reinitialize(.inputConvolution) = entry.action { return false }
+        return true
+    }
 
     /// A plan.
     public init(entries: [Entry], unused: [Unused], rules: [TransplantRule], notes: [String] = []) {

@@ -207,8 +207,9 @@ final class TransplantCommandTests: XCTestCase {
         let template = try write(try specs.map { s -> (String, Tensor) in
             var shape = s.shape
             if s.key.hasPrefix("fc.") { shape[0] = 5 }
+            // the head (which the source cannot cover: 1000 classes against 5) holds the user's own values
             let t = s.dtype == "int64" ? try Tensor(dtype: .int64, shape: shape, bytes: [UInt8](repeating: 0, count: 8))
-                : try Tensor(float32: [Float](repeating: 0, count: shape.reduce(1, *)), shape: shape)
+                : try Tensor(float32: [Float](repeating: s.key.hasPrefix("fc.") ? 0.25 : 0, count: shape.reduce(1, *)), shape: shape)
             return (rename(s.key), t)
         }, to: "mine.pth")
         let out = path("mine_from_resnet18.pth")
@@ -224,6 +225,12 @@ final class TransplantCommandTests: XCTestCase {
                            try Self.bits(try XCTUnwrap(given[s.key])), s.key)
         }
         XCTAssertEqual(written.first { $0.path == "head.weight" }?.tensor.shape, [5, 512])
+        // keys the source does not cover keep the template's values, as seed 001's
+        // `model_dict.update(pretrained); model.load_state_dict(model_dict)` keeps the model's
+        for key in ["head.weight", "head.bias"] {
+            XCTAssertEqual(Set(try XCTUnwrap(written.first { $0.path == key }?.tensor).floats()), [0.25], key)
+        }
+        XCTAssertTrue(r.stdout.contains("the template's value"), r.stdout)
         // templates have no class count of their own to change
         let n = try ckpt("transplant", source, "--into", template, "--num-classes", "3", "-o", path("n.pth"))
         XCTAssertEqual(n.status, 2)
