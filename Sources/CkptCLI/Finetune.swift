@@ -19,8 +19,10 @@ struct Finetune: ParsableCommand {
             again; either failing stops the command (--no-verify skips both). What trains: --mode feature-extract \
             (only re-initialised layers, or the head), finetune (everything, or what --train / --freeze / \
             --freeze-first leave), two-stage (the head for --stage1-epochs, then everything at lr x \
-            --unfreeze-lr-factor with a new optimizer). Frozen tensors and the statistics of frozen batch norms are \
-            checked bit for bit after every epoch. Training: ImageFolder + DataLoader as torchvision's \
+            --unfreeze-lr-factor with a new optimizer). A batch norm whose parameters are frozen runs in eval mode \
+            (running statistics, kept as loaded); --frozen-bn train gives it torch's behaviour under model.train() \
+            with requires_grad=False (batch statistics, running ones updated), as the tutorials' loops do. Frozen \
+            tensors and the statistics of eval-mode frozen batch norms are checked bit for bit after every epoch. Training: ImageFolder + DataLoader as torchvision's \
             (RandomResizedCrop + flip, or Resize + CenterCrop with --no-augment), zero_grad, forward, \
             cross-entropy, backward, step; the schedule steps once per epoch; validation in eval mode with \
             Resize(round(S*256/224)) + CenterCrop(S). Without augmentation, where only a head trains (feature extraction, \
@@ -127,6 +129,9 @@ struct Finetune: ParsableCommand {
     @Flag(name: .long, help: "Run the whole network every epoch even where only a head trains without augmentation (no cached features).")
     var noCache = false
 
+    @Option(name: .long, help: "Frozen batch norms while training: eval (running statistics, unchanged) or train (batch statistics, running ones updated: torch's model.train() with requires_grad=False; no cached features).")
+    var frozenBn = "eval"
+
     @Option(name: .long, help: "Threads decoding images ahead of the model.")
     var workers = 1
 
@@ -209,6 +214,11 @@ struct Finetune: ParsableCommand {
         o.workers = workers
         o.verify = !noVerify
         o.cacheFeatures = !noCache
+        switch frozenBn {
+        case "eval": o.frozenBatchNormStatistics = false
+        case "train": o.frozenBatchNormStatistics = true
+        default: throw TrainingError.invalidOption(option: "--frozen-bn", message: "must be eval or train, got '\(frozenBn)'")
+        }
         o.ignoreIndex = ignoreIndex
         switch inputs {
         case nil, "grey": o.inputPlanes = nil

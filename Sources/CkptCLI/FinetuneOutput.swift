@@ -83,6 +83,7 @@ final class FinetuneOutput {
         how += "; \(CLI.plural(o.epochs, "epoch")) of \(batches) batch\(batches == 1 ? "" : "es") of \(o.batchSize), \(run.imageSize)x\(run.imageSize)"
         how += o.augment ? ", augmented" : ", no augmentation"
         how += o.shuffle ? ", shuffled (seed \(o.seed))" : ", ImageFolder order"
+        if o.frozenBatchNormStatistics { how += "; frozen batch norms use batch statistics (--frozen-bn train)" }
         if let b = run.cachedHeadBoundary { how += "; the frozen network runs once per image, the head (from \(b)) trains on its outputs" }
         say("training: \(how)")
         if let e = resumedFrom { say("resumed: \(c.resume ?? "") after epoch \(e)") }
@@ -172,7 +173,8 @@ final class FinetuneOutput {
                 ("data", .string(c.data)), ("task", .string(run.task.rawValue)), ("classes", .array(run.classNames.map { .string($0) })), ("mode", .string(run.options.mode.rawValue)),
                 ("epochs", .int(run.options.epochs)), ("resumed_after_epoch", resumedFrom.map { .int($0) } ?? .null),
                 ("best_epoch", summary.bestEpoch.map { .int($0) } ?? .null), ("metrics", .array(metrics)),
-                ("trainable", .array(run.trainableKeys.map { .string($0) })), ("steps", .int(summary.steps)),
+                ("trainable", .array(run.trainableKeys.map { .string($0) })),
+                ("frozen_batch_norms", .string(run.options.frozenBatchNormStatistics ? "train" : "eval")), ("steps", .int(summary.steps)),
                 ("seconds", .double(seconds)), ("images_per_second", .double(summary.imagesPerSecond)),
                 ("output", .string(c.output)), ("train_checkpoint", .string(c.trainCheckpointPath)), ("metrics_csv", .string(reports.metricsPath)), ("curves_svg", .string(reports.curvesPath)), ("classes_txt", classesPath.map { .string($0) } ?? .null),
                 ("tensorboard", reports.tensorBoard.map { .string($0.path) } ?? .null),

@@ -7,9 +7,9 @@ import CkptKernels
 ///
 /// In eval mode, and when its affine parameters are frozen, it normalises with the running
 /// statistics and leaves them alone ("frozen batch norms run in eval mode"); in training mode
-/// with trainable parameters it uses the batch's statistics and updates the running ones
-/// (momentum, unbiased variance, `num_batches_tracked`). PyTorch counterpart: `torch.nn.BatchNorm2d`
-/// (eps 1e-5, momentum 0.1).
+/// with trainable parameters — or frozen ones and `batchStatisticsWhenFrozen` — it uses the
+/// batch's statistics and updates the running ones (momentum, unbiased variance,
+/// `num_batches_tracked`). PyTorch counterpart: `torch.nn.BatchNorm2d` (eps 1e-5, momentum 0.1).
 public final class BatchNorm2d: Module {
     /// γ, `[C]`.
     public let weight: Parameter
@@ -52,8 +52,15 @@ public final class BatchNorm2d: Module {
                                       runningVariance: runningVariance.value, epsilon: epsilon)
     }
 
-    /// True when a forward normalises with the batch's statistics: training mode, parameters trainable.
-    public var usesBatchStatistics: Bool { isTraining && trainsOwnParameters }
+    /// In training mode, normalise with the batch's statistics (and update the running ones) even
+    /// when the affine parameters are frozen: what torch does for `requires_grad=False` under
+    /// `model.train()` (the tutorials' feature extraction), where ckpt's default keeps a frozen norm
+    /// in eval mode.
+    public var batchStatisticsWhenFrozen = false
+
+    /// True when a forward normalises with the batch's statistics: training mode, and parameters
+    /// trainable or `batchStatisticsWhenFrozen`.
+    public var usesBatchStatistics: Bool { isTraining && (trainsOwnParameters || batchStatisticsWhenFrozen) }
 
     public override func forward(_ input: DenseTensor, context: ForwardContext) throws -> DenseTensor {
         try forward(input, relu: nil, context: context)

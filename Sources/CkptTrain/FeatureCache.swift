@@ -39,7 +39,7 @@ public struct HeadSplit {
         let inHead = Set(headModules.flatMap { $0.module.namedModules().map { ObjectIdentifier($0.module) } })
         for (_, m) in model.namedModules() where !inHead.contains(ObjectIdentifier(m)) {
             if isRandom(m) { return nil }
-            if let bn = m as? BatchNorm2d, !trainable(bn).isEmpty || bn.trainsOwnParameters { return nil }
+            if let bn = m as? BatchNorm2d, !trainable(bn).isEmpty || bn.trainsOwnParameters || bn.batchStatisticsWhenFrozen { return nil }
         }
         return HeadSplit(boundary: tail[start].path, head: Sequential(named: Array(headModules)))
     }

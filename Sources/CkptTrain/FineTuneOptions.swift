@@ -99,6 +99,10 @@ public struct FineTuneOptions: Sendable {
     /// The most the cached features may take (training and validation); above it every epoch
     /// runs the whole network.
     public var featureCacheBytes = 4 << 30
+    /// Frozen batch norms normalise with the batch's statistics in training and update their
+    /// running ones, as torch does for `requires_grad=False` under `model.train()` (the seeds'
+    /// recipe); off, they run in eval mode and stay as loaded. On turns feature caching off.
+    public var frozenBatchNormStatistics = false
 
     /// The defaults: `finetune`, SGD with momentum 0.9, lr 0.001, 5 epochs, batch 32.
     public init() {}

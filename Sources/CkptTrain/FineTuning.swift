@@ -140,6 +140,9 @@ public final class FineTuning {
         schedule = try stages.schedule(for: stage, optimizer: optimizer)
         trainer.optimizer = optimizer
         fitted.model.setTraining(true)
+        for (_, m) in fitted.model.namedModules() {
+            (m as? BatchNorm2d)?.batchStatisticsWhenFrozen = options.frozenBatchNormStatistics
+        }
         frozen = FrozenTensors(model: fitted.model)
         self.stage = stage
     }

@@ -7,7 +7,8 @@ import CkptNN
 
 /// The tensors that must not move while a stage trains, held as they were when it started:
 /// every parameter that does not train, and the buffers of every module none of whose own
-/// parameters train (a frozen batch norm's running statistics and counter).
+/// parameters train (a frozen batch norm's running statistics and counter, unless it normalises
+/// with batch statistics: `BatchNorm2d.batchStatisticsWhenFrozen`).
 ///
 /// The snapshot keeps the value arrays themselves: copy-on-write makes that free for tensors that
 /// indeed never change, and a tensor written in place gets a copy of its own, leaving the
@@ -22,6 +23,7 @@ struct FrozenTensors {
         for (path, module) in model.namedModules() {
             let own = module.ownParameters
             let trainsOwn = own.contains { $0.parameter.role == .parameter && $0.parameter.requiresGrad }
+                || (module as? BatchNorm2d)?.batchStatisticsWhenFrozen == true
             for (name, p) in own {
                 let frozen = p.role == .parameter ? !p.requiresGrad : !trainsOwn
                 guard frozen, seen.insert(ObjectIdentifier(p)).inserted else { continue }

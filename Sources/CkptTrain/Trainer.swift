@@ -23,7 +23,7 @@ public struct StepOutcome: Sendable {
 ///
 /// The model trains in training mode; which parameters train is their `requiresGrad` (set by
 /// `TrainableSelection`); batch norms whose parameters are frozen run in eval mode and keep
-/// their statistics. A step whose loss or gradients are not finite stops before changing
+/// their statistics, unless `BatchNorm2d.batchStatisticsWhenFrozen` (torch's `model.train()`). A step whose loss or gradients are not finite stops before changing
 /// anything (weights, optimizer state and batch-norm statistics are as before the step).
 /// PyTorch counterpart: the body of a tutorial's `for inputs, labels in loader:` loop.
 public final class Trainer {

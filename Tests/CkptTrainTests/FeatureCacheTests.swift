@@ -21,6 +21,16 @@ final class FeatureCacheTests: XCTestCase {
         XCTAssertNil(HeadSplit.of(resnet), "layer4 is not in the tail")
         try TrainableSelection.only(["bn1"]).apply(to: resnet)
         XCTAssertNil(HeadSplit.of(resnet), "a trainable batch norm in the prefix")
+        // frozen batch norms with batch statistics (--frozen-bn train): the prefix depends on the
+        // batch, so nothing is cached, and their running statistics are not held frozen
+        try TrainableSelection.only(["fc"]).apply(to: resnet)
+        XCTAssertTrue(FrozenTensors(model: resnet).keys.contains("layer1.0.bn1.running_mean"))
+        for (_, m) in resnet.namedModules() { (m as? BatchNorm2d)?.batchStatisticsWhenFrozen = true }
+        XCTAssertNil(HeadSplit.of(resnet), "batch statistics in the prefix")
+        let held = FrozenTensors(model: resnet).keys
+        XCTAssertTrue(held.contains("layer1.0.bn1.weight"), "the affine parameters stay frozen")
+        XCTAssertFalse(held.contains { $0.hasSuffix("running_mean") || $0.hasSuffix("num_batches_tracked") })
+        for (_, m) in resnet.namedModules() { (m as? BatchNorm2d)?.batchStatisticsWhenFrozen = false }
 
         let alexnet = try Zoo.make("alexnet", numClasses: 5, initialize: false)
         alexnet.setTraining(true)

@@ -23,6 +23,9 @@ final class TrainingGoldenTests: XCTestCase {
         let allKeys = model.namedParameters().filter { $0.parameter.role == .parameter }.map(\.key)
         try (Set(trainable) == Set(allKeys) ? TrainableSelection.all : .only(trainable)).apply(to: model)
         model.setTraining(true)
+        if golden["frozen_batchnorm_train"] as? Bool == true {
+            for (_, m) in model.namedModules() { (m as? BatchNorm2d)?.batchStatisticsWhenFrozen = true }
+        }
         let shapes = try XCTUnwrap(golden["input_shapes"] as? [[Int]])
         let inputs = try shapes.enumerated().map { try TrainingGoldens.input($1, argument: $0, hash: hash) }
         let count = shapes[0].count == 4 && name == "segnet" ? shapes[0][0] * shapes[0][2] * shapes[0][3] : shapes[0][0]
@@ -103,6 +106,8 @@ final class TrainingGoldenTests: XCTestCase {
     /// Every convolution of segnet trains with its batch norms frozen (eval mode): the shared
     /// triples sum the gradients of their four uses; well conditioned where batch statistics are not.
     func testSegNetFrozenBatchNormStepEqualsTorch() throws { try checkOneStep("segnet_frozen_bn", inputGradients: true) }
+    /// torch's `model.train()` with `requires_grad=False` outside `fc` (`--frozen-bn train`).
+    func testResNet18HeadWithFrozenBatchStatisticsEqualsTorch() throws { try checkOneStep("resnet18_head_bn_train") }
 }
 
 /// Three optimizer steps against torch: the losses and every state-dict entry afterwards.
@@ -178,4 +183,6 @@ final class OptimizerStepGoldenTests: XCTestCase {
     func testResNet18Layer4AdamW() throws { try checkSteps("resnet18_layer4", optimizer: "adamw") }
     func testSegNetFrozenBatchNormSGD() throws { try checkSteps("segnet_frozen_bn", optimizer: "sgd") }
     func testSegNetFrozenBatchNormAdamW() throws { try checkSteps("segnet_frozen_bn", optimizer: "adamw") }
+    func testResNet18HeadFrozenBatchStatisticsSGD() throws { try checkSteps("resnet18_head_bn_train", optimizer: "sgd") }
+    func testResNet18HeadFrozenBatchStatisticsAdamW() throws { try checkSteps("resnet18_head_bn_train", optimizer: "adamw") }
 }
