@@ -10,7 +10,7 @@ public enum ImageDecoder {
     public static let maximumFileBytes = 1 << 30
 
     /// Decodes the image file at `path`.
-    /// - Throws: `DataError` `.io` (cannot read), `.unsupported` (neither JPEG nor PNG),
+    /// - Throws: `DataError` `.io` (cannot read), `.unsupported` (not JPEG, PNG or netpbm),
     ///   `.truncated`, `.corrupt` or `.limit`.
     /// PIL counterpart: `Image.open(path)` followed by `load()`.
     public static func decode(contentsOf path: String) throws -> DecodedImage {
@@ -50,11 +50,12 @@ public enum ImageDecoder {
         }
     }
 
-    /// The format the first bytes announce, `nil` when neither JPEG nor PNG.
+    /// The format the first bytes announce, `nil` when none ckpt decodes.
     public static func sniff(_ bytes: UnsafeRawBufferPointer) -> ImageFormat? {
         if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF { return .jpeg }
         let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         if bytes.count >= 8, zip(bytes.prefix(8), signature).allSatisfy({ $0 == $1 }) { return .png }
+        if PNMDecoder.accepts(bytes) { return .netpbm }
         return nil
     }
 
@@ -65,10 +66,12 @@ public enum ImageDecoder {
         case .png:
             let samples = try PNGDecoder.samples(raw, file: file)
             return DecodedImage(image: samples.image(), format: .png, mode: samples.pilMode, warnings: [])
+        case .netpbm:
+            return try PNMDecoder.decode(raw, file: file)
         case nil:
-            if raw.isEmpty { throw DataError(.truncated, file: file, "empty file: expected a jpeg or png image") }
+            if raw.isEmpty { throw DataError(.truncated, file: file, "empty file: expected a jpeg, png or netpbm image") }
             let head = raw.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")
-            throw DataError(.unsupported, file: file, "not a jpeg or png image: the file starts with \(head)")
+            throw DataError(.unsupported, file: file, "not a jpeg, png or netpbm (ppm/pgm/pbm) image: the file starts with \(head)")
         }
     }
 

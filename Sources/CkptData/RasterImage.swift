@@ -148,4 +148,6 @@ public enum ImageFormat: String, Sendable {
     case jpeg
     /// PNG (`89 50 4E 47 0D 0A 1A 0A`).
     case png
+    /// Netpbm: PBM, PGM, PPM (`P1`–`P6` and a whitespace byte).
+    case netpbm
 }

@@ -26,6 +26,34 @@ final class DecodeTests: XCTestCase {
         }
     }
 
+    func testBrokenNetpbmFilesAreOneLineErrors() throws {
+        func kind(_ text: String, _ tail: [UInt8] = []) -> DataError.Kind? {
+            do {
+                _ = try ImageDecoder.decode(Array(text.utf8) + tail, file: "x.ppm")
+                return nil
+            } catch let e as DataError {
+                XCTAssertTrue(e.description.contains("x.ppm"), e.description)
+                return e.kind
+            } catch {
+                return nil
+            }
+        }
+        XCTAssertEqual(kind("P6\n2 2\n255\n", [1, 2, 3]), .truncated)
+        XCTAssertEqual(kind("P5\n2 2\n65535\n", [0, 1, 0, 2, 0, 3]), .truncated, "two bytes a sample above 255")
+        XCTAssertEqual(kind("P6\n2 2\n"), .truncated)
+        XCTAssertEqual(kind("P6\n-2 2\n255\n"), .corrupt)
+        XCTAssertEqual(kind("P5\n2 2\n0\n"), .corrupt)
+        XCTAssertEqual(kind("P5\n2 2\n65536\n"), .corrupt)
+        XCTAssertEqual(kind("P5\n2 2\n12345678901\n"), .corrupt, "a token of more than 10 characters")
+        XCTAssertEqual(kind("P2\n2 1\n10\n3 11\n"), .corrupt, "a plain sample above maxval")
+        XCTAssertEqual(kind("P1\n2 1\n0 2\n"), .corrupt)
+        XCTAssertEqual(kind("P3\n1 1\n255\n1 2\n"), .truncated)
+        XCTAssertEqual(kind("P6\n100000 100000\n255\n"), .limit)
+        // a comment inside a token joins its halves, as PIL's _read_token does
+        let joined = try ImageDecoder.decode(Array("P5\n1#c\n2 1\n255\n".utf8) + [7] + Array(repeating: 9, count: 11), file: "x.pgm")
+        XCTAssertEqual(joined.image.width, 12)
+    }
+
     func testGreySourcesDecodeToOneChannelAndColourToThree() throws {
         for name in ["grey.jpg", "grey16.png", "grey_alpha16.png", "grey1.png", "grey_alpha8.png"] {
             XCTAssertEqual(try ImageDecoder.decode(contentsOf: DataFixtures.path("images/" + name)).image.channels, 1, name)
