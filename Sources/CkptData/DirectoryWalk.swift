@@ -54,8 +54,8 @@ enum PathOrder {
 public enum ImageExtensions {
     /// `(".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")`.
     public static let torchvision = [".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"]
-    /// The ones whose formats ckpt decodes (JPEG, PNG, and netpbm's PPM and PGM).
-    public static let decodable = [".jpg", ".jpeg", ".png", ".ppm", ".pgm"]
+    /// The ones whose formats ckpt decodes (JPEG, PNG, netpbm's PPM and PGM, BMP).
+    public static let decodable = [".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp"]
 
     /// True when the lower-cased name ends with one of `extensions` (torchvision's
     /// `has_file_allowed_extension`).

@@ -10,7 +10,7 @@ public enum ImageDecoder {
     public static let maximumFileBytes = 1 << 30
 
     /// Decodes the image file at `path`.
-    /// - Throws: `DataError` `.io` (cannot read), `.unsupported` (not JPEG, PNG or netpbm),
+    /// - Throws: `DataError` `.io` (cannot read), `.unsupported` (not JPEG, PNG, netpbm or BMP),
     ///   `.truncated`, `.corrupt` or `.limit`.
     /// PIL counterpart: `Image.open(path)` followed by `load()`.
     public static func decode(contentsOf path: String) throws -> DecodedImage {
@@ -56,6 +56,7 @@ public enum ImageDecoder {
         let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         if bytes.count >= 8, zip(bytes.prefix(8), signature).allSatisfy({ $0 == $1 }) { return .png }
         if PNMDecoder.accepts(bytes) { return .netpbm }
+        if BMPDecoder.accepts(bytes) { return .bmp }
         return nil
     }
 
@@ -68,10 +69,12 @@ public enum ImageDecoder {
             return DecodedImage(image: samples.image(), format: .png, mode: samples.pilMode, warnings: [])
         case .netpbm:
             return try PNMDecoder.decode(raw, file: file)
+        case .bmp:
+            return try BMPDecoder.decode(raw, file: file)
         case nil:
-            if raw.isEmpty { throw DataError(.truncated, file: file, "empty file: expected a jpeg, png or netpbm image") }
+            if raw.isEmpty { throw DataError(.truncated, file: file, "empty file: expected a jpeg, png, netpbm or bmp image") }
             let head = raw.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")
-            throw DataError(.unsupported, file: file, "not a jpeg, png or netpbm (ppm/pgm/pbm) image: the file starts with \(head)")
+            throw DataError(.unsupported, file: file, "not a jpeg, png, netpbm (ppm/pgm/pbm) or bmp image: the file starts with \(head)")
         }
     }
 

@@ -25,7 +25,7 @@ public struct FolderIssue: Sendable, Equatable, CustomStringConvertible {
         case hidden
         /// A file without one of torchvision's image extensions: left out, as torchvision does.
         case notAnImage
-        /// An image extension ckpt cannot decode (`.bmp`, `.webp`, `.tif`, `.tiff`): left out.
+        /// An image extension ckpt cannot decode (`.webp`, `.tif`, `.tiff`): left out.
         case unsupportedFormat
         /// A class folder holding no image in this split (torchvision: `FileNotFoundError`).
         case emptyClass

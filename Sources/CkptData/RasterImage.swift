@@ -150,4 +150,6 @@ public enum ImageFormat: String, Sendable {
     case png
     /// Netpbm: PBM, PGM, PPM (`P1`–`P6` and a whitespace byte).
     case netpbm
+    /// Windows bitmap (`BM`).
+    case bmp
 }

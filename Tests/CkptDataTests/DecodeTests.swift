@@ -54,6 +54,35 @@ final class DecodeTests: XCTestCase {
         XCTAssertEqual(joined.image.width, 12)
     }
 
+    func testBrokenOrUnreadBMPFilesAreOneLineErrors() throws {
+        let good = try Data(contentsOf: URL(fileURLWithPath: DataFixtures.path("images/bmp_24.bmp")))
+        func kind(_ bytes: [UInt8]) -> DataError.Kind? {
+            do {
+                _ = try ImageDecoder.decode(bytes, file: "x.bmp")
+                return nil
+            } catch let e as DataError {
+                XCTAssertTrue(e.description.contains("x.bmp"), e.description)
+                return e.kind
+            } catch {
+                return nil
+            }
+        }
+        func patched(_ offset: Int, _ value: UInt32) -> [UInt8] {
+            var b = [UInt8](good)
+            for i in 0 ..< 4 { b[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
+            return b
+        }
+        XCTAssertNil(kind([UInt8](good)))
+        XCTAssertEqual(kind(Array(good.dropLast(5))), .truncated)
+        XCTAssertEqual(kind(Array(good.prefix(20))), .truncated)
+        XCTAssertEqual(kind(patched(30, 1)), .unsupported, "RLE8")
+        XCTAssertEqual(kind(patched(30, 4)), .unsupported, "JPEG in BMP")
+        XCTAssertEqual(kind(patched(14, 20)), .unsupported, "an unknown header size")
+        XCTAssertEqual(kind(patched(18, 0)), .corrupt, "zero width")
+        XCTAssertEqual(kind(patched(18, 1 << 30)), .limit)
+        XCTAssertEqual(kind(patched(30, 3)), .unsupported, "24-bit bit fields without masks PIL knows")
+    }
+
     func testGreySourcesDecodeToOneChannelAndColourToThree() throws {
         for name in ["grey.jpg", "grey16.png", "grey_alpha16.png", "grey1.png", "grey_alpha8.png"] {
             XCTAssertEqual(try ImageDecoder.decode(contentsOf: DataFixtures.path("images/" + name)).image.channels, 1, name)

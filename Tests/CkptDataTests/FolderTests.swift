@@ -47,15 +47,15 @@ final class FolderTests: XCTestCase {
         try make(expected.tree, under: temp)
         let folder = try ImageFolder(root: temp.path, options: FolderOptions(includeHidden: true))
         XCTAssertEqual(folder.classes, expected.classes)
-        // torchvision also indexes .bmp/.tif/.webp; ckpt reports them instead (it decodes .ppm/.pgm)
+        // torchvision also indexes .tif/.webp; ckpt reports them instead (it decodes .ppm/.pgm/.bmp)
         let want = expected.samples.compactMap { pair -> Sample? in
             guard case let .string(rel) = pair[0], case let .int(index) = pair[1] else { return nil }
-            if ImageExtensions.matches(rel, [".bmp", ".tif", ".tiff", ".webp"]) { return nil }
+            if ImageExtensions.matches(rel, [".tif", ".tiff", ".webp"]) { return nil }
             return Sample(path: temp.path + "/" + rel, classIndex: index)
         }
         XCTAssertEqual(folder.samples, want)
         let unsupported = folder.issues.filter { $0.kind == .unsupportedFormat }.map { URL(fileURLWithPath: $0.path).lastPathComponent }
-        XCTAssertEqual(unsupported, ["x.TIF", "y.bmp", "z.webp"])
+        XCTAssertEqual(unsupported, ["x.TIF", "z.webp"])
     }
 
     func testByDefaultHiddenEntriesAreLeftOutAndReported() throws {
