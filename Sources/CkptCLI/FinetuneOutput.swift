@@ -60,7 +60,7 @@ final class FinetuneOutput {
         let counts = run.sampleCounts, issues = run.dataIssues
         let kind = run.task == .segmentation ? "image and mask pair" : "image"
         say("data: \(c.data) (\(run.dataLayout)): \(run.classNames.count) classes\(run.task == .segmentation ? " (per pixel)" : ""), \(CLI.plural(counts.train, "training " + kind)), \(CLI.plural(counts.validation, "validation " + kind))")
-        for issue in issues.prefix(10) { warning(issue.description) }
+        for issue in issues.prefix(10) { warning(issue.message) }
         if issues.count > 10 { warning("… \(issues.count - 10) more folder issues") }
         for line in FinetuneOutput.table(run) { say(line) }
         let trainable = run.trainableKeys

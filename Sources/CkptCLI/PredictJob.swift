@@ -31,7 +31,7 @@ struct PredictJob {
         let entry = try c.options.entry()
         let first = try PredictInputs.collect(c.image)
         let second = try PredictInputs.collect(c.image2)
-        for issue in (first.issues + second.issues).prefix(10) { warning(issue.description) }
+        for issue in (first.issues + second.issues).prefix(10) { warning(issue.message) }
         let issueCount = first.issues.count + second.issues.count
         if issueCount > 10 { warning("… \(issueCount - 10) more entries left out") }
         var classNames: [String]?

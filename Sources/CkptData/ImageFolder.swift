@@ -64,6 +64,25 @@ public struct FolderIssue: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         split.isEmpty ? "\(kind.rawValue): \(path)" : "\(kind.rawValue) (\(split)): \(path)"
     }
+
+    /// The issue in words for people: `path: what happened` (with the split when there is one).
+    public var message: String {
+        let what: String
+        switch kind {
+        case .hidden: what = "hidden, left out (torchvision would index it)"
+        case .notAnImage: what = "not an image file, left out (as torchvision does)"
+        case .unsupportedFormat: what = "an image format ckpt does not decode (.tif, .webp), left out"
+        case .emptyClass: what = "a class folder holding no image"
+        case .classMissing: what = "a class with no folder here; its index is kept"
+        case .unknownClass: what = "a class folder not in the class list, left out"
+        case .strayFile: what = "a file beside the class folders, left out (as torchvision does)"
+        case .unreadable: what = "a name that is not UTF-8 or a folder that cannot be listed, left out"
+        case .linkCycle: what = "a link back into a folder being walked, not followed again"
+        case .unpaired: what = "no image or mask of the same name, left out"
+        case .duplicateStem: what = "a second file of the same name stem, left out"
+        }
+        return "\(path)\(split.isEmpty ? "" : " (\(split))"): \(what)"
+    }
 }
 
 /// How to read a folder of class folders.

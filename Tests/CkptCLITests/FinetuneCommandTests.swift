@@ -224,7 +224,7 @@ extension FinetuneCommandTests {
         let stopped = try ckpt(args)
         XCTAssertEqual(stopped.status, 2, stopped.stderr)
         XCTAssertEqual(stopped.stderrLines.map(String.init), [
-            "ckpt: warning: hidden (train): \(data)/train/5/.DS_Store",
+            "ckpt: warning: \(data)/train/5/.DS_Store (train): hidden, left out (torchvision would index it)",
             "ckpt: \(data)/train/6/0000.png: truncated png: the data ends before the image does (libpng: unexpected end of file); nothing written (--skip-bad-images leaves unreadable images out)",
         ])
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("out.pth")))

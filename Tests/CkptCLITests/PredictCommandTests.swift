@@ -141,7 +141,7 @@ final class PredictCommandTests: XCTestCase {
         XCTAssertEqual(stopped.status, 2)
         XCTAssertEqual(stopped.stdout, "")
         XCTAssertEqual(stopped.stderrLines.map(String.init), [
-            "ckpt: warning: notAnImage: \(folder)/README.md",
+            "ckpt: warning: \(folder)/README.md: not an image file, left out (as torchvision does)",
             "ckpt: \(folder)/sub/cut.png: truncated png: the data ends before the image does (libpng: unexpected end of file) (--skip-bad-images leaves unreadable images out)",
         ])
         let skipped = try predict(trained + ["--image", folder, "--skip-bad-images", "--json"])
