@@ -160,6 +160,7 @@ struct TransplantJob {
         if c.dryRun {
             if c.json { CLI.printJSON(report(c, checks: [], casts: [], output: nil)) } else { printPlan(c, checks: [], casts: [], written: nil) }
             try gates(c)
+            if let w = coverageWarning { CLI.printError("warning: " + w) }
             return
         }
         if !c.force, FileManager.default.fileExists(atPath: out) {
@@ -253,10 +254,25 @@ struct TransplantJob {
         } else {
             printPlan(c, checks: checks, casts: casts, written: failed.isEmpty ? out : nil)
         }
+        if let w = coverageWarning { CLI.printError("warning: " + w) }
         if let f = failed.first {
             CLI.printError("\(c.source): transplanted block \(f.block) differs from \(f.source) by \(f.maxAbsDiff.map { String(format: "%.3g", $0) } ?? "?") (> \(TransplantProof.tolerance)); nothing written (--no-verify skips the proof)")
             throw ExitCode(1)
         }
+    }
+
+    /// A line for a plan that leaves most of the target's bytes to fresh or template values the
+    /// user did not ask for (a `--rename` or `--map` typo, the wrong `--key`): the file is still
+    /// written, as torch's non-strict load would be, but the user should look.
+    var coverageWarning: String? {
+        let total = plan.entries.reduce(0) { $0 + $1.spec.byteCount }
+        let unasked = plan.unrequested
+        let uncovered = unasked.reduce(0) { $0 + $1.spec.byteCount }
+        guard total > 0, uncovered * 2 > total else { return nil }
+        let pct = String(format: "%.0f", Double(total - uncovered) * 100 / Double(total))
+        return "only \(pct)% of the target's bytes come from the source or were asked to be re-initialised "
+            + "(\(CLI.plural(unasked.count, "tensor")) of \(plan.entries.count) missing or mismatched); "
+            + "check --map, --rename and --key, or pass --strict to fail instead"
     }
 
     var templatePath: [String] {

@@ -238,6 +238,17 @@ final class TransplantCommandTests: XCTestCase {
 
     // MARK: gates and output handling
 
+    func testARenameThatLeavesMostOfTheTargetUncoveredWarns() throws {
+        let specs = try Self.specs("resnet18")
+        let source = try write(try Self.formula(specs), to: "r18.pth")
+        let typo = try ckpt("transplant", source, "--into", "resnet18", "--rename", "layer(\\d)=blk$1", "-o", path("typo.pth"))
+        XCTAssertEqual(typo.status, 0, typo.stderr)
+        XCTAssertTrue(typo.stderr.contains("ckpt: warning: only 4% of the target's bytes come from the source"), typo.stderr)
+        let fine = try ckpt("transplant", source, "--into", "resnet18", "--num-classes", "5", "-o", path("fine.pth"))
+        XCTAssertEqual(fine.status, 0, fine.stderr)
+        XCTAssertFalse(fine.stderr.contains("warning"), fine.stderr)
+    }
+
     func testGatesDryRunAndOverwriting() throws {
         var specs = try Self.specs("resnet18")
         specs[specs.count - 2].shape = [7, 512]
