@@ -89,27 +89,47 @@ enum BMPDecoder {
             throw DataError(.unsupported, file: file, "bmp compression \(compression)")
         }
         var palette: [UInt8] = []
+        var paletteEntries = 0
         if bits <= 8 {
             guard colors > 0, colors <= 65536 else { throw DataError(.corrupt, file: file, "bmp palette of \(colors) colours") }
-            let bytes = paletteEntry * colors
-            guard cursor >= 0, cursor + bytes <= raw.count else { throw DataError(.truncated, file: file, "bmp palette ends past the file") }
-            // RGB triples of every index a `bits`-bit sample can hold (missing entries black)
+            // RGB triples of every index a `bits`-bit sample can hold; entries the file does not hold
+            // (a palette running past its end, as PIL's short read leaves it) are black
             palette = [UInt8](repeating: 0, count: 3 * max(colors, 1 << bits))
-            for i in 0 ..< colors {
+            let available = max(0, raw.count - cursor)
+            if available < paletteEntry * colors, available % paletteEntry != 0 {
+                throw DataError(.corrupt, file: file, "bmp palette cut off inside an entry (PIL: invalid palette size)")
+            }
+            paletteEntries = min(colors, available / paletteEntry)
+            guard paletteEntries <= 256 else {
+                throw DataError(.corrupt, file: file, "bmp palette of \(paletteEntries) entries (PIL: invalid palette size; at most 256)")
+            }
+            for i in 0 ..< paletteEntries {
                 let e = cursor + i * paletteEntry
                 (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2]) = (raw[e + 2], raw[e + 1], raw[e])
             }
         }
-        // PIL: a palette of grey levels 0, 1, 2 … (or black and white for two colours) opens as "L" ("1")
-        let grey = bits <= 8 && (0 ..< colors).allSatisfy { i in
-            let v = UInt8(colors == 2 ? i * 255 : min(i, 255))
+        // PIL: a palette of grey levels 0, 1, 2 … (or black and white for two colours) opens as "L"
+        // ("1") and its samples are read as levels, not looked up; PIL reads them as 8-bit ("L") or
+        // 1-bit ("1") samples whatever the file's depth, which only those depths survive
+        let grey = bits <= 8 && paletteEntries == colors && (0 ..< colors).allSatisfy { i in
+            let v = UInt8(truncatingIfNeeded: colors == 2 ? i * 255 : i)
             return palette[3 * i] == v && palette[3 * i + 1] == v && palette[3 * i + 2] == v
+        }
+        if grey, bits != (colors <= 2 ? 1 : 8) {
+            throw DataError(.unsupported, file: file, "a \(bits)-bit bmp whose \(colors)-colour palette is grey levels (PIL reads its samples as \(colors <= 2 ? 1 : 8)-bit)")
+        }
+        if grey {
+            // the levels themselves: 1-bit samples 0 and 255, 8-bit ones as stored
+            for i in 0 ..< min(256, palette.count / 3) { (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2]) = (UInt8(i), UInt8(i), UInt8(i)) }
+            if bits == 1 { (palette[3], palette[4], palette[5]) = (255, 255, 255) }
         }
         let rowBytes = ((width * bits + 31) >> 3) & ~3
         var start = dataOffset == 14 + headerSize && bits <= 8 ? dataOffset + paletteEntry * colors : dataOffset
         if dataOffset == 0 { start = cursor + (bits <= 8 ? paletteEntry * colors : 0) }
-        guard start >= 0, start <= raw.count, (raw.count - start) / rowBytes >= height else {
-            throw DataError(.truncated, file: file, "bmp pixel data: \(max(0, raw.count - start)) of \(rowBytes * height) bytes")
+        // the last stored row needs its pixels, not its padding (PIL's raw decoder reads no more)
+        let needed = rowBytes * (height - 1) + (width * bits + 7) / 8
+        guard start >= 0, start <= raw.count, raw.count - start >= needed else {
+            throw DataError(.truncated, file: file, "bmp pixel data: \(max(0, raw.count - start)) of \(needed) bytes")
         }
         var pixels = [UInt8](repeating: 0, count: width * height * 3)
         for y in 0 ..< height {
