@@ -158,16 +158,24 @@ public final class ByteRegion: @unchecked Sendable {
     /// address space gets; tests use it to read every file that way).
     /// - Throws: `TensorError.io` when the file cannot be opened (or, with `whole`, mapped).
     public static func open(path: String, whole: Bool? = nil) throws -> ByteRegion {
+        // O_NONBLOCK: opening a FIFO read-only would otherwise wait for a writer forever; it has no
+        // effect on a regular file's reads
         #if canImport(Glibc)
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         #else
-        let fd = Darwin.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = Darwin.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         #endif
         if fd < 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
         let f = OpenFile(fd: fd, path: path)
         var st = stat()
         if fstat(fd, &st) != 0 { throw TensorError.io(path: path, message: String(cString: strerror(errno))) }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw TensorError.io(path: path, message: "is a directory") }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw TensorError.io(path: path, message: "is a directory")
+        case S_IFIFO: throw TensorError.io(path: path, message: "is a pipe (FIFO): ckpt reads checkpoints from regular files (save the stream to a file first)")
+        case S_IFCHR, S_IFBLK: throw TensorError.io(path: path, message: "is a device, not a regular file")
+        default: throw TensorError.io(path: path, message: "is not a regular file")
+        }
         let size = Int(st.st_size)
         if size == 0 { return ByteRegion(base: nil, count: 0, ownership: .borrowed) }
         if whole != false, let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED {

@@ -96,6 +96,21 @@ final class RealWorldCommandTests: XCTestCase {
         XCTAssertEqual(cpu["needs_map_location"], .bool(false))
     }
 
+    func testAPipeOrADeviceIsRefusedWithoutWaiting() throws {
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-fifo-\(UUID().uuidString).pth").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        defer { unlink(fifo) }
+        // no writer ever opens the FIFO: a blocking open would wait until the timeout kills it (124)
+        for command in ["inspect", "scan"] {
+            let r = try RunCkpt.run([command, fifo], under: "true", seconds: 20)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertTrue(r.stderr.contains("is a pipe (FIFO)"), r.stderr)
+        }
+        let device = try RunCkpt.run(["inspect", "/dev/zero"], under: "true", seconds: 20)
+        XCTAssertEqual(device.status, 2, device.stderr)
+        XCTAssertTrue(device.stderr.contains("/dev/zero: is a device"), device.stderr)
+    }
+
     func testQuantizationParametersAndIntegerTensorsAreBuffers() throws {
         let j = try JSONValue.parse(try ckpt("inspect", "--json", "fixtures/quantized/files/qmodel_per_tensor.pth").stdout)
         let kinds = Dictionary(uniqueKeysWithValues: (j["tensors"]?.arrayValue ?? []).compactMap { t in
