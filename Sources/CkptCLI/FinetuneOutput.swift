@@ -153,6 +153,7 @@ final class FinetuneOutput {
         if let l = m.validationLoss, let a = m.validationAccuracy { line += "  val loss \(loss(l))" + String(format: " acc %.1f%%", a * 100) }
         if let iou = m.validationMeanIoU { line += String(format: " mIoU %.3f", iou) }
         line += "  lr \(CLI.number(m.learningRate))" + String(format: "  %.1f img/s  %.1f s", m.imagesPerSecond, m.seconds)
+        if outcome.fromCachedFeatures { line += " (head on cached features)" }
         if outcome.isBest { line += "  best, saved" }
         say(line)
     }

@@ -39,6 +39,8 @@ public struct EpochOutcome: Sendable {
     public var isBest: Bool
     /// Images left out of training or validation batches this epoch (`skipBadImages`).
     public var skipped: [SkippedImage]
+    /// True when the epoch trained the head on cached features (its throughput is the head's).
+    public var fromCachedFeatures = false
 }
 
 /// The whole of a finished run (the epochs this call trained).
@@ -157,7 +159,7 @@ extension FineTuning {
             totalSeconds += metrics.seconds
             trainSeconds += trainTime
             totalImages += images
-            try onEpoch(EpochOutcome(metrics: metrics, isBest: isBest, skipped: skipped))
+            try onEpoch(EpochOutcome(metrics: metrics, isBest: isBest, skipped: skipped, fromCachedFeatures: cache != nil))
         }
         return FineTuneSummary(epochs: trained, bestEpoch: best?.epoch, seconds: totalSeconds,
                                imagesPerSecond: trainSeconds > 0 ? Double(totalImages) / trainSeconds : 0, steps: steps)
