@@ -175,7 +175,11 @@ struct Finetune: ParsableCommand {
         func names(_ text: String?) -> [String] {
             text.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
         }
-        guard numClasses >= 1 else { throw TrainingError.invalidOption(option: "--num-classes", message: "must be positive, got \(numClasses)") }
+        // torch trains a one-class head without complaint, but its cross-entropy is 0 for every
+        // image: no gradient, nothing learned, 100% accuracy reported
+        guard numClasses >= 2 else {
+            throw TrainingError.invalidOption(option: "--num-classes", message: "must be at least 2 (the cross-entropy of one class is 0 for every image: nothing would train), got \(numClasses)")
+        }
         var o = FineTuneOptions()
         o.mode = try choice(mode, "--mode")
         o.optimizer = try choice(optimizer, "--optimizer")
