@@ -11,7 +11,8 @@ struct Finetune: ParsableCommand {
         discussion: """
             DIR is DIR/train/<class>/* with DIR/val/<class>/* (or validation/, valid/), or one folder of class \
             folders (--val-split holds out a share of each class); classes are sorted by name and must number \
-            --num-classes. For segnet, DIR holds images/ and masks/ (PNG class maps paired by name; or the two under \
+            --num-classes (at least 2); a training class folder without an image is refused, as ImageFolder refuses \
+            it. For segnet, DIR holds images/ and masks/ (PNG class maps paired by name; or the two under \
             train/ and val/), and images2/ with --inputs pair. --weights is fitted to MODEL by the plan forward and transplant use; a head of another \
             class count is re-initialised as transplant does (seeded by --seed); anything else that does not fit \
             stops the command. Before training every loaded tensor is checked against its source and, when \
@@ -19,8 +20,9 @@ struct Finetune: ParsableCommand {
             again; either failing stops the command (--no-verify skips both). What trains: --mode feature-extract \
             (only re-initialised layers, or the head), finetune (everything, or what --train / --freeze / \
             --freeze-first leave), two-stage (the head for --stage1-epochs, then everything at lr x \
-            --unfreeze-lr-factor with a new optimizer). Frozen tensors and the statistics of frozen batch norms are \
-            checked bit for bit after every epoch. Training: ImageFolder + DataLoader as torchvision's \
+            --unfreeze-lr-factor with a new optimizer). A batch norm whose parameters are all frozen runs in eval \
+            mode, so its running statistics stay as loaded (torch's requires_grad=False under model.train() would \
+            still update them); frozen tensors and those statistics are checked bit for bit after every epoch. Training: ImageFolder + DataLoader as torchvision's \
             (RandomResizedCrop + flip, or Resize + CenterCrop with --no-augment), zero_grad, forward, \
             cross-entropy, backward, step; the schedule steps once per epoch; validation in eval mode with \
             Resize(round(S*256/224)) + CenterCrop(S). Without augmentation, where only a head trains (feature extraction, \
