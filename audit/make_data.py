@@ -33,8 +33,21 @@ tv = torchvision.models
 save_model("resnet18", tv.resnet18)
 save_model("resnet34", tv.resnet34)
 if "--big" in sys.argv:
-    save_model("vgg19_bn", tv.vgg19_bn)
-    save_model("vgg19", tv.vgg19)
+    # the seed SegNet's source, as fixtures/surgery/seed_segnet.py makes it non-trivial
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "surgery"))
+    from seed_segnet import nontrivial_vgg19_bn
+    if not os.path.exists(os.path.join(out, "vgg19_bn-pre.pth")):
+        torch.save(nontrivial_vgg19_bn(3).state_dict(), os.path.join(out, "vgg19_bn-pre.pth"))
+
+# Start weights with a 3- and a 2-class head made in torch, so both sides start from equal bits.
+for classes, seed in ((3, 5), (2, 6)):
+    path = os.path.join(out, f"r18_{classes}cls.pth")
+    if not os.path.exists(path):
+        sd = torch.load(os.path.join(out, "resnet18-pre.pth"), weights_only=True)
+        torch.manual_seed(seed)
+        head = tv.resnet18(num_classes=classes).fc
+        sd["fc.weight"], sd["fc.bias"] = head.weight.detach().clone(), head.bias.detach().clone()
+        torch.save(sd, path)
 
 rng = random.Random(0)
 nrng = np.random.default_rng(0)
