@@ -11,7 +11,8 @@ struct Finetune: ParsableCommand {
         discussion: """
             DIR is DIR/train/<class>/* with DIR/val/<class>/* (or validation/, valid/), or one folder of class \
             folders (--val-split holds out a share of each class); classes are sorted by name and must number \
-            --num-classes. For segnet, DIR holds images/ and masks/ (PNG class maps paired by name; or the two under \
+            --num-classes (at least 2); a training class folder without an image is refused, as ImageFolder refuses \
+            it. For segnet, DIR holds images/ and masks/ (PNG class maps paired by name; or the two under \
             train/ and val/), and images2/ with --inputs pair. --weights is fitted to MODEL by the plan forward and transplant use; a head of another \
             class count is re-initialised as transplant does (seeded by --seed); anything else that does not fit \
             stops the command. Before training every loaded tensor is checked against its source and, when \
@@ -180,7 +181,11 @@ struct Finetune: ParsableCommand {
         func names(_ text: String?) -> [String] {
             text.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
         }
-        guard numClasses >= 1 else { throw TrainingError.invalidOption(option: "--num-classes", message: "must be positive, got \(numClasses)") }
+        // torch trains a one-class head without complaint, but its cross-entropy is 0 for every
+        // image: no gradient, nothing learned, 100% accuracy reported
+        guard numClasses >= 2 else {
+            throw TrainingError.invalidOption(option: "--num-classes", message: "must be at least 2 (the cross-entropy of one class is 0 for every image: nothing would train), got \(numClasses)")
+        }
         var o = FineTuneOptions()
         o.mode = try choice(mode, "--mode")
         o.optimizer = try choice(optimizer, "--optimizer")

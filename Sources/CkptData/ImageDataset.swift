@@ -30,8 +30,9 @@ public struct ImageDataset: Sendable {
     ///     for training. Not allowed when `dir` has a validation folder.
     ///   - seed: chooses the validation images of a split folder.
     /// - Throws: `DataError.io` when a folder cannot be listed; `DataError.layout` when there is
-    ///   no class folder or a fraction is given for a dataset that has a validation folder;
-    ///   `DataError.invalidArgument` for a fraction outside [0, 1).
+    ///   no class folder, a class folder of the training images holds no image ckpt reads
+    ///   (torchvision's `FileNotFoundError`), or a fraction is given for a dataset that has a
+    ///   validation folder; `DataError.invalidArgument` for a fraction outside [0, 1).
     public static func load(_ dir: String, validationFraction: Double? = nil, seed: UInt64 = 0,
                             options: FolderOptions = FolderOptions()) throws -> ImageDataset {
         if let f = validationFraction, !(f >= 0 && f < 1) {
@@ -49,6 +50,7 @@ public struct ImageDataset: Sendable {
                 let valClasses = try ImageFolder.classNames(in: valRoot, options: options, split: valName).classes
                 let classes = Array(Set(trainClasses + valClasses)).sorted(by: PathOrder.precedes)
                 let train = try ImageFolder(root: trainRoot, classes: classes, split: "train", options: options)
+                try requireImagesInClassFolders(train.issues)
                 let val = try ImageFolder(root: valRoot, classes: classes, split: valName, options: options)
                 return ImageDataset(classes: classes, train: train.samples, validation: val.samples,
                                     issues: train.issues + val.issues, layout: "train/\(valName) folders")
@@ -60,6 +62,7 @@ public struct ImageDataset: Sendable {
 
     private static func single(_ root: String, split: String, fraction: Double?, seed: UInt64, options: FolderOptions) throws -> ImageDataset {
         let folder = try ImageFolder(root: root, split: split, options: options)
+        try requireImagesInClassFolders(folder.issues)
         guard let fraction, fraction > 0 else {
             return ImageDataset(classes: folder.classes, train: folder.samples, validation: [], issues: folder.issues, layout: "one folder")
         }
@@ -93,6 +96,24 @@ public struct ImageDataset: Sendable {
             if isValidation[i] { validation.append(s) } else { train.append(s) }
         }
         return (train, validation)
+    }
+
+    /// Refuses a training class folder with no image in it, as torchvision's `ImageFolder` does
+    /// (`FileNotFoundError: Found no valid file for the classes …`): its class could never be a
+    /// target. A class with no folder in `train/` (only in `val/`) keeps its index, reported.
+    /// - Throws: `DataError.layout` naming the first such folder and what it held instead.
+    private static func requireImagesInClassFolders(_ issues: [FolderIssue]) throws {
+        guard let empty = issues.first(where: { $0.kind == .emptyClass }) else { return }
+        let inside = issues.filter { $0.path.hasPrefix(empty.path + "/") }
+        let reasons: [(FolderIssue.Kind, String)] = [(.unsupportedFormat, "in formats ckpt does not decode (.tif, .webp)"),
+                                                     (.hidden, "hidden"), (.notAnImage, "not images"), (.unreadable, "unreadable")]
+        let counts = reasons.compactMap { kind, reason -> String? in
+            let n = inside.filter { $0.kind == kind }.count
+            return n == 0 ? nil : "\(n) \(reason)"
+        }
+        let held = counts.isEmpty ? "it holds no file" : "what it holds is left out: " + counts.joined(separator: ", ")
+        throw DataError(.layout, file: empty.path,
+                        "class folder without a training image (\(held)); torchvision's ImageFolder refuses it too: add images or remove the folder")
     }
 
     static func isDirectory(_ path: String) -> Bool {

@@ -80,7 +80,9 @@ public enum ImageDecoder {
 
     /// The whole file, refused before reading when larger than `maximumFileBytes`.
     static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO named `x.jpg` read-only would otherwise wait for a writer
+        // forever (PIL does); it has no effect on a regular file's reads
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             throw DataError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
         }
@@ -90,7 +92,7 @@ public enum ImageDecoder {
             throw DataError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw DataError(.io, file: path, "not a regular file")
+            throw DataError(.io, file: path, "not a regular file (\(fileKind(st.st_mode))): expected an image file")
         }
         let size = Int(st.st_size)
         guard size <= maximumFileBytes else {
@@ -115,6 +117,18 @@ public enum ImageDecoder {
             throw DataError(.io, file: path, "cannot read: \(String(cString: strerror(readError)))")
         }
         return bytes
+    }
+
+    /// What a non-regular file is, for the error that refuses it.
+    static func fileKind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "a folder"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "mode \(String(mode & S_IFMT, radix: 8))"
+        }
     }
 }
 

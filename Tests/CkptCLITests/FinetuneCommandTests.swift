@@ -167,6 +167,7 @@ final class FinetuneCommandTests: XCTestCase {
         let cases: [([String], Int32, String)] = [
             (["--data", path("missing")], 2, "cannot list"),
             (["--num-classes", "4"], 2, "5 class folders (5, 6, 7, 8, 9), --num-classes is 4"),
+            (["--num-classes", "1"], 64, "--num-classes: must be at least 2 (the cross-entropy of one class is 0 for every image: nothing would train), got 1"),
             (["--lr", "0"], 64, "--lr: must be positive and finite, got 0.0"),
             (["--lr=-1"], 64, "--lr: must be positive and finite, got -1.0"),
             (["--train", "model.8,modle.7"], 64, "--train: no module or parameter named 'modle.7'; did you mean model.7?"),

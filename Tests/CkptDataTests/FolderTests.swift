@@ -89,6 +89,32 @@ final class FolderTests: XCTestCase {
         }
     }
 
+    func testATrainingClassFolderWithoutImagesIsRefusedAsImageFolderRefusesIt() throws {
+        // torchvision: FileNotFoundError("Found no valid file for the classes bee. ...")
+        try make(["train/ant/1.jpg", "train/bee/1.webp", "train/bee/notes.txt", "train/bee/.2.jpg", "val/ant/2.jpg"], under: temp)
+        XCTAssertThrowsError(try ImageDataset.load(temp.path)) {
+            XCTAssertEqual(($0 as? DataError)?.kind, .layout)
+            XCTAssertEqual(($0 as? DataError)?.file, temp.path + "/train/bee")
+            XCTAssertEqual(($0 as? DataError)?.message, "class folder without a training image (what it holds is left out: "
+                + "1 in formats ckpt does not decode (.tif, .webp), 1 hidden, 1 not images); "
+                + "torchvision's ImageFolder refuses it too: add images or remove the folder")
+        }
+        let one = temp.appendingPathComponent("one")
+        try make(["a/1.jpg", "a/2.jpg", "b/1.png", "c/sub/"], under: one)
+        for fraction in [nil, 0.5] {
+            XCTAssertThrowsError(try ImageDataset.load(one.path, validationFraction: fraction)) {
+                XCTAssertEqual(($0 as? DataError)?.file, one.path + "/c")
+                XCTAssertTrue("\($0)".contains("(it holds no file)"), "\($0)")
+            }
+        }
+        // an empty class folder in val/ only is reported, as a class missing there is
+        let valOnly = temp.appendingPathComponent("valonly")
+        try make(["train/ant/1.jpg", "train/bee/1.jpg", "val/ant/2.jpg", "val/bee/"], under: valOnly)
+        let ds = try ImageDataset.load(valOnly.path)
+        XCTAssertEqual(ds.train.map(\.classIndex), [0, 1])
+        XCTAssertEqual(ds.issues, [FolderIssue(.emptyClass, path: valOnly.path + "/val/bee", split: "val")])
+    }
+
     func testAClassOnlyInValStillGetsItsIndex() throws {
         try make(["train/ant/1.jpg", "train/cat/1.jpg", "validation/bee/1.jpg"], under: temp)
         let ds = try ImageDataset.load(temp.path)

@@ -115,6 +115,31 @@ final class HostileImageTests: XCTestCase {
         }
         XCTAssertThrowsError(try ImageDecoder.decode(contentsOf: DataFixtures.path("images"))) {
             XCTAssertEqual(($0 as? DataError)?.kind, .io)
+            XCTAssertEqual(($0 as? DataError)?.message, "not a regular file (a folder): expected an image file")
+        }
+        XCTAssertThrowsError(try ImageDecoder.decode(contentsOf: "/dev/zero")) {
+            XCTAssertEqual(($0 as? DataError)?.message, "not a regular file (a character device): expected an image file")
         }
     }
+
+    func testAFIFONamedLikeAnImageIsRefusedWithoutWaitingForAWriter() throws {
+        // PIL's Image.open blocks here until something writes to the FIFO; ckpt must not hang
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-fifo-\(UUID().uuidString).jpg").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        defer { unlink(fifo) }
+        let done = expectation(description: "decode returned")
+        let result = UnsafeSendableBox<DataError?>(nil)
+        Thread.detachNewThread {
+            do { _ = try ImageDecoder.decode(contentsOf: fifo) } catch { result.value = error as? DataError }
+            done.fulfill()
+        }
+        wait(for: [done], timeout: 10)
+        XCTAssertEqual(result.value, DataError(.io, file: fifo, "not a regular file (a FIFO): expected an image file"))
+    }
+}
+
+/// A value a detached thread hands back to the test after an expectation is fulfilled.
+private final class UnsafeSendableBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
 }
