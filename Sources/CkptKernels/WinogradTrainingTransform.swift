@@ -12,8 +12,15 @@ extension Winograd4x4 {
     /// matrices (38 MB a layer, cached by the layer) raised peak RSS by ~120 MB, and at 512 pixels
     /// segnet's 128-channel 16×16 layers at batch 2 took it and three AdamW steps of the segnet
     /// golden (`OptimizerStepGoldenTests`) left torch's bound (F(4×4) rounds more than the direct product).
+    /// 64-channel layers take it from 16384 pixels (1024 tiles): ResNet-18's layer1 at batch 16
+    /// (50176), SegNet's 160×160 layers at batch 4 (102400); their rounding is that of the 128- and
+    /// 256-channel layers (about 5e-6 of the largest output). Smaller planes stay direct: at 2048
+    /// pixels three AdamW steps of the segnet golden (64-channel 32×32 layers at batch 2, batch
+    /// statistics over 2048 values a channel) left torch's bound with them on F(4×4).
     public static func paysForTrainingTransform(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
-        isFaster(g, images: images, height: height, width: width) && images * height * width >= 2048
+        let pixels = images * height * width
+        return isFaster(g, images: images, height: height, width: width) && pixels >= 2048
+            || Winograd.isApplicable(g) && g.inputChannels >= 64 && g.outputChannels >= 64 && pixels >= 16384
     }
 
     /// `paysForTrainingTransform` for a stride-1 convolution's input gradient (`conv2d(dY, W')`,
@@ -21,10 +28,10 @@ extension Winograd4x4 {
     /// rather than 128: ResNet-18's layer1 at batch 16 (50176 pixels), 42 → 25 ms of CPU per
     /// layer. Its rounding there is that of the 128- and 256-channel layers already on F(4×4)
     /// (about 5e-6 of the largest output against 4e-7 for the direct product, at 64 channels as
-    /// at 128). Those layers' forward stays on the direct product: on F(4×4) its rounding reaches
-    /// every later activation, and three AdamW steps of the segnet golden (64-channel 32×32
-    /// layers at batch 2, 2048 pixels) left torch's bound; with only `dInput` on F(4×4) every
-    /// training golden holds.
+    /// at 128). Below 16384 pixels those layers' forward stays on the direct product
+    /// (`paysForTrainingTransform`): on F(4×4) its rounding reaches every later activation, and
+    /// three AdamW steps of the segnet golden (64-channel 32×32 layers at batch 2, 2048 pixels)
+    /// left torch's bound; with only `dInput` on F(4×4) there every training golden holds.
     public static func paysForInputGradientTransform(_ g: Conv2dGeometry, images: Int, height: Int, width: Int) -> Bool {
         Winograd.isApplicable(g) && g.inputChannels >= 64 && g.outputChannels >= 64 && images * height * width >= 2048
             && !(Microkernel.isEnabled && hasFewTiles(g, images: images, height: height, width: width))

@@ -44,12 +44,12 @@ final class WinogradTrainingTransformTests: XCTestCase {
         XCTAssertThrowsError(try Winograd4x4.trainingTransform(weight: try rng.tensor([4, 4, 5, 5], scale: 1)))
     }
 
-    /// Which resnet18 layers a training step at batch 16 runs on F(4×4): layer2 and layer3 (12544
-    /// and 3136 output pixels), not layer4 (784) nor the 64-channel layer1, nor segnet's 128-channel
-    /// 16×16 layers at batch 2 (the training goldens' size: 512 pixels).
-    func testTrainingStepTakesWinogradFromLayer2() {
+    /// Which resnet18 layers a training step at batch 16 runs on F(4×4): layer1, layer2 and layer3
+    /// (50176, 12544 and 3136 output pixels), not layer4 (784), nor segnet's 128-channel 16×16
+    /// layers at batch 2 (the training goldens' size: 512 pixels).
+    func testTrainingStepTakesWinogradFromLayer1() {
         let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 16, height: 56, width: 56))
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(64), images: 16, height: 56, width: 56))
         XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(128), images: 16, height: 28, width: 28))
         XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(256), images: 16, height: 14, width: 14))
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(512), images: 16, height: 7, width: 7))
@@ -60,12 +60,45 @@ final class WinogradTrainingTransformTests: XCTestCase {
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(strided, images: 16, height: 28, width: 28))
     }
 
-    /// The input gradient of a 64-channel stride-1 layer (resnet18's layer1) takes F(4×4) where its
-    /// forward does not, and stays within 1e-5 of the exact `conv2d(dY, W')` in Double.
+    /// A 64-channel layer's training forward takes F(4×4) from 16384 pixels (segnet's 160×160
+    /// layers at batch 4, resnet18's layer1 at batch 16), not on the segnet golden's 32×32 planes at
+    /// batch 2 nor on 32 channels, and stays within 1e-5 of the exact convolution in Double, as the
+    /// 128-channel layers do.
+    func testTrainingForwardTakesWinogradFrom64ChannelsOnLargePlanes() throws {
+        let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(64), images: 4, height: 160, width: 160))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 2, height: 32, width: 32))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 3, height: 64, width: 64))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(32), images: 16, height: 56, width: 56))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(Conv2dGeometry(inputChannels: 64, outputChannels: 64, kernelSize: 3,
+                                                                           stride: 2, padding: 1), images: 16, height: 56, width: 56))
+
+        var rng = SplitMix64(seed: 0x9a7)
+        let g = layer(64)
+        let (n, h, w) = (1, 128, 128)  // 16384 pixels
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(g, images: n, height: h, width: w))
+        let x = try rng.tensor([n, 64, h, w], scale: 1)
+        let weight = try rng.tensor(g.convolutionWeightShape, scale: 1 / Float(9 * 64).squareRoot())
+        let y = try Winograd4x4.forward(x, weights: try Winograd4x4.trainingTransform(weight: weight), bias: nil, geometry: g)
+        // every 11th output (a debug build's Double reference of all 1M outputs takes too long)
+        let ref = ConvolutionReference(g, images: n, height: h, width: w)
+        let (xs, ws) = (x.doubles, weight.doubles)
+        let reference = xs.withUnsafeBufferPointer { xp in
+            ws.withUnsafeBufferPointer { wp in
+                Dictionary(uniqueKeysWithValues: stride(from: 0, to: ref.outputCount, by: 11).map {
+                    ($0, ref.output(xp.baseAddress!, wp.baseAddress!, nil, $0))
+                })
+            }
+        }
+        FiniteDifference.checkForward("64-channel training forward on F(4×4)", kernel: y, reference: reference,
+                                      shape: [n, 64, h, w], tolerance: 1e-5)
+    }
+
+    /// The input gradient of a 64-channel stride-1 layer (resnet18's layer1) takes F(4×4), and stays
+    /// within 1e-5 of the exact `conv2d(dY, W')` in Double.
     func testInputGradientTakesWinogradFrom64Channels() throws {
         let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
         XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(layer(64), images: 16, height: 56, width: 56))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 16, height: 56, width: 56))
         XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(layer(128), images: 16, height: 28, width: 28))
         XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(32), images: 16, height: 56, width: 56))
         XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(64), images: 4, height: 10, width: 10))
