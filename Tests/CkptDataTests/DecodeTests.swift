@@ -26,18 +26,22 @@ final class DecodeTests: XCTestCase {
         }
     }
 
-    func testBrokenNetpbmFilesAreOneLineErrors() throws {
-        func kind(_ text: String, _ tail: [UInt8] = []) -> DataError.Kind? {
-            do {
-                _ = try ImageDecoder.decode(Array(text.utf8) + tail, file: "x.ppm")
-                return nil
-            } catch let e as DataError {
-                XCTAssertTrue(e.description.contains("x.ppm"), e.description)
-                return e.kind
-            } catch {
-                return nil
-            }
+    /// The kind of the `DataError` decoding `bytes` (named `file`) throws, checking that its line
+    /// names the file; nil when it decodes or throws anything else.
+    private func errorKind(_ bytes: [UInt8], file: String) -> DataError.Kind? {
+        do {
+            _ = try ImageDecoder.decode(bytes, file: file)
+            return nil
+        } catch let e as DataError {
+            XCTAssertTrue(e.description.contains(file), e.description)
+            return e.kind
+        } catch {
+            return nil
         }
+    }
+
+    func testBrokenNetpbmFilesAreOneLineErrors() throws {
+        func kind(_ text: String, _ tail: [UInt8] = []) -> DataError.Kind? { errorKind(Array(text.utf8) + tail, file: "x.ppm") }
         XCTAssertEqual(kind("P6\n2 2\n255\n", [1, 2, 3]), .truncated)
         XCTAssertEqual(kind("P5\n2 2\n65535\n", [0, 1, 0, 2, 0, 3]), .truncated, "two bytes a sample above 255")
         XCTAssertEqual(kind("P6\n2 2\n"), .truncated)
@@ -56,17 +60,7 @@ final class DecodeTests: XCTestCase {
 
     func testBrokenOrUnreadBMPFilesAreOneLineErrors() throws {
         let good = try Data(contentsOf: URL(fileURLWithPath: DataFixtures.path("images/bmp_24.bmp")))
-        func kind(_ bytes: [UInt8]) -> DataError.Kind? {
-            do {
-                _ = try ImageDecoder.decode(bytes, file: "x.bmp")
-                return nil
-            } catch let e as DataError {
-                XCTAssertTrue(e.description.contains("x.bmp"), e.description)
-                return e.kind
-            } catch {
-                return nil
-            }
-        }
+        func kind(_ bytes: [UInt8]) -> DataError.Kind? { errorKind(bytes, file: "x.bmp") }
         func patched(_ offset: Int, _ value: UInt32) -> [UInt8] {
             var b = [UInt8](good)
             for i in 0 ..< 4 { b[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
