@@ -1,4 +1,5 @@
 import ArgumentParser
+import CkptData
 import CkptFormat
 import CkptKernels
 import CkptSurgery
@@ -63,7 +64,7 @@ struct TransplantJob {
         let target: TransplantTarget
         var specs: [ParameterSpec]
         var recipeNote: String?
-        let labels = c.keepClasses.count == 2 ? (try readLabels(c.keepClasses[0]), try readLabels(c.keepClasses[1])) : nil
+        let labels = c.keepClasses.count == 2 ? (try ClassLabels.read(contentsOf: c.keepClasses[0]), try ClassLabels.read(contentsOf: c.keepClasses[1])) : nil
         if let entry = try? Zoo.entry(named: c.into) {
             let n = try c.numClasses ?? labels?.1.count ?? inferClasses(entry.name, from: sourceState) ?? entry.defaultClassCount
             target = .zoo(name: entry.name, numClasses: n)
@@ -141,13 +142,6 @@ struct TransplantJob {
         let specs = try Zoo.specification(model).parameterSpecs
         let heads = Set(try Zoo.headKeys(model))
         return ModelFitting.classCount(head: specs.filter { heads.contains($0.key) }, in: source)
-    }
-
-    static func readLabels(_ path: String) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw FormatError(.io, file: path, "cannot read the label list")
-        }
-        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// Applies the plan, proves it, checks the gates, writes the output and the plan file.

@@ -126,7 +126,8 @@ final class TransplantCommandTests: XCTestCase {
         specs[specs.count - 1].shape = [4]
         let weights = try Self.formula(specs)
         let source = try write(weights, to: "four.pth")
-        try "cat\ndog\nfox\nowl\n".write(toFile: path("old.txt"), atomically: true, encoding: .utf8)
+        // a byte-order mark and CRLF line ends, as Windows editors write them: read as predict reads labels
+        try "\u{FEFF}cat\r\ndog\r\nfox\r\nowl\r\n".write(toFile: path("old.txt"), atomically: true, encoding: .utf8)
         try "owl\ncat\nbee\n".write(toFile: path("new.txt"), atomically: true, encoding: .utf8)
         let out = path("three.pth")
         let r = try ckpt("transplant", source, "--into", "resnet18", "--keep-classes", path("old.txt"), path("new.txt"), "-o", out)
@@ -147,6 +148,10 @@ final class TransplantCommandTests: XCTestCase {
         XCTAssertEqual(bad.status, 2)
         XCTAssertEqual(bad.stderrLines, ["ckpt: --keep-classes: 2 old labels for a source head of 4 classes (fc.weight), 3 new labels for a target head of 3 (fc.weight)"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("bad.pth")))
+        try "\n\n".write(toFile: path("empty.txt"), atomically: true, encoding: .utf8)
+        let empty = try ckpt("transplant", source, "--into", "resnet18", "--keep-classes", path("empty.txt"), path("new.txt"), "-o", path("bad.pth"))
+        XCTAssertEqual(empty.status, 2)
+        XCTAssertEqual(empty.stderrLines, ["ckpt: \(path("empty.txt")): no label: expected one class name per line"])
     }
 
     func testInputChannelsAdaptTheFirstConvolution() throws {
