@@ -97,7 +97,7 @@ struct ShiftedLayout {
     /// Every phase plane of channel plane `src` (`height × width`) of image `image`, zero-padded,
     /// into channel `dst`'s planes.
     func copy(_ src: UnsafePointer<Float>, image: Int, into dst: UnsafeMutablePointer<Float>) {
-        let (h, w) = (rows.extent, columns.extent)
+        let w = columns.extent
         for (pi, a) in rows.phases.enumerated() {
             for (pj, b) in columns.phases.enumerated() {
                 let plane = dst + (pi * columns.phases.count + pj) * phaseStride + image * paddedPlane

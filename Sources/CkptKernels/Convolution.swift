@@ -37,7 +37,7 @@ public enum Convolution {
         _ input: DenseTensor, weight: DenseTensor, bias: DenseTensor?,
         geometry g: Conv2dGeometry, epilogue: Epilogue = .none, packed: PackedWeights? = nil, residual: DenseTensor? = nil
     ) throws -> DenseTensor {
-        let (n, c, h, w) = try g.checkOperands("conv2d", input: input, weight: weight, bias: bias, transposed: false)
+        let (n, _, h, w) = try g.checkOperands("conv2d", input: input, weight: weight, bias: bias, transposed: false)
         let (oh, ow) = try g.convolutionOutputSize(height: h, width: w)
         try checkResidual(residual, "conv2d", shape: [n, g.outputChannels, oh, ow])
         return try withResidual(residual) { r in

@@ -166,7 +166,7 @@ struct StreamFile {
     }
 
     private func write(to path: String) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         for (o, b) in pieces {
             try h.seek(toOffset: UInt64(o))
