@@ -185,7 +185,7 @@ extension TransplantJob {
         ]
         switch target {
         case let .zoo(name, n): head.append(("target", .object([("model", .string(name)), ("num_classes", .int(n))])))
-        case let .template(p): head.append(("target", .object([("template", .string(p))])))
+        case let .template(p, _): head.append(("target", .object([("template", .string(p))])))
         }
         head += [("seed", .number(JSONNumber(c.seed))), ("dtype", .string(c.dtype)),
                  ("auto_proposals", .array(proposals.map { .object([("flag", .string($0.flag)), ("confidence", .double(confidence($0)))]) }))]

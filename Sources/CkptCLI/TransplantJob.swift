@@ -11,12 +11,13 @@ import Foundation
 /// The target of a transplant: a zoo model or a template state dict.
 enum TransplantTarget {
     case zoo(name: String, numClasses: Int)
-    case template(path: String)
+    /// A state dict file and its tensors by key (the values uncovered keys keep).
+    case template(path: String, values: [String: Tensor])
 
     var name: String {
         switch self {
         case let .zoo(name, n): return "\(name) (\(n) classes)"
-        case let .template(path): return "template \(path)"
+        case let .template(path, _): return "template \(path)"
         }
     }
 }
@@ -83,8 +84,8 @@ struct TransplantJob {
             }
             let t = KeyAnalysis.locateStateDict(try CLI.load(c.into, c.read)).stateDict
             guard !t.isEmpty else { throw SurgeryError(.emptySource, "\(c.into): the template holds no tensors") }
-            target = .template(path: c.into)
             let byKey = Dictionary(t.map { ($0.key, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+            target = .template(path: c.into, values: byKey)
             specs = t.map { ParameterSpec(key: $0.key, shape: $0.tensor.shape, dtype: $0.tensor.dtype,
                                           role: KeyAnalysis.role(of: $0.key, $0.tensor, tensorNamed: { byKey[$0] })) }
             options.headKeys = Set(TemplateInitialization.headKeys(specs))
@@ -208,11 +209,9 @@ struct TransplantJob {
                 for spec in needed where initial[spec.key]?.shape != spec.shape {
                     initial[spec.key] = try TemplateInitialization.values(for: [spec], among: specs, seed: c.seed)[spec.key]
                 }
-            case let .template(path):
+            case let .template(_, own):
                 // the template's own tensor where it fits (a widened first conv does not, and one
                 // the user asked to re-initialise is not taken): PyTorch's layer defaults otherwise
-                let own = Dictionary(KeyAnalysis.locateStateDict(try CLI.load(path, c.read)).stateDict.map { ($0.key, $0.tensor) },
-                                     uniquingKeysWith: { a, _ in a })
                 let kept = Set(plan.entries.filter { plan.keepsTargetValue($0) }.map(\.spec.key))
                 var fresh: [ParameterSpec] = []
                 for spec in needed {
@@ -270,7 +269,7 @@ struct TransplantJob {
     }
 
     var templatePath: [String] {
-        if case let .template(p) = target { return [p] }
+        if case let .template(p, _) = target { return [p] }
         return []
     }
 

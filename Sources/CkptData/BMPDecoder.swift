@@ -131,18 +131,18 @@ enum BMPDecoder {
         guard start >= 0, start <= raw.count, raw.count - start >= needed else {
             throw DataError(.truncated, file: file, "bmp pixel data: \(max(0, raw.count - start)) of \(needed) bytes")
         }
-        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        // grey palettes give one channel (PIL's "L" / "1"), everything else three
+        let channels = grey ? 1 : 3
+        var pixels = [UInt8](repeating: 0, count: width * height * channels)
         for y in 0 ..< height {
             let row = start + (topDown ? y : height - 1 - y) * rowBytes
             for x in 0 ..< width {
-                let o = 3 * (y * width + x)
+                let o = channels * (y * width + x)
                 switch bits {
                 case 1, 4, 8:
                     let bit = x * bits
                     let index = Int(raw[row + bit / 8] >> UInt8(8 - bits - bit % 8)) & ((1 << bits) - 1)
-                    pixels[o] = palette[3 * index]
-                    pixels[o + 1] = palette[3 * index + 1]
-                    pixels[o + 2] = palette[3 * index + 2]
+                    for k in 0 ..< channels { pixels[o + k] = palette[3 * index + k] }
                 case 16:
                     let v = Int(raw[row + 2 * x]) | Int(raw[row + 2 * x + 1]) << 8
                     let (bShift, bMax, gShift, gMax, rShift, rMax) = fields16
@@ -160,12 +160,7 @@ enum BMPDecoder {
         }
         let alpha = compression == 3 && bits == 32 && (masks?[3] != 0 || masks == [0, 0, 0, 0])
         let mode = grey ? (colors <= 2 ? "1" : "L") : (bits <= 8 ? "P" : (alpha ? "RGBA" : "RGB"))
-        if grey {
-            let levels = stride(from: 0, to: pixels.count, by: 3).map { pixels[$0] }
-            return DecodedImage(image: try RasterImage(width: width, height: height, channels: 1, pixels: levels),
-                                format: .bmp, mode: mode, warnings: [])
-        }
-        let image = try RasterImage(width: width, height: height, channels: 3, pixels: pixels)
+        let image = try RasterImage(width: width, height: height, channels: channels, pixels: pixels)
         return DecodedImage(image: image, format: .bmp, mode: mode, warnings: [])
     }
 }

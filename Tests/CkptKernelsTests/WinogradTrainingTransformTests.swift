@@ -7,6 +7,11 @@ import XCTest
 /// caches: bit for bit, on channel-pair counts that leave every remainder of the eight-pair
 /// vectors and are large enough to be dealt to both cores (512×512 as in resnet's layer4).
 final class WinogradTrainingTransformTests: XCTestCase {
+    /// A 3×3 stride-1 padding-1 layer of `c` channels in and out (ResNet's and SegNet's).
+    private func squareLayer(_ c: Int) -> Conv2dGeometry {
+        Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1)
+    }
+
     func testTrainingTransformEqualsTransformBitForBit() throws {
         for (i, (cout, cin)) in [(1, 1), (3, 5), (7, 9), (16, 8), (130, 129), (512, 512)].enumerated() {
             var rng = SplitMix64(seed: 0x9a4 + UInt64(i))
@@ -48,14 +53,13 @@ final class WinogradTrainingTransformTests: XCTestCase {
     /// (50176, 12544 and 3136 output pixels), not layer4 (784), nor segnet's 128-channel 16×16
     /// layers at batch 2 (the training goldens' size: 512 pixels).
     func testTrainingStepTakesWinogradFromLayer1() {
-        let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
-        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(64), images: 16, height: 56, width: 56))
-        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(128), images: 16, height: 28, width: 28))
-        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(256), images: 16, height: 14, width: 14))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(512), images: 16, height: 7, width: 7))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(256), images: 8, height: 14, width: 14))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(512), images: 8, height: 7, width: 7))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(128), images: 2, height: 16, width: 16))
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(squareLayer(64), images: 16, height: 56, width: 56))
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(squareLayer(128), images: 16, height: 28, width: 28))
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(squareLayer(256), images: 16, height: 14, width: 14))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(squareLayer(512), images: 16, height: 7, width: 7))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(squareLayer(256), images: 8, height: 14, width: 14))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(squareLayer(512), images: 8, height: 7, width: 7))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(squareLayer(128), images: 2, height: 16, width: 16))
         let strided = Conv2dGeometry(inputChannels: 256, outputChannels: 256, kernelSize: 3, stride: 2, padding: 1)
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(strided, images: 16, height: 28, width: 28))
     }
@@ -65,16 +69,15 @@ final class WinogradTrainingTransformTests: XCTestCase {
     /// batch 2 nor on 32 channels, and stays within 1e-5 of the exact convolution in Double, as the
     /// 128-channel layers do.
     func testTrainingForwardTakesWinogradFrom64ChannelsOnLargePlanes() throws {
-        let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
-        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(layer(64), images: 4, height: 160, width: 160))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 2, height: 32, width: 32))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(64), images: 3, height: 64, width: 64))
-        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(layer(32), images: 16, height: 56, width: 56))
+        XCTAssertTrue(Winograd4x4.paysForTrainingTransform(squareLayer(64), images: 4, height: 160, width: 160))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(squareLayer(64), images: 2, height: 32, width: 32))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(squareLayer(64), images: 3, height: 64, width: 64))
+        XCTAssertFalse(Winograd4x4.paysForTrainingTransform(squareLayer(32), images: 16, height: 56, width: 56))
         XCTAssertFalse(Winograd4x4.paysForTrainingTransform(Conv2dGeometry(inputChannels: 64, outputChannels: 64, kernelSize: 3,
                                                                            stride: 2, padding: 1), images: 16, height: 56, width: 56))
 
         var rng = SplitMix64(seed: 0x9a7)
-        let g = layer(64)
+        let g = squareLayer(64)
         let (n, h, w) = (1, 128, 128)  // 16384 pixels
         XCTAssertTrue(Winograd4x4.paysForTrainingTransform(g, images: n, height: h, width: w))
         let x = try rng.tensor([n, 64, h, w], scale: 1)
@@ -97,15 +100,14 @@ final class WinogradTrainingTransformTests: XCTestCase {
     /// The input gradient of a 64-channel stride-1 layer (resnet18's layer1) takes F(4×4), and stays
     /// within 1e-5 of the exact `conv2d(dY, W')` in Double.
     func testInputGradientTakesWinogradFrom64Channels() throws {
-        let layer = { (c: Int) in Conv2dGeometry(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1) }
-        XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(layer(64), images: 16, height: 56, width: 56))
-        XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(layer(128), images: 16, height: 28, width: 28))
-        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(32), images: 16, height: 56, width: 56))
-        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(64), images: 4, height: 10, width: 10))
-        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(layer(512), images: 16, height: 7, width: 7))
+        XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(squareLayer(64), images: 16, height: 56, width: 56))
+        XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(squareLayer(128), images: 16, height: 28, width: 28))
+        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(squareLayer(32), images: 16, height: 56, width: 56))
+        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(squareLayer(64), images: 4, height: 10, width: 10))
+        XCTAssertFalse(Winograd4x4.paysForInputGradientTransform(squareLayer(512), images: 16, height: 7, width: 7))
 
         var rng = SplitMix64(seed: 0x9a6)
-        let g = layer(64)
+        let g = squareLayer(64)
         let (n, h, w) = (1, 48, 48)  // 2304 pixels
         XCTAssertTrue(Winograd4x4.paysForInputGradientTransform(g, images: n, height: h, width: w))
         let x = try rng.tensor([n, 64, h, w], scale: 1)
